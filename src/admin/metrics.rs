@@ -1,0 +1,180 @@
+//! Counters the data path bumps and `/metrics` renders in Prometheus text format.
+//!
+//! Plain atomics: recording a metric on the hot path is one relaxed add, and nothing here
+//! allocates per request.
+
+use crate::proxy::answers::ErrorCode;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+const UPSTREAM_ERROR_CODES: [ErrorCode; 5] = [
+    ErrorCode::UpstreamRefused,
+    ErrorCode::UpstreamDns,
+    ErrorCode::UpstreamTls,
+    ErrorCode::UpstreamTimeout,
+    ErrorCode::UpstreamFailed,
+];
+
+/// Process-wide counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests_http: AtomicU64,
+    requests_https: AtomicU64,
+    auth_failures: AtomicU64,
+    connects_intercepted: AtomicU64,
+    connects_tunnelled: AtomicU64,
+    connects_refused: AtomicU64,
+    connections_open: AtomicI64,
+    upstream_errors: [AtomicU64; UPSTREAM_ERROR_CODES.len()],
+}
+
+impl Metrics {
+    pub fn request(&self, https: bool) {
+        let counter = if https {
+            &self.requests_https
+        } else {
+            &self.requests_http
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn intercepted_connect(&self) {
+        self.connects_intercepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn tunnelled_connect(&self) {
+        self.connects_tunnelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused_connect(&self) {
+        self.connects_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn upstream_error(&self, code: ErrorCode) {
+        if let Some(index) = UPSTREAM_ERROR_CODES.iter().position(|c| *c == code) {
+            self.upstream_errors[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition, with the leaf-cache figures passed in.
+    pub fn render(&self, leaves: LeafFigures) -> String {
+        let mut out = String::with_capacity(2048);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "purser_requests_total",
+            "counter",
+            "Requests forwarded, by scheme.",
+        );
+        let _ = writeln!(
+            out,
+            "purser_requests_total{{scheme=\"http\"}} {}",
+            load(&self.requests_http)
+        );
+        let _ = writeln!(
+            out,
+            "purser_requests_total{{scheme=\"https\"}} {}",
+            load(&self.requests_https)
+        );
+        single(
+            &mut out,
+            "purser_proxy_auth_failures_total",
+            "counter",
+            "Requests refused with 407.",
+            load(&self.auth_failures),
+        );
+        family(
+            &mut out,
+            "purser_connects_total",
+            "counter",
+            "CONNECT requests, by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "purser_connects_total{{outcome=\"intercepted\"}} {}",
+            load(&self.connects_intercepted)
+        );
+        let _ = writeln!(
+            out,
+            "purser_connects_total{{outcome=\"tunnelled\"}} {}",
+            load(&self.connects_tunnelled)
+        );
+        let _ = writeln!(
+            out,
+            "purser_connects_total{{outcome=\"refused\"}} {}",
+            load(&self.connects_refused)
+        );
+        single(
+            &mut out,
+            "purser_agent_connections_open",
+            "gauge",
+            "Agent connections open now.",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        family(
+            &mut out,
+            "purser_upstream_errors_total",
+            "counter",
+            "Upstream failures, by reason.",
+        );
+        for (code, counter) in UPSTREAM_ERROR_CODES.iter().zip(&self.upstream_errors) {
+            let _ = writeln!(
+                out,
+                "purser_upstream_errors_total{{reason=\"{}\"}} {}",
+                code.as_str(),
+                load(counter)
+            );
+        }
+        single(
+            &mut out,
+            "purser_leaf_certs_minted_total",
+            "counter",
+            "Interception certificates minted.",
+            leaves.minted,
+        );
+        single(
+            &mut out,
+            "purser_leaf_cache_hits_total",
+            "counter",
+            "Interception certificates served from the cache.",
+            leaves.hits,
+        );
+        single(
+            &mut out,
+            "purser_leaf_cache_entries",
+            "gauge",
+            "Hosts with a cached interception certificate.",
+            leaves.entries,
+        );
+        out
+    }
+}
+
+/// Leaf-cache figures, read from the cache at render time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeafFigures {
+    pub minted: u64,
+    pub hits: u64,
+    pub entries: u64,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}

@@ -1,0 +1,135 @@
+//! Wiring a running Purser together: policy, CA, upstream client, listeners, signals.
+//!
+//! `SIGHUP` reloads the policy (a bad file keeps the old one); `SIGTERM` or `SIGINT`
+//! stops accepting, lets in-flight requests finish for up to the drain timeout, and exits.
+
+use crate::admin::{self, metrics::Metrics, AdminState};
+use crate::policy::{Policy, PolicyError, PolicyStore};
+use crate::proxy::ca::{CaError, CertificateAuthority};
+use crate::proxy::leaf_cache::LeafCache;
+use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
+use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Everything `purser run` needs to start.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub policy: PathBuf,
+    pub ca_dir: PathBuf,
+    pub trace_log: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    pub proxy: ProxySettings,
+    pub upstream: UpstreamSettings,
+}
+
+/// Why Purser could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("CA: {0}")]
+    Ca(#[from] CaError),
+    #[error("{0}")]
+    Upstream(#[from] UpstreamSetupError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("refusing to serve the admin API on {0} without a token: set --admin-token or PURSER_ADMIN_TOKEN, or listen on loopback")]
+    AdminWithoutToken(SocketAddr),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs Purser until `SIGTERM`/`SIGINT`.
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    if !config.admin_listen.ip().is_loopback() && config.admin_token.is_none() {
+        return Err(RunError::AdminWithoutToken(config.admin_listen));
+    }
+    let policy = Policy::load(&config.policy)?;
+    tracing::info!(policy = %config.policy.display(), digest = %&policy.digest[..12], "policy loaded");
+    let (ca, created) = CertificateAuthority::load_or_create(&config.ca_dir)?;
+    if created {
+        tracing::info!(cert = %ca.cert_path().display(), "created a new interception CA");
+        crate::cli::ca::write_agent_bundle(&ca);
+    }
+    let upstream = Upstream::new(config.upstream_ca.as_deref(), config.upstream.clone())?;
+    let proxy_listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let proxy_address = local_address(&proxy_listener, config.listen);
+    let admin_address = local_address(&admin_listener, config.admin_listen);
+    let (trigger, shutdown) = shutdown::channel();
+    let state = Arc::new(ProxyState {
+        policy: Arc::new(PolicyStore::new(policy)),
+        leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
+        upstream,
+        metrics: Arc::new(Metrics::default()),
+        settings: config.proxy.clone(),
+        own_addresses: vec![proxy_address, admin_address],
+        shutdown,
+    });
+    let admin_state = Arc::new(AdminState {
+        proxy: state.clone(),
+        token: config.admin_token.clone(),
+    });
+    let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let proxy_task = tokio::spawn(server::serve(proxy_listener, state.clone()));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    announce(proxy_address, admin_address, &state);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&state),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!(open = state.shutdown.open_connections(), "draining");
+    let drained = tokio::time::timeout(config.proxy.drain_timeout, trigger.drain()).await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = state.shutdown.open_connections(),
+            "drain timeout reached; closing the rest"
+        );
+    }
+    proxy_task.abort();
+    admin_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload(state: &ProxyState) {
+    match state.policy.reload() {
+        Ok(policy) => tracing::info!(digest = %&policy.digest[..12], "policy reloaded"),
+        Err(error) => tracing::error!(%error, "policy reload failed; keeping the previous policy"),
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Bind { address, source })
+}
+
+fn local_address(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
+}
+
+/// Tells the operator (and test harnesses, which read stdout) where Purser listens.
+fn announce(proxy: SocketAddr, admin: SocketAddr, state: &ProxyState) {
+    println!(
+        "purser {} listening on http://{proxy} (admin http://{admin})",
+        crate::VERSION
+    );
+    println!("agents trust: {}", state.leaves.ca().cert_path().display());
+    tracing::info!(%proxy, %admin, "ready");
+}

@@ -1,0 +1,159 @@
+//! The `purser` command line: a thin layer that parses flags and calls the library.
+
+pub mod ca;
+
+use crate::app::{self, RunConfig};
+use crate::policy::Policy;
+use crate::proxy::upstream::UpstreamSettings;
+use crate::proxy::ProxySettings;
+use crate::telemetry::{self, LogFormat};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "purser",
+    version,
+    about = "An x402-aware forward proxy that governs agent payments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy and its admin listener.
+    Run(RunArgs),
+    /// Manage the interception CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Check policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Address agents connect to.
+    #[arg(long, default_value = "127.0.0.1:8402")]
+    listen: SocketAddr,
+    /// Address of the admin API (loopback unless a token is set).
+    #[arg(long, default_value = "127.0.0.1:8403")]
+    admin_listen: SocketAddr,
+    /// Policy file.
+    #[arg(long, default_value = "policies/default.yaml")]
+    policy: PathBuf,
+    /// Directory holding the interception CA (created on first start).
+    #[arg(long, default_value = "certs")]
+    ca_dir: PathBuf,
+    /// Proof-trace log file (JSON lines).
+    #[arg(long)]
+    trace_log: Option<PathBuf>,
+    /// Extra PEM roots to trust for upstream TLS, beside the webpki and system roots.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// Bearer token required by the admin API.
+    #[arg(long, env = "PURSER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// Log level when RUST_LOG is not set.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Seconds an agent has to send request headers (and to reuse an idle connection).
+    #[arg(long, default_value_t = 30)]
+    header_timeout: u64,
+    /// Seconds a streaming body may stall before the request is cut.
+    #[arg(long, default_value_t = 60)]
+    body_idle_timeout: u64,
+    /// Seconds SIGTERM waits for in-flight requests.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Create the CA and print the environment lines agents need.
+    Init {
+        /// Directory to write the CA into.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+        /// The proxy address to print in HTTPS_PROXY.
+        #[arg(long, default_value = "127.0.0.1:8402")]
+        proxy: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Validate a policy file; errors name file:line:column.
+    Check { file: PathBuf },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Ca(CaCommand::Init { dir, force, proxy }) => ca::init(&dir, force, &proxy),
+        Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    telemetry::init(args.log_format, &args.log_level);
+    let config = RunConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        policy: args.policy,
+        ca_dir: args.ca_dir,
+        trace_log: args.trace_log,
+        upstream_ca: args.upstream_ca,
+        admin_token: args.admin_token.filter(|token| !token.is_empty()),
+        proxy: ProxySettings {
+            header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            body_idle_timeout: Duration::from_secs(args.body_idle_timeout.max(1)),
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            ..ProxySettings::default()
+        },
+        upstream: UpstreamSettings::default(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("purser: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("purser: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> ExitCode {
+    match Policy::load(file) {
+        Ok(policy) => {
+            println!("{}: ok (digest {})", file.display(), &policy.digest[..12]);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

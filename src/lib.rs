@@ -1,0 +1,19 @@
+//! Purser: an x402-aware forward HTTP proxy that enforces payment governance on the wire.
+//!
+//! The modules follow the data path of a request:
+//!
+//! * [`proxy`]: the listener, `CONNECT` handling, TLS interception and the upstream client.
+//! * [`policy`]: the policy file: loading, validation and the parts the proxy consults.
+//! * [`admin`]: the admin listener: health, metrics and (later) the governance API.
+//! * [`cli`]: the `purser` command line, a thin layer over the above.
+//! * [`telemetry`]: log set-up.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod policy;
+pub mod proxy;
+pub mod telemetry;
+
+/// Purser's own version, written into traces and the `Server`-side logs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,161 @@
+//! Host patterns: `api.example.com`, `*.example.com`, optionally with `:port`, or `*`.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// A host (and optional port) pattern from the policy.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostPattern {
+    host: HostMatch,
+    port: Option<u16>,
+    text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches subdomains only.
+    Suffix(String),
+}
+
+/// Why a host pattern was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostPatternError {
+    #[error("host pattern is empty")]
+    Empty,
+    #[error("host pattern `{0}` has a bad port")]
+    BadPort(String),
+    #[error("host pattern `{0}` may use `*` only as `*` or a leading `*.`")]
+    MisplacedWildcard(String),
+    #[error("host pattern `{0}` has characters a host name cannot have")]
+    BadCharacters(String),
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Result<HostPattern, HostPatternError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(HostPatternError::Empty);
+        }
+        let (host_part, port) = split_port(trimmed)?;
+        let host = host_part.to_ascii_lowercase();
+        let host_match = if host == "*" {
+            HostMatch::Any
+        } else if let Some(rest) = host.strip_prefix("*.") {
+            check_host_chars(rest, trimmed)?;
+            HostMatch::Suffix(format!(".{rest}"))
+        } else {
+            check_host_chars(&host, trimmed)?;
+            HostMatch::Exact(host)
+        };
+        Ok(HostPattern {
+            host: host_match,
+            port,
+            text: trimmed.to_string(),
+        })
+    }
+
+    /// Whether the pattern covers `host` on `port`. `host` is compared case-insensitively.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|wanted| wanted != port) {
+            return false;
+        }
+        match &self.host {
+            HostMatch::Any => true,
+            HostMatch::Exact(exact) => exact.eq_ignore_ascii_case(host),
+            HostMatch::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+fn split_port(text: &str) -> Result<(&str, Option<u16>), HostPatternError> {
+    // A bracketed IPv6 literal keeps its colons inside the brackets.
+    if let Some(rest) = text.strip_prefix('[') {
+        let close = rest
+            .find(']')
+            .ok_or_else(|| HostPatternError::BadCharacters(text.to_string()))?;
+        let host = &rest[..close];
+        return match &rest[close + 1..] {
+            "" => Ok((host, None)),
+            port => Ok((host, Some(parse_port(port.trim_start_matches(':'), text)?))),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Ok((host, Some(parse_port(port, text)?))),
+        _ => Ok((text, None)),
+    }
+}
+
+fn parse_port(port: &str, text: &str) -> Result<u16, HostPatternError> {
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| HostPatternError::BadPort(text.to_string()))
+}
+
+fn check_host_chars(host: &str, text: &str) -> Result<(), HostPatternError> {
+    if host.contains('*') {
+        return Err(HostPatternError::MisplacedWildcard(text.to_string()));
+    }
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(HostPatternError::BadCharacters(text.to_string()))
+    }
+}
+
+impl TryFrom<String> for HostPattern {
+    type Error = HostPatternError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        HostPattern::parse(&text)
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matches_subdomains_not_the_apex() {
+        let pattern = HostPattern::parse("*.Example.com").unwrap();
+        assert!(pattern.matches("api.example.COM", 443));
+        assert!(!pattern.matches("example.com", 443));
+        assert!(!pattern.matches("badexample.com", 443));
+    }
+
+    #[test]
+    fn misplaced_wildcards_and_bad_ports_are_refused() {
+        assert!(matches!(
+            HostPattern::parse("api.*.com"),
+            Err(HostPatternError::MisplacedWildcard(_))
+        ));
+        assert!(matches!(
+            HostPattern::parse("api.com:99999"),
+            Err(HostPatternError::BadPort(_))
+        ));
+        assert_eq!(HostPattern::parse("  "), Err(HostPatternError::Empty));
+    }
+
+    #[test]
+    fn ipv6_literals_with_ports() {
+        let pattern = HostPattern::parse("[::1]:8443").unwrap();
+        assert!(pattern.matches("::1", 8443));
+        assert!(!pattern.matches("::1", 443));
+    }
+}

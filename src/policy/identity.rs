@@ -1,0 +1,233 @@
+//! Agent identity: who is asking, from `Proxy-Authorization: Basic`, checked against the
+//! policy's `agents` table (SPEC §2).
+//!
+//! The user name is `AGENT` or `AGENT.SESSION`; a session always belongs to its agent, so
+//! session ids are written `AGENT.SESSION` everywhere. Tokens are compared as SHA-256
+//! digests in constant time, so neither the file nor the comparison leaks them.
+
+use super::file::{AgentEntry, AnonymousEntry};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The session used when an agent names none.
+pub const DEFAULT_SESSION: &str = "default";
+
+/// Longest agent or session name accepted: names end up in logs, traces and metrics labels.
+const MAX_NAME_LEN: usize = 128;
+
+/// An authenticated (or anonymous) caller.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub agent: Arc<str>,
+    pub session: Arc<str>,
+    pub anonymous: bool,
+}
+
+impl Identity {
+    /// `AGENT.SESSION`: the id sessions are known by in the admin API and traces.
+    pub fn session_id(&self) -> String {
+        format!("{}.{}", self.agent, self.session)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.agent, self.session)
+    }
+}
+
+/// Why a request was not let in. Each becomes a `407` with this text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("proxy credentials required: send Proxy-Authorization: Basic (AGENT[.SESSION]:TOKEN)")]
+    Missing,
+    #[error("Proxy-Authorization must be Basic base64(AGENT[.SESSION]:TOKEN)")]
+    Malformed,
+    #[error("agent or session name must be 1-128 characters of letters, digits, '-', '_'")]
+    BadName,
+    #[error("unknown agent `{0}`")]
+    UnknownAgent(String),
+    #[error("wrong token for agent `{0}`")]
+    WrongToken(String),
+}
+
+#[derive(Debug)]
+struct AgentCredentials {
+    token_digest: Option<[u8; 32]>,
+}
+
+/// The policy's agent table, prepared for per-request checks.
+#[derive(Debug)]
+pub struct AgentDirectory {
+    agents: BTreeMap<String, AgentCredentials>,
+    anonymous: Option<Identity>,
+}
+
+impl AgentDirectory {
+    pub fn new(entries: BTreeMap<String, AgentEntry>, anonymous: Option<AnonymousEntry>) -> Self {
+        let agents = entries
+            .into_iter()
+            .map(|(name, entry)| {
+                let token_digest = entry
+                    .token_sha256
+                    .map(|digest| digest.0)
+                    .or_else(|| entry.token.as_deref().map(sha256));
+                (name, AgentCredentials { token_digest })
+            })
+            .collect();
+        let anonymous = anonymous.map(|entry| Identity {
+            agent: entry.agent.into(),
+            session: entry.session.into(),
+            anonymous: true,
+        });
+        AgentDirectory { agents, anonymous }
+    }
+
+    /// The identity requests without credentials get, if the policy has one.
+    pub fn anonymous(&self) -> Option<&Identity> {
+        self.anonymous.as_ref()
+    }
+
+    /// Names of the agents in the table.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// Decides who sent a request from its `Proxy-Authorization` value (if any).
+    ///
+    /// An agent table with no entries trusts the user name as given (there is nothing to
+    /// check it against); once any agent is listed, every agent must be listed, and an
+    /// agent with a token must present it.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Identity, AuthError> {
+        let Some(header) = header else {
+            return self.anonymous.clone().ok_or(AuthError::Missing);
+        };
+        let (user, token) = decode_basic(header)?;
+        let (agent, session) = split_user(&user)?;
+        if !self.agents.is_empty() {
+            let credentials = self
+                .agents
+                .get(agent)
+                .ok_or_else(|| AuthError::UnknownAgent(agent.to_string()))?;
+            if let Some(expected) = &credentials.token_digest {
+                if !constant_time_eq(expected, &sha256(&token)) {
+                    return Err(AuthError::WrongToken(agent.to_string()));
+                }
+            }
+        }
+        Ok(Identity {
+            agent: agent.into(),
+            session: session.into(),
+            anonymous: false,
+        })
+    }
+}
+
+fn decode_basic(header: &[u8]) -> Result<(String, String), AuthError> {
+    let text = std::str::from_utf8(header).map_err(|_| AuthError::Malformed)?;
+    let (scheme, encoded) = text.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthError::Malformed);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| AuthError::Malformed)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
+    let (user, token) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
+    Ok((user.to_string(), token.to_string()))
+}
+
+fn split_user(user: &str) -> Result<(&str, &str), AuthError> {
+    let (agent, session) = user.split_once('.').unwrap_or((user, DEFAULT_SESSION));
+    if valid_name(agent) && valid_name(session) {
+        Ok((agent, session))
+    } else {
+        Err(AuthError::BadName)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user_token: &str) -> Vec<u8> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(user_token);
+        format!("Basic {encoded}").into_bytes()
+    }
+
+    fn directory(anonymous: bool) -> AgentDirectory {
+        let mut agents = BTreeMap::new();
+        agents.insert(
+            "bot".to_string(),
+            AgentEntry {
+                token: Some("t0ken".into()),
+                token_sha256: None,
+            },
+        );
+        let anonymous = anonymous.then(|| AnonymousEntry {
+            agent: "anon".into(),
+            session: "shared".into(),
+        });
+        AgentDirectory::new(agents, anonymous)
+    }
+
+    #[test]
+    fn agent_and_session_come_from_the_user_name() {
+        let id = directory(false)
+            .authenticate(Some(&basic("bot.run-7:t0ken")))
+            .unwrap();
+        assert_eq!(id.session_id(), "bot.run-7");
+        let id = directory(false)
+            .authenticate(Some(&basic("bot:t0ken")))
+            .unwrap();
+        assert_eq!(id.session_id(), "bot.default");
+    }
+
+    #[test]
+    fn wrong_missing_and_unknown_credentials_are_refused() {
+        let dir = directory(false);
+        assert_eq!(
+            dir.authenticate(Some(&basic("bot:nope"))),
+            Err(AuthError::WrongToken("bot".into()))
+        );
+        assert_eq!(dir.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(
+            dir.authenticate(Some(&basic("eve:t0ken"))),
+            Err(AuthError::UnknownAgent("eve".into()))
+        );
+        assert_eq!(
+            dir.authenticate(Some(b"Bearer abc")),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            dir.authenticate(Some(&basic("bot.bad name:t0ken"))),
+            Err(AuthError::BadName)
+        );
+    }
+
+    #[test]
+    fn anonymous_requests_go_to_the_anonymous_session() {
+        let id = directory(true).authenticate(None).unwrap();
+        assert!(id.anonymous);
+        assert_eq!(id.session_id(), "anon.shared");
+    }
+}

@@ -1,0 +1,72 @@
+//! Answers Purser itself gives the agent when it does not forward a request: credentials
+//! required, bad requests, upstream failures. Each carries a plain-text reason and an
+//! `X-Purser-Error` code a program can branch on.
+
+use super::body::{full, ProxyBody};
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// Machine-readable codes for `X-Purser-Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    ProxyAuthRequired,
+    BadRequest,
+    Misdirected,
+    Forbidden,
+    UpstreamRefused,
+    UpstreamDns,
+    UpstreamTls,
+    UpstreamTimeout,
+    UpstreamFailed,
+    CannotIntercept,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ProxyAuthRequired => "proxy_auth_required",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Misdirected => "misdirected_request",
+            ErrorCode::Forbidden => "forbidden_destination",
+            ErrorCode::UpstreamRefused => "upstream_refused",
+            ErrorCode::UpstreamDns => "upstream_dns",
+            ErrorCode::UpstreamTls => "upstream_tls",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::UpstreamFailed => "upstream_failed",
+            ErrorCode::CannotIntercept => "cannot_intercept",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::UpstreamRefused
+            | ErrorCode::UpstreamDns
+            | ErrorCode::UpstreamTls
+            | ErrorCode::UpstreamFailed
+            | ErrorCode::CannotIntercept => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Purser's own error answer: status from the code, reason in the body.
+pub fn error(code: ErrorCode, reason: impl std::fmt::Display) -> Response<ProxyBody> {
+    let mut response = Response::new(full(format!("purser: {reason}\n")));
+    *response.status_mut() = code.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-purser-error", HeaderValue::from_static(code.as_str()));
+    if code == ErrorCode::ProxyAuthRequired {
+        headers.insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"purser\""),
+        );
+    }
+    response
+}

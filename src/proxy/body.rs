@@ -1,0 +1,91 @@
+//! The one body type the proxy moves around, and an idle timeout for streams.
+//!
+//! Bodies stream frame by frame in both directions; nothing here buffers them. A body
+//! that stalls longer than its idle timeout ends with an error instead of holding a
+//! connection (and its memory) forever.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every request and response body inside the proxy.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body with the given bytes.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Wraps a streaming body so that a stall longer than `idle` ends it with an error.
+pub fn with_idle_timeout<B>(body: B, idle: Duration) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    IdleTimeoutBody {
+        inner: body,
+        idle,
+        deadline: Box::pin(tokio::time::sleep(idle)),
+    }
+    .boxed_unsync()
+}
+
+/// The error a stalled body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("body stalled: no data for {0:?}")]
+pub struct BodyStalled(pub Duration);
+
+struct IdleTimeoutBody<B> {
+    inner: B,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(this.idle))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

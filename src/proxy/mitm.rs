@@ -1,0 +1,126 @@
+//! Inside an intercepted `CONNECT`: terminate the agent's TLS with the host's leaf and
+//! serve HTTP/1.1 or HTTP/2, as ALPN chose, forwarding each request to the `CONNECT`
+//! target.
+//!
+//! The `CONNECT` target is the only upstream for the tunnel: a request inside it that
+//! names another host gets `421 Misdirected Request` rather than being routed by its
+//! `Host` header, so an agent cannot smuggle a request past host-based policy.
+
+use super::answers::{self, ErrorCode};
+use super::body::{with_idle_timeout, ProxyBody};
+use super::forward::forward;
+use super::shutdown::drive;
+use super::{ProxyState, Target};
+use crate::policy::Identity;
+use http::{header, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+/// Serves the agent's side of an intercepted tunnel until it closes.
+pub async fn serve(
+    state: Arc<ProxyState>,
+    upgraded: Upgraded,
+    target: Target,
+    identity: Identity,
+    tls: Arc<ServerConfig>,
+) {
+    let handshake = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
+    let stream = match tokio::time::timeout(state.settings.tls_handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            // Nothing has gone upstream: an agent that does not speak TLS here (or does
+            // not trust Purser's CA) is simply not served.
+            tracing::info!(target = %target.display(), %error, "agent TLS handshake failed inside CONNECT; closing");
+            state.metrics.refused_connect();
+            return;
+        }
+        Err(_) => {
+            tracing::info!(target = %target.display(), "agent TLS handshake timed out; closing");
+            return;
+        }
+    };
+    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let shutdown = state.shutdown.clone();
+    let guard = shutdown.track();
+    let service_state = state.clone();
+    let service = service_fn(move |request| {
+        let state = service_state.clone();
+        let target = target.clone();
+        let identity = identity.clone();
+        async move { Ok::<_, Infallible>(inner_request(state, request, target, identity).await) }
+    });
+    let result = if http2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(state.settings.max_header_bytes as u32)
+            .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+        let conn = builder.serve_connection(io, service);
+        drive(conn, shutdown, |conn| conn.graceful_shutdown()).await
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.settings.header_read_timeout)
+            .max_header_size(state.settings.max_header_bytes);
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        drive(conn, shutdown, |conn| conn.graceful_shutdown()).await
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "intercepted connection ended with an error");
+    }
+    drop(guard);
+}
+
+async fn inner_request(
+    state: Arc<ProxyState>,
+    request: Request<Incoming>,
+    target: Target,
+    identity: Identity,
+) -> Response<ProxyBody> {
+    let span = tracing::info_span!("request", session = %identity);
+    async move {
+        if let Some(named) = named_host(&request) {
+            if !named.eq_ignore_ascii_case(&target.host) {
+                return answers::error(
+                    ErrorCode::Misdirected,
+                    format!("this tunnel is for {}, not {named}", target.host),
+                );
+            }
+        }
+        state.metrics.request(true);
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let idle = state.settings.body_idle_timeout;
+        let request = request.map(|body| with_idle_timeout(body, idle));
+        let response = forward(&state, request, &target).await;
+        tracing::info!(%method, host = %target.host, %path, status = response.status().as_u16(), "https");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The host a request inside the tunnel names: `:authority` (HTTP/2) or `Host`.
+fn named_host(request: &Request<Incoming>) -> Option<String> {
+    let authority = request.uri().authority().map(|a| a.host().to_string());
+    authority
+        .or_else(|| {
+            let host = request.headers().get(header::HOST)?.to_str().ok()?;
+            let parsed: http::uri::Authority = host.parse().ok()?;
+            Some(parsed.host().to_string())
+        })
+        .map(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+}

@@ -1,0 +1,130 @@
+//! The proxy: listener, `CONNECT` and TLS interception, and the upstream client.
+//!
+//! The layers a request passes, outermost first:
+//!
+//! 1. [`server`]: accepts TCP, serves HTTP/1.1 to the agent, authenticates each request
+//!    ([`crate::policy::AgentDirectory`]) and tags it with its session.
+//! 2. [`connect`]: a `CONNECT` is either spliced ([`crate::policy::Policy::tunnel`]) or
+//!    intercepted; nothing is tunnelled uninspected by default.
+//! 3. [`mitm`]: terminates the agent's TLS with a leaf from [`leaf_cache`] and serves
+//!    HTTP/1.1 or HTTP/2 inside it.
+//! 4. [`forward`]: strips hop-by-hop headers and credentials, sends the request through
+//!    [`upstream`] and streams the answer back.
+
+pub mod answers;
+pub mod body;
+pub mod ca;
+pub mod connect;
+pub mod forward;
+pub mod headers;
+pub mod leaf_cache;
+pub mod mitm;
+pub mod server;
+pub mod shutdown;
+pub mod upstream;
+
+use crate::admin::metrics::Metrics;
+use crate::policy::PolicyStore;
+use leaf_cache::LeafCache;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use upstream::Upstream;
+
+/// Limits and timeouts on the agent side.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    /// Time a client has to send a request's headers, and to start the next request on
+    /// an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Longest pause inside a streaming body, either direction.
+    pub body_idle_timeout: Duration,
+    /// Time an agent has to finish the TLS handshake inside `CONNECT`.
+    pub tls_handshake_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// How long `SIGTERM` waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Interception leaves kept in memory.
+    pub leaf_cache_size: usize,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            leaf_cache_size: 10_000,
+        }
+    }
+}
+
+/// Everything a connection needs, shared by all of them.
+pub struct ProxyState {
+    pub policy: Arc<PolicyStore>,
+    pub leaves: LeafCache,
+    pub upstream: Upstream,
+    pub metrics: Arc<Metrics>,
+    pub settings: ProxySettings,
+    /// Purser's own listeners: requests aimed at them through the proxy are refused, so
+    /// an agent can neither loop the proxy nor reach the admin API with its credentials.
+    pub own_addresses: Vec<SocketAddr>,
+    /// Tells connections to drain, and counts them.
+    pub shutdown: shutdown::Shutdown,
+}
+
+/// Where a request is going.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// `host[:port]` as it goes in a URI, leaving out the scheme's default port.
+    pub fn uri_authority(&self) -> String {
+        let default_port = if self.https { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// `host:port`, for messages and logs.
+    pub fn display(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ProxyState {
+    /// Whether `target` is one of Purser's own listeners (by literal address).
+    pub fn is_own_address(&self, target: &Target) -> bool {
+        let host = target.host.trim_start_matches('[').trim_end_matches(']');
+        let ip = if host.eq_ignore_ascii_case("localhost") {
+            None
+        } else {
+            host.parse::<std::net::IpAddr>().ok()
+        };
+        self.own_addresses.iter().any(|own| {
+            own.port() == target.port
+                && match ip {
+                    Some(ip) => ip == own.ip() || (own.ip().is_unspecified() && ip.is_loopback()),
+                    None => host.eq_ignore_ascii_case("localhost"),
+                }
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The agent-facing listener: accept, serve HTTP/1.1, authenticate, dispatch.
+//!
+//! Every request is authenticated on its own (a `CONNECT` carries the credentials for
+//! the whole tunnel) and handled inside a span carrying its session, so every log line
+//! it produces says which agent session it belongs to.
+
+use super::answers::{self, ErrorCode};
+use super::body::{with_idle_timeout, ProxyBody};
+use super::forward::forward;
+use super::shutdown::drive;
+use super::{connect, ProxyState, Target};
+use http::{header, Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+/// Accepts agent connections until a drain begins.
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.requested() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let state = state.clone();
+                tokio::spawn(serve_connection(state, stream, peer));
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!("proxy listener closed; draining connections");
+}
+
+async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let guard = state.shutdown.track();
+    state.metrics.connection_opened();
+    let service_state = state.clone();
+    let service = service_fn(move |request| {
+        let state = service_state.clone();
+        async move { Ok::<_, Infallible>(handle_request(state, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.settings.header_read_timeout)
+        .max_header_size(state.settings.max_header_bytes);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(error) = drive(conn, state.shutdown.clone(), |conn| {
+        conn.graceful_shutdown()
+    })
+    .await
+    {
+        tracing::debug!(%peer, %error, "agent connection ended with an error");
+    }
+    state.metrics.connection_closed();
+    drop(guard);
+}
+
+/// One request on the agent's connection: authenticate, then tunnel or forward.
+async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> Response<ProxyBody> {
+    let policy = state.policy.current();
+    let credentials = request
+        .headers()
+        .get(header::PROXY_AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let identity = match policy.agents.authenticate(credentials) {
+        Ok(identity) => identity,
+        Err(error) => {
+            state.metrics.auth_failure();
+            tracing::info!(%error, method = %request.method(), "proxy authentication failed");
+            return answers::error(ErrorCode::ProxyAuthRequired, error);
+        }
+    };
+    drop(policy);
+    let span = tracing::info_span!("request", session = %identity);
+    async move {
+        if request.method() == Method::CONNECT {
+            return connect::handle(state, request, identity).await;
+        }
+        let target = match absolute_target(&request) {
+            Ok(target) => target,
+            Err(reason) => return answers::error(ErrorCode::BadRequest, reason),
+        };
+        if state.is_own_address(&target) {
+            return answers::error(ErrorCode::Forbidden, "Purser's own listeners are not reachable through the proxy");
+        }
+        state.metrics.request(target.https);
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let idle = state.settings.body_idle_timeout;
+        let request = request.map(|body| with_idle_timeout(body, idle));
+        let response = forward(&state, request, &target).await;
+        tracing::info!(%method, host = %target.host, %path, status = response.status().as_u16(), "http");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The target of an absolute-form request (`GET http://host/path`).
+fn absolute_target(request: &Request<Incoming>) -> Result<Target, String> {
+    let uri = request.uri();
+    let https = match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+        Some(other) => {
+            return Err(format!(
+                "scheme `{other}` is not proxied; use http or https"
+            ))
+        }
+        None => return Err(
+            "Purser is a forward proxy: send absolute-form requests (http://host/path) or CONNECT"
+                .to_string(),
+        ),
+    };
+    let authority = uri.authority().ok_or("request URI has no host")?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err("request URI has no host".to_string());
+    }
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Ok(Target {
+        https,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}

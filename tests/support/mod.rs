@@ -1,0 +1,324 @@
+//! Shared parts of the integration tests: the real `purser` binary on loopback, origin
+//! servers that record what they received, a test PKI, and clients that speak through
+//! the proxy.
+#![allow(dead_code)]
+
+pub mod origin;
+pub mod pki;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `purser run`, killed on drop.
+pub struct Purser {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+    pub stderr_path: PathBuf,
+}
+
+pub struct PurserOptions<'a> {
+    pub policy: &'a str,
+    pub upstream_ca: Option<&'a Path>,
+    pub extra_args: Vec<String>,
+}
+
+impl<'a> PurserOptions<'a> {
+    pub fn new(policy: &'a str) -> Self {
+        PurserOptions {
+            policy,
+            upstream_ca: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl Purser {
+    pub fn start(policy: &str, upstream_ca: Option<&Path>) -> Purser {
+        let mut options = PurserOptions::new(policy);
+        options.upstream_ca = upstream_ca;
+        Purser::start_with(options)
+    }
+
+    pub fn start_with(options: PurserOptions<'_>) -> Purser {
+        let dir = TempDir::new("purser");
+        let policy_path = dir.path().join("policy.yaml");
+        std::fs::write(&policy_path, options.policy).expect("write policy");
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_purser"));
+        command
+            .arg("run")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--policy")
+            .arg(&policy_path)
+            .arg("--ca-dir")
+            .arg(dir.path().join("certs"))
+            .args(&options.extra_args)
+            .env("RUST_LOG", "purser=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(ca) = options.upstream_ca {
+            command.arg("--upstream-ca").arg(ca);
+        }
+        let mut child = command.spawn().expect("spawn purser");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("listening on") => break line,
+                Some(Ok(_)) => continue,
+                _ => {
+                    let _ = child.wait();
+                    panic!(
+                        "purser did not start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let (proxy, admin) = parse_listening(&line);
+        Purser {
+            child,
+            proxy,
+            admin,
+            dir,
+            stderr_path,
+        }
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.path().join("certs").join("purser-ca.pem")
+    }
+
+    pub fn proxy_url(&self, user: Option<(&str, &str)>) -> String {
+        match user {
+            Some((name, token)) => format!("http://{name}:{token}@{}", self.proxy),
+            None => format!("http://{}", self.proxy),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `/proc/PID/status` figure in kB (VmRSS, VmHWM).
+    pub fn memory_kb(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find(|line| line.starts_with(field))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+            .expect("memory field")
+    }
+
+    /// The admin `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let output = Command::new("curl")
+            .args(["-sS", "--noproxy", "*"])
+            .arg(format!("http://{}/metrics", self.admin))
+            .output()
+            .expect("curl metrics");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The value of one metric line, e.g. `purser_leaf_certs_minted_total`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Purser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
+    let addresses: Vec<SocketAddr> = line
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|word| word.strip_prefix("http://"))
+        .filter_map(|addr| addr.parse().ok())
+        .collect();
+    assert_eq!(addresses.len(), 2, "unexpected banner: {line}");
+    (addresses[0], addresses[1])
+}
+
+/// `Basic base64(user:token)`.
+pub fn basic(user: &str, token: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+    )
+}
+
+/// Runs curl with no proxy settings from the environment.
+pub fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("run curl")
+}
+
+/// Opens a `CONNECT` tunnel through the proxy. Returns the status and, on 200, the stream.
+pub async fn connect_tunnel(
+    proxy: SocketAddr,
+    authority: &str,
+    credentials: Option<&str>,
+) -> (u16, Option<TokioIo<hyper::upgrade::Upgraded>>) {
+    let tcp = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake with proxy");
+    tokio::spawn(conn.with_upgrades());
+    let mut builder = Request::connect(authority).header("host", authority);
+    if let Some(credentials) = credentials {
+        builder = builder.header("proxy-authorization", credentials);
+    }
+    let request = builder.body(Full::new(Bytes::new())).expect("request");
+    let response = sender.send_request(request).await.expect("CONNECT");
+    let status = response.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    let upgraded = hyper::upgrade::on(response).await.expect("upgrade");
+    (status, Some(TokioIo::new(upgraded)))
+}
+
+/// TLS over `stream`, trusting only `ca_pem`, offering `alpn`.
+pub async fn tls_connect<S>(
+    stream: S,
+    server_name: &str,
+    ca_pem: &Path,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let config = client_tls_config(ca_pem, alpn);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name =
+        rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
+    connector.connect(name, stream).await
+}
+
+pub fn client_tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("read CA") {
+        roots.add(cert.expect("CA cert")).expect("add CA");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Sends one request over an established stream with HTTP/1.1 or HTTP/2, collecting the
+/// whole answer.
+pub async fn send_over<S>(stream: S, http2: bool, request: Request<Full<Bytes>>) -> Response<Bytes>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
+    let response = if http2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        sender.send_request(request).await.expect("h2 request")
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("h1 handshake");
+        tokio::spawn(conn);
+        sender.send_request(request).await.expect("h1 request")
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("response body").to_bytes();
+    Response::from_parts(parts, bytes)
+}
+
+/// Waits (bounded) for a condition that other tasks make true.
+pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    condition()
+}
