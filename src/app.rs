@@ -4,11 +4,13 @@
 //! stops accepting, lets in-flight requests finish for up to the drain timeout, and exits.
 
 use crate::admin::{self, metrics::Metrics, AdminState};
+use crate::engine::Engine;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
+use crate::trace::{TraceError, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +24,9 @@ pub struct RunConfig {
     pub admin_listen: SocketAddr,
     pub policy: PathBuf,
     pub ca_dir: PathBuf,
-    pub trace_log: Option<PathBuf>,
+    pub trace_log: PathBuf,
+    pub trace_rotate_bytes: u64,
+    pub trace_fsync: bool,
     pub upstream_ca: Option<PathBuf>,
     pub admin_token: Option<String>,
     pub proxy: ProxySettings,
@@ -45,6 +49,8 @@ pub enum RunError {
     },
     #[error("refusing to serve the admin API on {0} without a token: set --admin-token or PURSER_ADMIN_TOKEN, or listen on loopback")]
     AdminWithoutToken(SocketAddr),
+    #[error("{0}")]
+    Trace(#[from] TraceError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -67,11 +73,21 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let proxy_address = local_address(&proxy_listener, config.listen);
     let admin_address = local_address(&admin_listener, config.admin_listen);
     let (trigger, shutdown) = shutdown::channel();
+    let policy = Arc::new(PolicyStore::new(policy));
+    let metrics = Arc::new(Metrics::default());
+    let trace = TraceLog::open(TraceSettings {
+        path: config.trace_log.clone(),
+        rotate_bytes: config.trace_rotate_bytes,
+        fsync: config.trace_fsync,
+    })?;
+    tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
+    let engine = Arc::new(Engine::new(policy.clone(), trace, metrics.clone()));
     let state = Arc::new(ProxyState {
-        policy: Arc::new(PolicyStore::new(policy)),
+        policy,
+        engine,
         leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
         upstream,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         settings: config.proxy.clone(),
         own_addresses: vec![proxy_address, admin_address],
         shutdown,

@@ -6,14 +6,19 @@
 //! * [`policy`]: the policy file: loading, validation and the parts the proxy consults.
 //! * [`admin`]: the admin listener: health, metrics and (later) the governance API.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
+//! * [`x402`]: the payment protocol's wire types, parsing and pricing.
 //! * [`telemetry`]: log set-up.
 
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod engine;
+pub mod ledger;
 pub mod policy;
 pub mod proxy;
 pub mod telemetry;
+pub mod trace;
+pub mod x402;
 
 /// Purser's own version, written into traces and the `Server`-side logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,17 +12,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// Keeps the background log writer alive; logs still queued are flushed when it drops.
+pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
+
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level` when set.
-pub fn init(format: LogFormat, default_level: &str) {
+///
+/// Lines are handed to a background thread that writes stderr, so a request never waits
+/// on a terminal or a pipe. Under a flood the writer drops lines rather than stall the
+/// proxy; the proof trace, not this log, is the durable record.
+pub fn init(format: LogFormat, default_level: &str) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests calling into the CLI twice) is harmless, so its error is dropped.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    LogGuard(installed.ok().map(|_| guard))
 }

@@ -4,8 +4,56 @@
 //! allocates per request.
 
 use crate::proxy::answers::ErrorCode;
+use dashmap::DashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the decision-latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.05,
+];
+
+/// A Prometheus histogram with fixed buckets, in microseconds internally.
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
 
 const UPSTREAM_ERROR_CODES: [ErrorCode; 5] = [
     ErrorCode::UpstreamRefused,
@@ -26,6 +74,11 @@ pub struct Metrics {
     connects_refused: AtomicU64,
     connections_open: AtomicI64,
     upstream_errors: [AtomicU64; UPSTREAM_ERROR_CODES.len()],
+    /// Decisions by `(verdict, rule)`.
+    decisions: DashMap<(&'static str, String), AtomicU64>,
+    decision_latency: Histogram,
+    /// Settlements by outcome.
+    settlements: DashMap<&'static str, AtomicU64>,
 }
 
 impl Metrics {
@@ -65,6 +118,79 @@ impl Metrics {
     pub fn upstream_error(&self, code: ErrorCode) {
         if let Some(index) = UPSTREAM_ERROR_CODES.iter().position(|c| *c == code) {
             self.upstream_errors[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a payment decision and how long it took.
+    pub fn decision(&self, verdict: &'static str, rule: &str, took: Duration) {
+        let key = (verdict, rule.to_string());
+        self.decisions
+            .entry(key)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+        if !took.is_zero() {
+            self.decision_latency.observe(took);
+        }
+    }
+
+    /// Counts a settlement.
+    pub fn settlement(&self, outcome: &'static str) {
+        self.settlements
+            .entry(outcome)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_decisions(&self, out: &mut String) {
+        family(
+            out,
+            "purser_decisions_total",
+            "counter",
+            "Payment decisions, by outcome and deciding rule.",
+        );
+        let mut rows: Vec<(&'static str, String, u64)> = self
+            .decisions
+            .iter()
+            .map(|entry| {
+                (
+                    entry.key().0,
+                    entry.key().1.clone(),
+                    entry.value().load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        rows.sort();
+        for (verdict, rule, count) in rows {
+            let _ = writeln!(
+                out,
+                "purser_decisions_total{{decision=\"{verdict}\",rule=\"{}\"}} {count}",
+                escape_label(&rule)
+            );
+        }
+        family(
+            out,
+            "purser_decision_seconds",
+            "histogram",
+            "Time to decide a payment.",
+        );
+        self.decision_latency.render(out, "purser_decision_seconds");
+        family(
+            out,
+            "purser_settlements_total",
+            "counter",
+            "Settled payments, by outcome.",
+        );
+        let mut settled: Vec<(&'static str, u64)> = self
+            .settlements
+            .iter()
+            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        settled.sort();
+        for (outcome, count) in settled {
+            let _ = writeln!(
+                out,
+                "purser_settlements_total{{outcome=\"{outcome}\"}} {count}"
+            );
         }
     }
 
@@ -158,6 +284,7 @@ impl Metrics {
             "Hosts with a cached interception certificate.",
             leaves.entries,
         );
+        self.render_decisions(&mut out);
         out
     }
 }
@@ -177,4 +304,11 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -50,9 +50,15 @@ struct RunArgs {
     /// Directory holding the interception CA (created on first start).
     #[arg(long, default_value = "certs")]
     ca_dir: PathBuf,
-    /// Proof-trace log file (JSON lines).
+    /// Proof-trace log file (JSON lines, hash-chained).
+    #[arg(long, default_value = "traces/purser-trace.jsonl")]
+    trace_log: PathBuf,
+    /// Rotate the trace log past this many MiB.
+    #[arg(long, default_value_t = 256)]
+    trace_rotate_mib: u64,
+    /// Skip fsync on trace writes (measurements only: decisions are then not durable).
     #[arg(long)]
-    trace_log: Option<PathBuf>,
+    trace_no_fsync: bool,
     /// Extra PEM roots to trust for upstream TLS, beside the webpki and system roots.
     #[arg(long)]
     upstream_ca: Option<PathBuf>,
@@ -109,13 +115,15 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    telemetry::init(args.log_format, &args.log_level);
+    let _log_guard = telemetry::init(args.log_format, &args.log_level);
     let config = RunConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
         policy: args.policy,
         ca_dir: args.ca_dir,
         trace_log: args.trace_log,
+        trace_rotate_bytes: args.trace_rotate_mib.max(1) * 1024 * 1024,
+        trace_fsync: !args.trace_no_fsync,
         upstream_ca: args.upstream_ca,
         admin_token: args.admin_token.filter(|token| !token.is_empty()),
         proxy: ProxySettings {

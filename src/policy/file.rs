@@ -2,8 +2,13 @@
 //! load error rather than a rule that silently never applies.
 
 use super::host_pattern::HostPattern;
+use super::values::{
+    DurationText, EndpointPattern, Money, OneOrMany, OrderedMap, PhaseName, Ratio, TrustName,
+};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// The whole policy file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -12,6 +17,35 @@ pub struct PolicyFile {
     /// Free-form name of the policy, shown in logs.
     #[serde(default)]
     pub name: Option<String>,
+    /// Free-form description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// IANA time zone for time-window rules; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub phases: PhasesSection,
+    #[serde(default)]
+    pub budget: BudgetSection,
+    #[serde(default)]
+    pub rules: RulesSection,
+    /// Autonomy tiers, first match wins.
+    #[serde(default)]
+    pub tiers: TiersSection,
+    /// Named tools: endpoints an agent pays for, and their category.
+    #[serde(default)]
+    pub tools: OrderedMap<ToolEntry>,
+    /// Categories by endpoint pattern, first match wins.
+    #[serde(default)]
+    pub categories: OrderedMap<OneOrMany<EndpointPattern>>,
+    #[serde(default)]
+    pub recipients: RecipientsSection,
+    /// Assets beyond the built-in stablecoins.
+    #[serde(default)]
+    pub assets: Vec<AssetEntry>,
+    /// Named budget overrides that agents can take on.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileEntry>,
     /// Agents by name, with their credentials.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentEntry>,
@@ -21,6 +55,290 @@ pub struct PolicyFile {
     /// Hosts spliced without TLS interception (certificate-pinned clients and the like).
     #[serde(default)]
     pub tunnel: Vec<HostPattern>,
+    #[serde(default)]
+    pub approvals: ApprovalsSection,
+    #[serde(default)]
+    pub compensation: CompensationSection,
+    #[serde(default)]
+    pub x402: X402Section,
+}
+
+/// `phases`: when payments may go out and how sessions move between phases.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhasesSection {
+    /// Payments are allowed from this phase on; COMMIT when absent.
+    #[serde(default)]
+    pub allowed_payment_phase: Option<PhaseName>,
+    #[serde(default)]
+    pub transition_rules: TransitionRules,
+}
+
+/// `phases.transition_rules`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRules {
+    /// Whether an agent may move its own session forward with `X-Purser-Phase`.
+    #[serde(default)]
+    pub agent_header: bool,
+    /// Whether a session may jump EXPLORE → COMMIT without passing DECIDE.
+    #[serde(default = "yes")]
+    pub allow_skip: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `budget`: limits in USD and the gates on the (spent + reserved) / limit ratio.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    /// Only USD is supported: amounts are priced through each asset's USD peg.
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub session_limit: Option<Money>,
+    #[serde(default)]
+    pub agent_limit: Option<Money>,
+    #[serde(default)]
+    pub fleet_limit: Option<Money>,
+    /// A single payment above this needs approval, whatever the budget.
+    #[serde(default)]
+    pub single_call_threshold: Option<Money>,
+    #[serde(default)]
+    pub graduated_gates: GatesSection,
+}
+
+/// `budget.graduated_gates`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesSection {
+    #[serde(default)]
+    pub warning: Option<Ratio>,
+    #[serde(default)]
+    pub restrict: Option<Ratio>,
+    #[serde(default)]
+    pub halt: Option<Ratio>,
+}
+
+/// `rules`: a list of structured rules and DSL lines, or one block of DSL text.
+#[derive(Debug, Default)]
+pub struct RulesSection(pub Vec<RuleItem>);
+
+/// One entry of `rules`.
+#[derive(Debug)]
+pub enum RuleItem {
+    /// A DSL line (or a block of them), as written.
+    Dsl(String),
+    Structured(RuleEntry),
+}
+
+/// A structured rule: `{id, condition, action, message}` (the seed layout), optionally
+/// with a `target` and `shadow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Conditions in the DSL's condition syntax: `phase != COMMIT AND cost > 0.50`.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// BLOCK, REQUIRE_APPROVAL, FLAG or ALLOW.
+    pub action: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Tool, `category:NAME`, host pattern or `*` (the default).
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+impl<'de> Deserialize<'de> for RulesSection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = RulesSection;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of rules, or DSL rule text")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(RulesSection(vec![RuleItem::Dsl(text.to_string())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<RuleItem>()? {
+                    items.push(item);
+                }
+                Ok(RulesSection(items))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RulesSection::default())
+            }
+        }
+        deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = RuleItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a DSL rule line or a mapping with id, condition, action, message")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(RuleItem::Dsl(text.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RuleEntry::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RuleItem::Structured)
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// `tiers`: a list of `{name, conditions, approval}` or a mapping name → body.
+#[derive(Debug, Default)]
+pub struct TiersSection(pub Vec<(String, TierBody)>);
+
+/// A tier in list form: the body's fields plus `name`. (Spelled out rather than
+/// flattened: serde cannot deny unknown fields through `flatten`.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedTier {
+    name: String,
+    #[serde(default)]
+    conditions: TierConditions,
+    approval: String,
+    #[serde(default)]
+    veto_window: Option<DurationText>,
+    #[serde(default)]
+    timeout: Option<DurationText>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// One tier.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierBody {
+    #[serde(default)]
+    pub conditions: TierConditions,
+    /// none, notify_with_veto, explicit_human or blocked.
+    pub approval: String,
+    /// How long a `notify_with_veto` hold waits for a veto.
+    #[serde(default)]
+    pub veto_window: Option<DurationText>,
+    /// How long an `explicit_human` hold waits before it is denied.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// What a payment must satisfy to be in a tier. Absent conditions match anything.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConditions {
+    #[serde(default)]
+    pub max_amount: Option<Money>,
+    #[serde(default)]
+    pub categories: Option<OneOrMany<String>>,
+    #[serde(default)]
+    pub recipient_trust: Option<OneOrMany<TrustName>>,
+    #[serde(default)]
+    pub frequency: Option<FrequencyEntry>,
+}
+
+/// `frequency: {max: 20, per: 1h}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyEntry {
+    pub max: u32,
+    pub per: DurationText,
+}
+
+impl<'de> Deserialize<'de> for TiersSection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TiersVisitor;
+        impl<'de> Visitor<'de> for TiersVisitor {
+            type Value = TiersSection;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of tiers with names, or a mapping of tier names")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut tiers = Vec::new();
+                while let Some(tier) = seq.next_element::<NamedTier>()? {
+                    let body = TierBody {
+                        conditions: tier.conditions,
+                        approval: tier.approval,
+                        veto_window: tier.veto_window,
+                        timeout: tier.timeout,
+                        description: tier.description,
+                    };
+                    tiers.push((tier.name, body));
+                }
+                Ok(TiersSection(tiers))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let ordered = OrderedMap::<TierBody>::deserialize(
+                    de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(TiersSection(ordered.0))
+            }
+        }
+        deserializer.deserialize_any(TiersVisitor)
+    }
+}
+
+/// A named tool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    /// `host[/path*]` patterns the tool is reached at.
+    pub endpoints: OneOrMany<EndpointPattern>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `recipients`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsSection {
+    /// payTo addresses the organisation vouches for.
+    #[serde(default)]
+    pub verified: Vec<String>,
+}
+
+/// An extra asset: `{network, asset, symbol, decimals, usd_peg}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetEntry {
+    pub network: String,
+    pub asset: String,
+    pub symbol: String,
+    pub decimals: u32,
+    pub usd_peg: Money,
+}
+
+/// A named set of budget overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileEntry {
+    #[serde(default)]
+    pub session_limit: Option<Money>,
+    #[serde(default)]
+    pub agent_limit: Option<Money>,
+    #[serde(default)]
+    pub single_call_threshold: Option<Money>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// One agent's entry in the `agents` table.
@@ -33,6 +351,12 @@ pub struct AgentEntry {
     /// Hex SHA-256 of the proxy password, so the file need not hold the secret.
     #[serde(default)]
     pub token_sha256: Option<TokenDigest>,
+    /// This agent's own limit across its sessions (overrides `budget.agent_limit`).
+    #[serde(default)]
+    pub budget: Option<Money>,
+    /// A name from `profiles`.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// Where anonymous requests go.
@@ -53,6 +377,57 @@ fn default_anonymous_agent() -> String {
 
 fn default_anonymous_session() -> String {
     "default".to_string()
+}
+
+/// `approvals`: holds (SPEC §3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// How long a hold waits for a human; then it is denied.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    /// Default veto window for `notify_with_veto`.
+    #[serde(default)]
+    pub veto_window: Option<DurationText>,
+    #[serde(default)]
+    pub max_pending_per_session: Option<usize>,
+    #[serde(default)]
+    pub max_pending_total: Option<usize>,
+}
+
+/// `compensation` (SPEC §3).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompensationSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// What compensating means; only `refund` is implemented.
+    #[serde(default)]
+    pub default_action: Option<String>,
+    /// How long a transaction step may take before it counts as failed.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    /// Where refund requests are POSTed.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Whether a compensated payment gives its amount back to the budget.
+    #[serde(default)]
+    pub credit_budget: bool,
+}
+
+/// `x402`: protocol handling.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Section {
+    /// How long a remembered 402 challenge stays valid.
+    #[serde(default)]
+    pub challenge_ttl: Option<DurationText>,
+    /// Challenges remembered per session (least recently used go first).
+    #[serde(default)]
+    pub max_challenges_per_session: Option<usize>,
+    /// Refuse payments that answer no challenge Purser saw, even when they carry an amount.
+    #[serde(default)]
+    pub require_challenge: bool,
 }
 
 /// A SHA-256 digest given in hex; checked when the file loads.

@@ -180,7 +180,7 @@ mod tests {
             "bot".to_string(),
             AgentEntry {
                 token: Some("t0ken".into()),
-                token_sha256: None,
+                ..AgentEntry::default()
             },
         );
         let anonymous = anonymous.then(|| AnonymousEntry {

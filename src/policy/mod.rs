@@ -4,18 +4,28 @@
 //! load errors that name `file:line:column`. A loaded [`Policy`] is immutable; reloading
 //! builds a new one and swaps it in atomically (see [`PolicyStore`]).
 
+mod compile;
+pub mod dsl;
 mod file;
 mod host_pattern;
 mod identity;
+pub mod rules;
+pub mod values;
 
-pub use file::{AgentEntry, AnonymousEntry, PolicyFile};
+pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub use identity::{AgentDirectory, AuthError, Identity};
 
 use arc_swap::ArcSwap;
+use compile::{SourceText, TierDefaults};
+use rules::{Phase, RuleAst, Trust};
+use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use values::EndpointPattern;
 
 /// Why a policy file could not be loaded. Every variant tells the user where to look.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +46,134 @@ pub enum PolicyError {
     InvalidWhole { path: PathBuf, message: String },
 }
 
+/// A rule ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// `@id`, the entry's `id`, or `line-N`.
+    pub id: String,
+    /// Where it was written.
+    pub line: usize,
+    pub ast: RuleAst,
+    /// What the agent is told when this rule decides.
+    pub message: Option<String>,
+}
+
+/// How a tier's payments are approved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalMode {
+    None,
+    NotifyWithVeto,
+    ExplicitHuman,
+    Blocked,
+}
+
+impl ApprovalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::None => "none",
+            ApprovalMode::NotifyWithVeto => "notify_with_veto",
+            ApprovalMode::ExplicitHuman => "explicit_human",
+            ApprovalMode::Blocked => "blocked",
+        }
+    }
+}
+
+/// An autonomy tier.
+#[derive(Clone, Debug)]
+pub struct Tier {
+    pub name: String,
+    pub max_amount: Option<Decimal>,
+    pub categories: Option<Vec<String>>,
+    pub trust: Option<Vec<Trust>>,
+    /// At most `.0` payments in this tier per `.1`, per session.
+    pub frequency: Option<(u32, Duration)>,
+    pub approval: ApprovalMode,
+    pub veto_window: Duration,
+    pub timeout: Duration,
+}
+
+/// A named tool.
+#[derive(Clone, Debug)]
+pub struct Tool {
+    pub name: String,
+    pub endpoints: Vec<EndpointPattern>,
+    pub category: Option<String>,
+}
+
+/// A category and the endpoints in it.
+#[derive(Clone, Debug)]
+pub struct Category {
+    pub name: String,
+    pub endpoints: Vec<EndpointPattern>,
+}
+
+/// Budget gates as ratios of the limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gates {
+    pub warning: Option<Decimal>,
+    pub restrict: Option<Decimal>,
+    pub halt: Option<Decimal>,
+}
+
+/// Limits (USD) and gates.
+#[derive(Clone, Debug, Default)]
+pub struct CompiledBudget {
+    pub session_limit: Option<Decimal>,
+    pub agent_limit: Option<Decimal>,
+    pub fleet_limit: Option<Decimal>,
+    pub single_call_threshold: Option<Decimal>,
+    pub gates: Gates,
+}
+
+/// The limits that apply to one agent, after its own budget and profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub session: Option<Decimal>,
+    pub agent: Option<Decimal>,
+    pub fleet: Option<Decimal>,
+    pub single_call_threshold: Option<Decimal>,
+}
+
+/// Phase settings.
+#[derive(Clone, Copy, Debug)]
+pub struct PhasePolicy {
+    pub allowed_payment_phase: Phase,
+    pub agent_header: bool,
+    pub allow_skip: bool,
+}
+
+/// Hold settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ApprovalSettings {
+    pub timeout: Duration,
+    pub veto_window: Duration,
+    pub max_pending_per_session: usize,
+    pub max_pending_total: usize,
+}
+
+/// Compensation settings.
+#[derive(Clone, Debug, Default)]
+pub struct CompensationSettings {
+    pub enabled: bool,
+    pub timeout: Option<Duration>,
+    pub endpoint: Option<String>,
+    pub credit_budget: bool,
+}
+
+/// x402 handling settings.
+#[derive(Clone, Copy, Debug)]
+pub struct X402Settings {
+    pub challenge_ttl: Duration,
+    pub max_challenges_per_session: usize,
+    pub require_challenge: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct AgentSettings {
+    budget: Option<Decimal>,
+    profile: Option<String>,
+}
+
 /// A validated policy, ready for the data path.
 #[derive(Debug)]
 pub struct Policy {
@@ -43,9 +181,26 @@ pub struct Policy {
     pub source: PathBuf,
     /// SHA-256 of the file's bytes, hex: the policy version written into traces.
     pub digest: String,
+    pub name: String,
+    pub timezone: jiff::tz::TimeZone,
     pub agents: AgentDirectory,
     /// Hosts that are spliced without interception.
     pub tunnel: Vec<HostPattern>,
+    pub phases: PhasePolicy,
+    pub budget: CompiledBudget,
+    pub rules: Vec<Rule>,
+    pub tiers: Vec<Tier>,
+    pub tools: Vec<Tool>,
+    pub categories: Vec<Category>,
+    /// Verified payTo addresses, normalised (EVM hex lowercased).
+    pub verified_recipients: HashSet<String>,
+    /// The built-in asset table plus the policy's `assets`.
+    pub assets: crate::x402::AssetTable,
+    pub approvals: ApprovalSettings,
+    pub compensation: CompensationSettings,
+    pub x402: X402Settings,
+    agent_settings: BTreeMap<String, AgentSettings>,
+    profiles: BTreeMap<String, file::ProfileEntry>,
 }
 
 impl Policy {
@@ -65,18 +220,179 @@ impl Policy {
         } else {
             serde_yaml_ng::from_str(text).map_err(|err| yaml_error(path, &err))?
         };
-        let digest = hex(&Sha256::digest(text.as_bytes()));
+        let source = SourceText { path, text };
+        Policy::compile(parsed, &source, hex(&Sha256::digest(text.as_bytes())))
+    }
+
+    fn compile(
+        file: PolicyFile,
+        source: &SourceText<'_>,
+        digest: String,
+    ) -> Result<Policy, PolicyError> {
+        let timezone = match &file.timezone {
+            None => jiff::tz::TimeZone::UTC,
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                source.error_at(name, 0, format!("unknown time zone `{name}`: {e}"))
+            })?,
+        };
+        let approvals = ApprovalSettings {
+            timeout: file
+                .approvals
+                .timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(300)),
+            veto_window: file
+                .approvals
+                .veto_window
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(30)),
+            max_pending_per_session: file.approvals.max_pending_per_session.unwrap_or(16),
+            max_pending_total: file.approvals.max_pending_total.unwrap_or(1024),
+        };
+        let tier_defaults = TierDefaults {
+            veto_window: approvals.veto_window,
+            timeout: approvals.timeout,
+        };
+        let rules = compile::compile_rules(&file, source)?;
+        let tools = compile::compile_tools(&file);
+        let categories = compile::compile_categories(&file);
+        let tiers = compile::compile_tiers(&file, &tier_defaults, source)?;
+        compile::check_references(&rules, &tools, &categories, &tiers, source)?;
+        let budget = compile::compile_budget(&file, source)?;
+        for (agent, entry) in &file.agents {
+            if let Some(profile) = &entry.profile {
+                if !file.profiles.contains_key(profile) {
+                    return Err(source.error_at(
+                        profile,
+                        0,
+                        format!("agent `{agent}` names unknown profile `{profile}`"),
+                    ));
+                }
+            }
+        }
+        let agent_settings = file
+            .agents
+            .iter()
+            .map(|(name, entry)| {
+                let settings = AgentSettings {
+                    budget: entry.budget.map(|m| m.0),
+                    profile: entry.profile.clone(),
+                };
+                (name.clone(), settings)
+            })
+            .collect();
+        let phases = PhasePolicy {
+            allowed_payment_phase: file
+                .phases
+                .allowed_payment_phase
+                .map(|p| p.0)
+                .unwrap_or(Phase::Commit),
+            agent_header: file.phases.transition_rules.agent_header,
+            allow_skip: file.phases.transition_rules.allow_skip,
+        };
+        let compensation = CompensationSettings {
+            enabled: file.compensation.enabled,
+            timeout: file.compensation.timeout.map(|d| d.0),
+            endpoint: file.compensation.endpoint.clone(),
+            credit_budget: file.compensation.credit_budget,
+        };
+        let x402 = X402Settings {
+            challenge_ttl: file
+                .x402
+                .challenge_ttl
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(3600)),
+            max_challenges_per_session: file.x402.max_challenges_per_session.unwrap_or(256).max(1),
+            require_challenge: file.x402.require_challenge,
+        };
+        let assets = compile::compile_assets(&file, source)?;
+        let verified_recipients = file
+            .recipients
+            .verified
+            .iter()
+            .map(|a| normalize_address(a))
+            .collect();
         Ok(Policy {
-            source: path.to_path_buf(),
+            source: source.path.to_path_buf(),
             digest,
-            agents: AgentDirectory::new(parsed.agents, parsed.anonymous),
-            tunnel: parsed.tunnel,
+            name: file.name.clone().unwrap_or_else(|| "unnamed".to_string()),
+            timezone,
+            agents: AgentDirectory::new(file.agents, file.anonymous),
+            tunnel: file.tunnel,
+            phases,
+            budget,
+            rules,
+            tiers,
+            tools,
+            categories,
+            verified_recipients,
+            assets,
+            approvals,
+            compensation,
+            x402,
+            agent_settings,
+            profiles: file.profiles,
         })
     }
 
     /// Whether `host:port` is to be spliced without interception.
     pub fn is_tunnel(&self, host: &str, port: u16) -> bool {
         self.tunnel.iter().any(|p| p.matches(host, port))
+    }
+
+    /// The limits for `agent`: its own budget, then its profile, then the policy's.
+    pub fn limits_for(&self, agent: &str) -> Limits {
+        let settings = self.agent_settings.get(agent);
+        let profile = settings
+            .and_then(|s| s.profile.as_ref())
+            .and_then(|name| self.profiles.get(name));
+        Limits {
+            session: profile
+                .and_then(|p| p.session_limit.map(|m| m.0))
+                .or(self.budget.session_limit),
+            agent: settings
+                .and_then(|s| s.budget)
+                .or_else(|| profile.and_then(|p| p.agent_limit.map(|m| m.0)))
+                .or(self.budget.agent_limit),
+            fleet: self.budget.fleet_limit,
+            single_call_threshold: profile
+                .and_then(|p| p.single_call_threshold.map(|m| m.0))
+                .or(self.budget.single_call_threshold),
+        }
+    }
+
+    /// The tool whose endpoints cover this request, if any.
+    pub fn tool_for(&self, host: &str, port: u16, path: &str) -> Option<&Tool> {
+        self.tools
+            .iter()
+            .find(|tool| tool.endpoints.iter().any(|e| e.matches(host, port, path)))
+    }
+
+    /// The request's category: its tool's, else the first category whose endpoints match.
+    pub fn category_for<'a>(
+        &'a self,
+        tool: Option<&'a Tool>,
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> Option<&'a str> {
+        if let Some(category) = tool.and_then(|t| t.category.as_deref()) {
+            return Some(category);
+        }
+        self.categories
+            .iter()
+            .find(|c| c.endpoints.iter().any(|e| e.matches(host, port, path)))
+            .map(|c| c.name.as_str())
+    }
+}
+
+/// EVM addresses compare case-insensitively; others (Solana base58) exactly.
+pub fn normalize_address(address: &str) -> String {
+    let trimmed = address.trim();
+    if trimmed.starts_with("0x") || trimmed.starts_with("0X") {
+        trimmed.to_ascii_lowercase()
+    } else {
+        trimmed.to_string()
     }
 }
 

@@ -89,3 +89,60 @@ where
         self.inner.size_hint()
     }
 }
+
+/// The result of reading a body up to a bound.
+pub enum Buffered {
+    /// The whole body, within the bound.
+    Complete(Bytes),
+    /// Over the bound: what was read, followed by the rest, as one stream again.
+    Partial(ProxyBody),
+    Failed(BoxError),
+}
+
+/// Reads `body` if it fits in `limit` bytes; otherwise hands back an equivalent stream.
+pub async fn buffer_bounded(mut body: ProxyBody, limit: usize) -> Buffered {
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Buffered::Complete(collected.freeze()),
+            Some(Err(error)) => return Buffered::Failed(error),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    collected.extend_from_slice(&data);
+                    if collected.len() > limit {
+                        let chained = Chained {
+                            prefix: Some(collected.freeze()),
+                            rest: body,
+                        };
+                        return Buffered::Partial(chained.boxed_unsync());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bytes already read, then the rest of the body.
+struct Chained {
+    prefix: Option<Bytes>,
+    rest: ProxyBody,
+}
+
+impl Body for Chained {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+}

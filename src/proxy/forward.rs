@@ -5,20 +5,50 @@
 //! both.
 
 use super::answers::{self, ErrorCode};
-use super::body::{with_idle_timeout, ProxyBody};
+use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::upstream::classify;
 use super::{ProxyState, Target};
+use crate::engine::{Gate, RequestFacts, Ticket};
+use crate::policy::Identity;
+use crate::x402;
 use http::{header, Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
-/// Forwards `request` to `target` and returns what the agent should see.
+/// Forwards `request` to `target` and returns what the agent should see. A request that
+/// carries a payment goes through the engine first, and its answer settles it.
 pub async fn forward(
     state: &Arc<ProxyState>,
     mut request: Request<ProxyBody>,
     target: &Target,
+    identity: &Identity,
+) -> Response<ProxyBody> {
+    let facts = RequestFacts {
+        identity: identity.clone(),
+        method: request.method().to_string(),
+        host: target.host.clone(),
+        port: target.port,
+        path: request.uri().path().to_string(),
+    };
+    let ticket = match state.engine.on_request(&facts, request.headers_mut()).await {
+        Gate::Forward(ticket) => ticket,
+        Gate::Answer(answer) => return answer,
+    };
+    let response = send(state, request, target, &facts, ticket).await;
+    if response.status() == StatusCode::PAYMENT_REQUIRED {
+        return observe_challenge(state, &facts, response).await;
+    }
+    response
+}
+
+async fn send(
+    state: &Arc<ProxyState>,
+    mut request: Request<ProxyBody>,
+    target: &Target,
+    facts: &RequestFacts,
+    ticket: Option<Ticket>,
 ) -> Response<ProxyBody> {
     let upgrade = is_upgrade_request(request.headers());
     let agent_upgrade = upgrade
@@ -35,6 +65,12 @@ pub async fn forward(
     let mut response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
+            if let Some(ticket) = ticket {
+                // A connect error means the request, and its payment, never left.
+                state
+                    .engine
+                    .on_upstream_failure(facts, ticket, !error.is_connect());
+            }
             let failure = classify(&error, &target.display());
             state.metrics.upstream_error(failure.code);
             tracing::warn!(target = %target.display(), reason = %failure.detail, "upstream request failed");
@@ -57,8 +93,62 @@ pub async fn forward(
         }
     }
     strip_hop_by_hop(response.headers_mut(), switching);
+    if let Some(ticket) = ticket {
+        let status = response.status();
+        state
+            .engine
+            .on_response(facts, ticket, status, response.headers_mut());
+    }
     let idle = state.settings.body_idle_timeout;
     response.map(|body| with_idle_timeout(body, idle))
+}
+
+/// Remembers the challenge of a `402` and passes the answer through unchanged. v2 puts
+/// it in a header; v1 in the body, which is read (up to a bound) and sent on as it came.
+async fn observe_challenge(
+    state: &Arc<ProxyState>,
+    facts: &RequestFacts,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if let Some(value) = response.headers().get("payment-required") {
+        match x402::parse_challenge_v2_header(value.as_bytes()) {
+            Ok(challenge) => state.engine.on_challenge(facts, challenge),
+            Err(error) => {
+                tracing::warn!(%error, "unreadable PAYMENT-REQUIRED challenge; passing it through unremembered")
+            }
+        }
+        return response;
+    }
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > x402::MAX_CHALLENGE_BODY_BYTES) {
+        tracing::warn!(length = ?declared, "402 body over the challenge bound; passing it through unremembered");
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    match buffer_bounded(body, x402::MAX_CHALLENGE_BODY_BYTES).await {
+        Buffered::Complete(bytes) => {
+            match x402::parse_challenge_v1_body(&bytes) {
+                Ok(challenge) => state.engine.on_challenge(facts, challenge),
+                Err(error) => tracing::info!(%error, "402 body is not a v1 x402 challenge"),
+            }
+            Response::from_parts(parts, full(bytes))
+        }
+        Buffered::Partial(body) => {
+            tracing::warn!("402 body over the challenge bound; passing it through unremembered");
+            Response::from_parts(parts, body)
+        }
+        Buffered::Failed(error) => {
+            tracing::warn!(%error, "402 body could not be read");
+            answers::error(
+                ErrorCode::UpstreamFailed,
+                format!("the upstream's 402 answer broke off: {error}"),
+            )
+        }
+    }
 }
 
 /// Rewrites the request for the upstream leg: absolute URI for the target, HTTP/1.1 as

@@ -65,6 +65,7 @@ impl Default for ProxySettings {
 /// Everything a connection needs, shared by all of them.
 pub struct ProxyState {
     pub policy: Arc<PolicyStore>,
+    pub engine: Arc<crate::engine::Engine>,
     pub leaves: LeafCache,
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,

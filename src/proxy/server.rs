@@ -104,7 +104,7 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
         let path = request.uri().path().to_string();
         let idle = state.settings.body_idle_timeout;
         let request = request.map(|body| with_idle_timeout(body, idle));
-        let response = forward(&state, request, &target).await;
+        let response = forward(&state, request, &target, &identity).await;
         tracing::info!(%method, host = %target.host, %path, status = response.status().as_u16(), "http");
         response
     }

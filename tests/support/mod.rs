@@ -90,6 +90,8 @@ impl Purser {
             .arg(&policy_path)
             .arg("--ca-dir")
             .arg(dir.path().join("certs"))
+            .arg("--trace-log")
+            .arg(dir.path().join("trace.jsonl"))
             .args(&options.extra_args)
             .env("RUST_LOG", "purser=debug,info")
             .stdout(Stdio::piped())
@@ -123,6 +125,19 @@ impl Purser {
             dir,
             stderr_path,
         }
+    }
+
+    pub fn trace_path(&self) -> PathBuf {
+        self.dir.path().join("trace.jsonl")
+    }
+
+    /// The proof log's lines, parsed.
+    pub fn trace_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.trace_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("trace line is JSON"))
+            .collect()
     }
 
     pub fn ca_pem(&self) -> PathBuf {

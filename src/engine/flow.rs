@@ -1,0 +1,652 @@
+//! The data-path flow: a request with a payment in, a decision out; an answer in, a
+//! settlement out.
+
+use super::answer::{json_answer, refusal, RefusalBody};
+use super::evaluate::{
+    action_name, evaluate, phase_name, Evaluation, PaymentFacts, RecentPayment, Verdict,
+};
+use super::pricing::{self, PaymentHeader, PricedPayment, Refusal};
+use super::session::{self, parse_phase, SessionState};
+use super::Engine;
+use crate::ledger::{Outcome, ReservationId, ReserveRequest};
+use crate::policy::rules::Trust;
+use crate::policy::{hex, normalize_address, Identity, Policy};
+use crate::proxy::body::ProxyBody;
+use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
+use crate::x402::{self, Challenge, ReplayKey};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+
+const PHASE_HEADER: &str = "x-purser-phase";
+const V1_PAYMENT: &str = "x-payment";
+const V2_PAYMENT: &str = "payment-signature";
+
+/// What the engine knows about a request.
+#[derive(Clone, Debug)]
+pub struct RequestFacts {
+    pub identity: Identity,
+    pub method: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl RequestFacts {
+    /// The key challenges are remembered under: host, port and path (not the scheme: a
+    /// v2 `resource.url` may name either).
+    pub fn resource_key(&self) -> String {
+        format!("{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// A forwarded payment, to settle when its answer comes back.
+#[derive(Debug)]
+pub struct Ticket {
+    pub trace_id: String,
+    pub reservation: ReservationId,
+    pub amount_usd: Decimal,
+    pub gate: Option<&'static str>,
+    pub version: u8,
+}
+
+/// What to do with a request.
+pub enum Gate {
+    /// Send it upstream (with a ticket if it carries an allowed payment).
+    Forward(Option<Ticket>),
+    /// Answer the agent instead.
+    Answer(Response<ProxyBody>),
+}
+
+impl Engine {
+    /// Looks at a request before it goes upstream: phase header, payment headers, the
+    /// decision. Strips Purser's own request headers.
+    pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
+        let policy = self.policy.current();
+        let session_id = facts.identity.session_id();
+        let state = self
+            .sessions
+            .get_or_create(&session_id, &facts.identity.agent);
+        if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
+            return Gate::Answer(answer);
+        }
+        let header = match payment_header(headers) {
+            Ok(None) => return Gate::Forward(None),
+            Ok(Some(found)) => found,
+            Err(refusal) => {
+                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+            }
+        };
+        let (kind, value) = header;
+        let payment = match pricing::parse(kind, value.as_bytes()) {
+            Ok(payment) => payment,
+            Err(refusal) => {
+                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+            }
+        };
+        let challenge = {
+            let state = session::lock(&state);
+            state
+                .challenge_for(&facts.resource_key(), policy.x402.challenge_ttl)
+                .map(|seen| seen.challenge.clone())
+        };
+        let priced = match pricing::price_payment(
+            payment,
+            challenge.as_ref(),
+            &policy.assets,
+            policy.x402.require_challenge,
+        ) {
+            Ok(priced) => priced,
+            Err(refusal) => {
+                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+            }
+        };
+        self.decide(facts, &policy, &state, priced).await
+    }
+
+    async fn decide(
+        &self,
+        facts: &RequestFacts,
+        policy: &Arc<Policy>,
+        state: &Arc<std::sync::Mutex<SessionState>>,
+        priced: PricedPayment,
+    ) -> Gate {
+        let started = Instant::now();
+        let replay_keys = replay_keys(&priced);
+        if let Some(seen) = replay_keys
+            .iter()
+            .find(|key| self.seen_payments.contains(*key))
+        {
+            let refusal = Refusal {
+                code: "replayed_payment",
+                message: format!(
+                    "this payment was already seen ({})",
+                    seen.split(':').next().unwrap_or("key")
+                ),
+            };
+            return Gate::Answer(self.refuse_priced(facts, policy, &priced, refusal).await);
+        }
+        let agent = facts.identity.agent.to_string();
+        let session_id = facts.identity.session_id();
+        let limits = policy.limits_for(&agent);
+        let (mut evaluation, mut reservation, phase) =
+            self.evaluate_and_reserve(facts, policy, state, &priced, &session_id, &agent);
+        if let Some(id) = reservation {
+            // Inserting is the check that counts: of two copies racing, one loses here.
+            let fresh = replay_keys
+                .iter()
+                .all(|key| self.seen_payments.insert(key.clone()));
+            if !fresh {
+                self.ledger.settle(id, Outcome::Released);
+                reservation = None;
+                evaluation.verdict = Verdict::Denied;
+                evaluation.rule = "replayed_payment".to_string();
+                evaluation.reason = "this payment was already forwarded once".to_string();
+            }
+        }
+        let trace_id = self.next_trace_id();
+        let view_after = self.ledger.view(&session_id, &agent);
+        let mut record = decision_record(
+            facts,
+            policy,
+            &priced,
+            &evaluation,
+            &trace_id,
+            phase_name(phase),
+        );
+        record.replay_keys = replay_keys;
+        record.budget = Some(budget_snapshot(&evaluation, &limits, &view_after));
+        self.metrics.decision(
+            evaluation.verdict.as_str(),
+            &evaluation.rule,
+            started.elapsed(),
+        );
+        if let Err(error) = self.trace.append_durable(&record).await {
+            tracing::error!(%error, "decision could not be made durable; refusing the payment");
+            if let Some(id) = reservation {
+                self.ledger.settle(id, Outcome::Released);
+            }
+            let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
+            return Gate::Answer(json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &body,
+                Some(("DENIED", &trace_id)),
+            ));
+        }
+        tracing::info!(trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
+        match (evaluation.verdict, reservation) {
+            (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Ticket {
+                trace_id,
+                reservation: id,
+                amount_usd: priced.price.usd,
+                gate: evaluation
+                    .gate
+                    .filter(|_| evaluation.flagged || evaluation.gate.is_some())
+                    .map(|g| g.as_str()),
+                version: priced.payment.version,
+            })),
+            (Verdict::PendingApproval, _) => {
+                let reason = format!("approval_required: {}", evaluation.reason);
+                Gate::Answer(refusal(&RefusalBody {
+                    decision: "PENDING_APPROVAL",
+                    rule: &evaluation.rule,
+                    reason: &reason,
+                    code: "approval_required",
+                    trace_id: &trace_id,
+                    session: &session_id,
+                }))
+            }
+            _ => {
+                let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
+                Gate::Answer(refusal(&RefusalBody {
+                    decision: "DENIED",
+                    rule: &evaluation.rule,
+                    reason: &reason,
+                    code: "denied",
+                    trace_id: &trace_id,
+                    session: &session_id,
+                }))
+            }
+        }
+    }
+
+    /// Decides under the session lock (phase and frequency windows cannot change under
+    /// the decision) and reserves if allowed.
+    fn evaluate_and_reserve(
+        &self,
+        facts: &RequestFacts,
+        policy: &Policy,
+        state: &std::sync::Mutex<SessionState>,
+        priced: &PricedPayment,
+        session_id: &str,
+        agent: &str,
+    ) -> (
+        Evaluation,
+        Option<ReservationId>,
+        crate::policy::rules::Phase,
+    ) {
+        let limits = policy.limits_for(agent);
+        let pay_to = normalize_address(&priced.pay_to);
+        let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
+        let category = policy.category_for(tool, &facts.host, facts.port, &facts.path);
+        let trust = if policy.verified_recipients.contains(&pay_to) {
+            Trust::Verified
+        } else if self.ledger.has_paid(agent, &pay_to) {
+            Trust::Known
+        } else {
+            Trust::Unknown
+        };
+        let mut session = session::lock(state);
+        let now = Instant::now();
+        let payment_facts = PaymentFacts {
+            phase: session.phase,
+            cost_usd: priced.price.usd,
+            tool: tool.map(|t| t.name.as_str()),
+            category,
+            host: &facts.host,
+            port: facts.port,
+            trust,
+            budget: self.ledger.view(session_id, agent),
+            limits,
+            minute_of_day: minute_of_day(policy),
+            now,
+            recent: session.recent.make_contiguous(),
+        };
+        let mut evaluation = evaluate(policy, &payment_facts);
+        let mut reservation = None;
+        if evaluation.verdict == Verdict::Allowed {
+            let request = ReserveRequest {
+                session: session_id,
+                agent,
+                pay_to: &pay_to,
+                amount: priced.price.usd,
+                limits,
+                halt_ratio: policy.budget.gates.halt,
+            };
+            match self.ledger.reserve(request) {
+                Ok(id) => reservation = Some(id),
+                Err(over) => {
+                    // Another payment took the room between the look and the booking.
+                    evaluation.verdict = Verdict::Denied;
+                    evaluation.rule = "budget_limit".to_string();
+                    evaluation.reason = over.to_string();
+                }
+            }
+        }
+        match evaluation.verdict {
+            Verdict::Allowed => {
+                session.counts.allowed += 1;
+                session.record_payment(RecentPayment {
+                    at: now,
+                    tier: evaluation.tier.clone(),
+                    tool: tool.map(|t| t.name.clone()),
+                    category: category.map(str::to_string),
+                    host: facts.host.clone(),
+                    port: facts.port,
+                });
+            }
+            Verdict::Denied => session.counts.denied += 1,
+            Verdict::PendingApproval => session.counts.pending_approval += 1,
+        }
+        (evaluation, reservation, session.phase)
+    }
+
+    /// `X-Purser-Phase`: always stripped; applied where the policy lets agents move their
+    /// own session forward.
+    fn apply_phase_header(
+        &self,
+        policy: &Policy,
+        session_id: &str,
+        state: &std::sync::Mutex<SessionState>,
+        headers: &mut HeaderMap,
+    ) -> Option<Response<ProxyBody>> {
+        let value = headers.remove(PHASE_HEADER)?;
+        if !policy.phases.agent_header {
+            tracing::warn!("ignoring X-Purser-Phase: the policy does not let agents change phase");
+            return None;
+        }
+        let text = value.to_str().unwrap_or("");
+        let Some(target) = parse_phase(text) else {
+            let body = serde_json::json!({"error": "bad_phase", "reason": format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"), "session": session_id});
+            return Some(json_answer(StatusCode::BAD_REQUEST, &body, None));
+        };
+        let mut session = session::lock(state);
+        match session.advance(target, &policy.phases) {
+            Ok(from) => {
+                if from != target {
+                    tracing::info!(
+                        from = phase_name(from),
+                        to = phase_name(target),
+                        "phase changed by the agent"
+                    );
+                }
+                None
+            }
+            Err(error) => {
+                let body = serde_json::json!({"error": "invalid_transition", "reason": error.to_string(), "session": session_id, "phase": phase_name(session.phase)});
+                Some(json_answer(StatusCode::CONFLICT, &body, None))
+            }
+        }
+    }
+
+    async fn refuse_unparsed(
+        &self,
+        facts: &RequestFacts,
+        policy: &Policy,
+        refusal: Refusal,
+    ) -> Response<ProxyBody> {
+        let trace_id = self.next_trace_id();
+        let mut record = base_record(facts, policy, &trace_id, "decision");
+        record.decision = Some("DENIED");
+        record.rule = Some(refusal.code.to_string());
+        record.reason = Some(refusal.message.clone());
+        self.finish_refusal(facts, record, refusal).await
+    }
+
+    async fn refuse_priced(
+        &self,
+        facts: &RequestFacts,
+        policy: &Policy,
+        priced: &PricedPayment,
+        refusal: Refusal,
+    ) -> Response<ProxyBody> {
+        let trace_id = self.next_trace_id();
+        let mut record = base_record(facts, policy, &trace_id, "decision");
+        fill_payment(&mut record, priced);
+        record.decision = Some("DENIED");
+        record.rule = Some(refusal.code.to_string());
+        record.reason = Some(refusal.message.clone());
+        self.finish_refusal(facts, record, refusal).await
+    }
+
+    async fn finish_refusal(
+        &self,
+        facts: &RequestFacts,
+        record: TraceRecord,
+        refusal: Refusal,
+    ) -> Response<ProxyBody> {
+        let session_id = facts.identity.session_id();
+        if let Some(state) = self.sessions.get(&session_id) {
+            session::lock(&state).counts.denied += 1;
+        }
+        self.metrics
+            .decision("DENIED", refusal.code, std::time::Duration::ZERO);
+        if let Err(error) = self.trace.append_durable(&record).await {
+            tracing::error!(%error, "refusal could not be traced");
+        }
+        tracing::info!(trace = %record.trace_id, code = refusal.code, reason = %refusal.message, "payment refused");
+        let reason = format!("{}: {}", refusal.code, refusal.message);
+        refusal_answer(&record.trace_id, refusal.code, &reason, &session_id)
+    }
+
+    /// Remembers a 402 challenge the upstream sent this session.
+    pub fn on_challenge(&self, facts: &RequestFacts, challenge: Challenge) {
+        let policy = self.policy.current();
+        let session_id = facts.identity.session_id();
+        let state = self
+            .sessions
+            .get_or_create(&session_id, &facts.identity.agent);
+        let offers = challenge.accepts.len();
+        session::lock(&state).remember_challenge(
+            facts.resource_key(),
+            challenge,
+            policy.x402.max_challenges_per_session,
+        );
+        tracing::debug!(resource = %facts.resource_key(), offers, "402 challenge remembered");
+    }
+
+    /// Settles a forwarded payment from its answer, and adds Purser's headers.
+    pub fn on_response(
+        &self,
+        facts: &RequestFacts,
+        ticket: Ticket,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) {
+        let receipt_header = if ticket.version == 1 {
+            "x-payment-response"
+        } else {
+            "payment-response"
+        };
+        let receipt = headers
+            .get(receipt_header)
+            .or_else(|| {
+                headers.get(if ticket.version == 1 {
+                    "payment-response"
+                } else {
+                    "x-payment-response"
+                })
+            })
+            .map(|value| x402::parse_receipt(value.as_bytes()));
+        let (outcome, transaction, note) = match receipt {
+            Some(Ok(receipt)) if receipt.success && status.is_success() => {
+                (Outcome::Committed, receipt.transaction, None)
+            }
+            Some(Ok(receipt)) => (Outcome::Released, receipt.transaction, receipt.error_reason),
+            Some(Err(error)) => (
+                Outcome::Released,
+                None,
+                Some(format!("unreadable receipt: {error}")),
+            ),
+            None => (
+                Outcome::Released,
+                None,
+                Some("no receipt: the merchant did not settle".to_string()),
+            ),
+        };
+        self.settle(
+            facts,
+            &ticket,
+            outcome,
+            transaction,
+            note,
+            Some(status.as_u16()),
+        );
+        insert_header(headers, "x-purser-decision", "ALLOWED");
+        insert_header(headers, "x-purser-trace", &ticket.trace_id);
+        if let Some(gate) = ticket.gate {
+            insert_header(headers, "x-purser-budget", gate);
+        }
+    }
+
+    /// Settles a payment whose upstream exchange failed. If the request was never sent,
+    /// nothing was paid; otherwise the outcome is unknown and stays counted as spent.
+    pub fn on_upstream_failure(&self, facts: &RequestFacts, ticket: Ticket, request_sent: bool) {
+        let outcome = if request_sent {
+            Outcome::Unknown
+        } else {
+            Outcome::Released
+        };
+        let note = if request_sent {
+            "connection lost after the payment left"
+        } else {
+            "upstream unreachable; the payment never left"
+        };
+        self.settle(facts, &ticket, outcome, None, Some(note.to_string()), None);
+    }
+
+    fn settle(
+        &self,
+        facts: &RequestFacts,
+        ticket: &Ticket,
+        outcome: Outcome,
+        transaction: Option<String>,
+        note: Option<String>,
+        status: Option<u16>,
+    ) {
+        if self.ledger.settle(ticket.reservation, outcome).is_none() {
+            return;
+        }
+        let policy = self.policy.current();
+        let trace_id = self.next_trace_id();
+        let mut record = base_record(facts, &policy, &trace_id, "settlement");
+        record.decision_trace_id = Some(ticket.trace_id.clone());
+        record.outcome = Some(match outcome {
+            Outcome::Committed => "committed",
+            Outcome::Released => "released",
+            Outcome::Unknown => "unknown",
+        });
+        record.amount_usd = Some(ticket.amount_usd);
+        record.transaction = transaction;
+        record.reason = note;
+        record.upstream_status = status;
+        self.metrics.settlement(record.outcome.unwrap_or("unknown"));
+        self.trace.append(&record);
+    }
+}
+
+fn refusal_answer(trace_id: &str, code: &str, reason: &str, session: &str) -> Response<ProxyBody> {
+    refusal(&RefusalBody {
+        decision: "DENIED",
+        rule: code,
+        reason,
+        code,
+        trace_id,
+        session,
+    })
+}
+
+/// The payment header, if exactly one is present. Two kinds at once, or one repeated, is
+/// ambiguous: which would the merchant honour?
+fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Refusal> {
+    let v1: Vec<&HeaderValue> = headers.get_all(V1_PAYMENT).iter().collect();
+    let v2: Vec<&HeaderValue> = headers.get_all(V2_PAYMENT).iter().collect();
+    let ambiguous = |message: &str| Refusal {
+        code: "ambiguous_payment",
+        message: message.to_string(),
+    };
+    match (v1.len(), v2.len()) {
+        (0, 0) => Ok(None),
+        (1, 0) => Ok(Some((PaymentHeader::V1, v1[0].clone()))),
+        (0, 1) => Ok(Some((PaymentHeader::V2, v2[0].clone()))),
+        (0, _) | (_, 0) => Err(ambiguous(
+            "the payment header is repeated; send exactly one",
+        )),
+        _ => Err(ambiguous(
+            "both X-PAYMENT and PAYMENT-SIGNATURE are present; send exactly one",
+        )),
+    }
+}
+
+/// Replay keys as written to the trace: a signature is kept only as its digest, so the
+/// log never holds material that could be replayed.
+fn replay_keys(priced: &PricedPayment) -> Vec<String> {
+    priced
+        .payment
+        .replay_keys()
+        .into_iter()
+        .map(|key| match key {
+            ReplayKey::Signature(signature) => {
+                format!(
+                    "signature_sha256:{}",
+                    hex(&Sha256::digest(signature.to_ascii_lowercase().as_bytes()))
+                )
+            }
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn minute_of_day(policy: &Policy) -> u16 {
+    let now = jiff::Timestamp::now().to_zoned(policy.timezone.clone());
+    (now.hour() as u16) * 60 + now.minute() as u16
+}
+
+fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+fn base_record(
+    facts: &RequestFacts,
+    policy: &Policy,
+    trace_id: &str,
+    kind: &'static str,
+) -> TraceRecord {
+    TraceRecord {
+        trace_id: trace_id.to_string(),
+        kind,
+        time: jiff::Timestamp::now().to_string(),
+        session: facts.identity.session_id(),
+        agent: facts.identity.agent.to_string(),
+        method: Some(facts.method.clone()),
+        host: Some(facts.host.clone()),
+        path: Some(facts.path.clone()),
+        policy_digest: Some(policy.digest.clone()),
+        purser_version: Some(crate::VERSION),
+        ..TraceRecord::default()
+    }
+}
+
+fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
+    record.x402_version = Some(priced.payment.version);
+    record.scheme = Some(priced.scheme.clone());
+    record.network = Some(priced.network.clone());
+    record.asset = Some(priced.asset.clone());
+    record.asset_symbol = Some(priced.price.symbol.clone());
+    record.amount_atomic = Some(priced.price.atomic.to_string());
+    record.amount = Some(priced.price.amount);
+    record.amount_usd = Some(priced.price.usd);
+    record.pay_to = Some(priced.pay_to.clone());
+    record.payer = priced.payment.payer.clone();
+    record.payment_digest = Some(hex(&priced.payment.digest));
+}
+
+fn decision_record(
+    facts: &RequestFacts,
+    policy: &Policy,
+    priced: &PricedPayment,
+    evaluation: &Evaluation,
+    trace_id: &str,
+    phase: &'static str,
+) -> TraceRecord {
+    let mut record = base_record(facts, policy, trace_id, "decision");
+    fill_payment(&mut record, priced);
+    record.phase = Some(phase);
+    record.tier = evaluation.tier.clone();
+    let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
+    record.tool = tool.map(|t| t.name.clone());
+    record.category = policy
+        .category_for(tool, &facts.host, facts.port, &facts.path)
+        .map(str::to_string);
+    record.rules = evaluation
+        .checks
+        .iter()
+        .map(|check| RuleOutcome {
+            id: check.id.clone(),
+            action: action_name(check.action),
+            matched: check.matched,
+            shadow: check.shadow,
+            detail: None,
+        })
+        .collect();
+    record.decision = Some(evaluation.verdict.as_str());
+    record.rule = Some(evaluation.rule.clone());
+    record.reason = Some(evaluation.reason.clone());
+    record.gate = evaluation.gate.map(|g| g.as_str());
+    record
+}
+
+fn budget_snapshot(
+    evaluation: &Evaluation,
+    limits: &crate::policy::Limits,
+    view: &crate::ledger::BudgetView,
+) -> BudgetSnapshot {
+    use crate::ledger::Level;
+    let level = evaluation.ratio.map(|r| r.0).unwrap_or(Level::Session);
+    let (account, limit) = match level {
+        Level::Session => (view.session, limits.session),
+        Level::Agent => (view.agent, limits.agent),
+        Level::Fleet => (view.fleet, limits.fleet),
+    };
+    BudgetSnapshot {
+        level: level.as_str(),
+        limit,
+        spent: account.spent(),
+        reserved: account.reserved,
+        ratio: evaluation.ratio.map(|r| r.1.round_dp(6)),
+    }
+}

@@ -1,0 +1,83 @@
+//! The governance engine: what happens to a request that carries a payment, and to the
+//! answer that comes back.
+//!
+//! * [`pricing`]: parse the payment, match it to its challenge, price it.
+//! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy.
+//! * [`session`]: phases, remembered challenges and recent payments per session.
+//! * [`answer`]: the `403` the agent gets when a payment does not go out.
+//!
+//! Reads (no payment header) always pass. A payment is forwarded only after the decision
+//! to forward it is on disk and its amount is reserved in the [`crate::ledger`].
+
+pub mod answer;
+pub mod evaluate;
+mod flow;
+pub mod pricing;
+pub mod session;
+
+pub use flow::{Gate, RequestFacts, Ticket};
+
+use crate::admin::metrics::Metrics;
+use crate::ledger::Ledger;
+use crate::policy::PolicyStore;
+use crate::trace::TraceLog;
+use dashmap::DashSet;
+use session::Sessions;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Everything the decision path shares.
+pub struct Engine {
+    pub policy: Arc<PolicyStore>,
+    pub sessions: Sessions,
+    pub ledger: Ledger,
+    pub trace: TraceLog,
+    pub metrics: Arc<Metrics>,
+    /// Replay keys of every payment forwarded.
+    seen_payments: DashSet<String>,
+    trace_ids: TraceIds,
+}
+
+impl Engine {
+    pub fn new(policy: Arc<PolicyStore>, trace: TraceLog, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            policy,
+            sessions: Sessions::default(),
+            ledger: Ledger::new(),
+            trace,
+            metrics,
+            seen_payments: DashSet::new(),
+            trace_ids: TraceIds::new(),
+        }
+    }
+
+    /// A new trace id, unique across restarts.
+    pub fn next_trace_id(&self) -> String {
+        self.trace_ids.next()
+    }
+}
+
+/// Trace ids: a random per-process prefix and a counter.
+struct TraceIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl TraceIds {
+    fn new() -> Self {
+        let mut bytes = [0u8; 4];
+        // Without the OS RNG the clock still makes the prefix differ between runs.
+        if getrandom::fill(&mut bytes).is_err() {
+            bytes = (jiff::Timestamp::now().as_nanosecond() as u32).to_le_bytes();
+        }
+        TraceIds {
+            prefix: u32::from_le_bytes(bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("tr_{:08x}{n:08x}", self.prefix)
+    }
+}

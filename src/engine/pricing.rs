@@ -1,0 +1,242 @@
+//! From a payment header to what it costs: parse, check it against the challenge it
+//! answers, and price it with the asset table.
+//!
+//! What a payment costs (SPEC §1): EVM `exact` pays `authorization.value` to
+//! `authorization.to`; v2 names the requirement it accepted; `upto` signs a maximum, which
+//! is the cost; a payment without an amount (Solana) costs what the matching challenge
+//! asked. A payment that pays more than, or someone or something other than, the
+//! challenge it answers is a `payload_mismatch`; one with nothing to price it by is an
+//! `unquoted_payment`.
+
+use crate::x402::{
+    self, same_address, AssetTable, Challenge, Payment, Price, Requirement, X402Error,
+};
+
+/// Why a payment is refused before any rule runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable snake_case code (the answer's `reason` starts with it).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<X402Error> for Refusal {
+    fn from(error: X402Error) -> Self {
+        Refusal::new(error.reason(), error.to_string())
+    }
+}
+
+/// A payment with everything needed to judge it.
+#[derive(Clone, Debug)]
+pub struct PricedPayment {
+    pub payment: Payment,
+    /// What it pays: the matched offer, or one built from the payment itself.
+    pub scheme: String,
+    pub network: String,
+    pub asset: String,
+    pub pay_to: String,
+    pub price: Price,
+    /// Whether a remembered challenge vouched for it.
+    pub quoted: bool,
+}
+
+/// Which header carried the payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentHeader {
+    /// `X-PAYMENT`
+    V1,
+    /// `PAYMENT-SIGNATURE`
+    V2,
+}
+
+/// Parses the header's value.
+pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Refusal> {
+    let parsed = match header {
+        PaymentHeader::V1 => x402::parse_payment_v1(value),
+        PaymentHeader::V2 => x402::parse_payment_v2(value),
+    };
+    parsed.map_err(Refusal::from)
+}
+
+/// Matches `payment` to `challenge` (if any) and prices it.
+pub fn price_payment(
+    payment: Payment,
+    challenge: Option<&Challenge>,
+    assets: &AssetTable,
+    require_challenge: bool,
+) -> Result<PricedPayment, Refusal> {
+    let claimed = claimed_terms(&payment)?;
+    let offer = match challenge {
+        Some(challenge) => Some(matching_offer(&claimed, challenge)?),
+        None if require_challenge => {
+            return Err(Refusal::new(
+                "unquoted_payment",
+                "this policy only lets payments through that answer a 402 challenge Purser saw for the resource",
+            ))
+        }
+        None => None,
+    };
+    let amount =
+        match (claimed.amount, offer) {
+            (Some(amount), Some(offer)) if amount > offer.amount_atomic => {
+                return Err(Refusal::new(
+                    "payload_mismatch",
+                    format!(
+                        "payment is for {amount} atomic units but the challenge asked {}",
+                        offer.amount_atomic
+                    ),
+                ))
+            }
+            (Some(amount), _) => amount,
+            (None, Some(offer)) => offer.amount_atomic,
+            (None, None) => return Err(Refusal::new(
+                "unquoted_payment",
+                "payment names no amount and answers no challenge Purser saw; it cannot be priced",
+            )),
+        };
+    let asset = claimed
+        .asset
+        .clone()
+        .or_else(|| offer.map(|o| o.asset.clone()))
+        .ok_or_else(|| Refusal::new("unquoted_payment", "a v1 payment names no asset and answers no challenge Purser saw; it cannot be priced"))?;
+    let pay_to = claimed
+        .pay_to
+        .clone()
+        .or_else(|| offer.map(|o| o.pay_to.clone()))
+        .ok_or_else(|| {
+            Refusal::new(
+                "unquoted_payment",
+                "payment names no recipient and answers no challenge Purser saw",
+            )
+        })?;
+    let price = x402::price(assets, &claimed.network, &asset, amount)?;
+    Ok(PricedPayment {
+        scheme: claimed.scheme.clone(),
+        network: claimed.network.clone(),
+        asset,
+        pay_to,
+        price,
+        quoted: offer.is_some(),
+        payment,
+    })
+}
+
+/// What the payment itself says it pays, with v2's `accepted` checked against the signed
+/// payload.
+struct ClaimedTerms {
+    scheme: String,
+    network: String,
+    asset: Option<String>,
+    pay_to: Option<String>,
+    amount: Option<u128>,
+}
+
+fn claimed_terms(payment: &Payment) -> Result<ClaimedTerms, Refusal> {
+    let mut terms = ClaimedTerms {
+        scheme: payment.scheme.clone(),
+        network: payment.network.clone(),
+        asset: payment.asset.clone(),
+        pay_to: payment.pay_to.clone(),
+        amount: payment.amount_atomic,
+    };
+    if let Some(accepted) = &payment.accepted {
+        check_signed_against_accepted(payment, accepted)?;
+        terms.asset = terms.asset.or_else(|| Some(accepted.asset.clone()));
+        terms.pay_to = terms.pay_to.or_else(|| Some(accepted.pay_to.clone()));
+        terms.amount = terms.amount.or(Some(accepted.amount_atomic));
+    }
+    Ok(terms)
+}
+
+/// v2 repeats the offer it accepted; the signed payload must agree with it, or the agent
+/// would be approved for one payment and sign another.
+fn check_signed_against_accepted(payment: &Payment, accepted: &Requirement) -> Result<(), Refusal> {
+    if let Some(pay_to) = &payment.pay_to {
+        if !same_address(pay_to, &accepted.pay_to) {
+            return Err(Refusal::new(
+                "payload_mismatch",
+                format!(
+                    "signed payment goes to {pay_to} but the accepted offer pays {}",
+                    accepted.pay_to
+                ),
+            ));
+        }
+    }
+    if let Some(asset) = &payment.asset {
+        if !same_address(asset, &accepted.asset) {
+            return Err(Refusal::new(
+                "payload_mismatch",
+                format!(
+                    "signed payment moves {asset} but the accepted offer is in {}",
+                    accepted.asset
+                ),
+            ));
+        }
+    }
+    if let Some(amount) = payment.amount_atomic {
+        let too_much = if payment.scheme == "upto" {
+            amount > accepted.amount_atomic
+        } else {
+            amount != accepted.amount_atomic
+        };
+        if too_much {
+            return Err(Refusal::new(
+                "payload_mismatch",
+                format!(
+                    "signed amount {amount} differs from the accepted offer's {}",
+                    accepted.amount_atomic
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The challenge's offer this payment answers: same scheme, network, recipient and asset.
+fn matching_offer<'c>(
+    claimed: &ClaimedTerms,
+    challenge: &'c Challenge,
+) -> Result<&'c Requirement, Refusal> {
+    let network = x402::canonical_network(&claimed.network);
+    challenge
+        .accepts
+        .iter()
+        .find(|offer| {
+            offer.scheme == claimed.scheme
+                && x402::canonical_network(&offer.network) == network
+                && claimed
+                    .pay_to
+                    .as_deref()
+                    .is_none_or(|p| same_address(p, &offer.pay_to))
+                && claimed
+                    .asset
+                    .as_deref()
+                    .is_none_or(|a| same_address(a, &offer.asset))
+        })
+        .ok_or_else(|| {
+            let asked: Vec<String> = challenge
+                .accepts
+                .iter()
+                .map(|o| format!("{} {} {} to {}", o.scheme, o.network, o.asset, o.pay_to))
+                .collect();
+            Refusal::new(
+                "payload_mismatch",
+                format!(
+                    "payment ({} {} to {}) matches no offer of the challenge: {}",
+                    claimed.scheme,
+                    claimed.network,
+                    claimed.pay_to.as_deref().unwrap_or("?"),
+                    asked.join("; ")
+                ),
+            )
+        })
+}

@@ -1,0 +1,309 @@
+//! Value types of the policy file that check themselves as they load, so an error points
+//! at the exact value: money, ratios, durations, phases, endpoint patterns, and mappings
+//! whose order matters.
+
+use super::host_pattern::HostPattern;
+use super::rules::{Phase, Trust};
+use rust_decimal::Decimal;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A non-negative decimal amount. Read from the scalar's text, never through a float, so
+/// `0.10` is exactly one tenth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Money(pub Decimal);
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(DecimalText("an amount like 0.50"))
+            .and_then(|value| {
+                if value.is_sign_negative() {
+                    Err(de::Error::custom(format!("amount {value} is negative")))
+                } else {
+                    Ok(Money(value))
+                }
+            })
+    }
+}
+
+/// A ratio of a budget: `0.90` or `90%`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ratio(pub Decimal);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(DecimalText("a ratio like 0.90 or 90%"))
+            .and_then(|value| {
+                if value.is_sign_negative() || value > Decimal::from(10) {
+                    Err(de::Error::custom(format!(
+                        "ratio {value} must be between 0 and 10 (1.0 is the whole budget)"
+                    )))
+                } else {
+                    Ok(Ratio(value))
+                }
+            })
+    }
+}
+
+/// Reads a decimal from a scalar's text; a trailing `%` divides by 100.
+struct DecimalText(&'static str);
+
+impl Visitor<'_> for DecimalText {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Decimal, E> {
+        parse_decimal(text).ok_or_else(|| E::custom(format!("`{text}` is not {}", self.0)))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Decimal, E> {
+        Ok(Decimal::from(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Decimal, E> {
+        Ok(Decimal::from(value))
+    }
+}
+
+fn parse_decimal(text: &str) -> Option<Decimal> {
+    let text = text.trim().trim_start_matches('$');
+    match text.strip_suffix('%') {
+        Some(percent) => Decimal::from_str_exact(percent.trim())
+            .ok()
+            .map(|p| p / Decimal::from(100)),
+        None => Decimal::from_str_exact(text).ok(),
+    }
+}
+
+/// A duration: `30s`, `5m`, `2h`, `1d`, or plain seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationText(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = deserializer.deserialize_str(PlainText("a duration like 30s, 5m or 1h"))?;
+        parse_duration(&text).map(DurationText).ok_or_else(|| {
+            de::Error::custom(format!("`{text}` is not a duration like 30s, 5m or 1h"))
+        })
+    }
+}
+
+/// Parses `30s`, `5m`, `2h`, `1d`, `250ms` or plain seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => number,
+        "ms" => return Some(Duration::from_millis(number)),
+        "m" | "min" | "mins" | "minute" | "minutes" => number.checked_mul(60)?,
+        "h" | "hour" | "hours" => number.checked_mul(3600)?,
+        "d" | "day" | "days" => number.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}
+
+/// Any scalar as its text.
+struct PlainText(&'static str);
+
+impl Visitor<'_> for PlainText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+}
+
+/// A phase name, any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseName(pub Phase);
+
+impl<'de> Deserialize<'de> for PhaseName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_phase(&text).map(PhaseName).ok_or_else(|| {
+            de::Error::custom(format!(
+                "`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"
+            ))
+        })
+    }
+}
+
+pub fn parse_phase(text: &str) -> Option<Phase> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "EXPLORE" => Some(Phase::Explore),
+        "DECIDE" => Some(Phase::Decide),
+        "COMMIT" => Some(Phase::Commit),
+        _ => None,
+    }
+}
+
+/// A recipient trust level, any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustName(pub Trust);
+
+impl<'de> Deserialize<'de> for TrustName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "verified" => Ok(TrustName(Trust::Verified)),
+            "known" => Ok(TrustName(Trust::Known)),
+            "unknown" => Ok(TrustName(Trust::Unknown)),
+            _ => Err(de::Error::custom(format!(
+                "`{text}` is not a recipient trust: verified, known or unknown"
+            ))),
+        }
+    }
+}
+
+/// `host[:port][/path]`, where the path may end in `*` for a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointPattern {
+    pub host: HostPattern,
+    pub path: Option<PathPattern>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl EndpointPattern {
+    pub fn parse(text: &str) -> Result<EndpointPattern, String> {
+        let text = text.trim();
+        let text = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+            .unwrap_or(text);
+        let (host, path) = match text.find('/') {
+            Some(index) => (&text[..index], Some(&text[index..])),
+            None => (text, None),
+        };
+        let host = HostPattern::parse(host).map_err(|e| e.to_string())?;
+        let path = path.map(|path| match path.strip_suffix('*') {
+            Some(prefix) => PathPattern::Prefix(prefix.to_string()),
+            None => PathPattern::Exact(path.to_string()),
+        });
+        Ok(EndpointPattern { host, path })
+    }
+
+    pub fn matches(&self, host: &str, port: u16, path: &str) -> bool {
+        self.host.matches(host, port)
+            && match &self.path {
+                None => true,
+                Some(PathPattern::Exact(exact)) => path == exact,
+                Some(PathPattern::Prefix(prefix)) => path.starts_with(prefix.as_str()),
+            }
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        EndpointPattern::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A YAML mapping kept in file order (first match wins where order matters).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderedMap<T>(pub Vec<(String, T)>);
+
+impl<T> Default for OrderedMap<T> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrderedMap<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(OrderedMapVisitor(PhantomData))
+    }
+}
+
+struct OrderedMapVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for OrderedMapVisitor<T> {
+    type Value = OrderedMap<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of names to entries")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(String, T)> = Vec::new();
+        while let Some((name, value)) = map.next_entry::<String, T>()? {
+            if entries.iter().any(|(existing, _)| *existing == name) {
+                return Err(de::Error::custom(format!("`{name}` is defined twice")));
+            }
+            entries.push((name, value));
+        }
+        Ok(OrderedMap(entries))
+    }
+}
+
+/// One value or a list of them (`categories: data` or `categories: [data, feeds]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrManyVisitor<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                T::deserialize(de::value::StrDeserializer::<E>::new(text))
+                    .map(|item| OneOrMany(vec![item]))
+            }
+        }
+        deserializer.deserialize_any(OneOrManyVisitor(PhantomData))
+    }
+}
+
+impl FromStr for Money {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match parse_decimal(text) {
+            Some(value) if !value.is_sign_negative() => Ok(Money(value)),
+            _ => Err(format!("`{text}` is not a non-negative amount")),
+        }
+    }
+}

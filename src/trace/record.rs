@@ -1,0 +1,116 @@
+//! The fields of a trace line (SPEC §6). Optional fields are left out when empty, so a
+//! settlement line is short and a decision line says everything.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// One rule as evaluated for a decision.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RuleOutcome {
+    pub id: String,
+    /// BLOCK, REQUIRE_APPROVAL, FLAG or ALLOW.
+    pub action: &'static str,
+    pub matched: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// Why it matched or not, briefly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The budget as seen by a decision.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BudgetSnapshot {
+    /// The level whose ratio is highest.
+    pub level: &'static str,
+    pub limit: Option<Decimal>,
+    pub spent: Decimal,
+    pub reserved: Decimal,
+    /// (spent + reserved + this payment) / limit.
+    pub ratio: Option<Decimal>,
+}
+
+/// One line of the proof log.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TraceRecord {
+    pub trace_id: String,
+    /// `decision`, `settlement`, `hold`, `compensation`.
+    pub kind: &'static str,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub session: String,
+    pub agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x402_version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset_symbol: Option<String>,
+    /// Atomic units, as on the wire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_atomic: Option<String>,
+    /// In the asset's units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_usd: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// SHA-256 of the decoded payment: identifies it without storing the signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_digest: Option<String>,
+    /// Replay keys (payer+nonce, signature digest, transaction digest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replay_keys: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSnapshot>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleOutcome>,
+    /// ALLOWED, DENIED, PENDING_APPROVAL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    /// The rule that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Budget gate crossed, if any: warning, restrict, halt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<&'static str>,
+    /// Settlement: committed, released, unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    /// For settlements: the decision line's trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purser_version: Option<&'static str>,
+}

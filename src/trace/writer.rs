@@ -1,0 +1,236 @@
+//! The single writer of the proof log: chains, batches, flushes, rotates.
+
+use super::record::TraceRecord;
+use super::GENESIS_HASH;
+use crate::policy::hex;
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Why a line could not be made durable. A payment decision that cannot be written is
+/// not forwarded.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("trace log {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("trace log writer has stopped")]
+    Stopped,
+    #[error("trace record could not be serialised: {0}")]
+    Serialize(String),
+}
+
+/// How the log is written.
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    pub path: PathBuf,
+    /// Start a new file past this size; the chain continues into it.
+    pub rotate_bytes: u64,
+    /// `fsync` before acknowledging durable lines. Off only for measuring.
+    pub fsync: bool,
+}
+
+struct Job {
+    line: String,
+    ack: Option<oneshot::Sender<Result<(), TraceError>>>,
+}
+
+/// Handle to the writer thread.
+#[derive(Clone)]
+pub struct TraceLog {
+    sender: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl TraceLog {
+    /// Opens (or creates) the log, finds the last hash to chain from, starts the writer.
+    pub fn open(settings: TraceSettings) -> Result<TraceLog, TraceError> {
+        let log_path = settings.path.clone();
+        let io_error = |e: std::io::Error| TraceError::Io {
+            path: log_path.clone(),
+            message: e.to_string(),
+        };
+        if let Some(parent) = settings.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        let last_hash = last_line_hash(&settings.path).map_err(io_error)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&settings.path)
+            .map_err(io_error)?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let path = settings.path.clone();
+        let writer = Writer {
+            file,
+            size: std::fs::metadata(&settings.path)
+                .map(|m| m.len())
+                .unwrap_or(0),
+            last_hash,
+            settings,
+        };
+        std::thread::Builder::new()
+            .name("purser-trace".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(io_error)?;
+        Ok(TraceLog { sender, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a line and waits until it is on disk.
+    pub async fn append_durable(&self, record: &TraceRecord) -> Result<(), TraceError> {
+        let line =
+            serde_json::to_string(record).map_err(|e| TraceError::Serialize(e.to_string()))?;
+        let (ack, done) = oneshot::channel();
+        self.sender
+            .send(Job {
+                line,
+                ack: Some(ack),
+            })
+            .map_err(|_| TraceError::Stopped)?;
+        done.await.map_err(|_| TraceError::Stopped)?
+    }
+
+    /// Appends a line without waiting (it is still chained and flushed with its group).
+    pub fn append(&self, record: &TraceRecord) {
+        match serde_json::to_string(record) {
+            Ok(line) => {
+                if self.sender.send(Job { line, ack: None }).is_err() {
+                    tracing::error!("trace writer has stopped; a trace line was lost");
+                }
+            }
+            Err(error) => tracing::error!(%error, "trace record could not be serialised"),
+        }
+    }
+}
+
+struct Writer {
+    file: File,
+    size: u64,
+    last_hash: String,
+    settings: TraceSettings,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Job>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            batch.extend(receiver.try_iter());
+            let result = self.write_batch(&batch);
+            for job in batch {
+                if let Some(ack) = job.ack {
+                    let _ = ack.send(result.clone());
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Job]) -> Result<(), TraceError> {
+        let mut buffer = Vec::with_capacity(batch.iter().map(|j| j.line.len() + 90).sum());
+        for job in batch {
+            let line = chain_line(&self.last_hash, &job.line);
+            self.last_hash = hex(&Sha256::digest(line.as_bytes()));
+            buffer.extend_from_slice(line.as_bytes());
+            buffer.push(b'\n');
+        }
+        let result = self.file.write_all(&buffer).and_then(|_| {
+            if self.settings.fsync && batch.iter().any(|j| j.ack.is_some()) {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        self.size += buffer.len() as u64;
+        if let Err(error) = result {
+            tracing::error!(%error, "trace log write failed");
+            return Err(TraceError::Io {
+                path: self.settings.path.clone(),
+                message: error.to_string(),
+            });
+        }
+        if self.size >= self.settings.rotate_bytes {
+            self.rotate();
+        }
+        Ok(())
+    }
+
+    /// Renames the full file to `NAME.TIMESTAMP` and starts a fresh one; the next line
+    /// still chains from the last line of the old file.
+    fn rotate(&mut self) {
+        let stamp = jiff::Timestamp::now().as_millisecond();
+        let rotated = PathBuf::from(format!("{}.{stamp}", self.settings.path.display()));
+        let reopened = self
+            .file
+            .sync_all()
+            .and_then(|_| std::fs::rename(&self.settings.path, &rotated))
+            .and_then(|_| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.settings.path)
+            });
+        match reopened {
+            Ok(file) => {
+                self.file = file;
+                self.size = 0;
+                tracing::info!(rotated = %rotated.display(), "trace log rotated");
+            }
+            Err(error) => {
+                tracing::error!(%error, "trace log rotation failed; continuing in the same file")
+            }
+        }
+    }
+}
+
+/// Puts `"prev_hash"` first in the JSON object, so every line can be checked alone.
+pub(crate) fn chain_line(prev_hash: &str, json_object: &str) -> String {
+    let body = json_object.strip_prefix('{').unwrap_or(json_object);
+    if body.trim_start().starts_with('}') {
+        format!("{{\"prev_hash\":\"{prev_hash}\"}}")
+    } else {
+        format!("{{\"prev_hash\":\"{prev_hash}\",{body}")
+    }
+}
+
+/// The hash of the last complete line, or the genesis hash for a new log. A torn last
+/// line (no newline, a crash mid-write) is cut off so the chain resumes cleanly.
+fn last_line_hash(path: &Path) -> std::io::Result<String> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(GENESIS_HASH.to_string())
+        }
+        Err(error) => return Err(error),
+    };
+    let mut reader = BufReader::new(file);
+    let mut last_complete: Option<String> = None;
+    let mut complete_len: u64 = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line)?;
+        if read == 0 {
+            break;
+        }
+        if line.ends_with('\n') {
+            complete_len += read as u64;
+            last_complete = Some(line.trim_end_matches('\n').to_string());
+        } else {
+            tracing::warn!(path = %path.display(), bytes = read, "trace log ends in a torn line; truncating it");
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.set_len(complete_len)?;
+            let mut file = file;
+            file.seek(SeekFrom::End(0))?;
+            break;
+        }
+    }
+    Ok(match last_complete {
+        Some(line) => hex(&Sha256::digest(line.as_bytes())),
+        None => GENESIS_HASH.to_string(),
+    })
+}

@@ -1,0 +1,182 @@
+//! The asset table (network, asset address → symbol, decimals, USD peg) and pricing.
+//!
+//! Built-in entries are USDC on the networks x402 merchants use. Addresses are from the
+//! official SDKs: Python `mechanisms/evm/constants.py` (`NETWORK_CONFIGS`),
+//! `mechanisms/evm/v1/constants.py` (`V1_DEFAULT_ASSETS`), `mechanisms/svm/constants.py`;
+//! TypeScript `mechanisms/evm/src/shared/defaultAssets.ts` and the legacy
+//! `x402/src/types/shared/evm/config.ts` (Avalanche Fuji). Polygon Amoy's USDC is Circle's
+//! testnet deployment (not in the SDK tables). All are 6 decimals.
+
+use super::error::X402Error;
+pub use super::network::canonical_network;
+use super::network::{SOLANA_DEVNET, SOLANA_MAINNET};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What Purser knows about one asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetInfo {
+    pub symbol: String,
+    /// Atomic units per whole token, as a power of ten.
+    pub decimals: u32,
+    /// USD value of one whole token.
+    pub usd_peg: Decimal,
+}
+
+/// Assets keyed by canonical CAIP-2 network and normalized address.
+#[derive(Debug, Clone, Default)]
+pub struct AssetTable {
+    entries: HashMap<(String, String), AssetInfo>,
+}
+
+/// Built-in USDC deployments: (CAIP-2 network, address).
+const BUILTIN_USDC: &[(&str, &str)] = &[
+    ("eip155:8453", "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"), // Base
+    ("eip155:84532", "0x036CbD53842c5426634e7929541eC2318f3dCF7e"), // Base Sepolia
+    ("eip155:1", "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"),    // Ethereum
+    ("eip155:137", "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"),  // Polygon PoS
+    ("eip155:80002", "0x41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7582"), // Polygon Amoy
+    ("eip155:43114", "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E"), // Avalanche C-Chain
+    ("eip155:43113", "0x5425890298aed601595a70AB815c96711a31Bc65"), // Avalanche Fuji
+    ("eip155:42161", "0xaf88d065e77c8cC2239327C5EDb3A432268e5831"), // Arbitrum One
+    (
+        "eip155:421614",
+        "0x75faf114eafb1BDbe2F0316DF893fd58CE46AA4d",
+    ), // Arbitrum Sepolia
+    (
+        SOLANA_MAINNET,
+        "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+    ),
+    (
+        SOLANA_DEVNET,
+        "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+    ),
+];
+
+impl AssetTable {
+    /// An empty table (policies normally start from [`AssetTable::builtin`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table Purser ships with: USDC, 6 decimals, pegged at 1.00 USD.
+    pub fn builtin() -> Self {
+        let usdc = AssetInfo {
+            symbol: "USDC".into(),
+            decimals: 6,
+            usd_peg: Decimal::new(100, 2),
+        };
+        let entries = BUILTIN_USDC
+            .iter()
+            .map(|(network, asset)| {
+                let key = ((*network).to_string(), normalize_asset(asset));
+                (key, usdc.clone())
+            })
+            .collect();
+        AssetTable { entries }
+    }
+
+    /// Adds or replaces an asset; the policy's `assets` section uses this.
+    pub fn insert(&mut self, network: &str, asset: &str, info: AssetInfo) -> Result<(), X402Error> {
+        let network_id = canonical_network(network)
+            .ok_or_else(|| X402Error::UnknownNetwork(network.to_string()))?;
+        if asset.trim().is_empty() || asset.trim() != asset {
+            return Err(X402Error::WrongShape(format!(
+                "asset address {asset:?} must be non-empty and have no surrounding spaces"
+            )));
+        }
+        if info.decimals > Decimal::MAX_SCALE {
+            return Err(X402Error::WrongShape(format!(
+                "{} decimals for {asset} is more than the {} Purser can price exactly",
+                info.decimals,
+                Decimal::MAX_SCALE
+            )));
+        }
+        if info.usd_peg.is_sign_negative() {
+            return Err(X402Error::BadAmount(format!(
+                "USD peg {} for {asset} is negative",
+                info.usd_peg
+            )));
+        }
+        self.entries
+            .insert((network_id, normalize_asset(asset)), info);
+        Ok(())
+    }
+
+    /// The asset's info; `network` may be a v1 name or a CAIP-2 id.
+    pub fn lookup(&self, network: &str, asset: &str) -> Result<&AssetInfo, X402Error> {
+        let network_id = canonical_network(network)
+            .ok_or_else(|| X402Error::UnknownNetwork(network.to_string()))?;
+        self.entries
+            .get(&(network_id, normalize_asset(asset)))
+            .ok_or_else(|| X402Error::UnknownAsset {
+                network: network.to_string(),
+                asset: asset.to_string(),
+            })
+    }
+
+    /// Every entry as (CAIP-2 network, normalized address, info), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &AssetInfo)> {
+        self.entries
+            .iter()
+            .map(|((network, asset), info)| (network.as_str(), asset.as_str(), info))
+    }
+}
+
+/// EVM addresses are hex and compare case-insensitively (EIP-55 case is only a checksum);
+/// anything else (Solana base58 mints) is case-sensitive and kept as is.
+fn normalize_asset(asset: &str) -> String {
+    if is_hex_address(asset) {
+        asset.to_ascii_lowercase()
+    } else {
+        asset.to_string()
+    }
+}
+
+/// `0x`-prefixed (either case of x) text.
+pub(crate) fn is_hex_address(text: &str) -> bool {
+    text.starts_with("0x") || text.starts_with("0X")
+}
+
+/// Whether two addresses are the same account: 0x hex addresses case-insensitively,
+/// everything else (Solana base58) exactly.
+pub fn same_address(a: &str, b: &str) -> bool {
+    if is_hex_address(a) && is_hex_address(b) {
+        a[2..].eq_ignore_ascii_case(&b[2..])
+    } else {
+        a == b
+    }
+}
+
+/// An amount in atomic units, in whole tokens, and in USD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    pub atomic: u128,
+    /// `atomic / 10^decimals`, exact.
+    pub amount: Decimal,
+    pub symbol: String,
+    /// `amount * usd_peg` (exact unless it needs more than 28 decimal places).
+    pub usd: Decimal,
+}
+
+/// Prices `atomic` units of `asset` on `network` with exact decimal arithmetic.
+pub fn price(
+    table: &AssetTable,
+    network: &str,
+    asset: &str,
+    atomic: u128,
+) -> Result<Price, X402Error> {
+    let info = table.lookup(network, asset)?;
+    let too_big = || X402Error::BadAmount(format!("{atomic} atomic units is too large to price"));
+    let mantissa = i128::try_from(atomic).map_err(|_| too_big())?;
+    let amount =
+        Decimal::try_from_i128_with_scale(mantissa, info.decimals).map_err(|_| too_big())?;
+    let usd = amount.checked_mul(info.usd_peg).ok_or_else(too_big)?;
+    Ok(Price {
+        atomic,
+        amount: amount.normalize(),
+        symbol: info.symbol.clone(),
+        usd: usd.normalize(),
+    })
+}

@@ -1,0 +1,38 @@
+//! The x402 payment protocol as Purser sees it on the wire: bounded decoding, wire types
+//! for v1 and v2, normalized challenges, payments and receipts, and pricing.
+//!
+//! * [`decode`]: size limits, base64 and JSON.
+//! * [`wire`]: the messages exactly as they travel (serde types).
+//! * [`challenge`], [`payment`], [`receipt`]: the normalized views the engine uses.
+//! * [`assets`] and [`network`]: the asset table, network names and exact pricing.
+//!
+//! Nothing here panics on any input, and money is `rust_decimal::Decimal` or integer atomic
+//! units, never a float.
+
+pub mod amount;
+pub mod assets;
+pub mod challenge;
+pub mod decode;
+mod error;
+mod fields;
+pub mod network;
+mod payload;
+pub mod payment;
+pub mod receipt;
+mod solana;
+pub mod wire;
+
+pub use assets::{price, same_address, AssetInfo, AssetTable, Price};
+pub use challenge::{parse_challenge_v1_body, parse_challenge_v2_header, Challenge, Requirement};
+pub use decode::{MAX_CHALLENGE_BODY_BYTES, MAX_PAYMENT_HEADER_BYTES};
+pub use error::X402Error;
+pub use network::canonical_network;
+pub use payment::{parse_payment_v1, parse_payment_v2, Payment, PaymentKind, ReplayKey};
+pub use receipt::{parse_receipt, Receipt};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_inputs;
+#[cfg(test)]
+mod tests_payloads;

@@ -1,0 +1,249 @@
+//! Payments, v1 (`X-PAYMENT`) and v2 (`PAYMENT-SIGNATURE`), as one normalized [`Payment`],
+//! plus what identifies a payment for replay checks and how it compares to a challenge.
+
+use super::assets::{is_hex_address, same_address};
+use super::challenge::{expect_version, requirement_v2, resource_url, Requirement};
+use super::decode::decode_header_json;
+use super::error::X402Error;
+use super::fields::Obj;
+use super::network::{canonical_network, namespace};
+use super::payload::{self, Signed};
+use super::solana;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub use super::payload::PaymentKind;
+
+/// Schemes Purser can price.
+pub const KNOWN_SCHEMES: &[&str] = &["exact", "upto"];
+
+/// A parsed payment header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// 1 or 2.
+    pub version: u8,
+    pub scheme: String,
+    /// As written (v1 name or CAIP-2 id); v2 takes it from `accepted`.
+    pub network: String,
+    pub kind: PaymentKind,
+    /// v2: the requirement the client says it is paying.
+    pub accepted: Option<Requirement>,
+    /// v2: `resource.url`.
+    pub resource: Option<String>,
+    /// The signer (`authorization.from`, `permit2Authorization.from`).
+    pub payer: Option<String>,
+    /// From the signed payload (`authorization.to`, `witness.to`); `None` for Solana.
+    pub pay_to: Option<String>,
+    /// Signed value, Permit2 permitted amount or `upto` maximum; `None` for Solana.
+    pub amount_atomic: Option<u128>,
+    /// The Permit2 signed token, else v2 `accepted.asset`; v1 EIP-3009 has none.
+    pub asset: Option<String>,
+    pub nonce: Option<String>,
+    pub signature: Option<String>,
+    /// Solana: the base64 transaction.
+    pub solana_transaction: Option<String>,
+    /// Unix time after which the signature is void (EIP-3009 `validBefore`, Permit2
+    /// `deadline`): a held payment is worthless after it.
+    pub valid_before: Option<u64>,
+    /// SHA-256 of the decoded JSON bytes: identifies this exact payment (approvals bind
+    /// to it).
+    pub digest: [u8; 32],
+}
+
+/// What makes a payment single-use. Any key seen before means a replay.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReplayKey {
+    /// EVM: (payer, nonce), lowercased; the token contracts' own uniqueness rule.
+    PayerNonce(String, String),
+    /// The signature, lowercased when it is 0x hex.
+    Signature(String),
+    /// Solana: hex SHA-256 of the transaction's signed message (see `solana.rs` for why
+    /// not the transaction bytes), or the transaction text if it cannot be read.
+    SolanaTransaction(String),
+}
+
+impl fmt::Display for ReplayKey {
+    /// A stable text form, for the trace log the replay set is rebuilt from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplayKey::PayerNonce(payer, nonce) => write!(f, "payer_nonce:{payer}:{nonce}"),
+            ReplayKey::Signature(signature) => write!(f, "signature:{signature}"),
+            ReplayKey::SolanaTransaction(id) => write!(f, "solana_tx:{id}"),
+        }
+    }
+}
+
+/// Parses a v1 `X-PAYMENT` header.
+pub fn parse_payment_v1(header: &[u8]) -> Result<Payment, X402Error> {
+    let (json, bytes) = decode_header_json(header)?;
+    let root = Obj::root(&json, "X-PAYMENT")?;
+    expect_version(&root, 1, "X-PAYMENT")?;
+    let scheme = known_scheme(root.string("scheme")?)?;
+    let network = root.string("network")?;
+    let signed = payload::read(&root.object("payload")?, &namespace_of(&network)?)?;
+    Ok(assemble(1, scheme, network, None, None, signed, &bytes))
+}
+
+/// Parses a v2 `PAYMENT-SIGNATURE` header.
+pub fn parse_payment_v2(header: &[u8]) -> Result<Payment, X402Error> {
+    let (json, bytes) = decode_header_json(header)?;
+    let root = Obj::root(&json, "PAYMENT-SIGNATURE")?;
+    expect_version(&root, 2, "PAYMENT-SIGNATURE")?;
+    // Scheme and network first, so an unknown one is reported as such and not as a
+    // missing field of a shape Purser does not know.
+    let accepted_obj = root.object("accepted")?;
+    let scheme = known_scheme(accepted_obj.string("scheme")?)?;
+    let ns = namespace_of(&accepted_obj.string("network")?)?;
+    let resource = resource_url(&root)?;
+    let accepted = requirement_v2(&accepted_obj, resource.clone())?;
+    let mut signed = payload::read(&root.object("payload")?, &ns)?;
+    // What is signed wins: a Permit2 token is the asset that moves.
+    signed.asset = signed.asset.or_else(|| Some(accepted.asset.clone()));
+    let network = accepted.network.clone();
+    Ok(assemble(
+        2,
+        scheme,
+        network,
+        Some(accepted),
+        resource,
+        signed,
+        &bytes,
+    ))
+}
+
+/// Joins the envelope and the signed payload.
+fn assemble(
+    version: u8,
+    scheme: String,
+    network: String,
+    accepted: Option<Requirement>,
+    resource: Option<String>,
+    signed: Signed,
+    decoded: &[u8],
+) -> Payment {
+    Payment {
+        version,
+        scheme,
+        network,
+        kind: signed.kind,
+        accepted,
+        resource,
+        payer: signed.payer,
+        pay_to: signed.pay_to,
+        amount_atomic: signed.amount_atomic,
+        asset: signed.asset,
+        nonce: signed.nonce,
+        signature: signed.signature,
+        solana_transaction: signed.solana_transaction,
+        valid_before: signed.valid_before,
+        digest: Sha256::digest(decoded).into(),
+    }
+}
+
+/// Refuses schemes Purser cannot price.
+fn known_scheme(scheme: String) -> Result<String, X402Error> {
+    if KNOWN_SCHEMES.contains(&scheme.as_str()) {
+        Ok(scheme)
+    } else {
+        Err(X402Error::UnknownScheme(scheme))
+    }
+}
+
+/// The CAIP-2 namespace of a payment's network, or why the network is unknown.
+fn namespace_of(network: &str) -> Result<String, X402Error> {
+    namespace(network).ok_or_else(|| X402Error::UnknownNetwork(network.to_string()))
+}
+
+impl Payment {
+    /// Every key that identifies this payment; a payment whose key was seen is a replay.
+    pub fn replay_keys(&self) -> Vec<ReplayKey> {
+        let mut keys = Vec::new();
+        if let (Some(payer), Some(nonce)) = (&self.payer, &self.nonce) {
+            keys.push(ReplayKey::PayerNonce(
+                canonical_address(payer),
+                nonce.to_ascii_lowercase(),
+            ));
+        }
+        if let Some(signature) = &self.signature {
+            keys.push(ReplayKey::Signature(canonical_address(signature)));
+        }
+        if let Some(transaction) = &self.solana_transaction {
+            let id = solana::message_id(transaction).unwrap_or_else(|| transaction.clone());
+            keys.push(ReplayKey::SolanaTransaction(id));
+        }
+        keys
+    }
+
+    /// The digest as lowercase hex.
+    pub fn digest_hex(&self) -> String {
+        solana::hex(&self.digest)
+    }
+
+    /// The most this payment can move according to what it carries itself: the larger
+    /// of the signed amount and v2's `accepted.amount`. `None` when it carries neither
+    /// (a v1 Solana payment: price it from the challenge it answers).
+    pub fn max_cost_atomic(&self) -> Option<u128> {
+        let accepted = self.accepted.as_ref().map(|r| r.amount_atomic);
+        match (self.amount_atomic, accepted) {
+            (Some(signed), Some(offered)) => Some(signed.max(offered)),
+            (signed, offered) => signed.or(offered),
+        }
+    }
+
+    /// Why this payment does not answer `requirement` (another scheme, network, asset
+    /// or recipient, or more money), or `None` if it does. Fields the payment does not
+    /// carry are not compared.
+    pub fn mismatch_with(&self, requirement: &Requirement) -> Option<String> {
+        if self.scheme != requirement.scheme {
+            return Some(format!(
+                "scheme {:?} does not match the challenge's {:?}",
+                self.scheme, requirement.scheme
+            ));
+        }
+        if canonical_network(&self.network) != canonical_network(&requirement.network) {
+            return Some(format!(
+                "network {:?} does not match the challenge's {:?}",
+                self.network, requirement.network
+            ));
+        }
+        self.asset_or_recipient_mismatch(requirement)
+            .or_else(|| self.amount_mismatch(requirement))
+    }
+
+    fn asset_or_recipient_mismatch(&self, requirement: &Requirement) -> Option<String> {
+        if let Some(asset) = &self.asset {
+            if !same_address(asset, &requirement.asset) {
+                return Some(format!(
+                    "asset {asset} does not match the challenge's {}",
+                    requirement.asset
+                ));
+            }
+        }
+        match &self.pay_to {
+            Some(pay_to) if !same_address(pay_to, &requirement.pay_to) => Some(format!(
+                "pays {pay_to}, not the challenge's payTo {}",
+                requirement.pay_to
+            )),
+            _ => None,
+        }
+    }
+
+    fn amount_mismatch(&self, requirement: &Requirement) -> Option<String> {
+        match self.amount_atomic {
+            Some(amount) if amount > requirement.amount_atomic => Some(format!(
+                "signs {amount} atomic units, more than the challenge's {}",
+                requirement.amount_atomic
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// 0x hex compares case-insensitively, so it is lowercased; other text is kept.
+fn canonical_address(text: &str) -> String {
+    if is_hex_address(text) {
+        text.to_ascii_lowercase()
+    } else {
+        text.to_string()
+    }
+}

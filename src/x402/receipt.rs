@@ -1,0 +1,35 @@
+//! Settlement receipts: `X-PAYMENT-RESPONSE` (v1) and `PAYMENT-RESPONSE` (v2) have the
+//! same shape, `{success, payer, transaction, network, errorReason?}`, and `upto` adds
+//! `settledAmount`. A receipt decides whether a reservation commits, so it is read as
+//! strictly as a payment: a malformed one is an error, never a guessed success.
+
+use super::decode::decode_header_json;
+use super::error::X402Error;
+use super::fields::Obj;
+
+/// A parsed settlement receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub success: bool,
+    pub payer: Option<String>,
+    /// The settlement transaction hash (EVM) or signature (Solana).
+    pub transaction: Option<String>,
+    pub network: Option<String>,
+    pub error_reason: Option<String>,
+    /// `upto`: what was actually charged (at most the signed maximum).
+    pub settled_amount_atomic: Option<u128>,
+}
+
+/// Parses a receipt header of either version.
+pub fn parse_receipt(header: &[u8]) -> Result<Receipt, X402Error> {
+    let (json, _) = decode_header_json(header)?;
+    let root = Obj::root(&json, "the payment receipt")?;
+    Ok(Receipt {
+        success: root.boolean("success")?,
+        payer: root.opt_string("payer")?,
+        transaction: root.opt_string("transaction")?,
+        network: root.opt_string("network")?,
+        error_reason: root.opt_string("errorReason")?,
+        settled_amount_atomic: root.opt_amount("settledAmount")?,
+    })
+}
