@@ -5,6 +5,7 @@
 //! different header and never work here. `purser run` refuses to expose it beyond
 //! loopback without a token.
 
+mod api;
 pub mod metrics;
 
 use crate::proxy::body::{full, ProxyBody};
@@ -70,6 +71,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
             HeaderValue::from_static("Bearer realm=\"purser-admin\""),
         );
         return response;
+    }
+    if request.uri().path().starts_with("/v1/") {
+        if let Some(response) = api::route(state, request).await {
+            return response;
+        }
+        return api::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),

@@ -102,6 +102,8 @@ enum CaCommand {
 enum PolicyCommand {
     /// Validate a policy file; errors name file:line:column.
     Check { file: PathBuf },
+    /// Run decision cases against a policy; exits non-zero on any mismatch.
+    Test { file: PathBuf, cases: PathBuf },
 }
 
 /// Entry point of the binary.
@@ -111,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Ca(CaCommand::Init { dir, force, proxy }) => ca::init(&dir, force, &proxy),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
+        Command::Policy(PolicyCommand::Test { file, cases }) => policy_test(&file, &cases),
     }
 }
 
@@ -163,5 +166,47 @@ fn policy_check(file: &std::path::Path) -> ExitCode {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn policy_test(file: &std::path::Path, cases: &std::path::Path) -> ExitCode {
+    let policy = match Policy::load(file) {
+        Ok(policy) => policy,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = match crate::engine::cases::run_cases(&policy, cases) {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let width = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:<4}  {:<width$}  RESULT", "", "CASE");
+    for result in &results {
+        let mark = if result.passed { "ok" } else { "FAIL" };
+        if result.passed {
+            println!("{mark:<4}  {:<width$}  {}", result.name, result.got);
+        } else {
+            println!(
+                "{mark:<4}  {:<width$}  expected {}, got {}",
+                result.name, result.expected, result.got
+            );
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    println!("{} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

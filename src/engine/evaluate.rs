@@ -1,8 +1,8 @@
 //! The decision: one pure function from a payment's facts and the policy to ALLOWED,
 //! PENDING_APPROVAL or DENIED, with the rule that decided and every check evaluated.
 //!
-//! Built-in checks come first (phase, tier, budget gates, per-call threshold), then the
-//! policy's rules in file order. Deny overrides: BLOCK > REQUIRE APPROVAL > FLAG > ALLOW;
+//! The policy's rules come first, in file order, then the built-in checks (phase, tier,
+//! budget gates, per-call threshold). Deny overrides: BLOCK > REQUIRE APPROVAL > FLAG > ALLOW;
 //! the first matching check with the strongest action decides. Shadow rules are
 //! evaluated and reported but never decide.
 
@@ -113,10 +113,8 @@ pub fn evaluate(policy: &Policy, facts: &PaymentFacts<'_>) -> Evaluation {
     let ratio = projected_ratio(&facts.budget, &facts.limits, facts.cost_usd);
     let tier = classify_tier(policy, facts);
     let mut checks = Vec::with_capacity(policy.rules.len() + 6);
-    check_phase(policy, facts, &mut checks);
-    check_tier(policy, tier, &mut checks);
-    let gate = check_budget(policy, ratio, &mut checks);
-    check_threshold(facts, &mut checks);
+    // The policy's own rules come first: when one of them and a built-in check agree, the
+    // agent hears the rule the policy's author wrote, with its message.
     for rule in &policy.rules {
         let matched = target_matches(&rule.ast.target, facts)
             && rule
@@ -132,6 +130,10 @@ pub fn evaluate(policy: &Policy, facts: &PaymentFacts<'_>) -> Evaluation {
             message: rule.message.clone(),
         });
     }
+    check_phase(policy, facts, &mut checks);
+    check_tier(policy, tier, &mut checks);
+    let gate = check_budget(policy, ratio, &mut checks);
+    check_threshold(facts, &mut checks);
     conclude(checks, tier, gate, ratio, policy)
 }
 

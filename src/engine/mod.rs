@@ -10,6 +10,7 @@
 //! to forward it is on disk and its amount is reserved in the [`crate::ledger`].
 
 pub mod answer;
+pub mod cases;
 pub mod evaluate;
 mod flow;
 pub mod pricing;

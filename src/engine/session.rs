@@ -98,6 +98,13 @@ impl SessionState {
         self.recent.push_back(payment);
     }
 
+    /// Starts the session over: EXPLORE, no remembered challenges. Spend stays in the
+    /// ledger; a reset never gives budget back.
+    pub fn reset(&mut self) {
+        self.phase = Phase::Explore;
+        self.challenges.clear();
+    }
+
     /// Moves the phase forward. Backwards, or a skip the policy forbids, is refused.
     pub fn advance(&mut self, to: Phase, rules: &PhasePolicy) -> Result<Phase, TransitionError> {
         let from = self.phase;

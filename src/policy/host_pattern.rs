@@ -57,6 +57,11 @@ impl HostPattern {
         })
     }
 
+    /// Whether the pattern names one host (no wildcard).
+    pub fn is_exact(&self) -> bool {
+        matches!(self.host, HostMatch::Exact(_))
+    }
+
     /// Whether the pattern covers `host` on `port`. `host` is compared case-insensitively.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|wanted| wanted != port) {

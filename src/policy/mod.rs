@@ -368,7 +368,9 @@ impl Policy {
             .find(|tool| tool.endpoints.iter().any(|e| e.matches(host, port, path)))
     }
 
-    /// The request's category: its tool's, else the first category whose endpoints match.
+    /// The request's category: its tool's, else the category with the most specific
+    /// matching endpoint (a longer path beats a shorter one, an exact host a wildcard;
+    /// ties go to the one written first).
     pub fn category_for<'a>(
         &'a self,
         tool: Option<&'a Tool>,
@@ -379,10 +381,20 @@ impl Policy {
         if let Some(category) = tool.and_then(|t| t.category.as_deref()) {
             return Some(category);
         }
-        self.categories
-            .iter()
-            .find(|c| c.endpoints.iter().any(|e| e.matches(host, port, path)))
-            .map(|c| c.name.as_str())
+        let mut best: Option<(&'a str, usize)> = None;
+        for category in &self.categories {
+            for endpoint in category
+                .endpoints
+                .iter()
+                .filter(|e| e.matches(host, port, path))
+            {
+                let score = endpoint.specificity();
+                if best.is_none_or(|(_, best_score)| score > best_score) {
+                    best = Some((category.name.as_str(), score));
+                }
+            }
+        }
+        best.map(|(name, _)| name)
     }
 }
 

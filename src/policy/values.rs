@@ -209,6 +209,16 @@ impl EndpointPattern {
         Ok(EndpointPattern { host, path })
     }
 
+    /// How narrowly the pattern picks requests: path length first, then an exact host.
+    pub fn specificity(&self) -> usize {
+        let path = match &self.path {
+            None => 0,
+            Some(PathPattern::Prefix(prefix)) => prefix.len() * 2,
+            Some(PathPattern::Exact(exact)) => exact.len() * 2 + 1,
+        };
+        path * 2 + usize::from(self.host.is_exact())
+    }
+
     pub fn matches(&self, host: &str, port: u16, path: &str) -> bool {
         self.host.matches(host, port)
             && match &self.path {

@@ -1,0 +1,352 @@
+//! The governance API under `/v1`: sessions and phases, policy reload, trace queries.
+
+use super::AdminState;
+use crate::engine::answer::json_answer;
+use crate::engine::evaluate::phase_name;
+use crate::engine::session::{self, parse_phase, SessionState};
+use crate::ledger::Account;
+use crate::proxy::body::ProxyBody;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::json;
+use std::io::{Read, Seek, SeekFrom};
+
+/// Largest admin request body read.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+/// How far back from the end of the live trace file a query looks.
+const TRACE_QUERY_WINDOW: u64 = 8 * 1024 * 1024;
+
+/// Routes `/v1/...`; `None` when the path is not an API path.
+pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Response<ProxyBody>> {
+    let path = request.uri().path().to_string();
+    let rest = path.strip_prefix("/v1/")?;
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let method = request.method().clone();
+    Some(match (method, segments.as_slice()) {
+        (Method::GET, ["sessions"]) => list_sessions(state),
+        (Method::GET, ["sessions", id]) => show_session(state, id),
+        (Method::POST, ["sessions", id, "phase"]) => {
+            let id = id.to_string();
+            match read_json(request).await {
+                Ok(body) => set_phase(state, &id, &body),
+                Err(answer) => answer,
+            }
+        }
+        (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id),
+        (Method::POST, ["policy", "reload"]) => reload_policy(state),
+        (Method::GET, ["traces"]) => query_traces(state, request.uri().query().unwrap_or("")),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+    })
+}
+
+/// One session as the API shows it.
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    agent: String,
+    phase: &'static str,
+    limit: Option<Decimal>,
+    spent: Decimal,
+    reserved: Decimal,
+    unknown: Decimal,
+    ratio: Option<Decimal>,
+    gates: GateMarks,
+    agent_spent: Decimal,
+    fleet_spent: Decimal,
+    counts: session::DecisionCounts,
+    challenges: usize,
+    created: String,
+}
+
+#[derive(Serialize)]
+struct GateMarks {
+    warning: Option<Decimal>,
+    restrict: Option<Decimal>,
+    halt: Option<Decimal>,
+}
+
+fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
+    let engine = &state.proxy.engine;
+    let policy = engine.policy.current();
+    let limits = policy.limits_for(&session.agent);
+    let budget = engine.ledger.view(id, &session.agent);
+    let account: Account = budget.session;
+    let ratio = limits
+        .session
+        .filter(|l| !l.is_zero())
+        .map(|limit| (account.exposure() / limit).round_dp(6));
+    SessionView {
+        id: id.to_string(),
+        agent: session.agent.clone(),
+        phase: phase_name(session.phase),
+        limit: limits.session,
+        spent: account.spent(),
+        reserved: account.reserved,
+        unknown: account.unknown,
+        ratio,
+        gates: GateMarks {
+            warning: policy.budget.gates.warning,
+            restrict: policy.budget.gates.restrict,
+            halt: policy.budget.gates.halt,
+        },
+        agent_spent: budget.agent.spent(),
+        fleet_spent: budget.fleet.spent(),
+        counts: session.counts,
+        challenges: session.challenge_count(),
+        created: jiff::Timestamp::try_from(session.created)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn list_sessions(state: &AdminState) -> Response<ProxyBody> {
+    let sessions = &state.proxy.engine.sessions;
+    let views: Vec<SessionView> = sessions
+        .ids()
+        .into_iter()
+        .filter_map(|id| {
+            let entry = sessions.get(&id)?;
+            let locked = session::lock(&entry);
+            Some(view(state, &id, &locked))
+        })
+        .collect();
+    json_answer(StatusCode::OK, &json!({ "sessions": views }), None)
+}
+
+fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    match state.proxy.engine.sessions.get(id) {
+        Some(entry) => {
+            let locked = session::lock(&entry);
+            json_answer(StatusCode::OK, &view(state, id, &locked), None)
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            &format!("no session `{id}` has been seen"),
+        ),
+    }
+}
+
+/// Sets a session's phase. A session not seen yet is created, so an operator can open
+/// COMMIT for an agent before it starts.
+fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response<ProxyBody> {
+    let Some(text) = body.get("phase").and_then(|v| v.as_str()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "body must be {\"phase\": \"EXPLORE|DECIDE|COMMIT\"}",
+        );
+    };
+    let Some(phase) = parse_phase(text) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_phase",
+            &format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"),
+        );
+    };
+    let Some(agent) = agent_of(id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_session",
+            "session ids are AGENT.SESSION",
+        );
+    };
+    let engine = &state.proxy.engine;
+    let policy = engine.policy.current();
+    let entry = engine.sessions.get_or_create(id, agent);
+    let mut locked = session::lock(&entry);
+    match locked.advance(phase, &policy.phases) {
+        Ok(previous) => {
+            tracing::info!(session = %id, from = phase_name(previous), to = phase_name(phase), "phase changed by the admin API");
+            json_answer(
+                StatusCode::OK,
+                &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
+                None,
+            )
+        }
+        Err(transition) => {
+            let body = json!({"error": "invalid_transition", "reason": transition.to_string(), "id": id, "phase": phase_name(locked.phase)});
+            json_answer(StatusCode::CONFLICT, &body, None)
+        }
+    }
+}
+
+fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    match state.proxy.engine.sessions.get(id) {
+        Some(entry) => {
+            let mut locked = session::lock(&entry);
+            let previous = phase_name(locked.phase);
+            locked.reset();
+            tracing::info!(session = %id, from = previous, "session reset to EXPLORE");
+            json_answer(
+                StatusCode::OK,
+                &json!({"id": id, "phase": "EXPLORE", "previous": previous}),
+                None,
+            )
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            &format!("no session `{id}` has been seen"),
+        ),
+    }
+}
+
+fn reload_policy(state: &AdminState) -> Response<ProxyBody> {
+    match state.proxy.policy.reload() {
+        Ok(policy) => {
+            tracing::info!(digest = %&policy.digest[..12], "policy reloaded through the admin API");
+            json_answer(
+                StatusCode::OK,
+                &json!({"reloaded": true, "digest": policy.digest, "name": policy.name}),
+                None,
+            )
+        }
+        Err(failure) => {
+            tracing::error!(error = %failure, "policy reload failed; keeping the previous policy");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_policy",
+                &failure.to_string(),
+            )
+        }
+    }
+}
+
+/// `GET /v1/traces?session=&decision=&kind=&limit=`: the latest matching lines, newest last.
+fn query_traces(state: &AdminState, query: &str) -> Response<ProxyBody> {
+    let params = parse_query(query);
+    let limit = params
+        .iter()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(100)
+        .min(10_000);
+    let wanted = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let text = match read_tail(state.proxy.engine.trace.path()) {
+        Ok(text) => text,
+        Err(failure) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trace_unreadable",
+                &failure.to_string(),
+            )
+        }
+    };
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            ["session", "decision", "kind", "agent"]
+                .iter()
+                .all(|field| {
+                    wanted(field).is_none_or(|value| {
+                        line.get(*field).and_then(|v| v.as_str()) == Some(value)
+                    })
+                })
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(limit);
+    lines.drain(..skip);
+    json_answer(StatusCode::OK, &json!({ "traces": lines }), None)
+}
+
+fn read_tail(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(e),
+    };
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(TRACE_QUERY_WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // Starting mid-file cuts the first line: drop it.
+    Ok(if start > 0 {
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    } else {
+        text
+    })
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                index += 3;
+            }
+            None => {
+                out.push(if bytes[index] == b'+' {
+                    b' '
+                } else {
+                    bytes[index]
+                });
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn agent_of(session_id: &str) -> Option<&str> {
+    let (agent, session) = session_id.split_once('.')?;
+    (!agent.is_empty() && !session.is_empty()).then_some(agent)
+}
+
+async fn read_json(request: Request<Incoming>) -> Result<serde_json::Value, Response<ProxyBody>> {
+    let collected = Limited::new(request.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("cannot read the body: {e}"),
+            )
+        })?;
+    let bytes: Bytes = collected.to_bytes();
+    if bytes.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            &format!("body is not JSON: {e}"),
+        )
+    })
+}
+
+pub(super) fn error(status: StatusCode, code: &str, reason: &str) -> Response<ProxyBody> {
+    json_answer(status, &json!({"error": code, "reason": reason}), None)
+}
