@@ -5,6 +5,7 @@
 
 pub mod origin;
 pub mod pki;
+pub mod python;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -175,6 +176,44 @@ impl Purser {
             .output()
             .expect("curl metrics");
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Calls the admin API: `(status, body)`.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args([
+                "-sS",
+                "--noproxy",
+                "*",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("http://{}{path}", self.admin));
+        if let Some(body) = body {
+            command.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        }
+        let output = command.output().expect("curl admin");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Moves a session to `phase` through the admin API.
+    pub fn set_phase(&self, session: &str, phase: &str) {
+        let (status, body) = self.admin(
+            "POST",
+            &format!("/v1/sessions/{session}/phase"),
+            Some(&format!("{{\"phase\":\"{phase}\"}}")),
+        );
+        assert_eq!(status, 200, "set phase: {body}");
     }
 
     /// The value of one metric line, e.g. `purser_leaf_certs_minted_total`.

@@ -38,6 +38,19 @@ impl TestPki {
         }
     }
 
+    /// A server certificate and key for `localhost` and `127.0.0.1`, written as PEM files.
+    pub fn server_cert_files(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("leaf key");
+        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+
     /// A server certificate for `localhost` and `127.0.0.1` (and any extra names).
     pub fn server_cert(&self, extra_names: &[&str]) -> ServerCert {
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
