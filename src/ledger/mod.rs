@@ -7,9 +7,10 @@
 //! network round trip each payment makes anyway.
 
 use crate::policy::Limits;
+use hashbrown::{HashMap, HashSet};
+use parking_lot::{Mutex, MutexGuard};
 use rust_decimal::Decimal;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Money booked against one account, in USD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -75,16 +76,23 @@ pub struct OverBudget {
 /// A booked reservation.
 pub type ReservationId = u64;
 
+/// An open reservation. The names are shared with the books (a reference count, not a
+/// copy), so booking one allocates only the recipient.
 #[derive(Clone, Debug)]
 struct Reservation {
-    session: String,
-    agent: String,
+    session: Arc<str>,
+    agent: Arc<str>,
     amount: Decimal,
     pay_to: String,
 }
 
-#[derive(Default)]
+struct SessionBook {
+    name: Arc<str>,
+    account: Account,
+}
+
 struct AgentBook {
+    name: Arc<str>,
     account: Account,
     /// payTo addresses this agent has paid with a successful receipt.
     paid_recipients: HashSet<String>,
@@ -94,7 +102,7 @@ struct AgentBook {
 struct Books {
     fleet: Account,
     agents: HashMap<String, AgentBook>,
-    sessions: HashMap<String, Account>,
+    sessions: HashMap<String, SessionBook>,
     reservations: HashMap<ReservationId, Reservation>,
     next_id: ReservationId,
 }
@@ -131,99 +139,113 @@ impl Ledger {
         Ledger::default()
     }
 
+    /// parking_lot's lock spins briefly before it parks, which suits a critical section
+    /// this short: under contention a waiter usually gets the lock without a syscall.
+    /// It does not poison; every mutation inside is a sequence of plain additions.
     fn books(&self) -> MutexGuard<'_, Books> {
-        // A panic while holding the lock cannot leave a half-booked reservation: every
-        // mutation below is a sequence of infallible additions. Keep serving.
-        self.books
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.books.lock()
     }
 
     /// Reserves `amount` at every level atomically, or refuses naming the level.
+    ///
+    /// The reservation's strings are built before the lock is taken; inside it there are
+    /// three hash look-ups and a few additions (a key is copied only on first sight).
     pub fn reserve(&self, request: ReserveRequest<'_>) -> Result<ReservationId, OverBudget> {
-        let mut books = self.books();
-        let views = [
-            (
-                Level::Session,
-                books
-                    .sessions
-                    .get(request.session)
-                    .copied()
-                    .unwrap_or_default(),
-                request.limits.session,
-            ),
-            (
-                Level::Agent,
-                books
-                    .agents
-                    .get(request.agent)
-                    .map(|a| a.account)
-                    .unwrap_or_default(),
-                request.limits.agent,
-            ),
-            (Level::Fleet, books.fleet, request.limits.fleet),
+        let pay_to = request.pay_to.to_string();
+        let mut guard = self.books();
+        let Books {
+            fleet,
+            agents,
+            sessions,
+            reservations,
+            next_id,
+        } = &mut *guard;
+        let session = sessions
+            .entry_ref(request.session)
+            .or_insert_with(|| SessionBook {
+                name: Arc::from(request.session),
+                account: Account::default(),
+            });
+        let agent = agents
+            .entry_ref(request.agent)
+            .or_insert_with(|| AgentBook {
+                name: Arc::from(request.agent),
+                account: Account::default(),
+                paid_recipients: HashSet::new(),
+            });
+        let levels = [
+            (Level::Session, session.account, request.limits.session),
+            (Level::Agent, agent.account, request.limits.agent),
+            (Level::Fleet, *fleet, request.limits.fleet),
         ];
-        for (level, account, limit) in views {
+        for (level, account, limit) in levels {
             if let Some(limit) = limit {
                 check_cap(level, account, limit, request.amount, request.halt_ratio)?;
             }
         }
-        let books = &mut *books;
-        books.next_id += 1;
-        let id = books.next_id;
-        books
-            .sessions
-            .entry(request.session.to_string())
-            .or_default()
-            .reserved += request.amount;
-        books
-            .agents
-            .entry(request.agent.to_string())
-            .or_default()
-            .account
-            .reserved += request.amount;
-        books.fleet.reserved += request.amount;
-        books.reservations.insert(
-            id,
-            Reservation {
-                session: request.session.to_string(),
-                agent: request.agent.to_string(),
-                amount: request.amount,
-                pay_to: request.pay_to.to_string(),
-            },
-        );
-        Ok(id)
+        session.account.reserved += request.amount;
+        agent.account.reserved += request.amount;
+        fleet.reserved += request.amount;
+        *next_id += 1;
+        let reservation = Reservation {
+            session: session.name.clone(),
+            agent: agent.name.clone(),
+            amount: request.amount,
+            pay_to,
+        };
+        reservations.insert(*next_id, reservation);
+        Ok(*next_id)
     }
 
     /// Ends a reservation. Returns its amount, or `None` if it was already settled.
     pub fn settle(&self, id: ReservationId, outcome: Outcome) -> Option<Decimal> {
-        let mut books = self.books();
-        let books = &mut *books;
-        let reservation = books.reservations.remove(&id)?;
-        let amount = reservation.amount;
-        let apply = |account: &mut Account| {
-            account.reserved -= amount;
-            match outcome {
-                Outcome::Committed => account.committed += amount,
-                Outcome::Unknown => account.unknown += amount,
-                Outcome::Released => {}
+        let reservation = {
+            let mut guard = self.books();
+            let Books {
+                fleet,
+                agents,
+                sessions,
+                reservations,
+                ..
+            } = &mut *guard;
+            let reservation = reservations.remove(&id)?;
+            let amount = reservation.amount;
+            let apply = |account: &mut Account| {
+                account.reserved -= amount;
+                match outcome {
+                    Outcome::Committed => account.committed += amount,
+                    Outcome::Unknown => account.unknown += amount,
+                    Outcome::Released => {}
+                }
+            };
+            // A reservation's books exist as long as it does: books are never removed.
+            if let Some(session) = sessions.get_mut(&*reservation.session) {
+                apply(&mut session.account);
             }
+            if let Some(agent) = agents.get_mut(&*reservation.agent) {
+                apply(&mut agent.account);
+                if outcome == Outcome::Committed {
+                    agent
+                        .paid_recipients
+                        .get_or_insert_with(reservation.pay_to.as_str(), str::to_string);
+                }
+            }
+            apply(fleet);
+            reservation
         };
-        apply(books.sessions.entry(reservation.session).or_default());
-        let agent = books.agents.entry(reservation.agent).or_default();
-        apply(&mut agent.account);
-        if outcome == Outcome::Committed {
-            agent.paid_recipients.insert(reservation.pay_to);
-        }
-        apply(&mut books.fleet);
-        Some(amount)
+        // The reservation's strings are freed here, outside the lock.
+        Some(reservation.amount)
     }
 
     /// The accounts a payment by `agent` in `session` is measured against.
     pub fn view(&self, session: &str, agent: &str) -> BudgetView {
         let books = self.books();
         BudgetView {
-            session: books.sessions.get(session).copied().unwrap_or_default(),
+            session: books
+                .sessions
+                .get(session)
+                .map(|s| s.account)
+                .unwrap_or_default(),
             agent: books
                 .agents
                 .get(agent)
