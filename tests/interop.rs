@@ -216,7 +216,18 @@ fn two_hundred_concurrent_payments_never_overspend_a_one_dollar_budget() {
     assert_eq!(results.len(), 200);
     let allowed = results.iter().filter(|r| r.status == 200).count();
     let denied = results.iter().filter(|r| r.status == 403).count();
-    assert_eq!(allowed + denied, 200);
+    // Under this load the SDK's merchant itself now and then answers a paid retry with a
+    // fresh 402 (it does so without Purser in between too): no receipt, so Purser must
+    // release those reservations rather than count them.
+    let refused_by_merchant = results.iter().filter(|r| r.status == 402).count();
+    assert_eq!(allowed + denied + refused_by_merchant, 200);
+    assert!(refused_by_merchant <= 10, "{refused_by_merchant} merchant refusals");
+    let released = purser
+        .trace_lines()
+        .iter()
+        .filter(|l| l["kind"] == "settlement" && l["outcome"] == "released")
+        .count();
+    assert_eq!(released, refused_by_merchant);
     let settled = facilitator.settled_atomic();
     assert!(
         settled <= 1_000_000,

@@ -61,6 +61,14 @@ pub enum Gate {
 }
 
 impl Engine {
+    /// Whether a request needs the engine at all: it carries a payment or a phase change.
+    /// Reads without either pass without touching any session state.
+    pub fn inspects(headers: &HeaderMap) -> bool {
+        headers.contains_key(V1_PAYMENT)
+            || headers.contains_key(V2_PAYMENT)
+            || headers.contains_key(PHASE_HEADER)
+    }
+
     /// Looks at a request before it goes upstream: phase header, payment headers, the
     /// decision. Strips Purser's own request headers.
     pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
@@ -175,7 +183,7 @@ impl Engine {
                 Some(("DENIED", &trace_id)),
             ));
         }
-        tracing::info!(trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
+        tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
         match (evaluation.verdict, reservation) {
             (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Ticket {
                 trace_id,
@@ -376,7 +384,7 @@ impl Engine {
         if let Err(error) = self.trace.append_durable(&record).await {
             tracing::error!(%error, "refusal could not be traced");
         }
-        tracing::info!(trace = %record.trace_id, code = refusal.code, reason = %refusal.message, "payment refused");
+        tracing::info!(session = %session_id, trace = %record.trace_id, code = refusal.code, reason = %refusal.message, "payment refused");
         let reason = format!("{}: {}", refusal.code, refusal.message);
         refusal_answer(&record.trace_id, refusal.code, &reason, &session_id)
     }

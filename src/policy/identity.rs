@@ -59,11 +59,17 @@ struct AgentCredentials {
     token_digest: Option<[u8; 32]>,
 }
 
+/// Distinct credentials remembered after a successful check.
+const VERIFIED_CACHE_ENTRIES: usize = 4096;
+
 /// The policy's agent table, prepared for per-request checks.
 #[derive(Debug)]
 pub struct AgentDirectory {
     agents: BTreeMap<String, AgentCredentials>,
     anonymous: Option<Identity>,
+    /// Header values that already passed, so keep-alive traffic skips base64 and SHA-256.
+    /// It belongs to this policy: a reload starts with an empty cache.
+    verified: dashmap::DashMap<Box<[u8]>, Identity>,
 }
 
 impl AgentDirectory {
@@ -83,7 +89,11 @@ impl AgentDirectory {
             session: entry.session.into(),
             anonymous: true,
         });
-        AgentDirectory { agents, anonymous }
+        AgentDirectory {
+            agents,
+            anonymous,
+            verified: dashmap::DashMap::new(),
+        }
     }
 
     /// The identity requests without credentials get, if the policy has one.
@@ -105,6 +115,18 @@ impl AgentDirectory {
         let Some(header) = header else {
             return self.anonymous.clone().ok_or(AuthError::Missing);
         };
+        if let Some(known) = self.verified.get(header) {
+            return Ok(known.clone());
+        }
+        let identity = self.check(header)?;
+        if self.verified.len() >= VERIFIED_CACHE_ENTRIES {
+            self.verified.clear();
+        }
+        self.verified.insert(header.into(), identity.clone());
+        Ok(identity)
+    }
+
+    fn check(&self, header: &[u8]) -> Result<Identity, AuthError> {
         let (user, token) = decode_basic(header)?;
         let (agent, session) = split_user(&user)?;
         if !self.agents.is_empty() {

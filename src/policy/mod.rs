@@ -454,9 +454,15 @@ impl PolicyStore {
         }
     }
 
-    /// The policy in force now. Cheap: one atomic load and a reference count.
+    /// The policy in force now, to keep (one atomic load and a reference count).
     pub fn current(&self) -> Arc<Policy> {
         self.current.load_full()
+    }
+
+    /// The policy in force now, for a short look: no shared reference count is touched,
+    /// so concurrent requests do not contend on one cache line.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.current.load()
     }
 
     /// Re-reads the policy from its file. A bad file keeps the old policy and says why.

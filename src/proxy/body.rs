@@ -30,6 +30,15 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// An agent's request body: empty bodies (most GETs) skip the idle timer.
+pub fn request_body(body: hyper::body::Incoming, idle: Duration) -> ProxyBody {
+    if body.is_end_stream() {
+        empty()
+    } else {
+        with_idle_timeout(body, idle)
+    }
+}
+
 /// Wraps a streaming body so that a stall longer than `idle` ends it with an error.
 pub fn with_idle_timeout<B>(body: B, idle: Duration) -> ProxyBody
 where

@@ -9,7 +9,7 @@ use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::upstream::classify;
 use super::{ProxyState, Target};
-use crate::engine::{Gate, RequestFacts, Ticket};
+use crate::engine::{Engine, Gate, RequestFacts, Ticket};
 use crate::policy::Identity;
 use crate::x402;
 use http::{header, Request, Response, StatusCode, Uri, Version};
@@ -25,19 +25,33 @@ pub async fn forward(
     target: &Target,
     identity: &Identity,
 ) -> Response<ProxyBody> {
-    let facts = RequestFacts {
+    // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let facts_for = |method: &http::Method, uri: &Uri| RequestFacts {
         identity: identity.clone(),
-        method: request.method().to_string(),
+        method: method.to_string(),
         host: target.host.clone(),
         port: target.port,
-        path: request.uri().path().to_string(),
+        path: uri.path().to_string(),
     };
-    let ticket = match state.engine.on_request(&facts, request.headers_mut()).await {
-        Gate::Forward(ticket) => ticket,
-        Gate::Answer(answer) => return answer,
-    };
-    let response = send(state, request, target, &facts, ticket).await;
+    let mut facts = None;
+    let mut ticket = None;
+    if Engine::inspects(request.headers()) {
+        let inspected = facts_for(&method, &uri);
+        match state
+            .engine
+            .on_request(&inspected, request.headers_mut())
+            .await
+        {
+            Gate::Forward(granted) => ticket = granted,
+            Gate::Answer(answer) => return answer,
+        }
+        facts = Some(inspected);
+    }
+    let response = send(state, request, target, facts.as_ref(), ticket).await;
     if response.status() == StatusCode::PAYMENT_REQUIRED {
+        let facts = facts.unwrap_or_else(|| facts_for(&method, &uri));
         return observe_challenge(state, &facts, response).await;
     }
     response
@@ -47,7 +61,7 @@ async fn send(
     state: &Arc<ProxyState>,
     mut request: Request<ProxyBody>,
     target: &Target,
-    facts: &RequestFacts,
+    facts: Option<&RequestFacts>,
     ticket: Option<Ticket>,
 ) -> Response<ProxyBody> {
     let upgrade = is_upgrade_request(request.headers());
@@ -65,7 +79,7 @@ async fn send(
     let mut response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
-            if let Some(ticket) = ticket {
+            if let (Some(ticket), Some(facts)) = (ticket, facts) {
                 // A connect error means the request, and its payment, never left.
                 state
                     .engine
@@ -93,7 +107,7 @@ async fn send(
         }
     }
     strip_hop_by_hop(response.headers_mut(), switching);
-    if let Some(ticket) = ticket {
+    if let (Some(ticket), Some(facts)) = (ticket, facts) {
         let status = response.status();
         state
             .engine
@@ -158,16 +172,23 @@ fn prepare_request(
     target: &Target,
     upgrade: bool,
 ) -> Result<(), String> {
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let scheme = if target.https { "https" } else { "http" };
-    let uri: Uri = format!("{scheme}://{}{path_and_query}", target.uri_authority())
-        .parse()
-        .map_err(|e| format!("cannot build the upstream URI: {e}"))?;
-    *request.uri_mut() = uri;
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(if target.https {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = Some(
+        target
+            .uri_authority()
+            .parse()
+            .map_err(|e| format!("cannot build the upstream URI: {e}"))?,
+    );
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() =
+        Uri::from_parts(parts).map_err(|e| format!("cannot build the upstream URI: {e}"))?;
     *request.version_mut() = Version::HTTP_11;
     let headers = request.headers_mut();
     strip_hop_by_hop(headers, upgrade);

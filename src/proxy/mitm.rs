@@ -7,8 +7,9 @@
 //! `Host` header, so an agent cannot smuggle a request past host-based policy.
 
 use super::answers::{self, ErrorCode};
-use super::body::{with_idle_timeout, ProxyBody};
+use super::body::{request_body, ProxyBody};
 use super::forward::forward;
+use super::log_access;
 use super::shutdown::drive;
 use super::{ProxyState, Target};
 use crate::policy::Identity;
@@ -86,7 +87,7 @@ async fn inner_request(
     target: Target,
     identity: Identity,
 ) -> Response<ProxyBody> {
-    let span = tracing::info_span!("request", session = %identity);
+    let span = tracing::debug_span!("request", session = %identity);
     async move {
         if let Some(named) = named_host(&request) {
             if !named.eq_ignore_ascii_case(&target.host) {
@@ -100,9 +101,16 @@ async fn inner_request(
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let idle = state.settings.body_idle_timeout;
-        let request = request.map(|body| with_idle_timeout(body, idle));
+        let request = request.map(|body| request_body(body, idle));
         let response = forward(&state, request, &target, &identity).await;
-        tracing::info!(%method, host = %target.host, %path, status = response.status().as_u16(), "https");
+        log_access(
+            "https",
+            &identity,
+            &method,
+            &target.host,
+            &path,
+            response.status(),
+        );
         response
     }
     .instrument(span)

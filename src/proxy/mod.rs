@@ -129,3 +129,21 @@ impl ProxyState {
         })
     }
 }
+
+/// One line per request, tagged with its session: at DEBUG for ordinary answers (a line
+/// per request at INFO would cost a fifth of the plain path's throughput), at INFO when
+/// the answer is a server-side failure.
+pub(crate) fn log_access(
+    scheme: &str,
+    identity: &crate::policy::Identity,
+    method: &http::Method,
+    host: &str,
+    path: &str,
+    status: http::StatusCode,
+) {
+    if status.is_server_error() {
+        tracing::info!(session = %identity, %method, host, path, status = status.as_u16(), scheme, "request failed upstream");
+    } else {
+        tracing::debug!(session = %identity, %method, host, path, status = status.as_u16(), scheme, "request");
+    }
+}

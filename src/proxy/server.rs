@@ -5,8 +5,9 @@
 //! it produces says which agent session it belongs to.
 
 use super::answers::{self, ErrorCode};
-use super::body::{with_idle_timeout, ProxyBody};
+use super::body::{request_body, ProxyBody};
 use super::forward::forward;
+use super::log_access;
 use super::shutdown::drive;
 use super::{connect, ProxyState, Target};
 use http::{header, Method, Request, Response};
@@ -73,7 +74,7 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
 
 /// One request on the agent's connection: authenticate, then tunnel or forward.
 async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> Response<ProxyBody> {
-    let policy = state.policy.current();
+    let policy = state.policy.peek();
     let credentials = request
         .headers()
         .get(header::PROXY_AUTHORIZATION)
@@ -87,7 +88,7 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
         }
     };
     drop(policy);
-    let span = tracing::info_span!("request", session = %identity);
+    let span = tracing::debug_span!("request", session = %identity);
     async move {
         if request.method() == Method::CONNECT {
             return connect::handle(state, request, identity).await;
@@ -97,15 +98,25 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
             Err(reason) => return answers::error(ErrorCode::BadRequest, reason),
         };
         if state.is_own_address(&target) {
-            return answers::error(ErrorCode::Forbidden, "Purser's own listeners are not reachable through the proxy");
+            return answers::error(
+                ErrorCode::Forbidden,
+                "Purser's own listeners are not reachable through the proxy",
+            );
         }
         state.metrics.request(target.https);
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let idle = state.settings.body_idle_timeout;
-        let request = request.map(|body| with_idle_timeout(body, idle));
+        let request = request.map(|body| request_body(body, idle));
         let response = forward(&state, request, &target, &identity).await;
-        tracing::info!(%method, host = %target.host, %path, status = response.status().as_u16(), "http");
+        log_access(
+            "http",
+            &identity,
+            &method,
+            &target.host,
+            &path,
+            response.status(),
+        );
         response
     }
     .instrument(span)
