@@ -221,7 +221,10 @@ fn two_hundred_concurrent_payments_never_overspend_a_one_dollar_budget() {
     // release those reservations rather than count them.
     let refused_by_merchant = results.iter().filter(|r| r.status == 402).count();
     assert_eq!(allowed + denied + refused_by_merchant, 200);
-    assert!(refused_by_merchant <= 10, "{refused_by_merchant} merchant refusals");
+    assert!(
+        refused_by_merchant <= 10,
+        "{refused_by_merchant} merchant refusals"
+    );
     let released = purser
         .trace_lines()
         .iter()
