@@ -4,6 +4,8 @@
 //! stops accepting, lets in-flight requests finish for up to the drain timeout, and exits.
 
 use crate::admin::{self, metrics::Metrics, AdminState};
+use crate::approvals::notify::Notifier;
+use crate::approvals::HoldOutcome;
 use crate::engine::Engine;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
@@ -81,7 +83,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         fsync: config.trace_fsync,
     })?;
     tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
-    let engine = Arc::new(Engine::new(policy.clone(), trace, metrics.clone()));
+    let notifier = Notifier::start(policy.clone(), upstream.client.clone());
+    let engine = Arc::new(Engine::new(
+        policy.clone(),
+        trace,
+        metrics.clone(),
+        Some(notifier),
+    ));
     let state = Arc::new(ProxyState {
         policy,
         engine,
@@ -109,7 +117,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             _ = interrupt.recv() => break,
         }
     }
-    tracing::info!(open = state.shutdown.open_connections(), "draining");
+    let denied = state.engine.holds.resolve_all(HoldOutcome::ShuttingDown);
+    tracing::info!(
+        open = state.shutdown.open_connections(),
+        held_denied = denied,
+        "draining"
+    );
     let drained = tokio::time::timeout(config.proxy.drain_timeout, trigger.drain()).await;
     if drained.is_err() {
         tracing::warn!(

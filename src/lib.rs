@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod approvals;
 pub mod cli;
 pub mod engine;
 pub mod ledger;

@@ -1,6 +1,7 @@
 //! The governance API under `/v1`: sessions and phases, policy reload, trace queries.
 
 use super::AdminState;
+use crate::approvals::{DecideError, HoldOutcome};
 use crate::engine::answer::json_answer;
 use crate::engine::evaluate::phase_name;
 use crate::engine::session::{self, parse_phase, SessionState};
@@ -38,6 +39,18 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
         }
         (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id),
         (Method::POST, ["policy", "reload"]) => reload_policy(state),
+        (Method::GET, ["approvals"]) => json_answer(
+            StatusCode::OK,
+            &json!({"approvals": state.proxy.engine.holds.list()}),
+            None,
+        ),
+        (Method::POST, ["approvals", id, verb @ ("approve" | "deny")]) => {
+            let (id, approve) = (id.to_string(), *verb == "approve");
+            match read_json(request).await {
+                Ok(body) => decide_hold(state, &id, approve, &body),
+                Err(answer) => answer,
+            }
+        }
         (Method::GET, ["traces"]) => query_traces(state, request.uri().query().unwrap_or("")),
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
     })
@@ -84,17 +97,17 @@ fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
         agent: session.agent.clone(),
         phase: phase_name(session.phase),
         limit: limits.session,
-        spent: account.spent(),
-        reserved: account.reserved,
-        unknown: account.unknown,
+        spent: account.spent().normalize(),
+        reserved: account.reserved.normalize(),
+        unknown: account.unknown.normalize(),
         ratio,
         gates: GateMarks {
             warning: policy.budget.gates.warning,
             restrict: policy.budget.gates.restrict,
             halt: policy.budget.gates.halt,
         },
-        agent_spent: budget.agent.spent(),
-        fleet_spent: budget.fleet.spent(),
+        agent_spent: budget.agent.spent().normalize(),
+        fleet_spent: budget.fleet.spent().normalize(),
         counts: session.counts,
         challenges: session.challenge_count(),
         created: jiff::Timestamp::try_from(session.created)
@@ -192,6 +205,59 @@ fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
             StatusCode::NOT_FOUND,
             "unknown_session",
             &format!("no session `{id}` has been seen"),
+        ),
+    }
+}
+
+/// Approves or denies a hold. `by` names the person (it goes into the trace); an optional
+/// `digest` must match the held payment's.
+fn decide_hold(
+    state: &AdminState,
+    id: &str,
+    approve: bool,
+    body: &serde_json::Value,
+) -> Response<ProxyBody> {
+    let by = body
+        .get("by")
+        .and_then(|v| v.as_str())
+        .filter(|by| !by.trim().is_empty())
+        .unwrap_or("admin-api")
+        .chars()
+        .take(128)
+        .collect::<String>();
+    let outcome = if approve {
+        HoldOutcome::Approved { by: by.clone() }
+    } else {
+        let reason = body
+            .get("reason")
+            .and_then(|v| v.as_str())
+            .unwrap_or("denied")
+            .chars()
+            .take(512)
+            .collect();
+        HoldOutcome::Denied {
+            by: by.clone(),
+            reason,
+        }
+    };
+    let digest = body.get("digest").and_then(|v| v.as_str());
+    match state.proxy.engine.holds.decide(id, outcome, digest) {
+        Ok(view) => {
+            let label = if approve { "approved" } else { "denied" };
+            tracing::info!(hold = %id, session = %view.session, by = %by, outcome = label, "hold decided");
+            json_answer(
+                StatusCode::OK,
+                &json!({"id": id, "outcome": label, "by": by, "trace_id": view.trace_id}),
+                None,
+            )
+        }
+        Err(failure @ DecideError::Unknown(_)) => {
+            error(StatusCode::NOT_FOUND, "unknown_hold", &failure.to_string())
+        }
+        Err(failure) => error(
+            StatusCode::CONFLICT,
+            "hold_not_pending",
+            &failure.to_string(),
         ),
     }
 }

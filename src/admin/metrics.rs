@@ -15,18 +15,32 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.01, 0.05,
 ];
 
+/// Upper bounds (seconds) of the hold-wait histogram buckets.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
 /// A Prometheus histogram with fixed buckets, in microseconds internally.
-#[derive(Default)]
 struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    bounds: &'static [f64; 12],
+    buckets: [AtomicU64; 12],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
+    fn new(bounds: &'static [f64; 12]) -> Self {
+        Histogram {
+            bounds,
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     fn observe(&self, value: Duration) {
         let seconds = value.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             if seconds <= *bound {
                 bucket.fetch_add(1, Ordering::Relaxed);
             }
@@ -37,7 +51,7 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str) {
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{le=\"{bound}\"}} {}",
@@ -64,7 +78,6 @@ const UPSTREAM_ERROR_CODES: [ErrorCode; 5] = [
 ];
 
 /// Process-wide counters.
-#[derive(Default)]
 pub struct Metrics {
     requests_http: AtomicU64,
     requests_https: AtomicU64,
@@ -79,6 +92,30 @@ pub struct Metrics {
     decision_latency: Histogram,
     /// Settlements by outcome.
     settlements: DashMap<&'static str, AtomicU64>,
+    holds_pending: AtomicI64,
+    hold_outcomes: DashMap<&'static str, AtomicU64>,
+    hold_wait: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests_http: AtomicU64::new(0),
+            requests_https: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            connects_intercepted: AtomicU64::new(0),
+            connects_tunnelled: AtomicU64::new(0),
+            connects_refused: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            upstream_errors: Default::default(),
+            decisions: DashMap::new(),
+            decision_latency: Histogram::new(&LATENCY_BUCKETS),
+            settlements: DashMap::new(),
+            holds_pending: AtomicI64::new(0),
+            hold_outcomes: DashMap::new(),
+            hold_wait: Histogram::new(&WAIT_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
@@ -133,12 +170,62 @@ impl Metrics {
         }
     }
 
+    /// Sets the number of payments held now.
+    pub fn holds_pending(&self, count: usize) {
+        self.holds_pending.store(count as i64, Ordering::Relaxed);
+    }
+
+    /// Counts a finished hold and how long it waited.
+    pub fn hold_finished(&self, outcome: &'static str, waited: Duration) {
+        self.hold_outcomes
+            .entry(outcome)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+        self.hold_wait.observe(waited);
+    }
+
     /// Counts a settlement.
     pub fn settlement(&self, outcome: &'static str) {
         self.settlements
             .entry(outcome)
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render_holds(&self, out: &mut String) {
+        family(
+            out,
+            "purser_holds_pending",
+            "gauge",
+            "Payments held for approval now.",
+        );
+        let _ = writeln!(
+            out,
+            "purser_holds_pending {}",
+            self.holds_pending.load(Ordering::Relaxed)
+        );
+        family(
+            out,
+            "purser_holds_total",
+            "counter",
+            "Finished holds, by outcome.",
+        );
+        let mut holds: Vec<(&'static str, u64)> = self
+            .hold_outcomes
+            .iter()
+            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        holds.sort();
+        for (outcome, count) in holds {
+            let _ = writeln!(out, "purser_holds_total{{outcome=\"{outcome}\"}} {count}");
+        }
+        family(
+            out,
+            "purser_hold_wait_seconds",
+            "histogram",
+            "How long held payments waited for their outcome.",
+        );
+        self.hold_wait.render(out, "purser_hold_wait_seconds");
     }
 
     fn render_decisions(&self, out: &mut String) {
@@ -174,6 +261,7 @@ impl Metrics {
             "Time to decide a payment.",
         );
         self.decision_latency.render(out, "purser_decision_seconds");
+        self.render_holds(out);
         family(
             out,
             "purser_settlements_total",

@@ -1,4 +1,5 @@
-//! The admin listener: health and metrics now; the governance API joins it later.
+//! The admin listener: the governance API (`/v1`), metrics, health, and the approvals
+//! console at `/`.
 //!
 //! It is a separate listener from the proxy, loopback by default. When a token is set,
 //! every call needs `Authorization: Bearer TOKEN`; an agent's proxy credentials are a
@@ -60,7 +61,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     }
 }
 
+/// The approvals console: one static page, no build step, nothing from a CDN.
+const CONSOLE_HTML: &str = include_str!("console.html");
+
 async fn route(state: &AdminState, request: Request<Incoming>) -> Response<ProxyBody> {
+    // The page itself holds no data; it asks for the token before it calls the API.
+    if request.method() == Method::GET && request.uri().path() == "/" {
+        return console_page();
+    }
     if !authorized(state, &request) {
         let mut response = text(
             StatusCode::UNAUTHORIZED,
@@ -112,6 +120,22 @@ fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
         Some(token) => constant_time_eq(token.as_bytes(), expected.as_bytes()),
         None => false,
     }
+}
+
+fn console_page() -> Response<ProxyBody> {
+    let mut response = text(StatusCode::OK, CONSOLE_HTML);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -14,6 +14,7 @@ use crate::policy::{hex, normalize_address, Identity, Policy};
 use crate::proxy::body::ProxyBody;
 use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
 use crate::x402::{self, Challenge, ReplayKey};
+
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -155,6 +156,29 @@ impl Engine {
             }
         }
         let trace_id = self.next_trace_id();
+        let mut opened = None;
+        if let (Verdict::PendingApproval, Some(id)) = (evaluation.verdict, reservation) {
+            match self.open_hold(
+                facts,
+                policy,
+                &priced,
+                &evaluation,
+                &trace_id,
+                id,
+                &replay_keys,
+            ) {
+                Ok(hold) => opened = Some(hold),
+                Err(refused) => {
+                    self.ledger.settle(id, Outcome::Released);
+                    self.forget_replay_keys(&replay_keys);
+                    reservation = None;
+                    evaluation.verdict = Verdict::Denied;
+                    evaluation.rule = "hold_limit".to_string();
+                    evaluation.reason = refused.to_string();
+                }
+            }
+        }
+        self.notify_decision(facts, &priced, &evaluation, &trace_id);
         let view_after = self.ledger.view(&session_id, &agent);
         let mut record = decision_record(
             facts,
@@ -173,7 +197,9 @@ impl Engine {
         );
         if let Err(error) = self.trace.append_durable(&record).await {
             tracing::error!(%error, "decision could not be made durable; refusing the payment");
-            if let Some(id) = reservation {
+            if let Some(hold) = opened {
+                hold.abandon(self, "the decision could not be recorded");
+            } else if let Some(id) = reservation {
                 self.ledger.settle(id, Outcome::Released);
             }
             let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
@@ -195,17 +221,14 @@ impl Engine {
                     .map(|g| g.as_str()),
                 version: priced.payment.version,
             })),
-            (Verdict::PendingApproval, _) => {
-                let reason = format!("approval_required: {}", evaluation.reason);
-                Gate::Answer(refusal(&RefusalBody {
-                    decision: "PENDING_APPROVAL",
-                    rule: &evaluation.rule,
-                    reason: &reason,
-                    code: "approval_required",
-                    trace_id: &trace_id,
-                    session: &session_id,
-                }))
-            }
+            (Verdict::PendingApproval, Some(_)) => match opened {
+                Some(hold) => self.await_hold(facts, state, hold).await,
+                None => Gate::Answer(json_answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"decision": "DENIED", "reason": "hold could not be opened"}),
+                    Some(("DENIED", &trace_id)),
+                )),
+            },
             _ => {
                 let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
                 Gate::Answer(refusal(&RefusalBody {
@@ -264,7 +287,11 @@ impl Engine {
         };
         let mut evaluation = evaluate(policy, &payment_facts);
         let mut reservation = None;
-        if evaluation.verdict == Verdict::Allowed {
+        // A held payment keeps its amount reserved while it waits.
+        if matches!(
+            evaluation.verdict,
+            Verdict::Allowed | Verdict::PendingApproval
+        ) {
             let request = ReserveRequest {
                 session: session_id,
                 agent,
@@ -505,7 +532,12 @@ impl Engine {
     }
 }
 
-fn refusal_answer(trace_id: &str, code: &str, reason: &str, session: &str) -> Response<ProxyBody> {
+pub(super) fn refusal_answer(
+    trace_id: &str,
+    code: &str,
+    reason: &str,
+    session: &str,
+) -> Response<ProxyBody> {
     refusal(&RefusalBody {
         decision: "DENIED",
         rule: code,
@@ -568,7 +600,7 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn base_record(
+pub(super) fn base_record(
     facts: &RequestFacts,
     policy: &Policy,
     trace_id: &str,
@@ -589,7 +621,7 @@ fn base_record(
     }
 }
 
-fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
+pub(super) fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
     record.x402_version = Some(priced.payment.version);
     record.scheme = Some(priced.scheme.clone());
     record.network = Some(priced.network.clone());

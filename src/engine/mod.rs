@@ -13,12 +13,15 @@ pub mod answer;
 pub mod cases;
 pub mod evaluate;
 mod flow;
+mod hold;
 pub mod pricing;
 pub mod session;
 
 pub use flow::{Gate, RequestFacts, Ticket};
 
 use crate::admin::metrics::Metrics;
+use crate::approvals::notify::Notifier;
+use crate::approvals::Holds;
 use crate::ledger::Ledger;
 use crate::policy::PolicyStore;
 use crate::trace::TraceLog;
@@ -34,19 +37,30 @@ pub struct Engine {
     pub ledger: Ledger,
     pub trace: TraceLog,
     pub metrics: Arc<Metrics>,
+    /// Payments waiting for a human.
+    pub holds: Holds,
+    /// Webhook events, when the runtime has one.
+    pub notifier: Option<Notifier>,
     /// Replay keys of every payment forwarded.
     seen_payments: DashSet<String>,
     trace_ids: TraceIds,
 }
 
 impl Engine {
-    pub fn new(policy: Arc<PolicyStore>, trace: TraceLog, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        policy: Arc<PolicyStore>,
+        trace: TraceLog,
+        metrics: Arc<Metrics>,
+        notifier: Option<Notifier>,
+    ) -> Self {
         Engine {
             policy,
             sessions: Sessions::default(),
             ledger: Ledger::new(),
             trace,
             metrics,
+            holds: Holds::default(),
+            notifier,
             seen_payments: DashSet::new(),
             trace_ids: TraceIds::new(),
         }

@@ -384,3 +384,39 @@ pub(super) fn compile_assets(
     }
     Ok(table)
 }
+
+/// The webhook URL must be absolute http(s); a typo here would silently drop alerts.
+pub(super) fn compile_notifications(
+    file: &PolicyFile,
+    source: &SourceText<'_>,
+) -> Result<super::NotificationSettings, PolicyError> {
+    let section = &file.notifications;
+    let webhook = match &section.webhook {
+        None => None,
+        Some(text) => {
+            let uri: http::Uri = text.parse().map_err(|e| {
+                source.error_at(
+                    text,
+                    0,
+                    format!("notifications.webhook `{text}` is not a URL: {e}"),
+                )
+            })?;
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+                return Err(source.error_at(
+                    text,
+                    0,
+                    format!("notifications.webhook `{text}` must be an http:// or https:// URL"),
+                ));
+            }
+            Some(uri)
+        }
+    };
+    Ok(super::NotificationSettings {
+        webhook,
+        timeout: section
+            .timeout
+            .map(|d| d.0)
+            .unwrap_or(std::time::Duration::from_secs(5)),
+        retries: section.retries.unwrap_or(3).min(10),
+    })
+}

@@ -61,6 +61,23 @@ pub struct PolicyFile {
     pub compensation: CompensationSection,
     #[serde(default)]
     pub x402: X402Section,
+    #[serde(default)]
+    pub notifications: NotificationsSection,
+}
+
+/// `notifications`: a webhook told about holds, gates crossed and prohibited attempts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    /// `http://` or `https://` URL that receives a JSON POST per event.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Per attempt.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    /// Attempts after the first, with doubling backoff.
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 /// `phases`: when payments may go out and how sessions move between phases.

@@ -160,6 +160,14 @@ pub struct CompensationSettings {
     pub credit_budget: bool,
 }
 
+/// Where events are POSTed.
+#[derive(Clone, Debug)]
+pub struct NotificationSettings {
+    pub webhook: Option<http::Uri>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
 /// x402 handling settings.
 #[derive(Clone, Copy, Debug)]
 pub struct X402Settings {
@@ -199,6 +207,7 @@ pub struct Policy {
     pub approvals: ApprovalSettings,
     pub compensation: CompensationSettings,
     pub x402: X402Settings,
+    pub notifications: NotificationSettings,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }
@@ -306,6 +315,7 @@ impl Policy {
             require_challenge: file.x402.require_challenge,
         };
         let assets = compile::compile_assets(&file, source)?;
+        let notifications = compile::compile_notifications(&file, source)?;
         let verified_recipients = file
             .recipients
             .verified
@@ -330,6 +340,7 @@ impl Policy {
             approvals,
             compensation,
             x402,
+            notifications,
             agent_settings,
             profiles: file.profiles,
         })

@@ -35,11 +35,16 @@ pub struct Origin {
     /// TCP connections accepted: tells whether the proxy pooled its upstream connections.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// Set when the origin runs on its own runtime (for synchronous tests).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -50,6 +55,18 @@ impl Origin {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// A plain-HTTP origin on a runtime of its own, for synchronous tests.
+    pub fn plain_blocking() -> Origin {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut origin = runtime.block_on(Origin::start(None, true));
+        origin.runtime = Some(runtime);
+        origin
     }
 
     /// A plain-HTTP origin (HTTP/1.1 and h2c prior knowledge).
@@ -122,6 +139,7 @@ impl Origin {
             seen,
             connections,
             task,
+            runtime: None,
         }
     }
 }
