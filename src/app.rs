@@ -6,6 +6,7 @@
 use crate::admin::{self, metrics::Metrics, AdminState};
 use crate::approvals::notify::Notifier;
 use crate::approvals::HoldOutcome;
+use crate::engine::recovery::{log_files, RecoveryError};
 use crate::engine::Engine;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
@@ -53,6 +54,8 @@ pub enum RunError {
     AdminWithoutToken(SocketAddr),
     #[error("{0}")]
     Trace(#[from] TraceError),
+    #[error("{0}")]
+    Recovery(#[from] RecoveryError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -84,12 +87,22 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     })?;
     tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
     let notifier = Notifier::start(policy.clone(), upstream.client.clone());
-    let engine = Arc::new(Engine::new(
-        policy.clone(),
-        trace,
-        metrics.clone(),
-        Some(notifier),
-    ));
+    let engine = Arc::new(
+        Engine::new(policy.clone(), trace, metrics.clone(), Some(notifier))
+            .with_compensator(upstream.client.clone()),
+    );
+    let started = std::time::Instant::now();
+    let recovered = engine.recover(&log_files(&config.trace_log))?;
+    tracing::info!(
+        files = recovered.files,
+        lines = recovered.lines,
+        committed = recovered.committed,
+        unknown = recovered.unknown,
+        dropped_holds = recovered.dropped_holds,
+        sessions = recovered.sessions,
+        took_ms = started.elapsed().as_millis() as u64,
+        "state rebuilt from the proof log"
+    );
     let state = Arc::new(ProxyState {
         policy,
         engine,

@@ -106,7 +106,10 @@ fn a_payment_above_the_threshold_is_stopped_for_approval() {
     let dir = TempDir::new("interop-threshold");
     let facilitator = Facilitator::start(dir.path());
     let server = paid_server(&facilitator, &["--price-atomic", "750000"]);
-    let purser = Purser::start(GOVERNED, None);
+    let purser = Purser::start(
+        &GOVERNED.replace("budget:", "approvals:\n  timeout: 2s\nbudget:"),
+        None,
+    );
     purser.set_phase("agent.t", "COMMIT");
     let result = &agent(
         &server.url("http", "/paid/data"),
@@ -114,17 +117,24 @@ fn a_payment_above_the_threshold_is_stopped_for_approval() {
         None,
         &[],
     )[0];
+    // Held for a human (approval_required), nobody approved: denied at the timeout.
     assert_eq!(result.status, 403);
     let body = result.json();
-    assert_eq!(body["decision"], "PENDING_APPROVAL");
+    assert_eq!(body["decision"], "DENIED");
     assert!(
         body["reason"]
             .as_str()
             .unwrap()
-            .starts_with("approval_required"),
+            .starts_with("approval_timed_out"),
         "{body}"
     );
-    assert_eq!(body["rule"], "single_call_threshold");
+    let decision = decisions(&purser).pop().unwrap();
+    assert_eq!(decision["decision"], "PENDING_APPROVAL");
+    assert_eq!(decision["rule"], "single_call_threshold");
+    assert!(decision["reason"]
+        .as_str()
+        .unwrap()
+        .contains("above the per-call threshold"));
     assert!(facilitator.settlements().is_empty());
 }
 

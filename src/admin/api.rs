@@ -39,6 +39,15 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
         }
         (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id),
         (Method::POST, ["policy", "reload"]) => reload_policy(state),
+        (Method::GET, ["payments", "unknown"]) => unknown_payments(state),
+        (Method::POST, ["payments", id, "resolve"]) => {
+            let id = id.to_string();
+            match read_json(request).await {
+                Ok(body) => resolve_payment(state, &id, &body),
+                Err(answer) => answer,
+            }
+        }
+        (Method::POST, ["transactions", id, "rollback"]) => rollback(state, id),
         (Method::GET, ["approvals"]) => json_answer(
             StatusCode::OK,
             &json!({"approvals": state.proxy.engine.holds.list()}),
@@ -175,6 +184,9 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
     match locked.advance(phase, &policy.phases) {
         Ok(previous) => {
             tracing::info!(session = %id, from = phase_name(previous), to = phase_name(phase), "phase changed by the admin API");
+            if previous != phase {
+                engine.trace_phase(id, agent, previous, phase, "admin");
+            }
             json_answer(
                 StatusCode::OK,
                 &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
@@ -192,8 +204,17 @@ fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
     match state.proxy.engine.sessions.get(id) {
         Some(entry) => {
             let mut locked = session::lock(&entry);
-            let previous = phase_name(locked.phase);
+            let from = locked.phase;
+            let previous = phase_name(from);
             locked.reset();
+            let agent = locked.agent.clone();
+            state.proxy.engine.trace_phase(
+                id,
+                &agent,
+                from,
+                crate::policy::rules::Phase::Explore,
+                "admin reset",
+            );
             tracing::info!(session = %id, from = previous, "session reset to EXPLORE");
             json_answer(
                 StatusCode::OK,
@@ -258,6 +279,79 @@ fn decide_hold(
             StatusCode::CONFLICT,
             "hold_not_pending",
             &failure.to_string(),
+        ),
+    }
+}
+
+fn unknown_payments(state: &AdminState) -> Response<ProxyBody> {
+    let unknown: Vec<serde_json::Value> = state
+        .proxy
+        .engine
+        .ledger
+        .unknown_payments()
+        .into_iter()
+        .map(|(trace, payment)| json!({"id": trace, "session": payment.session, "agent": payment.agent, "amount_usd": payment.amount.normalize().to_string(), "pay_to": payment.pay_to}))
+        .collect();
+    json_answer(StatusCode::OK, &json!({ "payments": unknown }), None)
+}
+
+/// `POST /v1/payments/{id}/resolve` `{"outcome": "committed"|"released", "by": "..."}`:
+/// reconciles a payment whose outcome was unknown; `id` is its decision's trace id.
+fn resolve_payment(state: &AdminState, id: &str, body: &serde_json::Value) -> Response<ProxyBody> {
+    let committed = match body.get("outcome").and_then(|v| v.as_str()) {
+        Some("committed") => true,
+        Some("released") => false,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_outcome",
+                "body must be {\"outcome\": \"committed\"|\"released\"}",
+            )
+        }
+    };
+    let by = body
+        .get("by")
+        .and_then(|v| v.as_str())
+        .unwrap_or("admin-api");
+    match state.proxy.engine.resolve_unknown(id, committed, by) {
+        Some(payment) => json_answer(
+            StatusCode::OK,
+            &json!({"id": id, "outcome": if committed { "committed" } else { "released" }, "session": payment.session, "amount_usd": payment.amount.normalize().to_string()}),
+            None,
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_payment",
+            &format!("no payment with an unknown outcome has trace id `{id}`"),
+        ),
+    }
+}
+
+fn rollback(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    let Some(compensator) = &state.proxy.engine.compensator else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "no_compensation",
+            "compensation is not running",
+        );
+    };
+    if !state.proxy.engine.policy.current().compensation.enabled {
+        return error(
+            StatusCode::CONFLICT,
+            "compensation_disabled",
+            "the policy has compensation.enabled: false",
+        );
+    }
+    match compensator.compensate_transaction(id, "rolled back through the admin API") {
+        Some(count) => json_answer(
+            StatusCode::OK,
+            &json!({"transaction": id, "refunds_requested": count}),
+            None,
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_transaction",
+            &format!("no open transaction `{id}` with settled payments"),
         ),
     }
 }

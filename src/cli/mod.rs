@@ -1,13 +1,25 @@
 //! The `purser` command line: a thin layer that parses flags and calls the library.
+//!
+//! `run`, `ca` and `policy` work locally; `approvals`, `sessions` and `traces` are the
+//! operator's view of a running Purser, through its admin API.
 
+mod admin_client;
+mod approvals;
 pub mod ca;
+mod format;
+mod sessions;
+mod tables;
+mod trace_files;
+mod traces;
 
 use crate::app::{self, RunConfig};
 use crate::policy::Policy;
 use crate::proxy::upstream::UpstreamSettings;
 use crate::proxy::ProxySettings;
 use crate::telemetry::{self, LogFormat};
+use admin_client::{AdminClient, AdminError};
 use clap::{Args, Parser, Subcommand};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +46,67 @@ enum Command {
     /// Check policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Payments held for a human: list, approve, deny.
+    Approvals(ApprovalsArgs),
+    /// Sessions: budgets, phases, counts.
+    Sessions(SessionsArgs),
+    /// The proof log, as the admin API serves it.
+    Traces(TracesArgs),
+}
+
+/// Where the admin API is, for the operator commands.
+#[derive(Args, Debug)]
+struct AdminArgs {
+    /// Base URL of the admin API.
+    #[arg(
+        long = "admin",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8403",
+        global = true
+    )]
+    url: String,
+    /// Bearer token for the admin API.
+    #[arg(
+        long,
+        env = "PURSER_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ApprovalsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: approvals::ApprovalsCommand,
+}
+
+#[derive(Args, Debug)]
+struct SessionsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: sessions::SessionsCommand,
+}
+
+#[derive(Args, Debug)]
+struct TracesArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: TracesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TracesCommand {
+    /// The latest trace lines; `--follow` keeps printing new ones.
+    Tail(traces::TailArgs),
+    /// Check the hash chain of trace log files; names the first broken line.
+    Verify(trace_files::VerifyArgs),
+    /// A readable table of trace lines from the log file.
+    Show(trace_files::ShowArgs),
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +187,55 @@ pub fn main() -> ExitCode {
         Command::Ca(CaCommand::Init { dir, force, proxy }) => ca::init(&dir, force, &proxy),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
         Command::Policy(PolicyCommand::Test { file, cases }) => policy_test(&file, &cases),
+        Command::Approvals(ApprovalsArgs { admin, command }) => {
+            with_admin(admin, |client| async move {
+                approvals::run(&client, command).await
+            })
+        }
+        Command::Sessions(SessionsArgs { admin, command }) => {
+            with_admin(admin, |client| async move {
+                sessions::run(&client, command).await
+            })
+        }
+        Command::Traces(TracesArgs { admin, command }) => match command {
+            TracesCommand::Tail(args) => {
+                with_admin(
+                    admin,
+                    |client| async move { traces::tail(&client, args).await },
+                )
+            }
+            TracesCommand::Verify(args) => trace_files::verify(args),
+            TracesCommand::Show(args) => trace_files::show(args),
+        },
+    }
+}
+
+/// Runs one admin API command on a current-thread runtime; errors exit 1.
+fn with_admin<F, Fut>(admin: AdminArgs, command: F) -> ExitCode
+where
+    F: FnOnce(AdminClient) -> Fut,
+    Fut: Future<Output = Result<(), AdminError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("purser: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let client = AdminClient::new(&admin.url, admin.admin_token)?;
+        command(client).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("purser: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const PHASE_HEADER: &str = "x-purser-phase";
+/// Groups requests into a transaction for compensation (SPEC §3).
+pub const TRANSACTION_HEADER: &str = "x-purser-transaction";
 const V1_PAYMENT: &str = "x-payment";
 const V2_PAYMENT: &str = "payment-signature";
 
@@ -33,6 +35,8 @@ pub struct RequestFacts {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `X-Purser-Transaction`, when the request is a step of one.
+    pub transaction: Option<String>,
 }
 
 impl RequestFacts {
@@ -51,12 +55,18 @@ pub struct Ticket {
     pub amount_usd: Decimal,
     pub gate: Option<&'static str>,
     pub version: u8,
+    pub replay_keys: Vec<String>,
+    /// What compensation needs if the payment settles.
+    pub settled: Option<super::compensation::SettledPayment>,
+    /// Set when this is the agent's retry of a payment whose outcome is unknown: the
+    /// decision trace id of the original. Nothing new is reserved for it.
+    pub retry_of: Option<String>,
 }
 
 /// What to do with a request.
 pub enum Gate {
     /// Send it upstream (with a ticket if it carries an allowed payment).
-    Forward(Option<Ticket>),
+    Forward(Option<Box<Ticket>>),
     /// Answer the agent instead.
     Answer(Response<ProxyBody>),
 }
@@ -68,6 +78,7 @@ impl Engine {
         headers.contains_key(V1_PAYMENT)
             || headers.contains_key(V2_PAYMENT)
             || headers.contains_key(PHASE_HEADER)
+            || headers.contains_key(TRANSACTION_HEADER)
     }
 
     /// Looks at a request before it goes upstream: phase header, payment headers, the
@@ -78,6 +89,7 @@ impl Engine {
         let state = self
             .sessions
             .get_or_create(&session_id, &facts.identity.agent);
+        headers.remove(TRANSACTION_HEADER);
         if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
             return Gate::Answer(answer);
         }
@@ -124,6 +136,22 @@ impl Engine {
     ) -> Gate {
         let started = Instant::now();
         let replay_keys = replay_keys(&priced);
+        if let Some(original) = replay_keys
+            .iter()
+            .find_map(|k| self.unknown_by_key.get(k).map(|t| t.clone()))
+        {
+            tracing::info!(session = %facts.identity, original = %original, "retry of a payment whose outcome is unknown; forwarding it without a new reservation");
+            return Gate::Forward(Some(Box::new(Ticket {
+                trace_id: original.clone(),
+                reservation: 0,
+                amount_usd: priced.price.usd,
+                gate: None,
+                version: priced.payment.version,
+                settled: None,
+                replay_keys,
+                retry_of: Some(original),
+            })));
+        }
         if let Some(seen) = replay_keys
             .iter()
             .find(|key| self.seen_payments.contains(*key))
@@ -188,7 +216,7 @@ impl Engine {
             &trace_id,
             phase_name(phase),
         );
-        record.replay_keys = replay_keys;
+        record.replay_keys = replay_keys.clone();
         record.budget = Some(budget_snapshot(&evaluation, &limits, &view_after));
         self.metrics.decision(
             evaluation.verdict.as_str(),
@@ -211,7 +239,8 @@ impl Engine {
         }
         tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
         match (evaluation.verdict, reservation) {
-            (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Ticket {
+            (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Box::new(Ticket {
+                settled: Some(settled_payment(facts, &priced, &trace_id)),
                 trace_id,
                 reservation: id,
                 amount_usd: priced.price.usd,
@@ -220,7 +249,9 @@ impl Engine {
                     .filter(|_| evaluation.flagged || evaluation.gate.is_some())
                     .map(|g| g.as_str()),
                 version: priced.payment.version,
-            })),
+                replay_keys,
+                retry_of: None,
+            }))),
             (Verdict::PendingApproval, Some(_)) => match opened {
                 Some(hold) => self.await_hold(facts, state, hold).await,
                 None => Gate::Answer(json_answer(
@@ -356,6 +387,7 @@ impl Engine {
                         to = phase_name(target),
                         "phase changed by the agent"
                     );
+                    self.trace_phase(session_id, &session.agent, from, target, "agent");
                 }
                 None
             }
@@ -416,6 +448,111 @@ impl Engine {
         refusal_answer(&record.trace_id, refusal.code, &reason, &session_id)
     }
 
+    /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
+    /// transaction, every earlier step) at once.
+    fn after_commit(
+        &self,
+        facts: &RequestFacts,
+        payment: super::compensation::SettledPayment,
+        status: StatusCode,
+    ) {
+        let Some(compensator) = &self.compensator else {
+            return;
+        };
+        if !self.policy.current().compensation.enabled {
+            return;
+        }
+        match &facts.transaction {
+            Some(transaction) => {
+                compensator.record_step(transaction, payment);
+                if status.is_server_error() {
+                    compensator.compensate_transaction(
+                        transaction,
+                        &format!("step answered {status} after it was paid"),
+                    );
+                }
+            }
+            None if status.is_server_error() => {
+                compensator.compensate_one(payment, &format!("paid, but the answer was {status}"));
+            }
+            None => {}
+        }
+    }
+
+    /// A step of a transaction failed (5xx, or Purser could not get an answer): every
+    /// payment that settled in the transaction is compensated, newest first.
+    pub fn transaction_failed(&self, facts: &RequestFacts, status: StatusCode) {
+        let (Some(compensator), Some(transaction)) = (&self.compensator, &facts.transaction) else {
+            return;
+        };
+        if !self.policy.current().compensation.enabled {
+            return;
+        }
+        if let Some(count) =
+            compensator.compensate_transaction(transaction, &format!("a step answered {status}"))
+        {
+            tracing::info!(session = %facts.identity, %transaction, refunds = count, "transaction failed; compensating");
+        }
+    }
+
+    /// Reconciles an unknown payment: committed (it settled) or released (it did not).
+    /// Traced as a `resolution` line. `None` when no unknown payment has that id.
+    pub fn resolve_unknown(
+        &self,
+        decision_trace: &str,
+        committed: bool,
+        by: &str,
+    ) -> Option<crate::ledger::UnknownPayment> {
+        let payment = self.ledger.resolve_unknown(decision_trace, committed)?;
+        self.unknown_by_key
+            .retain(|_, trace| trace != decision_trace);
+        let policy = self.policy.current();
+        let record = TraceRecord {
+            trace_id: self.next_trace_id(),
+            kind: "resolution",
+            time: jiff::Timestamp::now().to_string(),
+            session: payment.session.clone(),
+            agent: payment.agent.clone(),
+            decision_trace_id: Some(decision_trace.to_string()),
+            outcome: Some(if committed { "committed" } else { "released" }),
+            amount_usd: Some(payment.amount),
+            pay_to: Some(payment.pay_to.clone()),
+            reason: Some(format!("unknown outcome resolved by {by}")),
+            policy_digest: Some(policy.digest.clone()),
+            purser_version: Some(crate::VERSION),
+            ..TraceRecord::default()
+        };
+        self.trace.append(&record);
+        Some(payment)
+    }
+
+    /// One `phase` line, so a restart rebuilds phases. Not awaited: losing it in a crash
+    /// leaves the session in an earlier, stricter phase.
+    pub fn trace_phase(
+        &self,
+        session_id: &str,
+        agent: &str,
+        from: crate::policy::rules::Phase,
+        to: crate::policy::rules::Phase,
+        by: &str,
+    ) {
+        let policy = self.policy.current();
+        let trace_id = self.next_trace_id();
+        let record = TraceRecord {
+            trace_id,
+            kind: "phase",
+            time: jiff::Timestamp::now().to_string(),
+            session: session_id.to_string(),
+            agent: agent.to_string(),
+            phase: Some(phase_name(to)),
+            reason: Some(format!("{} → {} by {by}", phase_name(from), phase_name(to))),
+            policy_digest: Some(policy.digest.clone()),
+            purser_version: Some(crate::VERSION),
+            ..TraceRecord::default()
+        };
+        self.trace.append(&record);
+    }
+
     /// Remembers a 402 challenge the upstream sent this session.
     pub fn on_challenge(&self, facts: &RequestFacts, challenge: Challenge) {
         let policy = self.policy.current();
@@ -456,9 +593,7 @@ impl Engine {
             })
             .map(|value| x402::parse_receipt(value.as_bytes()));
         let (outcome, transaction, note) = match receipt {
-            Some(Ok(receipt)) if receipt.success && status.is_success() => {
-                (Outcome::Committed, receipt.transaction, None)
-            }
+            Some(Ok(receipt)) if receipt.success => (Outcome::Committed, receipt.transaction, None),
             Some(Ok(receipt)) => (Outcome::Released, receipt.transaction, receipt.error_reason),
             Some(Err(error)) => (
                 Outcome::Released,
@@ -471,6 +606,7 @@ impl Engine {
                 Some("no receipt: the merchant did not settle".to_string()),
             ),
         };
+        let tx_hash = transaction.clone();
         self.settle(
             facts,
             &ticket,
@@ -479,6 +615,12 @@ impl Engine {
             note,
             Some(status.as_u16()),
         );
+        if outcome == Outcome::Committed {
+            if let Some(mut payment) = ticket.settled.clone() {
+                payment.tx_hash = tx_hash;
+                self.after_commit(facts, payment, status);
+            }
+        }
         insert_header(headers, "x-purser-decision", "ALLOWED");
         insert_header(headers, "x-purser-trace", &ticket.trace_id);
         if let Some(gate) = ticket.gate {
@@ -511,7 +653,25 @@ impl Engine {
         note: Option<String>,
         status: Option<u16>,
     ) {
-        if self.ledger.settle(ticket.reservation, outcome).is_none() {
+        if let Some(original) = &ticket.retry_of {
+            // Only a successful receipt tells: anything else leaves the original unknown.
+            if outcome == Outcome::Committed {
+                self.resolve_unknown(original, true, "agent retry with a receipt");
+            }
+            return;
+        }
+        let settled = match outcome {
+            Outcome::Unknown => {
+                for key in &ticket.replay_keys {
+                    self.unknown_by_key
+                        .insert(key.clone(), ticket.trace_id.clone());
+                }
+                self.ledger
+                    .settle_unknown(ticket.reservation, &ticket.trace_id)
+            }
+            other => self.ledger.settle(ticket.reservation, other),
+        };
+        if settled.is_none() {
             return;
         }
         let policy = self.policy.current();
@@ -688,5 +848,24 @@ fn budget_snapshot(
         spent: account.spent(),
         reserved: account.reserved,
         ratio: evaluation.ratio.map(|r| r.1.round_dp(6)),
+    }
+}
+
+fn settled_payment(
+    facts: &RequestFacts,
+    priced: &PricedPayment,
+    trace_id: &str,
+) -> super::compensation::SettledPayment {
+    super::compensation::SettledPayment {
+        decision_trace_id: trace_id.to_string(),
+        session: facts.identity.session_id(),
+        agent: facts.identity.agent.to_string(),
+        payer: priced.payment.payer.clone(),
+        pay_to: priced.pay_to.clone(),
+        amount_atomic: priced.price.atomic.to_string(),
+        amount_usd: priced.price.usd,
+        asset: priced.asset.clone(),
+        network: priced.network.clone(),
+        tx_hash: None,
     }
 }

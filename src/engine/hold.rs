@@ -25,6 +25,7 @@ pub struct OpenedHold {
     reservation: ReservationId,
     replay_keys: Vec<String>,
     trace_id: String,
+    settled: super::compensation::SettledPayment,
     amount_usd: Decimal,
     version: u8,
     gate: Option<&'static str>,
@@ -147,6 +148,18 @@ impl Engine {
             reservation,
             replay_keys: replay_keys.to_vec(),
             trace_id: trace_id.to_string(),
+            settled: super::compensation::SettledPayment {
+                decision_trace_id: trace_id.to_string(),
+                session: facts.identity.session_id(),
+                agent: facts.identity.agent.to_string(),
+                payer: priced.payment.payer.clone(),
+                pay_to: priced.pay_to.clone(),
+                amount_atomic: priced.price.atomic.to_string(),
+                amount_usd: priced.price.usd,
+                asset: priced.asset.clone(),
+                network: priced.network.clone(),
+                tx_hash: None,
+            },
             amount_usd: priced.price.usd,
             version: priced.payment.version,
             gate: evaluation.gate.map(|g| g.as_str()),
@@ -170,6 +183,7 @@ impl Engine {
             reservation,
             replay_keys,
             trace_id,
+            settled,
             amount_usd,
             version,
             gate,
@@ -205,13 +219,16 @@ impl Engine {
         self.trace_hold(facts, &id, &trace_id, &decided, waited, amount_usd);
         if decided.approved() {
             self.record_approved(facts, state, tier);
-            return Gate::Forward(Some(Ticket {
+            return Gate::Forward(Some(Box::new(Ticket {
                 trace_id,
                 reservation,
                 amount_usd,
                 gate,
                 version,
-            }));
+                replay_keys: guard.replay_keys.clone(),
+                settled: Some(settled),
+                retry_of: None,
+            })));
         }
         self.ledger.settle(reservation, Outcome::Released);
         self.forget_replay_keys(&guard.replay_keys);

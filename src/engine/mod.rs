@@ -11,13 +11,15 @@
 
 pub mod answer;
 pub mod cases;
+pub mod compensation;
 pub mod evaluate;
 mod flow;
 mod hold;
 pub mod pricing;
+pub mod recovery;
 pub mod session;
 
-pub use flow::{Gate, RequestFacts, Ticket};
+pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 
 use crate::admin::metrics::Metrics;
 use crate::approvals::notify::Notifier;
@@ -34,15 +36,20 @@ use std::sync::Arc;
 pub struct Engine {
     pub policy: Arc<PolicyStore>,
     pub sessions: Sessions,
-    pub ledger: Ledger,
+    pub ledger: Arc<Ledger>,
     pub trace: TraceLog,
     pub metrics: Arc<Metrics>,
     /// Payments waiting for a human.
     pub holds: Holds,
     /// Webhook events, when the runtime has one.
     pub notifier: Option<Notifier>,
+    /// Transactions and refunds, when the runtime has them.
+    pub compensator: Option<compensation::Compensator>,
     /// Replay keys of every payment forwarded.
     seen_payments: DashSet<String>,
+    /// Replay keys of payments whose outcome is unknown, to their decision's trace id:
+    /// the agent's retry of such a payment settles it rather than paying twice.
+    unknown_by_key: dashmap::DashMap<String, String>,
     trace_ids: TraceIds,
 }
 
@@ -56,14 +63,29 @@ impl Engine {
         Engine {
             policy,
             sessions: Sessions::default(),
-            ledger: Ledger::new(),
+            ledger: Arc::new(Ledger::new()),
             trace,
             metrics,
             holds: Holds::default(),
             notifier,
+            compensator: None,
             seen_payments: DashSet::new(),
+            unknown_by_key: dashmap::DashMap::new(),
             trace_ids: TraceIds::new(),
         }
+    }
+
+    /// Adds the refund task (needs a runtime and an HTTP client).
+    pub fn with_compensator(mut self, client: crate::proxy::upstream::UpstreamClient) -> Self {
+        self.compensator = Some(compensation::Compensator::start(
+            compensation::RefundContext {
+                policy: self.policy.clone(),
+                client,
+                trace: self.trace.clone(),
+                ledger: self.ledger.clone(),
+            },
+        ));
+        self
     }
 
     /// A new trace id, unique across restarts.

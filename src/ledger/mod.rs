@@ -98,8 +98,19 @@ struct AgentBook {
     paid_recipients: HashSet<String>,
 }
 
+/// A payment whose outcome is not known, kept for reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnknownPayment {
+    pub session: String,
+    pub agent: String,
+    pub amount: Decimal,
+    pub pay_to: String,
+}
+
 #[derive(Default)]
 struct Books {
+    /// Unknown outcomes by the decision's trace id.
+    unknowns: HashMap<String, UnknownPayment>,
     fleet: Account,
     agents: HashMap<String, AgentBook>,
     sessions: HashMap<String, SessionBook>,
@@ -159,6 +170,7 @@ impl Ledger {
             sessions,
             reservations,
             next_id,
+            ..
         } = &mut *guard;
         let session = sessions
             .entry_ref(request.session)
@@ -235,6 +247,98 @@ impl Ledger {
         };
         // The reservation's strings are freed here, outside the lock.
         Some(reservation.amount)
+    }
+
+    /// Settles a reservation as `unknown` and keeps it, under its decision's trace id,
+    /// for reconciliation.
+    pub fn settle_unknown(&self, id: ReservationId, decision_trace: &str) -> Option<Decimal> {
+        let reservation = self.books().reservations.get(&id).cloned()?;
+        let amount = self.settle(id, Outcome::Unknown)?;
+        let unknown = UnknownPayment {
+            session: reservation.session.to_string(),
+            agent: reservation.agent.to_string(),
+            amount,
+            pay_to: reservation.pay_to,
+        };
+        self.books()
+            .unknowns
+            .insert(decision_trace.to_string(), unknown);
+        Some(amount)
+    }
+
+    /// Resolves an unknown payment: `committed` moves it to spent for good, otherwise it
+    /// is given back. `None` when no unknown payment has that trace id.
+    pub fn resolve_unknown(&self, decision_trace: &str, committed: bool) -> Option<UnknownPayment> {
+        let mut guard = self.books();
+        let books = &mut *guard;
+        let unknown = books.unknowns.remove(decision_trace)?;
+        let amount = unknown.amount;
+        let apply = |account: &mut Account| {
+            account.unknown -= amount;
+            if committed {
+                account.committed += amount;
+            }
+        };
+        if let Some(session) = books.sessions.get_mut(unknown.session.as_str()) {
+            apply(&mut session.account);
+        }
+        if let Some(agent) = books.agents.get_mut(unknown.agent.as_str()) {
+            apply(&mut agent.account);
+            if committed {
+                agent.paid_recipients.insert(unknown.pay_to.clone());
+            }
+        }
+        apply(&mut books.fleet);
+        Some(unknown)
+    }
+
+    /// Unknown payments by decision trace id.
+    pub fn unknown_payments(&self) -> Vec<(String, UnknownPayment)> {
+        let mut list: Vec<(String, UnknownPayment)> = self
+            .books()
+            .unknowns
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// Books a payment settled before a restart (recovery from the proof log).
+    pub fn restore(&self, decision_trace: &str, payment: UnknownPayment, outcome: Outcome) {
+        let limits = Limits::default();
+        let request = ReserveRequest {
+            session: &payment.session,
+            agent: &payment.agent,
+            pay_to: &payment.pay_to,
+            amount: payment.amount,
+            limits,
+            halt_ratio: None,
+        };
+        let Ok(id) = self.reserve(request) else {
+            return;
+        };
+        match outcome {
+            Outcome::Unknown => {
+                self.settle_unknown(id, decision_trace);
+            }
+            other => {
+                self.settle(id, other);
+            }
+        }
+    }
+
+    /// Gives `amount` back to the budget (a compensated payment, when the policy credits).
+    pub fn credit(&self, session: &str, agent: &str, amount: Decimal) {
+        let mut guard = self.books();
+        let books = &mut *guard;
+        if let Some(session) = books.sessions.get_mut(session) {
+            session.account.committed -= amount;
+        }
+        if let Some(agent) = books.agents.get_mut(agent) {
+            agent.account.committed -= amount;
+        }
+        books.fleet.committed -= amount;
     }
 
     /// The accounts a payment by `agent` in `session` is measured against.

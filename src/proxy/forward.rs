@@ -9,7 +9,7 @@ use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::upstream::classify;
 use super::{ProxyState, Target};
-use crate::engine::{Engine, Gate, RequestFacts, Ticket};
+use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 use crate::policy::Identity;
 use crate::x402;
 use http::{header, Request, Response, StatusCode, Uri, Version};
@@ -34,11 +34,17 @@ pub async fn forward(
         host: target.host.clone(),
         port: target.port,
         path: uri.path().to_string(),
+        transaction: None,
     };
     let mut facts = None;
     let mut ticket = None;
     if Engine::inspects(request.headers()) {
-        let inspected = facts_for(&method, &uri);
+        let mut inspected = facts_for(&method, &uri);
+        inspected.transaction = request
+            .headers()
+            .get(TRANSACTION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect());
         match state
             .engine
             .on_request(&inspected, request.headers_mut())
@@ -50,6 +56,11 @@ pub async fn forward(
         facts = Some(inspected);
     }
     let response = send(state, request, target, facts.as_ref(), ticket).await;
+    if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
+        if response.status().is_server_error() {
+            state.engine.transaction_failed(facts, response.status());
+        }
+    }
     if response.status() == StatusCode::PAYMENT_REQUIRED {
         let facts = facts.unwrap_or_else(|| facts_for(&method, &uri));
         return observe_challenge(state, &facts, response).await;
@@ -62,7 +73,7 @@ async fn send(
     mut request: Request<ProxyBody>,
     target: &Target,
     facts: Option<&RequestFacts>,
-    ticket: Option<Ticket>,
+    ticket: Option<Box<Ticket>>,
 ) -> Response<ProxyBody> {
     let upgrade = is_upgrade_request(request.headers());
     let agent_upgrade = upgrade
@@ -83,7 +94,7 @@ async fn send(
                 // A connect error means the request, and its payment, never left.
                 state
                     .engine
-                    .on_upstream_failure(facts, ticket, !error.is_connect());
+                    .on_upstream_failure(facts, *ticket, !error.is_connect());
             }
             let failure = classify(&error, &target.display());
             state.metrics.upstream_error(failure.code);
@@ -111,7 +122,7 @@ async fn send(
         let status = response.status();
         state
             .engine
-            .on_response(facts, ticket, status, response.headers_mut());
+            .on_response(facts, *ticket, status, response.headers_mut());
     }
     let idle = state.settings.body_idle_timeout;
     response.map(|body| with_idle_timeout(body, idle))

@@ -109,6 +109,9 @@ pub struct TraceRecord {
     pub upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<serde_json::Value>,
+    /// Compensation lines: refund id, transaction, loss, whether the budget was credited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@
 pub mod origin;
 pub mod pki;
 pub mod python;
+pub mod webdriver;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -52,6 +53,7 @@ pub struct Purser {
     pub admin: SocketAddr,
     pub dir: TempDir,
     pub stderr_path: PathBuf,
+    args: Vec<std::ffi::OsString>,
 }
 
 pub struct PurserOptions<'a> {
@@ -82,50 +84,47 @@ impl Purser {
         let policy_path = dir.path().join("policy.yaml");
         std::fs::write(&policy_path, options.policy).expect("write policy");
         let stderr_path = dir.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_purser"));
-        command
-            .arg("run")
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--policy")
-            .arg(&policy_path)
-            .arg("--ca-dir")
-            .arg(dir.path().join("certs"))
-            .arg("--trace-log")
-            .arg(dir.path().join("trace.jsonl"))
-            .args(&options.extra_args)
-            .env("RUST_LOG", "purser=debug,info")
-            .stdout(Stdio::piped())
-            .stderr(stderr);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(["--policy".into(), policy_path.into_os_string()]);
+        args.extend(["--ca-dir".into(), dir.path().join("certs").into_os_string()]);
+        args.extend([
+            "--trace-log".into(),
+            dir.path().join("trace.jsonl").into_os_string(),
+        ]);
+        args.extend(options.extra_args.iter().map(Into::into));
         if let Some(ca) = options.upstream_ca {
-            command.arg("--upstream-ca").arg(ca);
+            args.extend(["--upstream-ca".into(), ca.as_os_str().to_owned()]);
         }
-        let mut child = command.spawn().expect("spawn purser");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("listening on") => break line,
-                Some(Ok(_)) => continue,
-                _ => {
-                    let _ = child.wait();
-                    panic!(
-                        "purser did not start: {}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let (proxy, admin) = parse_listening(&line);
+        let (child, proxy, admin) = spawn_purser(&args, &stderr_path);
         Purser {
             child,
             proxy,
             admin,
             dir,
             stderr_path,
+            args,
         }
+    }
+
+    /// SIGKILL: no drain, no flush, nothing Purser can do about it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Purser again on the same policy, CA and proof log (new ports).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, proxy, admin) = spawn_purser(&self.args, &self.stderr_path);
+        self.child = child;
+        self.proxy = proxy;
+        self.admin = admin;
     }
 
     pub fn trace_path(&self) -> PathBuf {
@@ -245,6 +244,43 @@ impl Drop for Purser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_purser(
+    args: &[std::ffi::OsString],
+    stderr_path: &Path,
+) -> (Child, SocketAddr, SocketAddr) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_path)
+        .expect("stderr file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(args)
+        .env("RUST_LOG", "purser=debug,info")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn purser");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("listening on") => break line,
+            Some(Ok(_)) => continue,
+            _ => {
+                let _ = child.wait();
+                panic!(
+                    "purser did not start: {}",
+                    std::fs::read_to_string(stderr_path).unwrap_or_default()
+                );
+            }
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let (proxy, admin) = parse_listening(&line);
+    (child, proxy, admin)
 }
 
 fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {

@@ -57,6 +57,19 @@ impl Origin {
         self.addr.port()
     }
 
+    /// A plain-HTTP origin on a given port, on a runtime of its own.
+    pub fn plain_blocking_on(port: u16) -> Origin {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut origin =
+            runtime.block_on(Origin::start_at(&format!("127.0.0.1:{port}"), None, true));
+        origin.runtime = Some(runtime);
+        origin
+    }
+
     /// A plain-HTTP origin on a runtime of its own, for synchronous tests.
     pub fn plain_blocking() -> Origin {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -93,7 +106,15 @@ impl Origin {
     }
 
     async fn start(tls: Option<Arc<rustls::ServerConfig>>, http2: bool) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::start_at("127.0.0.1:0", tls, http2).await
+    }
+
+    async fn start_at(
+        address: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        http2: bool,
+    ) -> Origin {
+        let listener = TcpListener::bind(address).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();

@@ -1,0 +1,281 @@
+//! `purser traces tail`: the latest proof-log lines, optionally followed live.
+//!
+//! Following polls `GET /v1/traces` every second and prints the lines not seen yet
+//! (by `trace_id`), until Ctrl-C. A few failed polls in a row end it with the error.
+
+use super::admin_client::{array, encode, AdminClient, AdminError};
+use super::format;
+use super::tables::{print_json, Table};
+use clap::Args;
+use serde_json::Value;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+/// Time between polls when following.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Lines asked for on each poll when following.
+const POLL_LIMIT: usize = 1000;
+/// Failed polls in a row that end `--follow`.
+const MAX_FAILED_POLLS: u32 = 5;
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// How many of the latest lines to show.
+    #[arg(short = 'n', long = "lines", default_value_t = 20)]
+    lines: usize,
+    /// Only this session (`AGENT.SESSION`).
+    #[arg(long)]
+    session: Option<String>,
+    /// Only this decision: ALLOWED, DENIED, PENDING_APPROVAL.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Only this kind: decision, settlement, hold, compensation.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Keep polling every second and print new lines until Ctrl-C.
+    #[arg(short, long)]
+    follow: bool,
+    /// Print the API's JSON instead (one line per trace when following).
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn tail(client: &AdminClient, args: TailArgs) -> Result<(), AdminError> {
+    if args.follow {
+        return follow(client, &args).await;
+    }
+    let answer = client.get(&query(&args, args.lines)).await?;
+    if args.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let lines = array(&answer, "traces")?;
+    match lines.is_empty() {
+        true => println!("no trace lines match"),
+        false => print!("{}", table(lines).render()),
+    }
+    Ok(())
+}
+
+fn query(args: &TailArgs, limit: usize) -> String {
+    let mut query = format!("/v1/traces?limit={limit}");
+    let filters = [
+        ("session", &args.session),
+        ("decision", &args.decision),
+        ("kind", &args.kind),
+    ];
+    for (key, value) in filters {
+        if let Some(value) = value {
+            query.push_str(&format!("&{key}={}", encode(value)));
+        }
+    }
+    query
+}
+
+fn table(lines: &[Value]) -> Table {
+    let mut table = Table::new(&[
+        "TIME",
+        "KIND",
+        "SESSION",
+        "DECISION/OUTCOME",
+        "RULE",
+        "AMOUNT USD",
+        "TRACE ID",
+    ])
+    .right(&[5]);
+    for line in lines {
+        table.row(row(line));
+    }
+    table
+}
+
+fn row(line: &Value) -> Vec<String> {
+    let verdict = match line.get("decision").and_then(Value::as_str) {
+        Some(decision) => decision.to_string(),
+        None => format::text(line, "outcome"),
+    };
+    vec![
+        format::clock(format::timestamp(line, "time")),
+        format::text(line, "kind"),
+        format::text(line, "session"),
+        verdict,
+        format::text(line, "rule"),
+        format::usd(format::decimal(line, "amount_usd")),
+        format::text(line, "trace_id"),
+    ]
+}
+
+/// Prints the latest `--lines`, then every new line until Ctrl-C.
+async fn follow(client: &AdminClient, args: &TailArgs) -> Result<(), AdminError> {
+    let limit = POLL_LIMIT.max(args.lines);
+    let path = query(args, limit);
+    let mut printer = Printer::new(args.json, 2 * limit);
+    let answer = client.get(&path).await?;
+    let backlog = array(&answer, "traces")?;
+    let (older, latest) = backlog.split_at(backlog.len().saturating_sub(args.lines));
+    printer.mark_seen(older);
+    printer.print(latest);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        match client.get(&path).await {
+            Ok(answer) => {
+                failures = 0;
+                printer.print(array(&answer, "traces")?);
+            }
+            Err(error) if failures + 1 < MAX_FAILED_POLLS => {
+                failures += 1;
+                eprintln!("purser: {error} (retrying)");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Prints trace lines once each, keeping column widths steady across batches.
+struct Printer {
+    json: bool,
+    header_done: bool,
+    widths: Vec<usize>,
+    seen: Seen,
+}
+
+impl Printer {
+    fn new(json: bool, remembered: usize) -> Printer {
+        Printer {
+            json,
+            header_done: false,
+            widths: Vec::new(),
+            seen: Seen::new(remembered),
+        }
+    }
+
+    /// Remembers lines without printing them.
+    fn mark_seen(&mut self, lines: &[Value]) {
+        for line in lines {
+            self.seen.insert(&identity(line));
+        }
+    }
+
+    fn print(&mut self, lines: &[Value]) {
+        let fresh: Vec<Value> = lines
+            .iter()
+            .filter(|line| self.seen.insert(&identity(line)))
+            .cloned()
+            .collect();
+        if self.json {
+            fresh.iter().for_each(|line| println!("{line}"));
+        } else if !fresh.is_empty() || !self.header_done {
+            print!(
+                "{}",
+                table(&fresh).render_with(&mut self.widths, !self.header_done)
+            );
+            self.header_done = true;
+        }
+    }
+}
+
+/// A line's `trace_id`, or the whole line when it has none.
+fn identity(line: &Value) -> String {
+    match line.get("trace_id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => line.to_string(),
+    }
+}
+
+/// The most recent trace ids, at most `capacity` of them.
+struct Seen {
+    capacity: usize,
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl Seen {
+    fn new(capacity: usize) -> Seen {
+        Seen {
+            capacity: capacity.max(1),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// True when `id` was not seen yet.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.set.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decisions_and_settlements_share_a_column() {
+        let lines = [
+            json!({"trace_id": "t-1", "kind": "decision", "time": "2025-06-01T12:00:00.5Z",
+                   "session": "bot.s1", "decision": "DENIED", "rule": "pay-only-in-commit",
+                   "amount_usd": "0.05"}),
+            json!({"trace_id": "t-2", "kind": "settlement", "time": "2025-06-01T12:00:01Z",
+                   "session": "bot.s1", "outcome": "committed", "amount_usd": "0.05"}),
+        ];
+        let text = table(&lines).render();
+        assert!(
+            text.contains("2025-06-01 12:00:00  decision    bot.s1   DENIED"),
+            "{text}"
+        );
+        assert!(text.contains("settlement  bot.s1   committed"), "{text}");
+        assert!(text.contains("0.05  t-2"), "{text}");
+    }
+
+    #[test]
+    fn filters_go_into_the_query() {
+        let args = TailArgs {
+            lines: 5,
+            session: Some("bot.s 1".into()),
+            decision: Some("DENIED".into()),
+            kind: None,
+            follow: false,
+            json: false,
+        };
+        assert_eq!(
+            query(&args, 5),
+            "/v1/traces?limit=5&session=bot.s%201&decision=DENIED"
+        );
+    }
+
+    #[test]
+    fn seen_ids_are_bounded() {
+        let mut seen = Seen::new(10);
+        assert!(seen.insert("a"));
+        assert!(!seen.insert("a"));
+        for n in 0..10 {
+            seen.insert(&n.to_string());
+        }
+        assert!(seen.insert("a"), "the oldest id was forgotten");
+        assert!(seen.order.len() <= 10 && seen.set.len() == seen.order.len());
+    }
+
+    #[test]
+    fn the_printer_skips_lines_it_has_seen() {
+        let line = |id: &str| json!({"trace_id": id, "kind": "decision"});
+        let mut printer = Printer::new(true, 10);
+        printer.mark_seen(&[line("t-1")]);
+        printer.print(&[line("t-1"), line("t-2")]);
+        assert!(!printer.seen.insert("t-2"));
+    }
+}

@@ -1,0 +1,372 @@
+//! Crash recovery: rebuild budgets, phases, frequency windows, known recipients and the
+//! replay set from the proof log, so a restart never resets a budget.
+//!
+//! A payment allowed but never settled in the log comes back `unknown` and stays counted
+//! as spent until someone reconciles it; a payment held when Purser stopped never left,
+//! so it is dropped.
+
+use super::evaluate::RecentPayment;
+use super::session;
+use super::Engine;
+use crate::ledger::{Outcome, UnknownPayment};
+use crate::policy::values::parse_phase;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// Payments older than this do not count towards frequency windows after a restart.
+const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What recovery found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RecoveryReport {
+    pub files: usize,
+    pub lines: u64,
+    pub unreadable_lines: u64,
+    pub committed: u64,
+    pub unknown: u64,
+    pub released: u64,
+    pub dropped_holds: u64,
+    pub sessions: usize,
+    pub replay_keys: usize,
+    pub refunds_resumed: u64,
+}
+
+/// Why recovery could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot replay the proof log {path}: {source}")]
+pub struct RecoveryError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    session: Cow<'a, str>,
+    #[serde(borrow, default)]
+    agent: Cow<'a, str>,
+    #[serde(borrow, default)]
+    time: Cow<'a, str>,
+    #[serde(borrow, default)]
+    decision: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    decision_trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    outcome: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    amount_usd: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pay_to: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    phase: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    replay_keys: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tier: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    host: Option<Cow<'a, str>>,
+    #[serde(default)]
+    compensation: Option<serde_json::Value>,
+}
+
+struct OpenPayment {
+    payment: UnknownPayment,
+    keys: Vec<String>,
+    held: bool,
+}
+
+#[derive(Default)]
+struct Replay {
+    open: HashMap<String, OpenPayment>,
+    settled: Vec<(String, UnknownPayment, Outcome)>,
+    resolutions: Vec<(String, bool)>,
+    credits: Vec<(String, String, Decimal)>,
+    refunds: HashMap<String, serde_json::Value>,
+    phases: HashMap<String, (String, crate::policy::rules::Phase)>,
+    recent: HashMap<String, Vec<(jiff::Timestamp, RecentPayment)>>,
+    keys: Vec<String>,
+    forgotten: Vec<String>,
+    report: RecoveryReport,
+}
+
+/// The log's files in chain order: rotated ones (`NAME.MILLIS`) oldest first, then NAME.
+pub fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let file = entry.file_name();
+                let Some(file) = file.to_str() else { continue };
+                let stamp = file
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(stamp) = stamp {
+                    rotated.push((stamp, entry.path()));
+                }
+            }
+        }
+    }
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    if path.exists() {
+        files.push(path.to_path_buf());
+    }
+    files
+}
+
+impl Engine {
+    /// Replays the proof log into the ledger, sessions and replay set.
+    pub fn recover(&self, files: &[PathBuf]) -> Result<RecoveryReport, RecoveryError> {
+        let mut replay = Replay::default();
+        for path in files {
+            replay_file(path, &mut replay)?;
+            replay.report.files += 1;
+        }
+        Ok(self.apply(replay))
+    }
+
+    fn apply(&self, mut replay: Replay) -> RecoveryReport {
+        for (trace, payment, outcome) in replay.settled.drain(..) {
+            self.ledger.restore(&trace, payment, outcome);
+        }
+        for (trace, open) in replay.open.drain() {
+            if open.held {
+                replay.report.dropped_holds += 1;
+                replay.forgotten.extend(open.keys);
+                continue;
+            }
+            replay.report.unknown += 1;
+            for key in &open.keys {
+                self.unknown_by_key.insert(key.clone(), trace.clone());
+            }
+            self.ledger.restore(&trace, open.payment, Outcome::Unknown);
+        }
+        for (trace, committed) in replay.resolutions.drain(..) {
+            self.ledger.resolve_unknown(&trace, committed);
+        }
+        for (session, agent, amount) in replay.credits.drain(..) {
+            self.ledger.credit(&session, &agent, amount);
+        }
+        let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
+        for key in replay.keys.drain(..) {
+            if !forgotten.contains(&key) {
+                self.seen_payments.insert(key);
+            }
+        }
+        replay.report.replay_keys = self.seen_payments.len();
+        for (_, job) in replay.refunds.drain() {
+            let job = serde_json::from_value::<super::compensation::RefundJob>(job);
+            if let (Ok(job), Some(compensator)) = (job, &self.compensator) {
+                replay.report.refunds_resumed += 1;
+                compensator.resume(job);
+            }
+        }
+        self.restore_sessions(&mut replay);
+        replay.report
+    }
+
+    fn restore_sessions(&self, replay: &mut Replay) {
+        let now = jiff::Timestamp::now();
+        let instant_now = Instant::now();
+        for (session_id, (agent, phase)) in replay.phases.drain() {
+            let state = self.sessions.get_or_create(&session_id, &agent);
+            session::lock(&state).phase = phase;
+        }
+        for (session_id, payments) in replay.recent.drain() {
+            let agent = session_id.split('.').next().unwrap_or("").to_string();
+            let state = self.sessions.get_or_create(&session_id, &agent);
+            let mut locked = session::lock(&state);
+            for (at, mut payment) in payments {
+                let age = now.duration_since(at).unsigned_abs();
+                if age <= RECENT_WINDOW {
+                    payment.at = instant_now.checked_sub(age).unwrap_or(instant_now);
+                    locked.record_payment(payment);
+                }
+            }
+        }
+        replay.report.sessions = self.sessions.len();
+    }
+}
+
+fn replay_file(path: &Path, replay: &mut Replay) -> Result<(), RecoveryError> {
+    let error = |source| RecoveryError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(error)?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buffer = String::new();
+    loop {
+        buffer.clear();
+        if reader.read_line(&mut buffer).map_err(error)? == 0 {
+            break;
+        }
+        replay.report.lines += 1;
+        match serde_json::from_str::<Line<'_>>(buffer.trim_end()) {
+            Ok(line) => replay_line(line, replay),
+            Err(_) => replay.report.unreadable_lines += 1,
+        }
+    }
+    Ok(())
+}
+
+fn replay_line(line: Line<'_>, replay: &mut Replay) {
+    match line.kind.as_ref() {
+        "decision" => replay_decision(line, replay),
+        "hold" => {
+            let Some(decision) = line.decision_trace_id.as_deref() else {
+                return;
+            };
+            let approved = line.decision.as_deref() == Some("ALLOWED");
+            if approved {
+                if let Some(open) = replay.open.get_mut(decision) {
+                    open.held = false;
+                }
+            } else if let Some(open) = replay.open.remove(decision) {
+                replay.forgotten.extend(open.keys);
+            }
+        }
+        "settlement" => {
+            let Some(decision) = line.decision_trace_id.as_deref() else {
+                return;
+            };
+            let Some(open) = replay.open.remove(decision) else {
+                return;
+            };
+            let outcome = match line.outcome.as_deref() {
+                Some("committed") => Outcome::Committed,
+                Some("unknown") => Outcome::Unknown,
+                _ => Outcome::Released,
+            };
+            match outcome {
+                Outcome::Committed => replay.report.committed += 1,
+                Outcome::Released => replay.report.released += 1,
+                Outcome::Unknown => replay.report.unknown += 1,
+            }
+            if outcome != Outcome::Released {
+                replay
+                    .settled
+                    .push((decision.to_string(), open.payment, outcome));
+            }
+        }
+        "resolution" => {
+            if let Some(decision) = line.decision_trace_id.as_deref() {
+                replay.resolutions.push((
+                    decision.to_string(),
+                    line.outcome.as_deref() == Some("committed"),
+                ));
+            }
+        }
+        "compensation" => replay_compensation(line, replay),
+        "phase" => {
+            if let Some(phase) = line.phase.as_deref().and_then(parse_phase) {
+                replay
+                    .phases
+                    .insert(line.session.to_string(), (line.agent.to_string(), phase));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Refunds queued but never finished are resumed; finished ones that credited the budget
+/// credit it again.
+fn replay_compensation(line: Line<'_>, replay: &mut Replay) {
+    let Some(details) = line.compensation else {
+        return;
+    };
+    let Some(id) = details
+        .get("refund_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    match line.outcome.as_deref() {
+        Some("pending") => {
+            if let Some(job) = details.get("job") {
+                replay.refunds.insert(id, job.clone());
+            }
+        }
+        Some(outcome) => {
+            replay.refunds.remove(&id);
+            let credited = details.get("credited").and_then(|c| c.as_bool()) == Some(true);
+            let amount = line
+                .amount_usd
+                .as_deref()
+                .and_then(|a| Decimal::from_str(a).ok());
+            if let (true, "requested", Some(amount)) = (credited, outcome, amount) {
+                replay
+                    .credits
+                    .push((line.session.to_string(), line.agent.to_string(), amount));
+            }
+        }
+        None => {}
+    }
+}
+
+fn replay_decision(line: Line<'_>, replay: &mut Replay) {
+    let held = match line.decision.as_deref() {
+        Some("ALLOWED") => false,
+        Some("PENDING_APPROVAL") => true,
+        _ => return,
+    };
+    let Some(amount) = line
+        .amount_usd
+        .as_deref()
+        .and_then(|a| Decimal::from_str(a).ok())
+    else {
+        return;
+    };
+    let keys: Vec<String> = line.replay_keys.iter().map(|k| k.to_string()).collect();
+    replay.keys.extend(keys.iter().cloned());
+    if let Ok(at) = line.time.parse::<jiff::Timestamp>() {
+        let recent = RecentPayment {
+            at: Instant::now(),
+            tier: line.tier.as_deref().map(str::to_string),
+            tool: line.tool.as_deref().map(str::to_string),
+            category: line.category.as_deref().map(str::to_string),
+            host: line.host.as_deref().unwrap_or("").to_string(),
+            port: 443,
+        };
+        replay
+            .recent
+            .entry(line.session.to_string())
+            .or_default()
+            .push((at, recent));
+    }
+    let payment = UnknownPayment {
+        session: line.session.to_string(),
+        agent: line.agent.to_string(),
+        amount,
+        pay_to: crate::policy::normalize_address(line.pay_to.as_deref().unwrap_or("")),
+    };
+    replay.open.insert(
+        line.trace_id.to_string(),
+        OpenPayment {
+            payment,
+            keys,
+            held,
+        },
+    );
+}

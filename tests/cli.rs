@@ -1,0 +1,427 @@
+//! The operator commands (`purser sessions | traces | approvals`) against a real Purser:
+//! the CLI binary talks to the admin API of a `purser run` on loopback.
+
+mod support;
+
+use base64::Engine as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use support::{curl, Purser, PurserOptions};
+
+const POLICY: &str = r#"
+agents:
+  agent: { token: t0ken }
+phases:
+  allowed_payment_phase: COMMIT
+  transition_rules: { allow_skip: true }
+budget:
+  session_limit: 10.00
+  single_call_threshold: 0.50
+approvals:
+  timeout: 60s
+"#;
+
+/// What one CLI run printed.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    #[track_caller]
+    fn failed(self) -> String {
+        assert_eq!(
+            self.code, 1,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stderr
+    }
+}
+
+fn cli_command(purser: &Purser, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_purser"));
+    command
+        .args(args)
+        .args(["--admin", &format!("http://{}", purser.admin)])
+        .env_remove("PURSER_ADMIN_TOKEN");
+    command
+}
+
+fn cli(purser: &Purser, args: &[&str]) -> Run {
+    Run::from(cli_command(purser, args).output().expect("run purser cli"))
+}
+
+/// The row of a table that mentions `needle`.
+#[track_caller]
+fn row<'a>(table: &'a str, needle: &str) -> &'a str {
+    table
+        .lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no row with {needle} in:\n{table}"))
+}
+
+#[test]
+fn sessions_commands_show_and_move_sessions() {
+    let purser = Purser::start(POLICY, None);
+    assert_eq!(
+        cli(&purser, &["sessions", "list"]).ok(),
+        "no sessions yet\n"
+    );
+    let moved = cli(&purser, &["sessions", "phase", "agent.s1", "DECIDE"]).ok();
+    assert_eq!(moved, "agent.s1: EXPLORE -> DECIDE\n");
+
+    let table = cli(&purser, &["sessions", "list"]).ok();
+    let header = table.lines().next().unwrap();
+    for column in [
+        "SESSION",
+        "PHASE",
+        "SPENT / LIMIT",
+        "RESERVED",
+        "RATIO",
+        "ALLOWED/DENIED/HELD",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let line = row(&table, "agent.s1");
+    for cell in ["DECIDE", "0.00 / 10.00", "[..........]   0%", "0/0/0"] {
+        assert!(line.contains(cell), "{cell} missing: {line}");
+    }
+
+    let shown = cli(&purser, &["sessions", "show", "agent.s1"]).ok();
+    for line in [
+        "session      agent.s1",
+        "agent        agent",
+        "phase        DECIDE",
+        "limit (USD)  10.00",
+        "decisions    0 allowed, 0 denied, 0 held",
+    ] {
+        assert!(shown.contains(line), "{line} missing:\n{shown}");
+    }
+    let json = cli(&purser, &["sessions", "show", "agent.s1", "--json"]).ok();
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("--json prints JSON");
+    assert_eq!(parsed["phase"], "DECIDE");
+
+    let moved = cli(&purser, &["sessions", "phase", "agent.s1", "COMMIT"]).ok();
+    assert_eq!(moved, "agent.s1: DECIDE -> COMMIT\n");
+    let refused = cli(&purser, &["sessions", "phase", "agent.s1", "DECIDE"]).failed();
+    assert!(
+        refused.contains("phases only move forward: COMMIT → DECIDE is not allowed")
+            && refused.contains("HTTP 409"),
+        "{refused}"
+    );
+    let reset = cli(&purser, &["sessions", "reset", "agent.s1"]).ok();
+    assert_eq!(reset, "agent.s1: COMMIT -> EXPLORE (reset)\n");
+    let unknown = cli(&purser, &["sessions", "show", "agent.nobody"]).failed();
+    assert!(
+        unknown.contains("no session `agent.nobody` has been seen"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn traces_tail_lists_decisions_and_follows_new_ones() {
+    let purser = Purser::start(POLICY, None);
+    assert_eq!(
+        cli(&purser, &["traces", "tail"]).ok(),
+        "no trace lines match\n"
+    );
+    refused_payment(&purser, "t1");
+    refused_payment(&purser, "t2");
+    let table = cli(&purser, &["traces", "tail", "-n", "20"]).ok();
+    assert!(table.starts_with("TIME "), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("AMOUNT USD  TRACE ID"),
+        "{table}"
+    );
+    let line = row(&table, "agent.t1");
+    for cell in ["decision", "DENIED", "malformed_payment", "tr_"] {
+        assert!(line.contains(cell), "{cell} missing: {line}");
+    }
+    let only = cli(&purser, &["traces", "tail", "--session", "agent.t2"]).ok();
+    assert_eq!(only.lines().count(), 2, "header and one line:\n{only}");
+    assert!(
+        only.contains("agent.t2") && !only.contains("agent.t1"),
+        "{only}"
+    );
+    let none = cli(&purser, &["traces", "tail", "--decision", "ALLOWED"]).ok();
+    assert_eq!(none, "no trace lines match\n");
+
+    // --follow prints the last line, then only what is new, until Ctrl-C.
+    let mut child = cli_command(&purser, &["traces", "tail", "-n", "1", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn follow");
+    let lines = line_channel(child.stdout.take().unwrap());
+    let next = || lines.recv_timeout(Duration::from_secs(15)).expect("a line");
+    assert!(next().starts_with("TIME "));
+    assert!(next().contains("agent.t2"), "the last line first");
+    refused_payment(&purser, "t3");
+    assert!(next().contains("agent.t3"), "then the new one");
+    std::thread::sleep(Duration::from_millis(1500));
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends --follow cleanly");
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(rest.is_empty(), "nothing printed twice: {rest:?}");
+}
+
+/// The lines a child prints, as they come.
+fn line_channel(stdout: impl Read + Send + 'static) -> Receiver<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+#[test]
+fn approvals_are_listed_approved_and_denied() {
+    let purser = Purser::start(POLICY, None);
+    let listed = cli(&purser, &["approvals", "list"]).ok();
+    assert_eq!(listed, "no payments are waiting for approval\n");
+    let origin = OkOrigin::start();
+    for session in ["agent.h1", "agent.h2"] {
+        cli(&purser, &["sessions", "phase", session, "COMMIT"]).ok();
+    }
+    let denied = held_payment(&purser, "h1", origin.port, 1);
+    let approved = held_payment(&purser, "h2", origin.port, 2);
+    let table = wait_for_holds(&purser, 2);
+    let header = table.lines().next().unwrap();
+    for column in [
+        "ID",
+        "AGENT/SESSION",
+        "AMOUNT (USD)",
+        "PAY TO",
+        "RESOURCE",
+        "TIER",
+        "KIND",
+        "EXPIRES IN",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let line = row(&table, "agent.h1");
+    for cell in ["0.60", "0x2096...0287", "GET 127.0.0.1/paid", "explicit"] {
+        assert!(line.contains(cell), "{cell} missing: {line}");
+    }
+    assert!(line.ends_with('s'), "a countdown ends the row: {line}");
+    let id = |session: &str| {
+        row(&table, session)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (first, second) = (id("agent.h1"), id("agent.h2"));
+    let json = cli(&purser, &["approvals", "list", "--json"]).ok();
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("--json prints JSON");
+    assert_eq!(parsed["approvals"].as_array().map(Vec::len), Some(2));
+
+    let said = cli(
+        &purser,
+        &[
+            "approvals",
+            "deny",
+            &first,
+            "--reason",
+            "too dear",
+            "--by",
+            "ana",
+        ],
+    )
+    .ok();
+    assert!(
+        said.starts_with(&format!("denied hold {first} (by ana); trace tr_")),
+        "{said}"
+    );
+    let (status, body) = denied.join().unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("denied by ana: too dear"), "{body}");
+    let said = cli(&purser, &["approvals", "approve", &second, "--by", "bo"]).ok();
+    assert!(
+        said.starts_with(&format!("approved hold {second} (by bo)")),
+        "{said}"
+    );
+    assert_eq!(approved.join().unwrap().0, 200);
+
+    let again = cli(&purser, &["approvals", "approve", &first]).failed();
+    assert!(again.contains("HTTP 409"), "{again}");
+    let unknown = cli(
+        &purser,
+        &["approvals", "deny", "no-such-hold", "--reason", "x"],
+    )
+    .failed();
+    assert!(unknown.contains("HTTP 404"), "{unknown}");
+    let holds = cli(&purser, &["traces", "tail", "--kind", "hold"]).ok();
+    assert_eq!(holds.lines().count(), 3, "header and two holds:\n{holds}");
+}
+
+#[test]
+fn a_wrong_admin_token_or_no_purser_is_explained() {
+    let mut options = PurserOptions::new(POLICY);
+    options.extra_args = vec!["--admin-token".into(), "secret".into()];
+    let purser = Purser::start_with(options);
+    let expected =
+        "purser: admin token required or wrong: set --admin-token or PURSER_ADMIN_TOKEN\n";
+    assert_eq!(cli(&purser, &["sessions", "list"]).failed(), expected);
+    let wrong = cli(&purser, &["sessions", "list", "--admin-token", "guess"]);
+    assert_eq!(wrong.failed(), expected);
+    let right = cli_command(&purser, &["traces", "tail"])
+        .env("PURSER_ADMIN_TOKEN", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(Run::from(right).ok(), "no trace lines match\n");
+    let right = cli(&purser, &["sessions", "list", "--admin-token", "secret"]).ok();
+    assert_eq!(right, "no sessions yet\n");
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["sessions", "list", "--admin", &format!("http://{closed}")])
+        .output()
+        .unwrap();
+    let stderr = Run::from(output).failed();
+    assert!(
+        stderr.starts_with(&format!(
+            "purser: cannot reach the admin API at http://{closed}: "
+        )) && stderr.contains("(is `purser run` running?)"),
+        "{stderr}"
+    );
+}
+
+/// A payment header that cannot be parsed: refused at once, with a decision line.
+fn refused_payment(purser: &Purser, session: &str) {
+    let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
+    let output = curl(&[
+        "-s",
+        "-x",
+        &proxy,
+        "-H",
+        "X-PAYMENT: garbage",
+        "http://127.0.0.1:9/paid",
+    ]);
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert!(body.contains("malformed_payment"), "{body}");
+}
+
+/// A 0.60 USDC v2 payment (over the 0.50 threshold), sent in the background: it waits
+/// for a decision. Returns the agent's status and body.
+fn held_payment(purser: &Purser, session: &str, port: u16, nonce: u8) -> JoinHandle<(u16, String)> {
+    let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
+    let header = format!("PAYMENT-SIGNATURE: {}", crafted_payment(nonce, 600_000));
+    let url = format!("http://127.0.0.1:{port}/paid");
+    std::thread::spawn(move || {
+        let output = curl(&[
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-x",
+            &proxy,
+            "-H",
+            &header,
+            &url,
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    })
+}
+
+/// Polls `approvals list` until it shows `count` holds; returns the table.
+fn wait_for_holds(purser: &Purser, count: usize) -> String {
+    for _ in 0..200 {
+        let table = cli(purser, &["approvals", "list"]).ok();
+        if table.lines().count() > count {
+            return table;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{count} holds never showed up:\n{}", purser.stderr());
+}
+
+/// A v2 payment header for `amount` atomic USDC on Base Sepolia, unique (nonce and
+/// signature) by `nonce`.
+fn crafted_payment(nonce: u8, amount: u64) -> String {
+    let pay_to = "0x2096000000000000000000000000000000000287";
+    let accepted = serde_json::json!({
+        "scheme": "exact", "network": "eip155:84532",
+        "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+        "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300,
+        "extra": {"name": "USDC", "version": "2"}
+    });
+    let payment = serde_json::json!({
+        "x402Version": 2,
+        "payload": {
+            "authorization": {
+                "from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to,
+                "value": amount.to_string(), "validAfter": "0", "validBefore": "1795288646",
+                "nonce": format!("0x{:064x}", nonce)
+            },
+            "signature": format!("0x{nonce:02x}{}", "ab".repeat(64))
+        },
+        "accepted": accepted,
+        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
+    });
+    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+}
+
+/// A merchant that answers every request `200 ok` (enough for an approved payment).
+struct OkOrigin {
+    port: u16,
+}
+
+impl OkOrigin {
+    fn start() -> OkOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buffer = [0u8; 8192];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        OkOrigin { port }
+    }
+}

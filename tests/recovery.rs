@@ -1,0 +1,289 @@
+//! Durability and recovery: a SIGKILL in the middle of paid load loses no spend, replayed
+//! payments stay refused across restarts, a torn last line is repaired, and payments
+//! whose outcome is unknown stay counted until reconciled.
+
+mod support;
+
+use base64::Engine as _;
+use std::io::{Read, Write};
+use support::python::{agent, paid_server, Facilitator};
+use support::{curl, Purser, TempDir};
+
+const BUDGET: &str = r#"
+agents:
+  agent: { token: t0ken }
+phases:
+  allowed_payment_phase: EXPLORE
+budget:
+  session_limit: 1.50
+"#;
+
+fn proxy(purser: &Purser, session: &str) -> String {
+    purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")))
+}
+
+fn session(purser: &Purser, id: &str) -> serde_json::Value {
+    let (_, body) = purser.admin("GET", &format!("/v1/sessions/{id}"), None);
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+fn dollars(value: &serde_json::Value) -> f64 {
+    value.as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn a_sigkill_mid_load_never_resets_the_budget() {
+    let dir = TempDir::new("recovery-kill");
+    let facilitator = Facilitator::start(dir.path());
+    let server = paid_server(&facilitator, &["--price-atomic", "10000"]);
+    let mut purser = Purser::start(BUDGET, None);
+    let url = server.url("http", "/paid/data");
+    let load = {
+        let (url, proxy) = (url.clone(), proxy(&purser, "k"));
+        std::thread::spawn(move || {
+            agent(
+                &url,
+                &proxy,
+                None,
+                &["--count", "120", "--concurrency", "8"],
+            )
+        })
+    };
+    // Kill once real money has moved, while payments are still in flight.
+    for _ in 0..600 {
+        if facilitator.settlements().len() >= 30 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    purser.kill();
+    let _ = load.join();
+    let settled_before = facilitator.settled_atomic() as f64 / 1e6;
+    assert!(
+        settled_before >= 0.30,
+        "the load ran before the kill: {settled_before}"
+    );
+
+    purser.restart();
+    let rebuilt = session(&purser, "agent.k");
+    let counted = dollars(&rebuilt["spent"]);
+    assert!(
+        counted + 1e-9 >= settled_before,
+        "rebuilt spend {counted} must cover what the facilitator settled ({settled_before}): {rebuilt}"
+    );
+    // More load after the restart cannot take the session past its limit.
+    let after = agent(
+        &url,
+        &proxy(&purser, "k"),
+        None,
+        &["--count", "200", "--concurrency", "8"],
+    );
+    assert!(after.iter().any(|r| r.status == 403), "the budget runs out");
+    let total = facilitator.settled_atomic() as f64 / 1e6;
+    assert!(
+        total <= 1.50 + 1e-9,
+        "settled {total} against a $1.50 limit across the restart"
+    );
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["traces", "verify"])
+        .arg(purser.trace_path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// A v2 payment header, unique by `nonce`.
+fn crafted_payment(nonce: u8, amount: u64) -> String {
+    let pay_to = "0x2096000000000000000000000000000000000287";
+    let payment = serde_json::json!({
+        "x402Version": 2,
+        "payload": {
+            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
+                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
+            "signature": format!("0x{:02x}{}", nonce, "cd".repeat(64))
+        },
+        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                     "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {}},
+    });
+    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+}
+
+fn pay(purser: &Purser, session: &str, url: &str, header: &str) -> (u16, String) {
+    let output = curl(&[
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-x",
+        &proxy(purser, session),
+        "-H",
+        &format!("PAYMENT-SIGNATURE: {header}"),
+        url,
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn a_replayed_payment_is_refused_within_a_run_and_after_a_restart() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    let payment = crafted_payment(7, 10_000);
+    assert_eq!(pay(&purser, "r", &url, &payment).0, 200);
+    let (status, body) = pay(&purser, "r", &url, &payment);
+    assert_eq!(status, 403);
+    assert!(body.contains("replayed_payment"), "{body}");
+    purser.restart();
+    let (status, body) = pay(&purser, "r2", &url, &payment);
+    assert_eq!(status, 403, "the replay set survives a restart: {body}");
+    assert!(body.contains("replayed_payment"));
+    assert_eq!(
+        origin.requests().len(),
+        1,
+        "the merchant saw the payment once"
+    );
+}
+
+#[test]
+fn a_torn_last_line_is_cut_and_the_chain_continues() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    assert_eq!(pay(&purser, "t", &url, &crafted_payment(1, 10_000)).0, 200);
+    purser.kill();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(purser.trace_path())
+        .unwrap();
+    file.write_all(br#"{"prev_hash":"00","kind":"decis"#)
+        .unwrap();
+    drop(file);
+    purser.restart();
+    assert_eq!(pay(&purser, "t", &url, &crafted_payment(2, 10_000)).0, 200);
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["traces", "verify"])
+        .arg(purser.trace_path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// An upstream that reads the request and hangs up without answering: the payment left,
+/// its outcome is unknown.
+fn hang_up_upstream() -> (u16, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut served = 0;
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 8192];
+            let _ = stream.read(&mut buffer);
+            served += 1;
+        }
+        served
+    });
+    (port, handle)
+}
+
+#[test]
+fn an_unknown_outcome_stays_spent_until_reconciled_and_a_retry_is_not_counted_twice() {
+    let (port, upstream) = hang_up_upstream();
+    let mut purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{port}/paid");
+    let payment = crafted_payment(3, 250_000);
+    let (status, _) = pay(&purser, "u", &url, &payment);
+    assert_eq!(
+        status, 502,
+        "the connection was lost after the payment left"
+    );
+    let state = session(&purser, "agent.u");
+    assert_eq!(state["unknown"], "0.25");
+    assert_eq!(state["spent"], "0.25");
+    // The agent retries the same payment: forwarded, but not booked a second time.
+    let (status, _) = pay(&purser, "u", &url, &payment);
+    assert_eq!(status, 502);
+    assert_eq!(session(&purser, "agent.u")["spent"], "0.25");
+    assert_eq!(upstream.join().unwrap(), 2);
+    // It survives a restart, then an operator reconciles it.
+    purser.restart();
+    assert_eq!(session(&purser, "agent.u")["unknown"], "0.25");
+    let (_, listed) = purser.admin("GET", "/v1/payments/unknown", None);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let id = listed["payments"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = purser.admin(
+        "POST",
+        &format!("/v1/payments/{id}/resolve"),
+        Some(r#"{"outcome":"released","by":"ops"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let state = session(&purser, "agent.u");
+    assert_eq!(state["spent"], "0");
+    assert_eq!(state["unknown"], "0");
+    let (status, _) = purser.admin(
+        "POST",
+        &format!("/v1/payments/{id}/resolve"),
+        Some(r#"{"outcome":"released"}"#),
+    );
+    assert_eq!(status, 404, "resolved once");
+}
+
+#[test]
+fn the_chain_verifies_and_a_tampered_line_is_named() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    for nonce in 10..14 {
+        assert_eq!(
+            pay(&purser, "c", &url, &crafted_payment(nonce, 10_000)).0,
+            200
+        );
+    }
+    purser.kill();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+            .args(args)
+            .arg(purser.trace_path())
+            .output()
+            .unwrap()
+    };
+    let clean = run(&["traces", "verify"]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&clean.stdout).contains("8 lines"),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let shown = run(&["traces", "show", "--session", "agent.c", "--file"]);
+    let table = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.contains("decision") && l.contains("ALLOWED"))
+            .count(),
+        4,
+        "{table}"
+    );
+    // Lower the amount of the third line: the fourth line's hash no longer matches.
+    let text = std::fs::read_to_string(purser.trace_path()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[2] = lines[2].replace("\"amount_usd\":\"0.01\"", "\"amount_usd\":\"0.001\"");
+    std::fs::write(purser.trace_path(), lines.join("\n") + "\n").unwrap();
+    let tampered = run(&["traces", "verify"]);
+    assert!(!tampered.status.success());
+    let message = String::from_utf8_lossy(&tampered.stderr);
+    assert!(message.contains(":4: chain broken"), "{message}");
+}
