@@ -418,3 +418,88 @@ fn the_admin_api_wants_its_own_token_and_metrics_count_what_happened() {
     assert_eq!(value("purser_decision_seconds_count"), 1.0);
     assert_eq!(value("purser_holds_pending"), 0.0);
 }
+
+#[test]
+fn the_webhook_hears_of_holds_gates_and_prohibited_attempts() {
+    let hooks = Origin::plain_blocking();
+    let merchant = Origin::plain_blocking();
+    let policy = format!(
+        r#"
+agents:
+  agent: {{ token: t0ken }}
+phases:
+  allowed_payment_phase: EXPLORE
+budget:
+  session_limit: 1.00
+  single_call_threshold: 0.50
+  graduated_gates: {{ warning: 0.05 }}
+categories:
+  forbidden: ["127.0.0.1/forbidden*"]
+tiers:
+  - {{ name: prohibited, conditions: {{ categories: [forbidden] }}, approval: blocked }}
+  - {{ name: open, approval: none }}
+notifications:
+  webhook: http://127.0.0.1:{}/hooks
+  timeout: 2s
+"#,
+        hooks.port()
+    );
+    let purser = Purser::start(&policy, None);
+    let base = format!("http://127.0.0.1:{}", merchant.port());
+    let held = spawn_curl_payment(
+        &purser,
+        "w",
+        format!("{base}/paid"),
+        crafted_payment(30, 600_000),
+    );
+    let id = pending(&purser, 1)[0]["id"].as_str().unwrap().to_string();
+    purser.admin(
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        Some(r#"{"by":"ops"}"#),
+    );
+    assert_eq!(held.join().unwrap().0, 403);
+    assert_eq!(
+        spawn_curl_payment(
+            &purser,
+            "w",
+            format!("{base}/forbidden/x"),
+            crafted_payment(31, 10_000)
+        )
+        .join()
+        .unwrap()
+        .0,
+        403
+    );
+    assert_eq!(
+        spawn_curl_payment(
+            &purser,
+            "w",
+            format!("{base}/paid"),
+            crafted_payment(32, 100_000)
+        )
+        .join()
+        .unwrap()
+        .0,
+        200
+    );
+    let events = || -> Vec<String> {
+        hooks
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/hooks")
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body_prefix).ok())
+            .filter_map(|v| v["event"].as_str().map(str::to_string))
+            .collect()
+    };
+    for _ in 0..200 {
+        if events().len() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = events();
+    assert!(seen.contains(&"hold_created".to_string()), "{seen:?}");
+    assert!(seen.contains(&"prohibited_attempt".to_string()), "{seen:?}");
+    assert!(seen.contains(&"budget_gate".to_string()), "{seen:?}");
+}
