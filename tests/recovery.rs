@@ -287,3 +287,89 @@ fn the_chain_verifies_and_a_tampered_line_is_named() {
     let message = String::from_utf8_lossy(&tampered.stderr);
     assert!(message.contains(":4: chain broken"), "{message}");
 }
+
+#[test]
+fn the_log_rotates_by_size_and_the_chain_and_the_budget_cross_files() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut options = support::PurserOptions::new(BUDGET);
+    options.extra_args = vec!["--trace-rotate-size".into(), "8KiB".into()];
+    let mut purser = Purser::start_with(options);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    for nonce in 40..60 {
+        assert_eq!(
+            pay(&purser, "rot", &url, &crafted_payment(nonce, 10_000)).0,
+            200
+        );
+    }
+    let rotated = std::fs::read_dir(purser.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("trace.jsonl."))
+        .count();
+    assert!(rotated >= 2, "rotated {rotated} times");
+    purser.kill();
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(["traces", "verify"])
+        .arg(purser.trace_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(text.contains("40 lines"), "{text}");
+    // A replay from the oldest file is still known after a restart.
+    purser.restart();
+    assert_eq!(
+        pay(&purser, "rot", &url, &crafted_payment(40, 10_000)).0,
+        403
+    );
+}
+
+#[test]
+fn a_reload_swaps_the_policy_and_a_bad_file_keeps_the_old_one() {
+    let origin = support::origin::Origin::plain_blocking();
+    let purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{}/", origin.port());
+    let policy_path = purser.dir.path().join("policy.yaml");
+    let status = |user: &str, token: &str| {
+        let proxy = purser.proxy_url(Some((user, token)));
+        let output = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &proxy,
+            &url,
+        ]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(status("agent", "t0ken"), "200");
+    std::fs::write(
+        &policy_path,
+        BUDGET
+            .replace("t0ken", "rotated-token")
+            .replace("session_limit", "sesion_limit"),
+    )
+    .unwrap();
+    let (code, body) = purser.admin("POST", "/v1/policy/reload", None);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("unknown field `sesion_limit`"), "{body}");
+    assert_eq!(status("agent", "t0ken"), "200", "the old policy stays");
+    std::fs::write(&policy_path, BUDGET.replace("t0ken", "rotated-token")).unwrap();
+    purser.signal("HUP");
+    let mut swapped = false;
+    for _ in 0..100 {
+        if status("agent", "rotated-token") == "200" {
+            swapped = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(swapped, "SIGHUP loads the new policy");
+    assert_eq!(status("agent", "t0ken"), "407");
+}

@@ -126,9 +126,10 @@ struct RunArgs {
     /// Proof-trace log file (JSON lines, hash-chained).
     #[arg(long, default_value = "traces/purser-trace.jsonl")]
     trace_log: PathBuf,
-    /// Rotate the trace log past this many MiB.
-    #[arg(long, default_value_t = 256)]
-    trace_rotate_mib: u64,
+    /// Start a new trace file past this size (`256MiB`, `64KiB`, or bytes); the hash
+    /// chain continues across files.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    trace_rotate_size: u64,
     /// Skip fsync on trace writes (measurements only: decisions are then not durable).
     #[arg(long)]
     trace_no_fsync: bool,
@@ -247,7 +248,7 @@ fn run(args: RunArgs) -> ExitCode {
         policy: args.policy,
         ca_dir: args.ca_dir,
         trace_log: args.trace_log,
-        trace_rotate_bytes: args.trace_rotate_mib.max(1) * 1024 * 1024,
+        trace_rotate_bytes: args.trace_rotate_size.max(4096),
         trace_fsync: !args.trace_no_fsync,
         upstream_ca: args.upstream_ca,
         admin_token: args.admin_token.filter(|token| !token.is_empty()),
@@ -331,4 +332,26 @@ fn policy_test(file: &std::path::Path, cases: &std::path::Path) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `256MiB`, `64KiB`, `1GiB`, or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{text}` is not a size like 256MiB")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }

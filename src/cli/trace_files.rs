@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Log files in chain order. A single live file brings its rotated predecessors
-    /// (`FILE.MILLIS`) along.
+    /// (`FILE.MICROS`) along.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }

@@ -103,7 +103,7 @@ struct Replay {
     report: RecoveryReport,
 }
 
-/// The log's files in chain order: rotated ones (`NAME.MILLIS`) oldest first, then NAME.
+/// The log's files in chain order: rotated ones (`NAME.MICROS`) oldest first, then NAME.
 pub fn log_files(path: &Path) -> Vec<PathBuf> {
     let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {

@@ -159,11 +159,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Renames the full file to `NAME.TIMESTAMP` and starts a fresh one; the next line
+    /// Renames the full file to `NAME.MICROS` and starts a fresh one; the next line
     /// still chains from the last line of the old file.
     fn rotate(&mut self) {
-        let stamp = jiff::Timestamp::now().as_millisecond();
-        let rotated = PathBuf::from(format!("{}.{stamp}", self.settings.path.display()));
+        // Microseconds, bumped past any file already there: names sort in chain order and
+        // two rotations in the same instant never overwrite each other.
+        let mut stamp = jiff::Timestamp::now().as_microsecond();
+        let mut rotated = PathBuf::from(format!("{}.{stamp}", self.settings.path.display()));
+        while rotated.exists() {
+            stamp += 1;
+            rotated = PathBuf::from(format!("{}.{stamp}", self.settings.path.display()));
+        }
         let reopened = self
             .file
             .sync_all()
