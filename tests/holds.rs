@@ -4,12 +4,11 @@
 
 mod support;
 
-use base64::Engine as _;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use support::origin::Origin;
 use support::python::{agent, paid_server, AgentResult, Facilitator};
-use support::{curl, Purser, PurserOptions, TempDir};
+use support::{crafted_payment, curl, Purser, PurserOptions, TempDir};
 
 const HOLDING: &str = r#"
 agents:
@@ -55,26 +54,6 @@ fn hold_lines(purser: &Purser) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|l| l["kind"] == "hold")
         .collect()
-}
-
-/// A v2 payment header for `amount` atomic USDC on Base Sepolia, unique by `nonce`.
-fn crafted_payment(nonce: u8, amount: u64) -> String {
-    let pay_to = "0x2096000000000000000000000000000000000287";
-    let accepted = serde_json::json!({
-        "scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-        "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}
-    });
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
-            "signature": format!("0x{:02x}{}", nonce, "ab".repeat(64))
-        },
-        "accepted": accepted,
-        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
 }
 
 fn spawn_curl_payment(

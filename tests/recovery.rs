@@ -4,10 +4,9 @@
 
 mod support;
 
-use base64::Engine as _;
 use std::io::{Read, Write};
 use support::python::{agent, paid_server, Facilitator};
-use support::{curl, Purser, TempDir};
+use support::{crafted_payment, curl, pay, Purser, TempDir};
 
 const BUDGET: &str = r#"
 agents:
@@ -94,38 +93,6 @@ fn a_sigkill_mid_load_never_resets_the_budget() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-}
-
-/// A v2 payment header, unique by `nonce`.
-fn crafted_payment(nonce: u8, amount: u64) -> String {
-    let pay_to = "0x2096000000000000000000000000000000000287";
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
-            "signature": format!("0x{:02x}{}", nonce, "cd".repeat(64))
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-                     "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {}},
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
-}
-
-fn pay(purser: &Purser, session: &str, url: &str, header: &str) -> (u16, String) {
-    let output = curl(&[
-        "-s",
-        "-w",
-        "\n%{http_code}",
-        "-x",
-        &proxy(purser, session),
-        "-H",
-        &format!("PAYMENT-SIGNATURE: {header}"),
-        url,
-    ]);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
 #[test]

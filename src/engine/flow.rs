@@ -851,7 +851,7 @@ fn budget_snapshot(
     }
 }
 
-fn settled_payment(
+pub(super) fn settled_payment(
     facts: &RequestFacts,
     priced: &PricedPayment,
     trace_id: &str,

@@ -3,7 +3,7 @@
 //! the held payment or answers `403`.
 
 use super::evaluate::{Evaluation, RecentPayment};
-use super::flow::{base_record, refusal_answer, Gate, RequestFacts, Ticket};
+use super::flow::{base_record, refusal_answer, settled_payment, Gate, RequestFacts, Ticket};
 use super::pricing::PricedPayment;
 use super::session::{self, SessionState};
 use super::Engine;
@@ -148,18 +148,7 @@ impl Engine {
             reservation,
             replay_keys: replay_keys.to_vec(),
             trace_id: trace_id.to_string(),
-            settled: super::compensation::SettledPayment {
-                decision_trace_id: trace_id.to_string(),
-                session: facts.identity.session_id(),
-                agent: facts.identity.agent.to_string(),
-                payer: priced.payment.payer.clone(),
-                pay_to: priced.pay_to.clone(),
-                amount_atomic: priced.price.atomic.to_string(),
-                amount_usd: priced.price.usd,
-                asset: priced.asset.clone(),
-                network: priced.network.clone(),
-                tx_hash: None,
-            },
+            settled: settled_payment(facts, priced, trace_id),
             amount_usd: priced.price.usd,
             version: priced.payment.version,
             gate: evaluation.gate.map(|g| g.as_str()),

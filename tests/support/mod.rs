@@ -412,3 +412,48 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     }
     condition()
 }
+
+/// A well-formed x402 v2 `PAYMENT-SIGNATURE` value for `amount` atomic USDC on Base
+/// Sepolia, unique by `nonce` (its nonce and signature differ). The signature is not
+/// valid; Purser does not verify signatures, the facilitator does.
+pub fn crafted_payment(nonce: u8, amount: u64) -> String {
+    let pay_to = "0x2096000000000000000000000000000000000287";
+    let payment = serde_json::json!({
+        "x402Version": 2,
+        "payload": {
+            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
+                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
+            "signature": format!("0x{:02x}{}", nonce, "ab".repeat(64))
+        },
+        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                     "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}},
+        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
+    });
+    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+}
+
+/// Sends `payment` through the proxy as `agent.SESSION:t0ken`: `(status, body)`.
+pub fn pay(purser: &Purser, session: &str, url: &str, payment: &str) -> (u16, String) {
+    let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
+    let output = curl(&[
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-x",
+        &proxy,
+        "-H",
+        &format!("PAYMENT-SIGNATURE: {payment}"),
+        url,
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Runs `purser ARGS...` (no server): its output.
+pub fn purser_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_purser"))
+        .args(args)
+        .output()
+        .expect("run purser")
+}
