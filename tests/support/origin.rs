@@ -219,6 +219,9 @@ async fn handle(
             Response::new(full("slow"))
         }
         "/digest" => Response::new(full(format!("{body_len} {body_sha256}"))),
+        "/402/big" => payment_required(vec![b' '; 100 * 1024], None),
+        "/402/notjson" => payment_required(b"oops, not json".to_vec(), None),
+        "/402/badheader" => payment_required(b"{}".to_vec(), Some("!!!not-base64!!!")),
         _ => Response::new(full("ok")),
     };
     let mut response = response;
@@ -226,6 +229,18 @@ async fn handle(
         .headers_mut()
         .insert("x-origin", "test".parse().unwrap());
     Ok(response)
+}
+
+/// A 402 answer with the given body and, optionally, a PAYMENT-REQUIRED header.
+fn payment_required(body: Vec<u8>, header: Option<&str>) -> Response<OriginBody> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
+    if let Some(value) = header {
+        response
+            .headers_mut()
+            .insert("payment-required", value.parse().unwrap());
+    }
+    response
 }
 
 fn query_number(query: &str, key: &str) -> u64 {

@@ -1,0 +1,206 @@
+//! Hostile x402 input through the running proxy: for every malformed payment the
+//! merchant receives nothing, the agent gets a 4xx with a reason, and Purser keeps
+//! serving everyone else.
+
+mod support;
+
+use base64::Engine as _;
+use support::origin::Origin;
+use support::{crafted_payment, curl, pay, Purser};
+
+const POLICY: &str = r#"
+agents:
+  agent: { token: t0ken }
+phases:
+  allowed_payment_phase: EXPLORE
+budget:
+  session_limit: 100.00
+"#;
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A v2 payment with one field of `authorization` or the root replaced.
+fn v2_with(amount: &str, version: &str, scheme: &str, network: &str, asset: &str) -> String {
+    b64(&format!(
+        r#"{{"x402Version":{version},"payload":{{"authorization":{{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"{amount}","validAfter":"0","validBefore":"1795288646","nonce":"0x01"}},"signature":"0x02"}},"accepted":{{"scheme":"{scheme}","network":"{network}","asset":"{asset}","amount":"{amount}","payTo":"0x2096000000000000000000000000000000000287","maxTimeoutSeconds":300}}}}"#
+    ))
+}
+
+const USDC: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+
+#[test]
+fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
+    let origin = Origin::plain_blocking();
+    let purser = Purser::start(POLICY, None);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    let eighty_digits = "9".repeat(80);
+    let thirty_one = format!("1{}", "0".repeat(30));
+    let huge_header = b64(&"x".repeat(20 * 1024));
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "invalid base64",
+            "!!!not base64!!!".to_string(),
+            "malformed_payment",
+        ),
+        (
+            "base64 of non-JSON",
+            b64("hello, merchant"),
+            "malformed_payment",
+        ),
+        (
+            "JSON with wrong types",
+            b64(r#"{"x402Version":2,"payload":"oops","accepted":7}"#),
+            "malformed_payment",
+        ),
+        (
+            "negative amount",
+            v2_with("-5", "2", "exact", "eip155:84532", USDC),
+            "bad_amount",
+        ),
+        (
+            "fractional amount",
+            v2_with("1.5", "2", "exact", "eip155:84532", USDC),
+            "bad_amount",
+        ),
+        (
+            "huge amount",
+            v2_with(&thirty_one, "2", "exact", "eip155:84532", USDC),
+            "bad_amount",
+        ),
+        (
+            "80-digit amount",
+            v2_with(&eighty_digits, "2", "exact", "eip155:84532", USDC),
+            "bad_amount",
+        ),
+        (
+            "unknown version",
+            v2_with("100", "3", "exact", "eip155:84532", USDC),
+            "unsupported_version",
+        ),
+        (
+            "unknown scheme",
+            v2_with("100", "2", "stream", "eip155:84532", USDC),
+            "unknown_scheme",
+        ),
+        (
+            "unknown network",
+            v2_with("100", "2", "exact", "moonchain", USDC),
+            "unknown_network",
+        ),
+        (
+            "unknown asset",
+            v2_with(
+                "100",
+                "2",
+                "exact",
+                "eip155:84532",
+                "0x00000000000000000000000000000000000000aa",
+            ),
+            "unknown_asset",
+        ),
+        (
+            "a header over the size bound",
+            huge_header,
+            "payment_too_large",
+        ),
+    ];
+    for (label, header, code) in cases {
+        let (status, body) = pay(&purser, "bad", &url, &header);
+        assert_eq!(status, 403, "{label}: {body}");
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{label}: {body}"));
+        assert_eq!(answer["decision"], "DENIED", "{label}");
+        assert_eq!(answer["code"], code, "{label}: {body}");
+        assert!(
+            answer["reason"].as_str().unwrap().len() > code.len() + 2,
+            "{label}: the reason says why"
+        );
+    }
+    assert!(
+        origin.requests().is_empty(),
+        "no malformed payment reached the merchant"
+    );
+    // Still serving: a good payment and a plain read go through.
+    assert_eq!(pay(&purser, "good", &url, &crafted_payment(1, 1000)).0, 200);
+    assert_eq!(origin.requests().len(), 1);
+}
+
+#[test]
+fn ambiguous_payment_headers_are_refused() {
+    let origin = Origin::plain_blocking();
+    let purser = Purser::start(POLICY, None);
+    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    let proxy = purser.proxy_url(Some(("agent.amb", "t0ken")));
+    let payment = crafted_payment(2, 1000);
+    let both = curl(&[
+        "-s",
+        "-x",
+        &proxy,
+        "-H",
+        &format!("PAYMENT-SIGNATURE: {payment}"),
+        "-H",
+        &format!("X-PAYMENT: {payment}"),
+        &url,
+    ]);
+    let repeated = curl(&[
+        "-s",
+        "-x",
+        &proxy,
+        "-H",
+        &format!("PAYMENT-SIGNATURE: {payment}"),
+        "-H",
+        &format!("Payment-Signature: {payment}"),
+        &url,
+    ]);
+    for output in [both, repeated] {
+        let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(body["code"], "ambiguous_payment", "{body}");
+    }
+    assert!(origin.requests().is_empty());
+}
+
+#[test]
+fn bad_402_challenges_pass_through_unremembered_and_cannot_price_a_payment() {
+    let origin = Origin::plain_blocking();
+    let purser = Purser::start(POLICY, None);
+    let proxy = purser.proxy_url(Some(("agent.chal", "t0ken")));
+    for path in ["/402/big", "/402/notjson", "/402/badheader"] {
+        let output = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            "-x",
+            &proxy,
+            &format!("http://127.0.0.1:{}{path}", origin.port()),
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            text.starts_with("402 "),
+            "{path}: the merchant's 402 passes through: {text}"
+        );
+    }
+    // A v1 payment names no asset: with no readable challenge it cannot be priced.
+    let v1 = b64(
+        r#"{"x402Version":1,"scheme":"exact","network":"base-sepolia","payload":{"authorization":{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"50000","validAfter":"0","validBefore":"1795288646","nonce":"0x03"},"signature":"0x04"}}"#,
+    );
+    let output = curl(&[
+        "-s",
+        "-x",
+        &proxy,
+        "-H",
+        &format!("X-PAYMENT: {v1}"),
+        &format!("http://127.0.0.1:{}/402/notjson", origin.port()),
+    ]);
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["code"], "unquoted_payment", "{body}");
+    let paid: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers.contains_key("x-payment"))
+        .collect();
+    assert!(paid.is_empty());
+}
