@@ -26,7 +26,8 @@ pub struct BudgetSnapshot {
     pub limit: Option<Decimal>,
     pub spent: Decimal,
     pub reserved: Decimal,
-    /// (spent + reserved + this payment) / limit.
+    /// (spent + reserved) / limit, this payment included (the snapshot is taken after its
+    /// reservation, so `reserved` already counts it).
     pub ratio: Option<Decimal>,
 }
 
@@ -34,7 +35,7 @@ pub struct BudgetSnapshot {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceRecord {
     pub trace_id: String,
-    /// `decision`, `settlement`, `hold`, `compensation`.
+    /// `decision`, `settlement`, `hold`, `phase`, `resolution`, `compensation`.
     pub kind: &'static str,
     /// RFC 3339, UTC.
     pub time: String,
@@ -103,6 +104,8 @@ pub struct TraceRecord {
     /// For settlements: the decision line's trace id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision_trace_id: Option<String>,
+    /// The on-chain transaction hash from the receipt (not the `X-Purser-Transaction`
+    /// workflow id, which compensation lines carry inside `compensation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
