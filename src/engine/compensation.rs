@@ -229,7 +229,12 @@ fn trace_refund(
 ) {
     let policy = context.policy.current();
     let record = TraceRecord {
-        trace_id: format!("{}_{outcome}", job.id),
+        // A resumed refund writes `pending` again: the time keeps the ids distinct.
+        trace_id: format!(
+            "{}_{outcome}_{}",
+            job.id,
+            jiff::Timestamp::now().as_microsecond()
+        ),
         kind: "compensation",
         time: jiff::Timestamp::now().to_string(),
         session: job.payment.session.clone(),
