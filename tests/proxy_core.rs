@@ -591,3 +591,39 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         "no new connections after the drain"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_addresses_and_unlisted_loopback_ports_are_refused() {
+    let origin = Origin::plain().await;
+    let policy = format!(
+        "anonymous: {{}}\negress:\n  loopback_ports: [{}]\n",
+        origin.port()
+    );
+    let purser = Purser::start(&policy, None);
+    for target in ["169.254.169.254:80", "[fe80::1]:443", "127.0.0.1:1"] {
+        let (status, _) = connect_tunnel(purser.proxy, target, None).await;
+        assert_eq!(status, 403, "CONNECT {target}");
+    }
+    let output = curl_async(args(&[
+        "-D",
+        "-",
+        "-x",
+        &purser.proxy_url(None),
+        "http://169.254.169.254/latest/meta-data/",
+    ]))
+    .await;
+    assert_eq!(status_of(&output), 403);
+    assert!(stdout(&output).contains("link-local"));
+    let allowed = curl_async(args(&[
+        "-x",
+        &purser.proxy_url(None),
+        &format!("http://127.0.0.1:{}/", origin.port()),
+    ]))
+    .await;
+    assert_eq!(
+        stdout(&allowed),
+        "ok",
+        "a listed loopback port is reachable"
+    );
+    assert_eq!(origin.requests().len(), 1);
+}

@@ -63,6 +63,22 @@ pub struct PolicyFile {
     pub x402: X402Section,
     #[serde(default)]
     pub notifications: NotificationsSection,
+    #[serde(default)]
+    pub egress: EgressSection,
+}
+
+/// `egress`: destinations agents may not reach through Purser.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    /// Link-local addresses (169.254.0.0/16, fe80::/10) host cloud metadata services;
+    /// refused unless this is true.
+    #[serde(default)]
+    pub allow_link_local: bool,
+    /// When given, only these loopback ports are reachable (the host's own services
+    /// are otherwise open to every agent).
+    #[serde(default)]
+    pub loopback_ports: Option<Vec<u16>>,
 }
 
 /// `notifications`: a webhook told about holds, gates crossed and prohibited attempts.

@@ -208,6 +208,8 @@ pub struct Policy {
     pub compensation: CompensationSettings,
     pub x402: X402Settings,
     pub notifications: NotificationSettings,
+    pub allow_link_local: bool,
+    pub loopback_ports: Option<Vec<u16>>,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }
@@ -341,9 +343,39 @@ impl Policy {
             compensation,
             x402,
             notifications,
+            allow_link_local: file.egress.allow_link_local,
+            loopback_ports: file.egress.loopback_ports.clone(),
             agent_settings,
             profiles: file.profiles,
         })
+    }
+
+    /// Why the policy forbids reaching `host:port`, if it does. Only literal addresses
+    /// (and `localhost`) are judged here; names are resolved by the upstream client.
+    pub fn egress_refusal(&self, host: &str, port: u16) -> Option<String> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = if host.eq_ignore_ascii_case("localhost") {
+            Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        } else {
+            host.parse::<std::net::IpAddr>().ok()
+        }?;
+        let link_local = match ip {
+            std::net::IpAddr::V4(v4) => v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        if link_local && !self.allow_link_local {
+            return Some(format!("{host} is a link-local address (cloud metadata lives there); the policy's egress.allow_link_local is off"));
+        }
+        if ip.is_loopback() {
+            if let Some(ports) = &self.loopback_ports {
+                if !ports.contains(&port) {
+                    return Some(format!(
+                        "loopback port {port} is not in the policy's egress.loopback_ports"
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// Whether `host:port` is to be spliced without interception.

@@ -35,6 +35,11 @@ pub async fn handle(
         );
     }
     let policy = state.policy.current();
+    if let Some(reason) = policy.egress_refusal(&target.host, target.port) {
+        state.metrics.refused_connect();
+        tracing::warn!(target = %target.display(), %reason, "refusing CONNECT");
+        return answers::error(ErrorCode::Forbidden, reason);
+    }
     if policy.is_tunnel(&target.host, target.port) {
         return open_tunnel(state, request, target).await;
     }

@@ -103,6 +103,13 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
                 "Purser's own listeners are not reachable through the proxy",
             );
         }
+        if let Some(reason) = state
+            .policy
+            .peek()
+            .egress_refusal(&target.host, target.port)
+        {
+            return answers::error(ErrorCode::Forbidden, reason);
+        }
         state.metrics.request(target.https);
         let method = request.method().clone();
         let path = request.uri().path().to_string();
