@@ -67,7 +67,7 @@ fn decision(c: &mut Criterion) {
     let policy = Policy::from_yaml(Path::new("bench.yaml"), POLICY).expect("bench policy");
     assert_eq!(policy.rules.len(), 20);
     let now = Instant::now();
-    let recent: Vec<RecentPayment> = (0..20)
+    let recent: std::collections::VecDeque<RecentPayment> = (0..20)
         .map(|i| RecentPayment {
             at: now - Duration::from_secs(60 * i),
             tier: Some("autonomous".into()),

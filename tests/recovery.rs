@@ -274,6 +274,14 @@ fn the_log_rotates_by_size_and_the_chain_and_the_budget_cross_files() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("trace.jsonl."))
         .count();
     assert!(rotated >= 2, "rotated {rotated} times");
+    // Settlement lines are written after the answer, without waiting: let the last one land.
+    let all_lines = || support::log_files_text(&purser).lines().count();
+    for _ in 0..200 {
+        if all_lines() >= 40 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
     purser.kill();
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
         .args(["traces", "verify"])

@@ -263,14 +263,14 @@ fn expand_recent(
     entries: &[RecentInput],
     now: Instant,
     host: &str,
-) -> Result<Vec<RecentPayment>, String> {
-    let mut recent = Vec::new();
+) -> Result<std::collections::VecDeque<RecentPayment>, String> {
+    let mut recent = std::collections::VecDeque::new();
     for entry in entries {
         let ago = parse_duration(&entry.ago)
             .ok_or_else(|| format!("`{}` is not a duration", entry.ago))?;
         let at = now.checked_sub(ago).unwrap_or(now - Duration::from_secs(0));
         for _ in 0..entry.count {
-            recent.push(RecentPayment {
+            recent.push_back(RecentPayment {
                 at,
                 tier: entry.tier.clone(),
                 tool: entry.tool.clone(),

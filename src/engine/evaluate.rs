@@ -39,7 +39,9 @@ pub struct PaymentFacts<'a> {
     /// Minutes after midnight in the policy's time zone.
     pub minute_of_day: u16,
     pub now: Instant,
-    pub recent: &'a [RecentPayment],
+    /// Newest last. A ring buffer, read in place: copying it per decision would cost
+    /// more than the rest of the decision.
+    pub recent: &'a std::collections::VecDeque<RecentPayment>,
 }
 
 /// The three answers.

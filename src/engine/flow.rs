@@ -314,7 +314,7 @@ impl Engine {
             limits,
             minute_of_day: minute_of_day(policy),
             now,
-            recent: session.recent.make_contiguous(),
+            recent: &session.recent,
         };
         let mut evaluation = evaluate(policy, &payment_facts);
         let mut reservation = None;

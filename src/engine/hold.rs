@@ -306,6 +306,9 @@ impl Engine {
         let Some(notifier) = &self.notifier else {
             return;
         };
+        if self.policy.peek().notifications.webhook.is_none() {
+            return;
+        }
         let base = json!({
             "session": facts.identity.session_id(),
             "agent": facts.identity.agent.as_ref(),

@@ -11,8 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Recent payments kept per session for frequency windows.
-const RECENT_PAYMENTS_KEPT: usize = 4096;
+/// Recent payments kept per session for frequency windows (a window longer than what
+/// this many payments span counts only these).
+const RECENT_PAYMENTS_KEPT: usize = 1024;
 
 /// A remembered challenge.
 #[derive(Clone, Debug)]

@@ -457,3 +457,23 @@ pub fn purser_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .output()
         .expect("run purser")
 }
+
+/// The text of the proof log and its rotated files, concatenated.
+pub fn log_files_text(purser: &Purser) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(purser.dir.path())
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("trace.jsonl"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect()
+}
