@@ -143,3 +143,24 @@ fn a_pending_refund_resumes_after_a_restart() {
         .any(|l| l["outcome"] == "requested")));
     assert_eq!(refunds.requests().len(), 1);
 }
+
+#[test]
+fn the_transaction_header_never_reaches_the_merchant() {
+    let origin = Origin::plain_blocking();
+    let purser = Purser::start(&policy(9), None);
+    let output = support::curl(&[
+        "-s",
+        "-x",
+        &proxy(&purser),
+        "-H",
+        "X-Purser-Transaction: order-9",
+        "-H",
+        "X-Purser-Phase: DECIDE",
+        &format!("http://127.0.0.1:{}/step", origin.port()),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok");
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].headers.contains_key("x-purser-transaction"));
+    assert!(!seen[0].headers.contains_key("x-purser-phase"));
+}
