@@ -27,21 +27,8 @@ fn proxy(purser: &Purser, session: &str) -> String {
     purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")))
 }
 
-/// Waits (bounded) until `count` holds are pending and returns them.
 fn pending(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
-    for _ in 0..400 {
-        let (_, body) = purser.admin("GET", "/v1/approvals", None);
-        let holds = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
-            ["approvals"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if holds.len() >= count {
-            return holds;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("expected {count} pending holds");
+    support::pending_holds(purser, count)
 }
 
 fn spawn_agent(url: String, proxy: String) -> JoinHandle<AgentResult> {

@@ -6,7 +6,6 @@
 
 mod support;
 
-use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
@@ -15,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::origin::Origin;
 use support::python::{agent, paid_server, python, Facilitator};
-use support::{curl, Purser, TempDir};
+use support::{crafted_payment, curl, Purser, TempDir};
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -87,23 +86,6 @@ fn proxy(purser: &Purser, session: &str) -> String {
     purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")))
 }
 
-/// A v2 payment header for `amount` atomic USDC on Base Sepolia, unique by `nonce`.
-fn crafted_payment(nonce: u8, amount: u64) -> String {
-    let pay_to = "0x2096000000000000000000000000000000000287";
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
-            "signature": format!("0x{:02x}{}", nonce, "5c".repeat(64))
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-                     "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}},
-        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
-}
-
 /// A curl through the proxy with extra headers: `(status, body)`.
 fn pay(proxy: &str, url: &str, headers: &[String]) -> (u16, String) {
     let mut args: Vec<&str> = vec!["-s", "-w", "\n%{http_code}", "-x", proxy];
@@ -125,21 +107,8 @@ fn spawn_pay(proxy: String, url: String, header: String) -> JoinHandle<(u16, Str
     std::thread::spawn(move || pay(&proxy, &url, &[signature(&header)]))
 }
 
-/// Waits (bounded) until `count` holds are pending and returns them.
 fn pending(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
-    for _ in 0..400 {
-        let (_, body) = purser.admin("GET", "/v1/approvals", None);
-        let holds = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
-            ["approvals"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if holds.len() >= count {
-            return holds;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("expected {count} pending holds");
+    support::pending_holds(purser, count)
 }
 
 /// An upstream that reads one request and hangs up: the payment left, its outcome is

@@ -477,3 +477,20 @@ pub fn log_files_text(purser: &Purser) -> String {
         .filter_map(|f| std::fs::read_to_string(f).ok())
         .collect()
 }
+
+/// Waits (bounded) until `count` holds are pending and returns them.
+pub fn pending_holds(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
+    for _ in 0..400 {
+        let (_, body) = purser.admin("GET", "/v1/approvals", None);
+        let holds = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()
+            ["approvals"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if holds.len() >= count {
+            return holds;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("expected {count} pending holds");
+}
