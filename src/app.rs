@@ -73,10 +73,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         crate::cli::ca::write_agent_bundle(&ca);
     }
     let upstream = Upstream::new(config.upstream_ca.as_deref(), config.upstream.clone())?;
-    let proxy_listener = bind(config.listen).await?;
-    let admin_listener = bind(config.admin_listen).await?;
-    let proxy_address = local_address(&proxy_listener, config.listen);
-    let admin_address = local_address(&admin_listener, config.admin_listen);
     let (trigger, shutdown) = shutdown::channel();
     let policy = Arc::new(PolicyStore::new(policy));
     let metrics = Arc::new(Metrics::default());
@@ -103,6 +99,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         took_ms = started.elapsed().as_millis() as u64,
         "state rebuilt from the proof log"
     );
+    // Listen only once the state is rebuilt: during a long replay an agent is refused
+    // at once rather than left hanging in the backlog.
+    let proxy_listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let proxy_address = local_address(&proxy_listener, config.listen);
+    let admin_address = local_address(&admin_listener, config.admin_listen);
     let state = Arc::new(ProxyState {
         policy,
         engine,
