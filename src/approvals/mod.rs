@@ -183,6 +183,26 @@ impl Holds {
         Ok((id, outcome))
     }
 
+    /// Whether a hold for `session` would fit now (`open` checks again, atomically).
+    pub fn check_room(&self, session: &str, limits: HoldLimits) -> Result<(), HoldRefused> {
+        if self.total.load(Ordering::Acquire) >= limits.total {
+            return Err(HoldRefused::AllFull {
+                limit: limits.total,
+            });
+        }
+        if self
+            .per_session
+            .get(session)
+            .is_some_and(|count| *count >= limits.per_session)
+        {
+            return Err(HoldRefused::SessionFull {
+                session: session.to_string(),
+                limit: limits.per_session,
+            });
+        }
+        Ok(())
+    }
+
     /// Pending holds, oldest first.
     pub fn list(&self) -> Vec<HoldView> {
         let mut views: Vec<HoldView> = self

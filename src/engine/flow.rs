@@ -184,26 +184,16 @@ impl Engine {
             }
         }
         let trace_id = self.next_trace_id();
-        let mut opened = None;
+        // Room for the hold is checked before the decision is written, but the hold is
+        // listed (and so can be approved) only once that line is on disk.
         if let (Verdict::PendingApproval, Some(id)) = (evaluation.verdict, reservation) {
-            match self.open_hold(
-                facts,
-                policy,
-                &priced,
-                &evaluation,
-                &trace_id,
-                id,
-                &replay_keys,
-            ) {
-                Ok(hold) => opened = Some(hold),
-                Err(refused) => {
-                    self.ledger.settle(id, Outcome::Released);
-                    self.forget_replay_keys(&replay_keys);
-                    reservation = None;
-                    evaluation.verdict = Verdict::Denied;
-                    evaluation.rule = "hold_limit".to_string();
-                    evaluation.reason = refused.to_string();
-                }
+            if let Err(refused) = self.holds.check_room(&session_id, hold_limits(policy)) {
+                self.ledger.settle(id, Outcome::Released);
+                self.forget_replay_keys(&replay_keys);
+                reservation = None;
+                evaluation.verdict = Verdict::Denied;
+                evaluation.rule = "hold_limit".to_string();
+                evaluation.reason = refused.to_string();
             }
         }
         self.notify_decision(facts, &priced, &evaluation, &trace_id);
@@ -225,10 +215,9 @@ impl Engine {
         );
         if let Err(error) = self.trace.append_durable(&record).await {
             tracing::error!(%error, "decision could not be made durable; refusing the payment");
-            if let Some(hold) = opened {
-                hold.abandon(self, "the decision could not be recorded");
-            } else if let Some(id) = reservation {
+            if let Some(id) = reservation {
                 self.ledger.settle(id, Outcome::Released);
+                self.forget_replay_keys(&replay_keys);
             }
             let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
             return Gate::Answer(json_answer(
@@ -252,14 +241,31 @@ impl Engine {
                 replay_keys,
                 retry_of: None,
             }))),
-            (Verdict::PendingApproval, Some(_)) => match opened {
-                Some(hold) => self.await_hold(facts, state, hold).await,
-                None => Gate::Answer(json_answer(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({"decision": "DENIED", "reason": "hold could not be opened"}),
-                    Some(("DENIED", &trace_id)),
-                )),
-            },
+            (Verdict::PendingApproval, Some(id)) => {
+                match self.open_hold(
+                    facts,
+                    policy,
+                    &priced,
+                    &evaluation,
+                    &trace_id,
+                    id,
+                    &replay_keys,
+                ) {
+                    Ok(hold) => self.await_hold(facts, state, hold).await,
+                    Err(refused) => {
+                        // Another hold took the last place since the check above.
+                        self.ledger.settle(id, Outcome::Released);
+                        self.forget_replay_keys(&replay_keys);
+                        let reason = format!("hold_limit: {refused}");
+                        Gate::Answer(refusal_answer(
+                            &trace_id,
+                            "hold_limit",
+                            &reason,
+                            &session_id,
+                        ))
+                    }
+                }
+            }
             _ => {
                 let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
                 Gate::Answer(refusal(&RefusalBody {
@@ -848,6 +854,14 @@ fn budget_snapshot(
         spent: account.spent(),
         reserved: account.reserved,
         ratio: evaluation.ratio.map(|r| r.1.round_dp(6)),
+    }
+}
+
+/// The hold bounds the policy sets.
+pub(super) fn hold_limits(policy: &Policy) -> crate::approvals::HoldLimits {
+    crate::approvals::HoldLimits {
+        per_session: policy.approvals.max_pending_per_session,
+        total: policy.approvals.max_pending_total,
     }
 }
 

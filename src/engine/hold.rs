@@ -3,11 +3,13 @@
 //! the held payment or answers `403`.
 
 use super::evaluate::{Evaluation, RecentPayment};
-use super::flow::{base_record, refusal_answer, settled_payment, Gate, RequestFacts, Ticket};
+use super::flow::{
+    base_record, hold_limits, refusal_answer, settled_payment, Gate, RequestFacts, Ticket,
+};
 use super::pricing::PricedPayment;
 use super::session::{self, SessionState};
 use super::Engine;
-use crate::approvals::{HoldKind, HoldLimits, HoldOutcome, HoldRefused, HoldView};
+use crate::approvals::{HoldKind, HoldOutcome, HoldRefused, HoldView};
 use crate::ledger::{Outcome, ReservationId};
 use crate::policy::{hex, Policy};
 use rust_decimal::Decimal;
@@ -31,19 +33,6 @@ pub struct OpenedHold {
     gate: Option<&'static str>,
     tier: Option<String>,
     opened: Instant,
-}
-
-impl OpenedHold {
-    /// Gives the hold up before anyone waited on it (the decision could not be traced).
-    pub fn abandon(self, engine: &Engine, reason: &str) {
-        let denial = HoldOutcome::Denied {
-            by: "purser".into(),
-            reason: reason.into(),
-        };
-        engine.holds.resolve(&self.id, denial);
-        engine.ledger.settle(self.reservation, Outcome::Released);
-        engine.forget_replay_keys(&self.replay_keys);
-    }
 }
 
 /// Releases a hold whose request went away (the agent hung up): the reservation must not
@@ -129,11 +118,7 @@ impl Engine {
             reason: evaluation.reason.clone(),
             digest: hex(&priced.payment.digest),
         };
-        let limits = HoldLimits {
-            per_session: policy.approvals.max_pending_per_session,
-            total: policy.approvals.max_pending_total,
-        };
-        let (id, outcome) = self.holds.open(view.clone(), limits)?;
+        let (id, outcome) = self.holds.open(view.clone(), hold_limits(policy))?;
         self.metrics.holds_pending(self.holds.len());
         if let Some(notifier) = &self.notifier {
             let mut view = view;
