@@ -83,11 +83,7 @@ fn a_sigkill_mid_load_never_resets_the_budget() {
         total <= 1.50 + 1e-9,
         "settled {total} against a $1.50 limit across the restart"
     );
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
-        .args(["traces", "verify"])
-        .arg(purser.trace_path())
-        .output()
-        .unwrap();
+    let verify = verify_log(&purser);
     assert!(
         verify.status.success(),
         "{}",
@@ -132,11 +128,7 @@ fn a_torn_last_line_is_cut_and_the_chain_continues() {
     drop(file);
     purser.restart();
     assert_eq!(pay(&purser, "t", &url, &crafted_payment(2, 10_000)).0, 200);
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
-        .args(["traces", "verify"])
-        .arg(purser.trace_path())
-        .output()
-        .unwrap();
+    let verify = verify_log(&purser);
     assert!(
         verify.status.success(),
         "{}",
@@ -283,11 +275,7 @@ fn the_log_rotates_by_size_and_the_chain_and_the_budget_cross_files() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     purser.kill();
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
-        .args(["traces", "verify"])
-        .arg(purser.trace_path())
-        .output()
-        .unwrap();
+    let verify = verify_log(&purser);
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(
         verify.status.success(),
@@ -347,4 +335,10 @@ fn a_reload_swaps_the_policy_and_a_bad_file_keeps_the_old_one() {
     }
     assert!(swapped, "SIGHUP loads the new policy");
     assert_eq!(status("agent", "t0ken"), "407");
+}
+
+/// `purser traces verify` on the test's proof log (rotated files included).
+fn verify_log(purser: &Purser) -> std::process::Output {
+    let path = purser.trace_path();
+    support::purser_cli(&["traces".as_ref(), "verify".as_ref(), path.as_os_str()])
 }

@@ -117,7 +117,7 @@ fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) => constant_time_eq(token.as_bytes(), expected.as_bytes()),
+        Some(token) => crate::policy::constant_time_eq(token.as_bytes(), expected.as_bytes()),
         None => false,
     }
 }
@@ -136,10 +136,6 @@ fn console_page() -> Response<ProxyBody> {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {

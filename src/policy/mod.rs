@@ -14,6 +14,7 @@ pub mod values;
 
 pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
 pub use host_pattern::{HostPattern, HostPatternError};
+pub(crate) use identity::constant_time_eq;
 pub use identity::{AgentDirectory, AuthError, Identity};
 
 use arc_swap::ArcSwap;
