@@ -147,6 +147,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     proxy_task.abort();
     admin_task.abort();
+    if let Err(error) = state.engine.trace.flush().await {
+        tracing::error!(%error, "could not flush the proof log at shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
 }

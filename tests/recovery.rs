@@ -207,6 +207,13 @@ fn the_chain_verifies_and_a_tampered_line_is_named() {
             200
         );
     }
+    // Settlement lines follow the answer without waiting: let the last one land.
+    for _ in 0..200 {
+        if support::log_files_text(&purser).lines().count() >= 8 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
     purser.kill();
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_purser"))

@@ -33,6 +33,7 @@ pub struct TraceSettings {
 }
 
 struct Job {
+    /// Empty for a flush barrier: nothing is written, but the ack waits for the fsync.
     line: String,
     ack: Option<oneshot::Sender<Result<(), TraceError>>>,
 }
@@ -96,6 +97,19 @@ impl TraceLog {
         done.await.map_err(|_| TraceError::Stopped)?
     }
 
+    /// Waits until every line queued so far is written and synced (shutdown uses it, so
+    /// lines appended without waiting are not lost when the process exits).
+    pub async fn flush(&self) -> Result<(), TraceError> {
+        let (ack, done) = oneshot::channel();
+        self.sender
+            .send(Job {
+                line: String::new(),
+                ack: Some(ack),
+            })
+            .map_err(|_| TraceError::Stopped)?;
+        done.await.map_err(|_| TraceError::Stopped)?
+    }
+
     /// Appends a line without waiting (it is still chained and flushed with its group).
     pub fn append(&self, record: &TraceRecord) {
         match serde_json::to_string(record) {
@@ -132,7 +146,7 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &[Job]) -> Result<(), TraceError> {
         let mut buffer = Vec::with_capacity(batch.iter().map(|j| j.line.len() + 90).sum());
-        for job in batch {
+        for job in batch.iter().filter(|job| !job.line.is_empty()) {
             let line = chain_line(&self.last_hash, &job.line);
             self.last_hash = hex(&Sha256::digest(line.as_bytes()));
             buffer.extend_from_slice(line.as_bytes());
