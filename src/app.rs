@@ -10,6 +10,7 @@ use crate::engine::recovery::{log_files, RecoveryError};
 use crate::engine::Engine;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
+use crate::proxy::egress::EgressGuard;
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
@@ -72,9 +73,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         tracing::info!(cert = %ca.cert_path().display(), "created a new interception CA");
         crate::cli::ca::write_agent_bundle(&ca);
     }
-    let upstream = Upstream::new(config.upstream_ca.as_deref(), config.upstream.clone())?;
-    let (trigger, shutdown) = shutdown::channel();
     let policy = Arc::new(PolicyStore::new(policy));
+    let egress = Arc::new(EgressGuard::new(policy.clone()));
+    let upstream = Upstream::new(
+        config.upstream_ca.as_deref(),
+        config.upstream.clone(),
+        egress.clone(),
+    )?;
+    let (trigger, shutdown) = shutdown::channel();
     let metrics = Arc::new(Metrics::default());
     let trace = TraceLog::open(TraceSettings {
         path: config.trace_log.clone(),
@@ -82,11 +88,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         fsync: config.trace_fsync,
     })?;
     tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
-    let notifier = Notifier::start(policy.clone(), upstream.client.clone());
+    // The webhook and the refund endpoint are the operator's, not an agent's, so they
+    // leave through the client that is not held to the policy's `egress` section.
+    let notifier = Notifier::start(policy.clone(), upstream.internal_client.clone());
     let engine = Arc::new(
         Engine::new(policy.clone(), trace, metrics.clone(), Some(notifier))
-            .with_compensator(upstream.client.clone()),
+            .with_compensator(upstream.internal_client.clone()),
     );
+    spawn_session_sweeper(engine.clone());
     let started = std::time::Instant::now();
     let recovered = engine.recover(&log_files(&config.trace_log))?;
     tracing::info!(
@@ -105,10 +114,15 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let admin_listener = bind(config.admin_listen).await?;
     let proxy_address = local_address(&proxy_listener, config.listen);
     let admin_address = local_address(&admin_listener, config.admin_listen);
+    egress.set_own_addresses(vec![proxy_address, admin_address]);
+    // The leaf cache is sized once: a reload that shrank it would have to evict live
+    // leaves mid-handshake for no gain.
+    let leaf_certificates = policy.current().limits.leaf_certificates;
     let state = Arc::new(ProxyState {
         policy,
         engine,
-        leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
+        leaves: LeafCache::new(ca, leaf_certificates),
+        agent_connections: Default::default(),
         upstream,
         metrics,
         settings: config.proxy.clone(),
@@ -179,4 +193,21 @@ fn announce(proxy: SocketAddr, admin: SocketAddr, state: &ProxyState) {
     );
     println!("agents trust: {}", state.leaves.ca().cert_path().display());
     tracing::info!(%proxy, %admin, "ready");
+}
+
+/// Forgets idle sessions once a minute (`limits.session_idle`); their spend stays in the
+/// ledger. The cap (`limits.sessions`) is enforced as sessions are created.
+fn spawn_session_sweeper(engine: Arc<Engine>) {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        every_minute.tick().await;
+        loop {
+            every_minute.tick().await;
+            let limits = engine.policy.current().limits;
+            let forgotten = engine.sessions.expire_idle(&limits);
+            if forgotten > 0 {
+                tracing::info!(forgotten, "forgot idle sessions");
+            }
+        }
+    });
 }

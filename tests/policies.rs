@@ -13,7 +13,7 @@ fn purser(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_shipped_policy_passes_its_cases() {
-    for name in ["default", "procurement", "research"] {
+    for name in ["default", "procurement", "research", "governed"] {
         let policy = format!("policies/{name}.yaml");
         let cases = format!("policies/{name}.cases.yaml");
         let output = purser(&["policy", "test", &policy, &cases]);

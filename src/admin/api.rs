@@ -179,7 +179,7 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
     };
     let engine = &state.proxy.engine;
     let policy = engine.policy.current();
-    let entry = engine.sessions.get_or_create(id, agent);
+    let entry = engine.sessions.get_or_create(id, agent, &policy.limits);
     let mut locked = session::lock(&entry);
     match locked.advance(phase, &policy.phases) {
         Ok(previous) => {

@@ -69,6 +69,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
     if request.method() == Method::GET && request.uri().path() == "/" {
         return console_page();
     }
+    if let Err(reason) = from_a_page_elsewhere(state.token.is_some(), &request) {
+        tracing::warn!(%reason, "admin request refused");
+        return text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+    }
     if !authorized(state, &request) {
         let mut response = text(
             StatusCode::UNAUTHORIZED,
@@ -104,6 +108,45 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
         }
         _ => text(StatusCode::NOT_FOUND, "no such admin endpoint\n"),
     }
+}
+
+/// Refuses what a web page on another site could make a browser send. Without a token
+/// the loopback listener is its only protection, so a `Host` that is a DNS name (a
+/// rebinding attack's tell) is refused; with or without one, a state change whose
+/// `Origin` is not the admin listener itself is a cross-site forgery.
+fn from_a_page_elsewhere<B>(token_set: bool, request: &Request<B>) -> Result<(), String> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !token_set && !host.is_empty() && !is_literal_or_localhost(host) {
+        return Err(format!(
+            "Host `{host}` is not this listener's address; without an admin token only \
+             IP addresses and localhost are served"
+        ));
+    }
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let same = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.strip_prefix("http://"))
+        .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host));
+    if request.method() != Method::GET && !same {
+        return Err("cross-origin requests may not change anything".to_string());
+    }
+    Ok(())
+}
+
+fn is_literal_or_localhost(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
@@ -146,4 +189,33 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, host: &str, origin: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri("/v1/approvals");
+        builder = builder.header(header::HOST, host);
+        if let Some(origin) = origin {
+            builder = builder.header(header::ORIGIN, origin);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn rebinding_and_cross_site_posts_are_refused() {
+        let rebinding = request(Method::GET, "attacker.example:9402", None);
+        assert!(from_a_page_elsewhere(false, &rebinding).is_err());
+        assert!(from_a_page_elsewhere(true, &rebinding).is_ok(), "a token guards names");
+        let forged = request(Method::POST, "127.0.0.1:9402", Some("http://attacker.example"));
+        assert!(from_a_page_elsewhere(true, &forged).is_err());
+        let console = request(Method::POST, "127.0.0.1:9402", Some("http://127.0.0.1:9402"));
+        assert!(from_a_page_elsewhere(false, &console).is_ok());
+        let cli = request(Method::POST, "[::1]:9402", None);
+        assert!(from_a_page_elsewhere(false, &cli).is_ok());
+        let local = request(Method::GET, "localhost:9402", None);
+        assert!(from_a_page_elsewhere(false, &local).is_ok());
+    }
 }

@@ -5,6 +5,7 @@ use super::answer::{json_answer, refusal, RefusalBody};
 use super::evaluate::{
     action_name, evaluate, phase_name, Evaluation, PaymentFacts, RecentPayment, Verdict,
 };
+use super::hold::OpenedHold;
 use super::pricing::{self, PaymentHeader, PricedPayment, Refusal};
 use super::session::{self, parse_phase, SessionState};
 use super::Engine;
@@ -71,6 +72,12 @@ pub enum Gate {
     Answer(Response<ProxyBody>),
 }
 
+/// Where the decision left a request: settled at once, or waiting on a hold.
+enum Decided {
+    Done(Gate),
+    Held(Arc<std::sync::Mutex<SessionState>>, Box<OpenedHold>),
+}
+
 impl Engine {
     /// Whether a request needs the engine at all: it carries a payment or a phase change.
     /// Reads without either pass without touching any session state.
@@ -84,27 +91,40 @@ impl Engine {
     /// Looks at a request before it goes upstream: phase header, payment headers, the
     /// decision. Strips Purser's own request headers.
     pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
+        // The decision's working state (payment, evaluation, trace record) is kilobytes,
+        // boxed so it is freed once decided: a payment held for minutes keeps only its hold.
+        match Box::pin(self.decide_request(facts, headers)).await {
+            Decided::Done(gate) => gate,
+            Decided::Held(state, hold) => self.await_hold(facts, &state, hold).await,
+        }
+    }
+
+    async fn decide_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Decided {
         let policy = self.policy.current();
         let session_id = facts.identity.session_id();
         let state = self
             .sessions
-            .get_or_create(&session_id, &facts.identity.agent);
+            .get_or_create(&session_id, &facts.identity.agent, &policy.limits);
         headers.remove(TRANSACTION_HEADER);
         if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
-            return Gate::Answer(answer);
+            return Decided::Done(Gate::Answer(answer));
         }
         let header = match payment_header(headers) {
-            Ok(None) => return Gate::Forward(None),
+            Ok(None) => return Decided::Done(Gate::Forward(None)),
             Ok(Some(found)) => found,
             Err(refusal) => {
-                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+                return Decided::Done(Gate::Answer(
+                    self.refuse_unparsed(facts, &policy, refusal).await,
+                ))
             }
         };
         let (kind, value) = header;
         let payment = match pricing::parse(kind, value.as_bytes()) {
             Ok(payment) => payment,
             Err(refusal) => {
-                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+                return Decided::Done(Gate::Answer(
+                    self.refuse_unparsed(facts, &policy, refusal).await,
+                ))
             }
         };
         let challenge = {
@@ -121,7 +141,9 @@ impl Engine {
         ) {
             Ok(priced) => priced,
             Err(refusal) => {
-                return Gate::Answer(self.refuse_unparsed(facts, &policy, refusal).await)
+                return Decided::Done(Gate::Answer(
+                    self.refuse_unparsed(facts, &policy, refusal).await,
+                ))
             }
         };
         self.decide(facts, &policy, &state, priced).await
@@ -133,7 +155,7 @@ impl Engine {
         policy: &Arc<Policy>,
         state: &Arc<std::sync::Mutex<SessionState>>,
         priced: PricedPayment,
-    ) -> Gate {
+    ) -> Decided {
         let started = Instant::now();
         let replay_keys = replay_keys(&priced);
         if let Some(original) = replay_keys
@@ -141,7 +163,7 @@ impl Engine {
             .find_map(|k| self.unknown_by_key.get(k).map(|t| t.clone()))
         {
             tracing::info!(session = %facts.identity, original = %original, "retry of a payment whose outcome is unknown; forwarding it without a new reservation");
-            return Gate::Forward(Some(Box::new(Ticket {
+            return Decided::Done(Gate::Forward(Some(Box::new(Ticket {
                 trace_id: original.clone(),
                 reservation: 0,
                 amount_usd: priced.price.usd,
@@ -150,7 +172,7 @@ impl Engine {
                 settled: None,
                 replay_keys,
                 retry_of: Some(original),
-            })));
+            }))));
         }
         if let Some(seen) = replay_keys
             .iter()
@@ -163,7 +185,9 @@ impl Engine {
                     seen.split(':').next().unwrap_or("key")
                 ),
             };
-            return Gate::Answer(self.refuse_priced(facts, policy, &priced, refusal).await);
+            return Decided::Done(Gate::Answer(
+                self.refuse_priced(facts, policy, &priced, refusal).await,
+            ));
         }
         let agent = facts.identity.agent.to_string();
         let session_id = facts.identity.session_id();
@@ -220,14 +244,14 @@ impl Engine {
                 self.forget_replay_keys(&replay_keys);
             }
             let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
-            return Gate::Answer(json_answer(
+            return Decided::Done(Gate::Answer(json_answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &body,
                 Some(("DENIED", &trace_id)),
-            ));
+            )));
         }
         tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
-        match (evaluation.verdict, reservation) {
+        let gate = match (evaluation.verdict, reservation) {
             (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Box::new(Ticket {
                 settled: Some(settled_payment(facts, &priced, &trace_id)),
                 trace_id,
@@ -251,7 +275,7 @@ impl Engine {
                     id,
                     &replay_keys,
                 ) {
-                    Ok(hold) => self.await_hold(facts, state, hold).await,
+                    Ok(hold) => return Decided::Held(state.clone(), Box::new(hold)),
                     Err(refused) => {
                         // Another hold took the last place since the check above.
                         self.ledger.settle(id, Outcome::Released);
@@ -277,7 +301,8 @@ impl Engine {
                     session: &session_id,
                 }))
             }
-        }
+        };
+        Decided::Done(gate)
     }
 
     /// Decides under the session lock (phase and frequency windows cannot change under
@@ -565,7 +590,7 @@ impl Engine {
         let session_id = facts.identity.session_id();
         let state = self
             .sessions
-            .get_or_create(&session_id, &facts.identity.agent);
+            .get_or_create(&session_id, &facts.identity.agent, &policy.limits);
         let offers = challenge.accepts.len();
         session::lock(&state).remember_challenge(
             facts.resource_key(),

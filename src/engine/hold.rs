@@ -39,9 +39,9 @@ pub struct OpenedHold {
 /// stay booked and the hold must not stay listed.
 struct AbandonOnDrop<'a> {
     engine: &'a Engine,
-    id: String,
+    id: &'a str,
     reservation: ReservationId,
-    replay_keys: Vec<String>,
+    replay_keys: &'a [String],
     armed: bool,
 }
 
@@ -54,13 +54,13 @@ impl Drop for AbandonOnDrop<'_> {
             by: "agent".into(),
             reason: "the agent closed the request while it was held".into(),
         };
-        if self.engine.holds.resolve(&self.id, denial).is_some() {
+        if self.engine.holds.resolve(self.id, denial).is_some() {
             tracing::info!(hold = %self.id, "held request closed by the agent; hold denied");
         }
         self.engine
             .ledger
             .settle(self.reservation, Outcome::Released);
-        self.engine.forget_replay_keys(&self.replay_keys);
+        self.engine.forget_replay_keys(self.replay_keys);
     }
 }
 
@@ -118,10 +118,10 @@ impl Engine {
             reason: evaluation.reason.clone(),
             digest: hex(&priced.payment.digest),
         };
-        let (id, outcome) = self.holds.open(view.clone(), hold_limits(policy))?;
+        let event_view = policy.notifications.webhook.is_some().then(|| view.clone());
+        let (id, outcome) = self.holds.open(view, hold_limits(policy))?;
         self.metrics.holds_pending(self.holds.len());
-        if let Some(notifier) = &self.notifier {
-            let mut view = view;
+        if let (Some(notifier), Some(mut view)) = (&self.notifier, event_view) {
             view.id = id.clone();
             notifier.send(json!({"event": "hold_created", "hold": view}));
         }
@@ -147,13 +147,36 @@ impl Engine {
         &self,
         facts: &RequestFacts,
         state: &Mutex<SessionState>,
-        hold: OpenedHold,
+        mut hold: Box<OpenedHold>,
     ) -> Gate {
+        // The hold stays in its box and is read in place: this future lives as long as
+        // the hold does, and copies of its fields would be carried for all that time.
+        let mut guard = AbandonOnDrop {
+            engine: self,
+            id: &hold.id,
+            reservation: hold.reservation,
+            replay_keys: &hold.replay_keys,
+            armed: true,
+        };
+        tracing::info!(session = %facts.identity, hold = %hold.id, kind = ?hold.kind, wait_s = hold.wait.as_secs(), "payment held for approval");
+        let decided = tokio::select! {
+            decided = &mut hold.outcome => decided.unwrap_or(HoldOutcome::ShuttingDown),
+            _ = tokio::time::sleep(hold.wait) => {
+                let at_deadline = match hold.kind {
+                    HoldKind::Veto => HoldOutcome::VetoWindowPassed,
+                    HoldKind::Explicit => HoldOutcome::TimedOut,
+                };
+                match self.holds.resolve(&hold.id, at_deadline.clone()) {
+                    Some(_) => at_deadline,
+                    // Someone decided in the same instant; their word stands.
+                    None => (&mut hold.outcome).await.unwrap_or(HoldOutcome::ShuttingDown),
+                }
+            }
+        };
+        guard.armed = false;
+        drop(guard);
         let OpenedHold {
             id,
-            mut outcome,
-            kind,
-            wait,
             reservation,
             replay_keys,
             trace_id,
@@ -163,34 +186,31 @@ impl Engine {
             gate,
             tier,
             opened,
-        } = hold;
-        let mut guard = AbandonOnDrop {
-            engine: self,
-            id: id.clone(),
-            reservation,
-            replay_keys,
-            armed: true,
-        };
-        tracing::info!(session = %facts.identity, hold = %id, ?kind, wait_s = wait.as_secs(), "payment held for approval");
-        let decided = tokio::select! {
-            decided = &mut outcome => decided.unwrap_or(HoldOutcome::ShuttingDown),
-            _ = tokio::time::sleep(wait) => {
-                let at_deadline = match kind {
-                    HoldKind::Veto => HoldOutcome::VetoWindowPassed,
-                    HoldKind::Explicit => HoldOutcome::TimedOut,
-                };
-                match self.holds.resolve(&id, at_deadline.clone()) {
-                    Some(_) => at_deadline,
-                    // Someone decided in the same instant; their word stands.
-                    None => outcome.await.unwrap_or(HoldOutcome::ShuttingDown),
-                }
-            }
-        };
-        guard.armed = false;
+            ..
+        } = *hold;
         let waited = opened.elapsed();
         self.metrics.hold_finished(decided.label(), waited);
         self.metrics.holds_pending(self.holds.len());
-        self.trace_hold(facts, &id, &trace_id, &decided, waited, amount_usd);
+        let line = self.hold_record(facts, &id, &trace_id, &decided, waited, amount_usd);
+        if decided.approved() {
+            // The approval is what lets the payment leave, so it is on disk first: after a
+            // crash the payment then recovers as `unknown` (still counted), never as a
+            // hold that was dropped while its payment went out.
+            if let Err(error) = self.trace.append_durable(&line).await {
+                tracing::error!(%error, hold = %id, "approval could not be made durable; refusing the payment");
+                self.ledger.settle(reservation, Outcome::Released);
+                self.forget_replay_keys(&replay_keys);
+                let reason = format!("trace_unavailable: {error}");
+                return Gate::Answer(refusal_answer(
+                    &trace_id,
+                    "trace_unavailable",
+                    &reason,
+                    &facts.identity.session_id(),
+                ));
+            }
+        } else {
+            self.trace.append(&line);
+        }
         if decided.approved() {
             self.record_approved(facts, state, tier);
             return Gate::Forward(Some(Box::new(Ticket {
@@ -199,13 +219,13 @@ impl Engine {
                 amount_usd,
                 gate,
                 version,
-                replay_keys: guard.replay_keys.clone(),
+                replay_keys,
                 settled: Some(settled),
                 retry_of: None,
             })));
         }
         self.ledger.settle(reservation, Outcome::Released);
-        self.forget_replay_keys(&guard.replay_keys);
+        self.forget_replay_keys(&replay_keys);
         let code = match decided {
             HoldOutcome::TimedOut => "approval_timed_out",
             HoldOutcome::ShuttingDown => "shutting_down",
@@ -241,9 +261,8 @@ impl Engine {
         });
     }
 
-    /// One `hold` line: who decided, when, after how long. Not awaited: the decision line
-    /// it follows is already durable.
-    fn trace_hold(
+    /// One `hold` line: who decided, when, after how long.
+    fn hold_record(
         &self,
         facts: &RequestFacts,
         hold_id: &str,
@@ -251,7 +270,7 @@ impl Engine {
         outcome: &HoldOutcome,
         waited: Duration,
         amount_usd: Decimal,
-    ) {
+    ) -> crate::trace::TraceRecord {
         let policy = self.policy.current();
         let trace_id = self.next_trace_id();
         let mut record = base_record(facts, &policy, &trace_id, "hold");
@@ -270,7 +289,7 @@ impl Engine {
             "at": jiff::Timestamp::now().to_string(),
             "waited_ms": waited.as_millis() as u64,
         }));
-        self.trace.append(&record);
+        record
     }
 
     /// Lets a payment that never left be decided afresh if the agent sends it again.

@@ -186,15 +186,16 @@ impl Engine {
     }
 
     fn restore_sessions(&self, replay: &mut Replay) {
+        let limits = self.policy.current().limits;
         let now = jiff::Timestamp::now();
         let instant_now = Instant::now();
         for (session_id, (agent, phase)) in replay.phases.drain() {
-            let state = self.sessions.get_or_create(&session_id, &agent);
+            let state = self.sessions.get_or_create(&session_id, &agent, &limits);
             session::lock(&state).phase = phase;
         }
         for (session_id, payments) in replay.recent.drain() {
             let agent = session_id.split('.').next().unwrap_or("").to_string();
-            let state = self.sessions.get_or_create(&session_id, &agent);
+            let state = self.sessions.get_or_create(&session_id, &agent, &limits);
             let mut locked = session::lock(&state);
             for (at, mut payment) in payments {
                 let age = now.duration_since(at).unsigned_abs();

@@ -4,10 +4,11 @@
 
 use super::evaluate::{phase_name, RecentPayment};
 use crate::policy::rules::Phase;
-use crate::policy::PhasePolicy;
+use crate::policy::{MemoryLimits, PhasePolicy};
 use crate::x402::Challenge;
 use dashmap::DashMap;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -132,26 +133,111 @@ pub enum TransitionError {
     Skip { from: Phase, to: Phase },
 }
 
-/// All sessions, by `AGENT.SESSION`.
-#[derive(Default)]
+/// All sessions, by `AGENT.SESSION`, bounded by `limits.sessions` and `limits.session_idle`.
+///
+/// Forgetting a session drops its phase, challenges and frequency window; its spend is in
+/// the ledger and stays. A session some request is using right now is never forgotten.
 pub struct Sessions {
-    map: DashMap<String, Arc<Mutex<SessionState>>>,
+    map: DashMap<String, Tracked>,
+    epoch: Instant,
+}
+
+struct Tracked {
+    state: Arc<Mutex<SessionState>>,
+    /// Milliseconds since `Sessions::epoch`: touched on every use without taking the lock.
+    last_used: AtomicU64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            map: DashMap::new(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Sessions {
-    /// The session's state, created in EXPLORE on first sight.
-    pub fn get_or_create(&self, session_id: &str, agent: &str) -> Arc<Mutex<SessionState>> {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The session's state, created in EXPLORE on first sight. Creating one past
+    /// `limits.sessions` first forgets idle sessions, then the least recently used.
+    pub fn get_or_create(
+        &self,
+        session_id: &str,
+        agent: &str,
+        limits: &MemoryLimits,
+    ) -> Arc<Mutex<SessionState>> {
+        let now = self.now_ms();
         if let Some(existing) = self.map.get(session_id) {
-            return existing.clone();
+            existing.last_used.store(now, Ordering::Relaxed);
+            return existing.state.clone();
+        }
+        if self.map.len() >= limits.sessions {
+            self.make_room(limits);
         }
         self.map
             .entry(session_id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(SessionState::new(agent))))
+            .or_insert_with(|| Tracked {
+                state: Arc::new(Mutex::new(SessionState::new(agent))),
+                last_used: AtomicU64::new(now),
+            })
+            .state
             .clone()
     }
 
     pub fn get(&self, session_id: &str) -> Option<Arc<Mutex<SessionState>>> {
-        self.map.get(session_id).map(|entry| entry.clone())
+        self.map.get(session_id).map(|entry| entry.state.clone())
+    }
+
+    /// Forgets sessions unused for `limits.session_idle`. Returns how many went.
+    pub fn expire_idle(&self, limits: &MemoryLimits) -> usize {
+        let idle_ms = limits.session_idle.as_millis() as u64;
+        let cutoff = self.now_ms().saturating_sub(idle_ms);
+        let before = self.map.len();
+        self.map.retain(|_, tracked| {
+            tracked.last_used.load(Ordering::Relaxed) > cutoff || in_use(tracked)
+        });
+        before.saturating_sub(self.map.len())
+    }
+
+    /// Under the cap again, with slack: expiring idle sessions first, then the least
+    /// recently used sixteenth, so a flood of new sessions pays for a sweep only once
+    /// per many insertions.
+    fn make_room(&self, limits: &MemoryLimits) {
+        self.expire_idle(limits);
+        let target = limits.sessions - (limits.sessions / 16).max(1).min(limits.sessions);
+        let excess = self.map.len().saturating_sub(target);
+        if excess == 0 {
+            return;
+        }
+        let mut ages: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|entry| !in_use(entry.value()))
+            .map(|entry| entry.last_used.load(Ordering::Relaxed))
+            .collect();
+        if ages.is_empty() {
+            return;
+        }
+        let index = excess.min(ages.len()) - 1;
+        let (_, cutoff, _) = ages.select_nth_unstable(index);
+        let cutoff = *cutoff;
+        let mut removed = 0;
+        self.map.retain(|_, tracked| {
+            let evict = removed < excess
+                && tracked.last_used.load(Ordering::Relaxed) <= cutoff
+                && !in_use(tracked);
+            removed += usize::from(evict);
+            !evict
+        });
+        tracing::info!(
+            removed,
+            cap = limits.sessions,
+            "tracked sessions at the cap; forgot the least recently used"
+        );
     }
 
     /// Session ids, sorted.
@@ -170,6 +256,11 @@ impl Sessions {
     }
 }
 
+/// A request (or a hold) holds the state right now.
+fn in_use(tracked: &Tracked) -> bool {
+    Arc::strong_count(&tracked.state) > 1
+}
+
 /// Locks a session. A poisoned lock means a panic mid-update of plain data; the state is
 /// still usable, and refusing every later payment of the session would be worse.
 pub fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
@@ -181,4 +272,53 @@ pub fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
 /// Parses a phase name from a header or the admin API.
 pub fn parse_phase(text: &str) -> Option<Phase> {
     crate::policy::values::parse_phase(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(sessions: usize, idle: Duration) -> MemoryLimits {
+        MemoryLimits {
+            connections_per_agent: 1,
+            sessions,
+            session_idle: idle,
+            leaf_certificates: 1,
+        }
+    }
+
+    #[test]
+    fn tracked_sessions_never_pass_the_cap() {
+        let sessions = Sessions::default();
+        let cap = limits(100, Duration::from_secs(3600));
+        for index in 0..10_000 {
+            sessions.get_or_create(&format!("a.s{index}"), "a", &cap);
+            assert!(sessions.len() <= 100, "{} after {index}", sessions.len());
+        }
+        assert!(sessions.get("a.s9999").is_some(), "the newest is kept");
+    }
+
+    #[test]
+    fn a_session_in_use_is_not_forgotten() {
+        let sessions = Sessions::default();
+        let cap = limits(4, Duration::ZERO);
+        let held = sessions.get_or_create("a.busy", "a", &cap);
+        session_lock_phase(&held, Phase::Commit);
+        for index in 0..50 {
+            sessions.get_or_create(&format!("a.s{index}"), "a", &cap);
+        }
+        let again = sessions.get("a.busy").expect("still tracked");
+        assert_eq!(lock(&again).phase, Phase::Commit);
+        drop(held);
+        drop(again);
+        assert!(sessions.expire_idle(&cap) > 0);
+        assert!(
+            sessions.get("a.busy").is_none(),
+            "forgotten once idle and unused"
+        );
+    }
+
+    fn session_lock_phase(state: &Mutex<SessionState>, phase: Phase) {
+        lock(state).phase = phase;
+    }
 }

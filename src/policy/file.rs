@@ -1,7 +1,7 @@
 //! The on-disk shape of a policy file. Every struct denies unknown fields, so a typo is a
 //! load error rather than a rule that silently never applies.
 
-use super::host_pattern::HostPattern;
+use super::tunnel::TunnelEntry;
 use super::values::{
     DurationText, EndpointPattern, Money, OneOrMany, OrderedMap, PhaseName, Ratio, TrustName,
 };
@@ -52,9 +52,10 @@ pub struct PolicyFile {
     /// Where requests without proxy credentials go; absent means they get `407`.
     #[serde(default)]
     pub anonymous: Option<AnonymousEntry>,
-    /// Hosts spliced without TLS interception (certificate-pinned clients and the like).
+    /// Hosts spliced without TLS interception (certificate-pinned clients and the like):
+    /// a host pattern, or `{host: PATTERN, trust_payments: true}`.
     #[serde(default)]
-    pub tunnel: Vec<HostPattern>,
+    pub tunnel: Vec<TunnelEntry>,
     #[serde(default)]
     pub approvals: ApprovalsSection,
     #[serde(default)]
@@ -65,6 +66,27 @@ pub struct PolicyFile {
     pub notifications: NotificationsSection,
     #[serde(default)]
     pub egress: EgressSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `limits`: how much one agent, or all of them, can make Purser keep in memory. Holds
+/// are bounded under `approvals`, remembered challenges under `x402`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Connections (and the tunnels they become) one agent may hold open.
+    #[serde(default)]
+    pub connections_per_agent: Option<usize>,
+    /// Sessions whose phase, challenges and frequency windows are kept in memory.
+    #[serde(default)]
+    pub sessions: Option<usize>,
+    /// A session unused this long is forgotten; its spend stays in the ledger.
+    #[serde(default)]
+    pub session_idle: Option<DurationText>,
+    /// Interception leaf certificates kept (read when Purser starts).
+    #[serde(default)]
+    pub leaf_certificates: Option<usize>,
 }
 
 /// `egress`: destinations agents may not reach through Purser.

@@ -70,9 +70,13 @@ impl HostPattern {
         match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(exact) => exact.eq_ignore_ascii_case(host),
+            // Compared as bytes: `host` may hold non-ASCII text (hosts come back from the
+            // proof log and from policy test cases), where a `str` slice could split a
+            // character and panic. The suffix is ASCII, so a split character never matches.
             HostMatch::Suffix(suffix) => {
                 host.len() > suffix.len()
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
         }
     }

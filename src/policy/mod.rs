@@ -10,12 +10,14 @@ mod file;
 mod host_pattern;
 mod identity;
 pub mod rules;
+mod tunnel;
 pub mod values;
 
 pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub(crate) use identity::constant_time_eq;
 pub use identity::{AgentDirectory, AuthError, Identity};
+pub use tunnel::TunnelEntry;
 
 use arc_swap::ArcSwap;
 use compile::{SourceText, TierDefaults};
@@ -23,6 +25,7 @@ use rules::{Phase, RuleAst, Trust};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +146,29 @@ pub struct PhasePolicy {
     pub allow_skip: bool,
 }
 
+/// Bounds on memory that agents can make Purser use (`limits` in the policy).
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimits {
+    pub connections_per_agent: usize,
+    pub sessions: usize,
+    pub session_idle: Duration,
+    pub leaf_certificates: usize,
+}
+
+impl MemoryLimits {
+    fn compile(section: &file::LimitsSection) -> MemoryLimits {
+        MemoryLimits {
+            connections_per_agent: section.connections_per_agent.unwrap_or(256).max(1),
+            sessions: section.sessions.unwrap_or(100_000).max(1),
+            session_idle: section
+                .session_idle
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            leaf_certificates: section.leaf_certificates.unwrap_or(10_000).max(1),
+        }
+    }
+}
+
 /// Hold settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ApprovalSettings {
@@ -193,8 +219,8 @@ pub struct Policy {
     pub name: String,
     pub timezone: jiff::tz::TimeZone,
     pub agents: AgentDirectory,
-    /// Hosts that are spliced without interception.
-    pub tunnel: Vec<HostPattern>,
+    /// Hosts that are spliced without interception, first match wins.
+    pub tunnel: Vec<TunnelEntry>,
     pub phases: PhasePolicy,
     pub budget: CompiledBudget,
     pub rules: Vec<Rule>,
@@ -211,6 +237,7 @@ pub struct Policy {
     pub notifications: NotificationSettings,
     pub allow_link_local: bool,
     pub loopback_ports: Option<Vec<u16>>,
+    pub limits: MemoryLimits,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }
@@ -346,33 +373,41 @@ impl Policy {
             notifications,
             allow_link_local: file.egress.allow_link_local,
             loopback_ports: file.egress.loopback_ports.clone(),
+            limits: MemoryLimits::compile(&file.limits),
             agent_settings,
             profiles: file.profiles,
         })
     }
 
     /// Why the policy forbids reaching `host:port`, if it does. Only literal addresses
-    /// (and `localhost`) are judged here; names are resolved by the upstream client.
+    /// (and `localhost`) are judged here, before anything is resolved; names are judged
+    /// address by address when the connection is made (`proxy::egress`).
     pub fn egress_refusal(&self, host: &str, port: u16) -> Option<String> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip = if host.eq_ignore_ascii_case("localhost") {
-            Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
         } else {
-            host.parse::<std::net::IpAddr>().ok()
-        }?;
+            host.parse::<IpAddr>().ok()?
+        };
+        self.egress_refusal_ip(ip, port)
+            .map(|refusal| format!("{host} is {refusal}"))
+    }
+
+    /// Why the policy forbids connecting to `ip:port`, if it does. This is the check made
+    /// on every address Purser is about to connect to, literal or resolved.
+    pub fn egress_refusal_ip(&self, ip: IpAddr, port: u16) -> Option<EgressRefusal> {
+        let ip = effective_destination(ip);
         let link_local = match ip {
-            std::net::IpAddr::V4(v4) => v4.is_link_local(),
-            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
         };
         if link_local && !self.allow_link_local {
-            return Some(format!("{host} is a link-local address (cloud metadata lives there); the policy's egress.allow_link_local is off"));
+            return Some(EgressRefusal::LinkLocal);
         }
         if ip.is_loopback() {
             if let Some(ports) = &self.loopback_ports {
                 if !ports.contains(&port) {
-                    return Some(format!(
-                        "loopback port {port} is not in the policy's egress.loopback_ports"
-                    ));
+                    return Some(EgressRefusal::LoopbackPort(port));
                 }
             }
         }
@@ -381,7 +416,14 @@ impl Policy {
 
     /// Whether `host:port` is to be spliced without interception.
     pub fn is_tunnel(&self, host: &str, port: u16) -> bool {
-        self.tunnel.iter().any(|p| p.matches(host, port))
+        self.tunnel_entry(host, port).is_some()
+    }
+
+    /// The first `tunnel` entry covering `host:port`, if any.
+    pub fn tunnel_entry(&self, host: &str, port: u16) -> Option<&TunnelEntry> {
+        self.tunnel
+            .iter()
+            .find(|entry| entry.pattern.matches(host, port))
     }
 
     /// The limits for `agent`: its own budget, then its profile, then the policy's.
@@ -439,6 +481,29 @@ impl Policy {
             }
         }
         best.map(|(name, _)| name)
+    }
+}
+
+/// Why the policy's `egress` section refuses an address; reads after "ADDRESS is".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EgressRefusal {
+    #[error(
+        "link-local (cloud metadata lives there) and the policy's egress.allow_link_local is off"
+    )]
+    LinkLocal,
+    #[error("loopback, and port {0} is not in the policy's egress.loopback_ports")]
+    LoopbackPort(u16),
+}
+
+/// The address a connection to `ip` really reaches: an IPv4-mapped IPv6 address is its
+/// IPv4 address, and the unspecified address (`0.0.0.0`, `::`) is the host itself, which
+/// is where the kernel sends a connection to it. Judging the literal instead would let
+/// `[::ffff:169.254.169.254]` or `0.0.0.0:PORT` past the checks.
+pub fn effective_destination(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
     }
 }
 
@@ -552,7 +617,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("test.yaml:2:3: tunnel: host pattern"),
+            err.starts_with("test.yaml:2:5: tunnel[0]: host pattern"),
             "{err}"
         );
     }
@@ -564,6 +629,89 @@ mod tests {
         assert!(!policy.is_tunnel("pinned.example.evil", 443));
         assert!(policy.is_tunnel("api.bank.example", 8443));
         assert!(!policy.is_tunnel("api.bank.example", 443));
+    }
+
+    #[test]
+    fn tunnel_entries_are_untrusted_unless_they_say_so() {
+        let policy = load(
+            "tunnel:\n  - pinned.example\n  - {host: '*.bank.example', trust_payments: true}\n  - {host: other.example}\n",
+        )
+        .unwrap();
+        let entry = |host| policy.tunnel_entry(host, 443).map(|e| e.trust_payments);
+        assert_eq!(entry("pinned.example"), Some(false));
+        assert_eq!(entry("api.bank.example"), Some(true));
+        assert_eq!(entry("other.example"), Some(false));
+        assert_eq!(entry("elsewhere.example"), None);
+    }
+
+    #[test]
+    fn tunnel_map_errors_name_the_line() {
+        let err = load("tunnel:\n  - host: pinned.example\n    trust_payment: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.yaml:3:5:") && err.contains("unknown field `trust_payment`"),
+            "{err}"
+        );
+        let err = load("tunnel:\n  - {trust_payments: true}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.yaml:2:") && err.contains("missing field `host`"),
+            "{err}"
+        );
+        let err = load("tunnel:\n  - {host: 'exa mple.com'}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.yaml:2:") && err.contains("host pattern"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn egress_judges_the_address_a_connection_really_reaches() {
+        let policy = load("egress:\n  loopback_ports: [8080]\n").unwrap();
+        let refused = |ip: &str, port| policy.egress_refusal_ip(ip.parse().unwrap(), port);
+        assert_eq!(
+            refused("169.254.169.254", 80),
+            Some(EgressRefusal::LinkLocal)
+        );
+        assert_eq!(
+            refused("::ffff:169.254.169.254", 80),
+            Some(EgressRefusal::LinkLocal)
+        );
+        assert_eq!(refused("fe80::1", 80), Some(EgressRefusal::LinkLocal));
+        assert_eq!(refused("127.0.0.1", 8080), None);
+        assert_eq!(
+            refused("127.0.0.1", 22),
+            Some(EgressRefusal::LoopbackPort(22))
+        );
+        assert_eq!(
+            refused("127.9.9.9", 22),
+            Some(EgressRefusal::LoopbackPort(22))
+        );
+        assert_eq!(refused("::1", 22), Some(EgressRefusal::LoopbackPort(22)));
+        assert_eq!(
+            refused("::ffff:127.0.0.1", 22),
+            Some(EgressRefusal::LoopbackPort(22))
+        );
+        assert_eq!(
+            refused("0.0.0.0", 22),
+            Some(EgressRefusal::LoopbackPort(22))
+        );
+        assert_eq!(refused("::", 22), Some(EgressRefusal::LoopbackPort(22)));
+        assert_eq!(refused("192.0.2.1", 22), None);
+        assert!(policy.egress_refusal("LOCALHOST", 22).is_some());
+        assert!(policy
+            .egress_refusal("[::ffff:169.254.169.254]", 80)
+            .is_some());
+        assert!(policy.egress_refusal("example.com", 22).is_none());
+        let open = load("egress:\n  allow_link_local: true\n").unwrap();
+        assert_eq!(
+            open.egress_refusal_ip("169.254.169.254".parse().unwrap(), 80),
+            None
+        );
     }
 
     #[test]

@@ -18,6 +18,14 @@ pub enum ErrorCode {
     UpstreamTimeout,
     UpstreamFailed,
     CannotIntercept,
+    /// The agent's request body stalled past the body idle timeout (a slow-body attack
+    /// or a dead agent); the request was cut off.
+    RequestTimeout,
+    /// A payment to, or plaintext inside a splice to, a `tunnel` host the policy does not
+    /// trust with payments.
+    TunnelUntrusted,
+    /// The agent already holds as many connections as `limits.connections_per_agent`.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -33,16 +41,21 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamFailed => "upstream_failed",
             ErrorCode::CannotIntercept => "cannot_intercept",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TunnelUntrusted => "tunnel_untrusted",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 
-    fn status(self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::TunnelUntrusted => StatusCode::FORBIDDEN,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpstreamRefused
             | ErrorCode::UpstreamDns
             | ErrorCode::UpstreamTls

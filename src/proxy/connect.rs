@@ -1,27 +1,28 @@
 //! `CONNECT`: splice the tunnel hosts the policy names, intercept everything else.
 //!
 //! An uninspected tunnel would be a way around governance, so a `CONNECT` is either
-//! intercepted or refused unless the policy lists its host under `tunnel`. The leaf for
-//! the host is ready before the agent is told `200`, so a host Purser cannot intercept
-//! gets a status, not a broken handshake.
+//! intercepted or refused unless the policy lists its host under `tunnel` (see
+//! [`tunnel`] for what such a splice lets through). The leaf for the host is ready before
+//! the agent is told `200`, so a host Purser cannot intercept gets a status, not a broken
+//! handshake. A target named by DNS is judged against `egress` when its addresses are
+//! connected to ([`super::egress`]), for the splice and for intercepted requests alike.
 
+use super::agent_connections::ConnectionSlot;
 use super::answers::{self, ErrorCode};
 use super::body::{empty, ProxyBody};
-use super::upstream::classify;
-use super::{mitm, ProxyState, Target};
+use super::{mitm, tunnel, ProxyState, Target};
 use crate::policy::Identity;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 
 /// Handles one `CONNECT` request from an authenticated agent.
 pub async fn handle(
     state: Arc<ProxyState>,
     request: Request<Incoming>,
     identity: Identity,
+    slot: Option<ConnectionSlot>,
 ) -> Response<ProxyBody> {
     let target = match connect_target(&request) {
         Ok(target) => target,
@@ -40,8 +41,8 @@ pub async fn handle(
         tracing::warn!(target = %target.display(), %reason, "refusing CONNECT");
         return answers::error(ErrorCode::Forbidden, reason);
     }
-    if policy.is_tunnel(&target.host, target.port) {
-        return open_tunnel(state, request, target).await;
+    if let Some(entry) = policy.tunnel_entry(&target.host, target.port) {
+        return tunnel::open(state, request, target, entry.clone(), slot).await;
     }
     let tls_config = match state.leaves.server_config(&target.host) {
         Ok(config) => config,
@@ -59,6 +60,8 @@ pub async fn handle(
     let span = tracing::Span::current();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
+            // Held for as long as the interception serves the agent.
+            let _slot = slot;
             match on_upgrade.await {
                 Ok(upgraded) => mitm::serve(state, upgraded, target, identity, tls_config).await,
                 Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
@@ -69,51 +72,8 @@ pub async fn handle(
     ok_response()
 }
 
-/// Splices a `tunnel` host. The upstream connection is made first so that a dead host is
-/// a `502`, as it would be for any other request.
-async fn open_tunnel(
-    state: Arc<ProxyState>,
-    request: Request<Incoming>,
-    target: Target,
-) -> Response<ProxyBody> {
-    let address = target.display();
-    let connect = tokio::time::timeout(
-        state.upstream.settings.connect_timeout,
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await;
-    let mut upstream = match connect {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            let failure = classify(&error, &address);
-            state.metrics.upstream_error(failure.code);
-            return answers::error(failure.code, failure.detail);
-        }
-        Err(_) => {
-            state.metrics.upstream_error(ErrorCode::UpstreamTimeout);
-            return answers::error(
-                ErrorCode::UpstreamTimeout,
-                format!("connecting to {address} timed out"),
-            );
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-    state.metrics.tunnelled_connect();
-    tracing::info!(target = %address, "splicing tunnel host without interception");
-    let on_upgrade = hyper::upgrade::on(request);
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let mut agent = TokioIo::new(upgraded);
-        if let Err(error) = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
-            tracing::debug!(%error, "tunnel closed");
-        }
-    });
-    ok_response()
-}
-
-fn ok_response() -> Response<ProxyBody> {
+/// `200` to a `CONNECT`: the tunnel is open.
+pub(super) fn ok_response() -> Response<ProxyBody> {
     let mut response = Response::new(empty());
     *response.status_mut() = StatusCode::OK;
     response

@@ -6,7 +6,7 @@
 
 use super::answers::{self, ErrorCode};
 use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
-use super::headers::{is_upgrade_request, strip_hop_by_hop};
+use super::headers::{detach_head, is_upgrade_request, strip_hop_by_hop};
 use super::upstream::classify;
 use super::{ProxyState, Target};
 use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
@@ -17,6 +17,15 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
+/// Run by the agent connection's service closure, synchronously as hyper hands the request
+/// over and before hyper reads the connection again: a request the engine may hold lets go
+/// of hyper's read buffer here, so hyper can reuse it (see [`detach_head`]).
+pub fn detach_governed_head<B>(request: &mut Request<B>) {
+    if Engine::inspects(request.headers()) {
+        detach_head(request);
+    }
+}
+
 /// Forwards `request` to `target` and returns what the agent should see. A request that
 /// carries a payment goes through the engine first, and its answer settles it.
 pub async fn forward(
@@ -25,6 +34,7 @@ pub async fn forward(
     target: &Target,
     identity: &Identity,
 ) -> Response<ProxyBody> {
+    let governed = Engine::inspects(request.headers());
     // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -38,24 +48,22 @@ pub async fn forward(
     };
     let mut facts = None;
     let mut ticket = None;
-    if Engine::inspects(request.headers()) {
+    if governed {
         let mut inspected = facts_for(&method, &uri);
         inspected.transaction = request
             .headers()
             .get(TRANSACTION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(128).collect());
-        match state
-            .engine
-            .on_request(&inspected, request.headers_mut())
-            .await
-        {
+        // Boxed, like `send` and `observe_challenge` below: each is allocated only on the
+        // path that needs it, so a held payment's connection carries just the decision.
+        match Box::pin(state.engine.on_request(&inspected, request.headers_mut())).await {
             Gate::Forward(granted) => ticket = granted,
             Gate::Answer(answer) => return answer,
         }
         facts = Some(inspected);
     }
-    let response = send(state, request, target, facts.as_ref(), ticket).await;
+    let response = Box::pin(send(state, request, target, facts.as_ref(), ticket)).await;
     if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
         if response.status().is_server_error() {
             state.engine.transaction_failed(facts, response.status());
@@ -63,7 +71,7 @@ pub async fn forward(
     }
     if response.status() == StatusCode::PAYMENT_REQUIRED {
         let facts = facts.unwrap_or_else(|| facts_for(&method, &uri));
-        return observe_challenge(state, &facts, response).await;
+        return Box::pin(observe_challenge(state, &facts, response)).await;
     }
     response
 }

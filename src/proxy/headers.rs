@@ -68,6 +68,28 @@ fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
+/// Gives a request's URI and header values their own small allocations.
+///
+/// hyper hands out the head as slices of the connection's 8 KiB read buffer, so as long as
+/// a request lives, that buffer does too, and hyper allocates a fresh one to watch the
+/// connection. A payment can be held for minutes; copying its head (a kilobyte or two)
+/// before hyper next reads lets hyper reuse that buffer instead of allocating another.
+pub fn detach_head<B>(request: &mut http::Request<B>) {
+    let owned_uri = request
+        .uri()
+        .to_string()
+        .parse::<http::Uri>()
+        .unwrap_or_else(|_| request.uri().clone());
+    *request.uri_mut() = owned_uri;
+    for value in request.headers_mut().values_mut() {
+        if let Ok(owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            let sensitive = value.is_sensitive();
+            *value = owned;
+            value.set_sensitive(sensitive);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,8 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let guard = shutdown.track();
     let service_state = state.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request| {
+        super::forward::detach_governed_head(&mut request);
         let state = service_state.clone();
         let target = target.clone();
         let identity = identity.clone();
@@ -76,6 +77,9 @@ pub async fn serve(
         drive(conn, shutdown, |conn| conn.graceful_shutdown()).await
     };
     if let Err(error) = result {
+        // The whole chain: hyper's own text ("http2 error") hides the cause, such as a
+        // reset flood (`too_many_resets`) that ended the connection.
+        let error = super::upstream::describe_chain(&error);
         tracing::debug!(%error, "intercepted connection ended with an error");
     }
     drop(guard);

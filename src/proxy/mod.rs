@@ -11,16 +11,19 @@
 //! 4. [`forward`]: strips hop-by-hop headers and credentials, sends the request through
 //!    [`upstream`] and streams the answer back.
 
+pub mod agent_connections;
 pub mod answers;
 pub mod body;
 pub mod ca;
 pub mod connect;
+pub mod egress;
 pub mod forward;
 pub mod headers;
 pub mod leaf_cache;
 pub mod mitm;
 pub mod server;
 pub mod shutdown;
+pub mod tunnel;
 pub mod upstream;
 
 use crate::admin::metrics::Metrics;
@@ -45,8 +48,6 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// How long `SIGTERM` waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// Interception leaves kept in memory.
-    pub leaf_cache_size: usize,
 }
 
 impl Default for ProxySettings {
@@ -57,7 +58,6 @@ impl Default for ProxySettings {
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(30),
-            leaf_cache_size: 10_000,
         }
     }
 }
@@ -70,6 +70,8 @@ pub struct ProxyState {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub settings: ProxySettings,
+    /// Open connections per agent, bounded by `limits.connections_per_agent`.
+    pub agent_connections: Arc<agent_connections::AgentConnections>,
     /// Purser's own listeners: requests aimed at them through the proxy are refused, so
     /// an agent can neither loop the proxy nor reach the admin API with its credentials.
     pub own_addresses: Vec<SocketAddr>,
@@ -112,21 +114,23 @@ impl Target {
 }
 
 impl ProxyState {
-    /// Whether `target` is one of Purser's own listeners (by literal address).
+    /// Whether `target` is one of Purser's own listeners, judged by its literal address
+    /// (or `localhost`) before anything is resolved. Names are judged again, address by
+    /// address, when the connection is made ([`egress`]).
     pub fn is_own_address(&self, target: &Target) -> bool {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
         let host = target.host.trim_start_matches('[').trim_end_matches(']');
-        let ip = if host.eq_ignore_ascii_case("localhost") {
-            None
+        let candidates = if host.eq_ignore_ascii_case("localhost") {
+            vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ]
         } else {
-            host.parse::<std::net::IpAddr>().ok()
+            host.parse::<IpAddr>().into_iter().collect()
         };
-        self.own_addresses.iter().any(|own| {
-            own.port() == target.port
-                && match ip {
-                    Some(ip) => ip == own.ip() || (own.ip().is_unspecified() && ip.is_loopback()),
-                    None => host.eq_ignore_ascii_case("localhost"),
-                }
-        })
+        candidates
+            .into_iter()
+            .any(|ip| egress::own_listener(&self.own_addresses, ip, target.port).is_some())
     }
 }
 

@@ -4,9 +4,10 @@
 //! the whole tunnel) and handled inside a span carrying its session, so every log line
 //! it produces says which agent session it belongs to.
 
+use super::agent_connections::{claim_for, ConnectionClaim};
 use super::answers::{self, ErrorCode};
 use super::body::{request_body, ProxyBody};
-use super::forward::forward;
+use super::forward::{detach_governed_head, forward};
 use super::log_access;
 use super::shutdown::drive;
 use super::{connect, ProxyState, Target};
@@ -49,9 +50,14 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
     let guard = state.shutdown.track();
     state.metrics.connection_opened();
     let service_state = state.clone();
-    let service = service_fn(move |request| {
+    let claim = ConnectionClaim::default();
+    let service = service_fn(move |mut request| {
+        detach_governed_head(&mut request);
         let state = service_state.clone();
-        async move { Ok::<_, Infallible>(handle_request(state, request).await) }
+        let claim = claim.clone();
+        // Boxed per request: hyper reserves the service future's full size for every
+        // connection, busy or idle, and a handful of pointers is cheaper to keep idle.
+        Box::pin(async move { Ok::<_, Infallible>(handle_request(state, request, claim).await) })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -73,7 +79,11 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
 }
 
 /// One request on the agent's connection: authenticate, then tunnel or forward.
-async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle_request(
+    state: Arc<ProxyState>,
+    request: Request<Incoming>,
+    claim: ConnectionClaim,
+) -> Response<ProxyBody> {
     let policy = state.policy.peek();
     let credentials = request
         .headers()
@@ -87,11 +97,34 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
             return answers::error(ErrorCode::ProxyAuthRequired, error);
         }
     };
+    let limit = policy.limits.connections_per_agent;
     drop(policy);
+    if !claim_for(&state.agent_connections, &claim, &identity.agent, limit) {
+        state.metrics.auth_failure();
+        tracing::warn!(agent = %identity.agent, limit, "agent at its connection limit; refusing");
+        let mut answer = answers::error(
+            ErrorCode::TooManyConnections,
+            format!(
+                "agent `{}` already holds {limit} open connections (limits.connections_per_agent)",
+                identity.agent
+            ),
+        );
+        answer
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        return answer;
+    }
     let span = tracing::debug_span!("request", session = %identity);
     async move {
         if request.method() == Method::CONNECT {
-            return connect::handle(state, request, identity).await;
+            // The tunnel outlives this connection's hyper future: it carries the slot.
+            let slot = claim
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            // Boxed: the tunnel's set-up state would otherwise sit in every connection's
+            // service future, and hyper allocates that future's full size per connection.
+            return Box::pin(connect::handle(state, request, identity, slot)).await;
         }
         let target = match absolute_target(&request) {
             Ok(target) => target,
@@ -109,6 +142,11 @@ async fn handle_request(state: Arc<ProxyState>, request: Request<Incoming>) -> R
             .egress_refusal(&target.host, target.port)
         {
             return answers::error(ErrorCode::Forbidden, reason);
+        }
+        if let Some(refusal) =
+            super::tunnel::payment_refusal(&state.policy.peek(), &target, request.headers())
+        {
+            return refusal;
         }
         state.metrics.request(target.https);
         let method = request.method().clone();

@@ -5,9 +5,9 @@
 //! `--upstream-ca` file. Interception never weakens verification on the upstream leg.
 
 use super::answers::ErrorCode;
-use super::body::ProxyBody;
+use super::body::{BodyStalled, ProxyBody};
+use super::egress::{EgressError, EgressGuard, GuardedConnector, TcpSettings};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::{pem::PemObject, CertificateDer};
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, ProxyBody>;
 
 /// Why the upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +48,16 @@ impl Default for UpstreamSettings {
 
 /// The clients requests leave through.
 pub struct Upstream {
-    /// HTTP/1.1 or HTTP/2 as the upstream's ALPN chooses; pooled per host.
+    /// Agent traffic, HTTP/1.1 or HTTP/2 as the upstream's ALPN chooses; pooled per host.
+    /// Every address it connects to passes [`EgressGuard`].
     pub client: UpstreamClient,
-    /// HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
+    /// Agent traffic, HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
     pub http1_client: UpstreamClient,
+    /// Purser's own calls to destinations the operator configured (approval webhook,
+    /// compensation endpoint): not agent traffic, so not held to `egress`.
+    pub internal_client: UpstreamClient,
+    /// The egress checks, also used by the `CONNECT` splice.
+    pub egress: Arc<EgressGuard>,
     /// Shared by raw TLS uses (none yet) and the clients above.
     pub settings: UpstreamSettings,
 }
@@ -60,13 +66,22 @@ impl Upstream {
     pub fn new(
         extra_ca: Option<&Path>,
         settings: UpstreamSettings,
+        egress: Arc<EgressGuard>,
     ) -> Result<Self, UpstreamSetupError> {
         let roots = Arc::new(root_store(extra_ca)?);
-        let client = build_client(&roots, &settings, true)?;
-        let http1_client = build_client(&roots, &settings, false)?;
+        let tcp = TcpSettings {
+            connect_timeout: settings.connect_timeout,
+        };
+        let guarded = GuardedConnector::guarded(egress.clone(), tcp);
+        let client = build_client(&roots, &settings, guarded.clone(), true)?;
+        let http1_client = build_client(&roots, &settings, guarded, false)?;
+        let internal_client =
+            build_client(&roots, &settings, GuardedConnector::unguarded(tcp), true)?;
         Ok(Upstream {
             client,
             http1_client,
+            internal_client,
+            egress,
             settings,
         })
     }
@@ -103,6 +118,7 @@ fn root_store(extra_ca: Option<&Path>) -> Result<RootCertStore, UpstreamSetupErr
 fn build_client(
     roots: &Arc<RootCertStore>,
     settings: &UpstreamSettings,
+    http: GuardedConnector,
     allow_http2: bool,
 ) -> Result<UpstreamClient, UpstreamSetupError> {
     let tls =
@@ -110,10 +126,6 @@ fn build_client(
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots.clone())
             .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.connect_timeout));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -150,6 +162,25 @@ pub fn classify(error: &(dyn StdError + 'static), authority: &str) -> UpstreamFa
     let chain = ErrorChain(Some(error));
     let mut dns = false;
     for cause in chain {
+        if let Some(egress) = cause.downcast_ref::<EgressError>() {
+            let code = if egress.is_refusal() {
+                ErrorCode::Forbidden
+            } else {
+                ErrorCode::UpstreamDns
+            };
+            return failure(code, egress.to_string());
+        }
+        // The request body is the agent's: its stall is the agent's timeout, not a
+        // failure of the upstream.
+        if let Some(stalled) = cause.downcast_ref::<BodyStalled>() {
+            return failure(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body to {authority} stalled (no data for {:?}); the request was cut off",
+                    stalled.0
+                ),
+            );
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if let Some(found) = classify_io(io, authority) {
                 return found;

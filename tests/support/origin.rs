@@ -222,6 +222,7 @@ async fn handle(
         "/402/big" => payment_required(vec![b' '; 100 * 1024], None),
         "/402/notjson" => payment_required(b"oops, not json".to_vec(), None),
         "/402/badheader" => payment_required(b"{}".to_vec(), Some("!!!not-base64!!!")),
+        "/settle" => settled(),
         _ => Response::new(full("ok")),
     };
     let mut response = response;
@@ -320,4 +321,24 @@ fn websocket_echo(
         .header("sec-websocket-accept", accept)
         .body(full(Bytes::new()))
         .unwrap()
+}
+
+/// `200` with a successful v2 receipt, as a merchant answers a payment it settled.
+fn settled() -> Response<OriginBody> {
+    use base64::Engine as _;
+    let receipt = serde_json::json!({
+        "success": true,
+        "transaction": "0x5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e77",
+        "network": "eip155:84532",
+        "payer": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A",
+    });
+    let mut response = Response::new(full("settled"));
+    response.headers_mut().insert(
+        "payment-response",
+        base64::engine::general_purpose::STANDARD
+            .encode(receipt.to_string())
+            .parse()
+            .unwrap(),
+    );
+    response
 }
