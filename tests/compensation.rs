@@ -13,6 +13,7 @@ fn policy(refund_port: u16) -> String {
         r#"
 agents:
   agent: {{ token: t0ken }}
+  intruder: {{ token: other }}
 phases:
   allowed_payment_phase: EXPLORE
 budget:
@@ -67,6 +68,25 @@ fn a_failed_step_refunds_the_paid_step_of_its_transaction() {
     let paid = step("/paid/data");
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(facilitator.settlements().len(), 1);
+    // Another agent naming the same transaction cannot fail it: transactions are per agent.
+    let intruder = support::curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &purser.proxy_url(Some(("intruder", "other"))),
+        "-H",
+        "X-Purser-Transaction: order-7",
+        &server.url("http", "/fail"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&intruder.stdout), "500");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        refunds.requests().is_empty(),
+        "another agent's failure refunds nothing of this agent's transaction"
+    );
     let failed = step("/fail");
     assert_eq!(failed.status, 500);
     assert!(

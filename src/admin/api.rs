@@ -342,7 +342,7 @@ fn rollback(state: &AdminState, id: &str) -> Response<ProxyBody> {
             "the policy has compensation.enabled: false",
         );
     }
-    match compensator.compensate_transaction(id, "rolled back through the admin API") {
+    match compensator.compensate_for_all_agents(id, "rolled back through the admin API") {
         Some(count) => json_answer(
             StatusCode::OK,
             &json!({"transaction": id, "refunds_requested": count}),

@@ -21,6 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Separates the agent from the transaction id in the map's keys: no agent name contains
+/// it (agent names come from Basic credentials and the policy's keys).
+const SCOPE: char = '\u{1f}';
+
+fn scoped(agent: &str, transaction: &str) -> String {
+    format!("{agent}{SCOPE}{transaction}")
+}
+
 /// Open transactions kept; past this the oldest are forgotten.
 const MAX_TRANSACTIONS: usize = 10_000;
 const ATTEMPTS: u32 = 6;
@@ -83,8 +91,12 @@ impl Compensator {
         }
     }
 
-    /// Records a settled payment as a step of `transaction`.
-    pub fn record_step(&self, transaction: &str, payment: SettledPayment) {
+    /// Records a settled payment as a step of `agent`'s `transaction`. Transactions are
+    /// the agent's own: another agent sending the same id opens a different one, so it
+    /// can never make Purser refund payments it did not make.
+    pub fn record_step(&self, agent: &str, transaction: &str, payment: SettledPayment) {
+        let key = scoped(agent, transaction);
+        let transaction = key.as_str();
         if !self.transactions.contains_key(transaction)
             && self.transactions.len() >= MAX_TRANSACTIONS
         {
@@ -108,14 +120,35 @@ impl Compensator {
             .push(payment);
     }
 
-    /// Compensates every settled step of `transaction`, newest first. Returns how many.
-    pub fn compensate_transaction(&self, transaction: &str, reason: &str) -> Option<usize> {
-        let (_, open) = self.transactions.remove(transaction)?;
+    /// Compensates every settled step of `agent`'s `transaction`, newest first. Returns
+    /// how many.
+    pub fn compensate_transaction(
+        &self,
+        agent: &str,
+        transaction: &str,
+        reason: &str,
+    ) -> Option<usize> {
+        let (_, open) = self.transactions.remove(&scoped(agent, transaction))?;
         let count = open.steps.len();
         for payment in open.steps.into_iter().rev() {
             self.enqueue(Some(transaction.to_string()), reason, payment);
         }
         Some(count)
+    }
+
+    /// An operator's rollback: the transaction `transaction` of every agent that has one.
+    pub fn compensate_for_all_agents(&self, transaction: &str, reason: &str) -> Option<usize> {
+        let suffix = format!("{SCOPE}{transaction}");
+        let agents: Vec<String> = self
+            .transactions
+            .iter()
+            .filter_map(|entry| entry.key().strip_suffix(&suffix).map(str::to_string))
+            .collect();
+        let counts: Vec<usize> = agents
+            .iter()
+            .filter_map(|agent| self.compensate_transaction(agent, transaction, reason))
+            .collect();
+        (!counts.is_empty()).then(|| counts.iter().sum())
     }
 
     /// Compensates one payment on its own.

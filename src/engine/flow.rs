@@ -495,9 +495,11 @@ impl Engine {
         }
         match &facts.transaction {
             Some(transaction) => {
-                compensator.record_step(transaction, payment);
+                let agent = &facts.identity.agent;
+                compensator.record_step(agent, transaction, payment);
                 if status.is_server_error() {
                     compensator.compensate_transaction(
+                        agent,
                         transaction,
                         &format!("step answered {status} after it was paid"),
                     );
@@ -519,9 +521,11 @@ impl Engine {
         if !self.policy.current().compensation.enabled {
             return;
         }
-        if let Some(count) =
-            compensator.compensate_transaction(transaction, &format!("a step answered {status}"))
-        {
+        if let Some(count) = compensator.compensate_transaction(
+            &facts.identity.agent,
+            transaction,
+            &format!("a step answered {status}"),
+        ) {
             tracing::info!(session = %facts.identity, %transaction, refunds = count, "transaction failed; compensating");
         }
     }
