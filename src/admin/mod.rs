@@ -208,10 +208,21 @@ mod tests {
     fn rebinding_and_cross_site_posts_are_refused() {
         let rebinding = request(Method::GET, "attacker.example:9402", None);
         assert!(from_a_page_elsewhere(false, &rebinding).is_err());
-        assert!(from_a_page_elsewhere(true, &rebinding).is_ok(), "a token guards names");
-        let forged = request(Method::POST, "127.0.0.1:9402", Some("http://attacker.example"));
+        assert!(
+            from_a_page_elsewhere(true, &rebinding).is_ok(),
+            "a token guards names"
+        );
+        let forged = request(
+            Method::POST,
+            "127.0.0.1:9402",
+            Some("http://attacker.example"),
+        );
         assert!(from_a_page_elsewhere(true, &forged).is_err());
-        let console = request(Method::POST, "127.0.0.1:9402", Some("http://127.0.0.1:9402"));
+        let console = request(
+            Method::POST,
+            "127.0.0.1:9402",
+            Some("http://127.0.0.1:9402"),
+        );
         assert!(from_a_page_elsewhere(false, &console).is_ok());
         let cli = request(Method::POST, "[::1]:9402", None);
         assert!(from_a_page_elsewhere(false, &cli).is_ok());
