@@ -698,7 +698,7 @@ fn payment_for(challenge: &Value, nonce: &str, seq_tag: &str) -> Result<String, 
         "payload": {
             "authorization": {
                 "from": PAYER, "to": offer["payTo"], "value": offer["amount"],
-                "validAfter": "0", "validBefore": "1795288646", "nonce": nonce,
+                "validAfter": "0", "validBefore": "4102444800", "nonce": nonce,
             },
             "signature": signature,
         },

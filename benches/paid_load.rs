@@ -175,7 +175,7 @@ fn payment_header(run: u64, index: u64, amount: &str) -> HeaderValue {
         "x402Version": 2,
         "payload": {
             "authorization": {"from": PAYER, "to": PAY_TO, "value": amount,
-                              "validAfter": "0", "validBefore": "1795288646",
+                              "validAfter": "0", "validBefore": "4102444800",
                               "nonce": format!("0x{run:016x}{index:048x}")},
             "signature": format!("0x{run:016x}{index:016x}{}", "cd".repeat(49)),
         },

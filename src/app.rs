@@ -195,8 +195,9 @@ fn announce(proxy: SocketAddr, admin: SocketAddr, state: &ProxyState) {
     tracing::info!(%proxy, %admin, "ready");
 }
 
-/// Forgets idle sessions once a minute (`limits.session_idle`); their spend stays in the
-/// ledger. The cap (`limits.sessions`) is enforced as sessions are created.
+/// Once a minute: forgets idle sessions (`limits.session_idle`; their spend stays in the
+/// ledger; the cap `limits.sessions` is enforced as sessions are created) and the replay
+/// keys of payments that can no longer settle.
 fn spawn_session_sweeper(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -207,6 +208,13 @@ fn spawn_session_sweeper(engine: Arc<Engine>) {
             let forgotten = engine.sessions.expire_idle(&limits);
             if forgotten > 0 {
                 tracing::info!(forgotten, "forgot idle sessions");
+            }
+            let expired = engine.forget_expired_replay_keys();
+            if expired > 0 {
+                tracing::debug!(
+                    expired,
+                    "forgot replay keys of payments that can no longer settle"
+                );
             }
         }
     });

@@ -24,8 +24,19 @@ fn b64(text: &str) -> String {
 /// A v2 payment with one field of `authorization` or the root replaced.
 fn v2_with(amount: &str, version: &str, scheme: &str, network: &str, asset: &str) -> String {
     b64(&format!(
-        r#"{{"x402Version":{version},"payload":{{"authorization":{{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"{amount}","validAfter":"0","validBefore":"1795288646","nonce":"0x01"}},"signature":"0x02"}},"accepted":{{"scheme":"{scheme}","network":"{network}","asset":"{asset}","amount":"{amount}","payTo":"0x2096000000000000000000000000000000000287","maxTimeoutSeconds":300}}}}"#
+        r#"{{"x402Version":{version},"payload":{{"authorization":{{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"{amount}","validAfter":"0","validBefore":"4102444800","nonce":"0x01"}},"signature":"0x02"}},"accepted":{{"scheme":"{scheme}","network":"{network}","asset":"{asset}","amount":"{amount}","payTo":"0x2096000000000000000000000000000000000287","maxTimeoutSeconds":300}}}}"#
     ))
+}
+
+/// The same payment, expired: `validBefore` a second after the epoch.
+fn expired(payment: String) -> String {
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(payment)
+        .expect("base64");
+    let text = String::from_utf8(json)
+        .expect("utf-8")
+        .replace("\"validBefore\":\"4102444800\"", "\"validBefore\":\"1\"");
+    b64(&text)
 }
 
 const USDC: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
@@ -104,6 +115,11 @@ fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
             "a header over the size bound",
             huge_header,
             "payment_too_large",
+        ),
+        (
+            "an authorization whose validBefore is past",
+            expired(v2_with("100", "2", "exact", "eip155:84532", USDC)),
+            "expired_payment",
         ),
     ];
     for (label, header, code) in cases {
@@ -185,7 +201,7 @@ fn bad_402_challenges_pass_through_unremembered_and_cannot_price_a_payment() {
     }
     // A v1 payment names no asset: with no readable challenge it cannot be priced.
     let v1 = b64(
-        r#"{"x402Version":1,"scheme":"exact","network":"base-sepolia","payload":{"authorization":{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"50000","validAfter":"0","validBefore":"1795288646","nonce":"0x03"},"signature":"0x04"}}"#,
+        r#"{"x402Version":1,"scheme":"exact","network":"base-sepolia","payload":{"authorization":{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"50000","validAfter":"0","validBefore":"4102444800","nonce":"0x03"},"signature":"0x04"}}"#,
     );
     let output = curl(&[
         "-s",

@@ -392,7 +392,7 @@ fn crafted_payment(nonce: u8, amount: u64) -> String {
         "payload": {
             "authorization": {
                 "from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to,
-                "value": amount.to_string(), "validAfter": "0", "validBefore": "1795288646",
+                "value": amount.to_string(), "validAfter": "0", "validBefore": "4102444800",
                 "nonce": format!("0x{:064x}", nonce)
             },
             "signature": format!("0x{nonce:02x}{}", "ab".repeat(64))

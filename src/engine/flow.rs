@@ -174,9 +174,21 @@ impl Engine {
                 retry_of: Some(original),
             }))));
         }
+        let now = super::replay::unix_now();
+        if priced.payment.valid_before.is_some_and(|until| until < now) {
+            let refusal = Refusal {
+                code: "expired_payment",
+                message: "the payment's authorization expired (validBefore / deadline is past); \
+                          it could not settle"
+                    .to_string(),
+            };
+            return Decided::Done(Gate::Answer(
+                self.refuse_priced(facts, policy, &priced, refusal).await,
+            ));
+        }
         if let Some(seen) = replay_keys
             .iter()
-            .find(|key| self.seen_payments.contains(*key))
+            .find(|key| self.seen_payments.contains(key, now))
         {
             let refusal = Refusal {
                 code: "replayed_payment",
@@ -196,9 +208,10 @@ impl Engine {
             self.evaluate_and_reserve(facts, policy, state, &priced, &session_id, &agent);
         if let Some(id) = reservation {
             // Inserting is the check that counts: of two copies racing, one loses here.
+            let until = super::replay::forget_after(priced.payment.valid_before, now);
             let fresh = replay_keys
                 .iter()
-                .all(|key| self.seen_payments.insert(key.clone()));
+                .all(|key| self.seen_payments.insert_fresh(key.clone(), until, now));
             if !fresh {
                 self.ledger.settle(id, Outcome::Released);
                 reservation = None;

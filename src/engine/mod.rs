@@ -17,6 +17,7 @@ mod flow;
 mod hold;
 pub mod pricing;
 pub mod recovery;
+pub mod replay;
 pub mod session;
 
 pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
@@ -27,7 +28,6 @@ use crate::approvals::Holds;
 use crate::ledger::Ledger;
 use crate::policy::PolicyStore;
 use crate::trace::TraceLog;
-use dashmap::DashSet;
 use session::Sessions;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,8 +45,8 @@ pub struct Engine {
     pub notifier: Option<Notifier>,
     /// Transactions and refunds, when the runtime has them.
     pub compensator: Option<compensation::Compensator>,
-    /// Replay keys of every payment forwarded.
-    seen_payments: DashSet<String>,
+    /// Replay keys of payments forwarded, while they could still settle.
+    seen_payments: replay::ReplaySet,
     /// Replay keys of payments whose outcome is unknown, to their decision's trace id:
     /// the agent's retry of such a payment settles it rather than paying twice.
     unknown_by_key: dashmap::DashMap<String, String>,
@@ -69,10 +69,15 @@ impl Engine {
             holds: Holds::default(),
             notifier,
             compensator: None,
-            seen_payments: DashSet::new(),
+            seen_payments: replay::ReplaySet::default(),
             unknown_by_key: dashmap::DashMap::new(),
             trace_ids: TraceIds::new(),
         }
+    }
+
+    /// Forgets replay keys of payments that can no longer settle. Returns how many.
+    pub fn forget_expired_replay_keys(&self) -> usize {
+        self.seen_payments.forget_expired(replay::unix_now())
     }
 
     /// Adds the refund task (needs a runtime and an HTTP client).

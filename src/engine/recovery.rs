@@ -98,7 +98,9 @@ struct Replay {
     refunds: HashMap<String, serde_json::Value>,
     phases: HashMap<String, (String, crate::policy::rules::Phase)>,
     recent: HashMap<String, Vec<(jiff::Timestamp, RecentPayment)>>,
-    keys: Vec<String>,
+    /// Replay keys, each with when it may be forgotten (the line's time plus the
+    /// retention: the log does not keep each payment's `validBefore`).
+    keys: Vec<(String, u64)>,
     forgotten: Vec<String>,
     report: RecoveryReport,
 }
@@ -168,9 +170,10 @@ impl Engine {
             self.ledger.credit(&session, &agent, amount);
         }
         let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
-        for key in replay.keys.drain(..) {
-            if !forgotten.contains(&key) {
-                self.seen_payments.insert(key);
+        let now = super::replay::unix_now();
+        for (key, until) in replay.keys.drain(..) {
+            if until >= now && !forgotten.contains(&key) {
+                self.seen_payments.insert_fresh(key, until, now);
             }
         }
         replay.report.replay_keys = self.seen_payments.len();
@@ -340,8 +343,13 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
         return;
     };
     let keys: Vec<String> = line.replay_keys.iter().map(|k| k.to_string()).collect();
-    replay.keys.extend(keys.iter().cloned());
-    if let Ok(at) = line.time.parse::<jiff::Timestamp>() {
+    let time = line.time.parse::<jiff::Timestamp>().ok();
+    let seen = time.map_or(0, |at| at.as_second().max(0) as u64);
+    let until = super::replay::forget_after(None, seen);
+    replay
+        .keys
+        .extend(keys.iter().map(|key| (key.clone(), until)));
+    if let Some(at) = time {
         let recent = RecentPayment {
             at: Instant::now(),
             tier: line.tier.as_deref().map(str::to_string),

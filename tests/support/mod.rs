@@ -422,7 +422,7 @@ pub fn crafted_payment(nonce: u8, amount: u64) -> String {
         "x402Version": 2,
         "payload": {
             "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "1795288646", "nonce": format!("0x{:064x}", nonce)},
+                              "validAfter": "0", "validBefore": "4102444800", "nonce": format!("0x{:064x}", nonce)},
             "signature": format!("0x{:02x}{}", nonce, "ab".repeat(64))
         },
         "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
