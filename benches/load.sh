@@ -25,7 +25,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly HOST=127.0.0.1
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_init load
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 PORT_BASE=${PORT_BASE:-18180}
@@ -49,79 +51,7 @@ SQUID_PORT=$((PORT_BASE + 4))
 TINY_PORT=$((PORT_BASE + 5))
 ORIGIN_URL="http://$HOST:$ORIGIN_PORT/"
 
-# Proxy settings from the environment must not redirect wrk/curl anywhere.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-export PATH="$PATH:/usr/sbin:/sbin"
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-TMP=$(mktemp -d /tmp/purser-load.XXXXXX)
-PIDS=()
-# squid names its shared-memory segments /dev/shm/<service>-*; a unique
-# service name keeps a crashed earlier run from blocking this one.
-SQUID_SERVICE="purserbench$$"
-
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM; sending SIGKILL (i=$i)"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  rm -f /dev/shm/"$SQUID_SERVICE"-*
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- tools
-ensure_tools() {
-  local missing=()
-  command -v wrk >/dev/null || missing+=(wrk)
-  command -v squid >/dev/null || missing+=(squid)
-  command -v tinyproxy >/dev/null || missing+=(tinyproxy)
-  command -v curl >/dev/null || missing+=(curl)
-  ((${#missing[@]})) || return 0
-  command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand"
-  log "installing: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 # ---------------------------------------------------------------- helpers
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-# wait_port PID PORT [TIMEOUT_S]: wait until PORT accepts, failing if PID dies.
-wait_port() {
-  local pid=$1 port=$2 deadline=$((SECONDS + ${3:-15}))
-  while ! port_open "$port"; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
-
-rss_mib() {
-  local kb
-  kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true)
-  if [[ -n "$kb" ]]; then awk -v k="$kb" 'BEGIN {printf "%.1f", k / 1024}'; else echo "-"; fi
-}
-
 # check_once PORT|"" [AUTH]: one request must give 200 + "hello".
 check_once() {
   local proxy_port=$1 auth=${2:-} code args=(-s -o "$TMP/check.body" -w '%{http_code}' --max-time 5)
@@ -181,7 +111,8 @@ run_wrk() {
   fi
   [[ -n "$pid" ]] && RSS_LOAD[$name]=$(rss_mib "$pid")
   line=$(grep '^RESULT ' "$out" | tail -n1) || { NOTE[$name]="INVALID: no wrk result"; INVALID=1; return 0; }
-  local requests duration_us p50_us p99_us connect read write status timeout kv
+  # shellcheck disable=SC2034 # p999_us: parsed from the RESULT line, reported by benches/run only
+  local requests duration_us p50_us p99_us p999_us connect read write status timeout kv
   for kv in ${line#RESULT }; do
     printf -v "${kv%%=*}" '%s' "${kv#*=}"
   done
@@ -206,20 +137,11 @@ ratio() { # ratio NAME BASE
   awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2fx", a / b}'
 }
 
-start_bg() { # start_bg LOGNAME CMD...: sets STARTED_PID
-  local logname=$1; shift
-  "$@" >"$TMP/$logname.log" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-}
-
 # ---------------------------------------------------------------- main
 [[ "$DURATION" =~ ^[0-9]+$ && "$WARMUP" =~ ^[0-9]+$ ]] || die "DURATION and WARMUP must be whole seconds"
-ensure_tools
+ensure_tools wrk squid tinyproxy curl
 
-for p in "$ORIGIN_PORT" "$BARE_PORT" "$PURSER_PORT" "$PURSER_ADMIN_PORT" "$SQUID_PORT" "$TINY_PORT"; do
-  port_open "$p" && die "port $HOST:$p already in use (set PORT_BASE)"
-done
+ports_free "$ORIGIN_PORT" "$BARE_PORT" "$PURSER_PORT" "$PURSER_ADMIN_PORT" "$SQUID_PORT" "$TINY_PORT"
 
 PURSER_BUILD=ok
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -236,15 +158,15 @@ fi
 
 # Two cores are shared by wrk, the origin and the proxy: anything else busy
 # (a cargo build in another shell) moves the numbers by 30% or more.
-BUSY=""
-if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
-  BUSY="cargo/rustc was running when the load started; numbers are noisy."
-  log "warning: $BUSY"
+BUSY_TEXT=""
+if cargo_busy; then
+  BUSY_TEXT="cargo/rustc was running when the load started; numbers are noisy."
+  log "warning: $BUSY_TEXT"
 fi
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Origin, shared by all runs.
-start_bg origin "$ORIGIN_BIN" --listen "$HOST:$ORIGIN_PORT"
+start_bg "$TMP/origin.log" "$ORIGIN_BIN" --listen "$HOST:$ORIGIN_PORT"
 ORIGIN_PID=$STARTED_PID
 wait_port "$ORIGIN_PID" "$ORIGIN_PORT" || { cat "$TMP/origin.log" >&2; die "origin did not start"; }
 
@@ -252,7 +174,7 @@ wait_port "$ORIGIN_PID" "$ORIGIN_PORT" || { cat "$TMP/origin.log" >&2; die "orig
 run_wrk direct "" ""
 
 # 2. bare hyper proxy
-start_bg bare "$BARE_BIN" --listen "$HOST:$BARE_PORT"
+start_bg "$TMP/bare.log" "$BARE_BIN" --listen "$HOST:$BARE_PORT"
 if wait_port "$STARTED_PID" "$BARE_PORT"; then
   run_wrk bare_proxy "$STARTED_PID" "$BARE_PORT"
 else
@@ -272,7 +194,7 @@ elif [[ ! -f "$PURSER_POLICY" ]]; then
 else
   mkdir -p "$TMP/purser-ca"
   read -r -a purser_args <<<"${PURSER_ARGS:-}"
-  start_bg purser "$PURSER_BIN" run --listen "$HOST:$PURSER_PORT" --admin-listen "$HOST:$PURSER_ADMIN_PORT" \
+  start_bg "$TMP/purser.log" "$PURSER_BIN" run --listen "$HOST:$PURSER_PORT" --admin-listen "$HOST:$PURSER_ADMIN_PORT" \
     --policy "$PURSER_POLICY" --ca-dir "$TMP/purser-ca" "${purser_args[@]}"
   if wait_port "$STARTED_PID" "$PURSER_PORT" 30; then
     sleep 1 # let start-up allocations settle before reading idle RSS
@@ -285,63 +207,22 @@ else
   stop_pid "$STARTED_PID"
 fi
 
-# 4. squid. Started as root, but squid refuses to keep running as root
-# ("FATAL: Don't run Squid as root"), so it drops to its packaged user,
-# which must be able to reach its files in the temp dir.
-SQUID_USER=proxy
-id "$SQUID_USER" >/dev/null 2>&1 || SQUID_USER=nobody
-mkdir -p "$TMP/squid"
-chmod 0711 "$TMP"
-chown "$SQUID_USER" "$TMP/squid"
-cat >"$TMP/squid/squid.conf" <<EOF
-http_port $HOST:$SQUID_PORT
-acl bench_src src 127.0.0.1/32
-http_access allow bench_src
-http_access deny all
-cache deny all
-cache_mem 0 MB
-access_log none
-cache_store_log none
-cache_log $TMP/squid/cache.log
-pid_filename $TMP/squid/squid.pid
-coredump_dir $TMP/squid
-cache_effective_user $SQUID_USER
-visible_hostname localhost
-dns_nameservers 127.0.0.1
-pinger_enable off
-icp_port 0
-htcp_port 0
-logfile_rotate 0
-shutdown_lifetime 0 seconds
-EOF
-start_bg squid squid -N -n "$SQUID_SERVICE" -f "$TMP/squid/squid.conf"
+# 4. squid (benches/lib.sh: caching and access log off, 127.0.0.1 as its only DNS server)
+start_squid "$TMP/squid" "$SQUID_PORT"
 if wait_port "$STARTED_PID" "$SQUID_PORT" 30; then
   run_wrk squid "$STARTED_PID" "$SQUID_PORT"
 else
-  log "squid failed to start; logs:"; tail -n 20 "$TMP/squid.log" "$TMP/squid/cache.log" >&2 || true
+  log "squid failed to start; logs:"; tail -n 20 "$TMP/squid/squid.out" "$TMP/squid/cache.log" >&2 || true
   record_na squid "failed to start"; INVALID=1
 fi
 stop_pid "$STARTED_PID"
 
 # 5. tinyproxy
-mkdir -p "$TMP/tinyproxy"
-cat >"$TMP/tinyproxy/tinyproxy.conf" <<EOF
-User root
-Group root
-Port $TINY_PORT
-Listen $HOST
-Timeout 600
-MaxClients 256
-Allow 127.0.0.1
-LogLevel Warning
-LogFile "$TMP/tinyproxy/tinyproxy.log"
-PidFile "$TMP/tinyproxy/tinyproxy.pid"
-EOF
-start_bg tinyproxy tinyproxy -d -c "$TMP/tinyproxy/tinyproxy.conf"
+start_tinyproxy "$TMP/tinyproxy" "$TINY_PORT"
 if wait_port "$STARTED_PID" "$TINY_PORT"; then
   EOF_OK=1 run_wrk tinyproxy "$STARTED_PID" "$TINY_PORT"
 else
-  log "tinyproxy failed to start; logs:"; tail -n 20 "$TMP/tinyproxy.log" "$TMP/tinyproxy/tinyproxy.log" >&2 || true
+  log "tinyproxy failed to start; logs:"; tail -n 20 "$TMP/tinyproxy/tinyproxy.out" "$TMP/tinyproxy/tinyproxy.log" >&2 || true
   record_na tinyproxy "failed to start"; INVALID=1
 fi
 stop_pid "$STARTED_PID"
@@ -356,7 +237,7 @@ REPORT="benches/results/load-$(date +%Y-%m-%d-%H%M%S).md"
     "$(nproc) CPUs shared by wrk, origin and proxy; $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)," \
     "$(squid -v | head -n1), $(tinyproxy -v 2>&1 | head -n1)," \
     "commit $(git rev-parse --short HEAD 2>/dev/null || echo none), load average before: $LOADAVG."
-  if [[ -n "$BUSY" ]]; then echo; echo "**Warning:** $BUSY"; fi
+  if [[ -n "$BUSY_TEXT" ]]; then echo; echo "**Warning:** $BUSY_TEXT"; fi
   echo
   echo "| target | req/s | p50 (µs) | p99 (µs) | vs bare proxy | vs squid | RSS idle (MiB) | RSS after load (MiB) | status |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -32,7 +32,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly HOST=127.0.0.1
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_init paid
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 RUNS=${RUNS:-3}
@@ -56,83 +58,8 @@ PROXY_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 TARGET_URL="http://$HOST:$UPSTREAM_PORT/paid"
 
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY RUST_LOG
-export PATH="$PATH:/usr/sbin:/sbin"
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-TMP=$(mktemp -d /tmp/purser-paid.XXXXXX)
-PIDS=()
-
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM for 10s; sending SIGKILL (i=$i)"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_bg() { # start_bg LOGFILE CMD...: sets STARTED_PID
-  local logfile=$1; shift
-  "$@" >"$logfile" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-wait_port() { # wait_port PID PORT [TIMEOUT_S]
-  local pid=$1 port=$2 deadline=$((SECONDS + ${3:-30}))
-  while ! port_open "$port"; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.05
-  done
-}
-
 # result FILE KEY: a value from the RESULT line of a paid_load output file.
 result() { grep -m1 '^RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-
-median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "-"}'; }
-range() { sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf "%s–%s", lo, hi; else print "-"}'; }
-
-busy_note() {
-  if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
-    BUSY+=("$1")
-    log "warning: cargo/rustc running during $1"
-  fi
-}
-
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT))
-  while pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; do
-    if ((SECONDS >= deadline)); then
-      log "cargo/rustc still running after ${QUIET_WAIT}s; measuring anyway"
-      return 0
-    fi
-    log "waiting for other cargo/rustc processes to finish"
-    sleep 10
-  done
-}
 
 # start_purser NAME POLICY [EXTRA ARGS...]: a fresh Purser with its own log and CA.
 # Sets PURSER_PID and RUN_DIR.
@@ -159,7 +86,6 @@ count_kind() { cat "$RUN_DIR"/trace.jsonl* | grep -c "\"kind\":\"$1\"" || true; 
 
 # ---------------------------------------------------------------- load runs
 declare -A CELL
-BUSY=()
 CHECKS=()
 FAILED=0
 
@@ -254,9 +180,7 @@ cell() { # cell KEY FIELD: "median (min–max)" over the runs
 # ---------------------------------------------------------------- main
 [[ "$DURATION" =~ ^[0-9]+$ && "$WARMUP" =~ ^[0-9]+$ && "$RUNS" =~ ^[1-9][0-9]*$ ]] ||
   die "DURATION, WARMUP and RUNS must be whole numbers"
-for p in "$UPSTREAM_PORT" "$PROXY_PORT" "$ADMIN_PORT"; do
-  port_open "$p" && die "port $HOST:$p already in use (set PORT_BASE)"
-done
+ports_free "$UPSTREAM_PORT" "$PROXY_PORT" "$ADMIN_PORT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "cargo build --release --bin purser --example paid_load --example paid_upstream"
@@ -272,7 +196,7 @@ else
   log "perf with syscall tracepoints unavailable: fdatasync counts will be n/a"
 fi
 
-wait_quiet
+wait_quiet "$QUIET_WAIT"
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 

@@ -25,8 +25,15 @@ struct CachedLeaf {
 type Slot = Arc<Mutex<Option<CachedLeaf>>>;
 
 /// The per-host cache of interception TLS configurations.
+/// Resumable agent sessions remembered, across all intercepted hosts.
+const SHARED_SESSION_CACHE: usize = 4096;
+
 pub struct LeafCache {
     ca: CertificateAuthority,
+    /// Shared by every leaf: rustls's per-config defaults (a crypto provider and a
+    /// 256-entry session cache each) made a cached leaf cost ~21 KB; shared, ~1.5 KB.
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
     slots: DashMap<String, Slot>,
     max_entries: usize,
     minted: AtomicU64,
@@ -37,6 +44,8 @@ impl LeafCache {
     pub fn new(ca: CertificateAuthority, max_entries: usize) -> Self {
         LeafCache {
             ca,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            sessions: rustls::server::ServerSessionMemoryCache::new(SHARED_SESSION_CACHE),
             slots: DashMap::new(),
             max_entries: max_entries.max(1),
             minted: AtomicU64::new(0),
@@ -90,19 +99,19 @@ impl LeafCache {
 
     fn build_config(&self, host: &str) -> Result<ServerConfig, CaError> {
         let leaf = self.ca.mint_leaf(host)?;
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .and_then(|builder| {
-                    builder
-                        .with_no_client_auth()
-                        .with_single_cert(leaf.chain, leaf.key)
-                })
-                .map_err(|e| CaError::Mint {
-                    host: host.to_string(),
-                    reason: e.to_string(),
-                })?;
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| {
+                builder
+                    .with_no_client_auth()
+                    .with_single_cert(leaf.chain, leaf.key)
+            })
+            .map_err(|e| CaError::Mint {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.session_storage = self.sessions.clone();
         Ok(config)
     }
 
