@@ -208,7 +208,7 @@ fn challenge(url: &str, price: u64) -> HeaderValue {
         "resource": {"url": url, "description": "priced stub resource", "mimeType": "text/plain"},
         "accepts": [{
             "scheme": "exact", "network": NETWORK, "asset": USDC_BASE_SEPOLIA,
-            "amount": price.to_string(), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+            "amount": price.to_string(), "payTo": PAY_TO, "maxTimeoutSeconds": 60,
             "extra": {"name": "USDC", "version": "2"},
         }],
     });

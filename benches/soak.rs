@@ -565,11 +565,13 @@ fn payment_json(
     let accepted = match offer {
         Some(offer) => offer.clone(),
         None => json!({"scheme": "exact", "network": NETWORK, "asset": USDC_BASE_SEPOLIA,
-                       "amount": amount.to_string(), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+                       "amount": amount.to_string(), "payTo": PAY_TO, "maxTimeoutSeconds": 60,
                        "extra": {}}),
     };
-    // Valid for an hour from now, as a client would sign it.
-    let valid_before = (unix_ms() / 1000 + 3600).to_string();
+    // As the official SDK signs it: valid for the offer's maxTimeoutSeconds from now.
+    // Purser keeps a payment's replay keys until then, so this sets the replay set's size.
+    let timeout = accepted["maxTimeoutSeconds"].as_u64().unwrap_or(60);
+    let valid_before = (unix_ms() / 1000 + timeout).to_string();
     let mut payment = json!({
         "x402Version": 2,
         "payload": {

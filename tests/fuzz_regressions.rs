@@ -1,10 +1,13 @@
 //! Inputs the fuzzers in `fuzz/` found, replayed exactly as the fuzz target fed them, so
-//! each bug stays fixed. See `fuzz/README.md`; one test per artifact.
+//! each bug stays fixed. The inputs are kept in `fuzz/regressions/TARGET/`; see
+//! `fuzz/README.md`. One test per finding.
 
 use purser::policy::dsl::parse_rule;
 use purser::policy::rules::RuleTarget;
+use purser::policy::Policy;
+use std::path::Path;
 
-/// `fuzz/artifacts/dsl_rule/crash-fad16f6688f875ecebd31abcda2e404cc187216d`: a `*.` host
+/// `fuzz/regressions/dsl_rule/crash-fad16f6688f875ecebd31abcda2e404cc187216d`: a `*.` host
 /// pattern matched against a host whose suffix-length cut fell inside a character
 /// (`HostPattern::matches` sliced the `str` and panicked: "byte index 83 is not a char
 /// boundary"). Hosts reach `matches` from the proof log on recovery and from policy test
@@ -40,4 +43,74 @@ fn dsl_rule_host_match_inside_a_multibyte_character() {
         let expected = host.to_ascii_lowercase().ends_with(".example.com");
         assert_eq!(pattern.matches(host, 443), expected, "{host:?}");
     }
+}
+
+/// `fuzz/regressions/policy_load/crash-17d1da24a2e985b939eb7cdb45d22f7db0315f81`: a
+/// `token_sha256` of 64 bytes holding a two-byte character (`\xca\x9c`, `ʜ`). The digest
+/// was read two bytes at a time by slicing the `str`, and the slice split the character:
+/// "end byte index 30 is not a char boundary", a panic while loading the policy.
+#[test]
+fn policy_load_token_sha256_with_a_multibyte_character() {
+    let input = include_bytes!(
+        "../fuzz/regressions/policy_load/crash-17d1da24a2e985b939eb7cdb45d22f7db0315f81"
+    );
+    // As the `policy_load` target reads it.
+    let text = String::from_utf8_lossy(input);
+    let error = Policy::from_yaml(Path::new("fuzz.yaml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("token_sha256 must be hex digits only"),
+        "{error}"
+    );
+
+    // The same, small; and a `+`, which `u8::from_str_radix` would read as a sign.
+    for digest in [format!("a\u{29c}{}", "a".repeat(61)), "+a".repeat(32)] {
+        assert_eq!(digest.len(), 64);
+        let policy = format!("agents:\n  bot:\n    token_sha256: \"{digest}\"\n");
+        let error = Policy::from_yaml(Path::new("p.yaml"), &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("token_sha256 must be hex digits only"),
+            "{error}"
+        );
+    }
+}
+
+/// `fuzz/regressions/trace_recover/overflowing-amounts.jsonl` (found by reading the
+/// `trace_recover` harness, not yet by the fuzzer): two allowed decisions of
+/// $79,228,162,514,264,337,593,543,950,335 each. Replaying them added past
+/// `rust_decimal`'s range and panicked the ledger at start-up. Amounts beyond any payment
+/// Purser could have priced are now skipped on replay, as live pricing refuses them.
+#[test]
+fn trace_recover_amounts_that_would_overflow_the_ledger() {
+    use purser::admin::metrics::Metrics;
+    use purser::engine::Engine;
+    use purser::policy::PolicyStore;
+    use purser::trace::{TraceLog, TraceSettings};
+    use std::sync::Arc;
+
+    let log = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/trace_recover/overflowing-amounts.jsonl");
+    let policy = Policy::from_yaml(Path::new("fuzz.yaml"), "").expect("empty policy");
+    let trace = TraceLog::open(TraceSettings {
+        path: std::path::PathBuf::from("/dev/null"),
+        rotate_bytes: u64::MAX,
+        fsync: false,
+    })
+    .expect("open /dev/null");
+    let engine = Engine::new(
+        Arc::new(PolicyStore::new(policy)),
+        trace,
+        Arc::new(Metrics::default()),
+        None,
+    );
+    let report = engine.recover(&[log]).expect("the log is read");
+    assert_eq!(report.lines, 2);
+    let view = engine.ledger.view("a.s", "a");
+    assert!(
+        view.session.spent().is_zero(),
+        "impossible amounts are not counted"
+    );
 }

@@ -318,7 +318,8 @@ fn replay_compensation(line: Line<'_>, replay: &mut Replay) {
             let amount = line
                 .amount_usd
                 .as_deref()
-                .and_then(|a| Decimal::from_str(a).ok());
+                .and_then(|a| Decimal::from_str(a).ok())
+                .filter(|a| !a.is_sign_negative() && *a <= crate::x402::max_payment_usd());
             if let (true, "requested", Some(amount)) = (credited, outcome, amount) {
                 replay
                     .credits
@@ -335,10 +336,13 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
         Some("PENDING_APPROVAL") => true,
         _ => return,
     };
+    // Bounded as live pricing bounds it: an amount no payment could have cannot be
+    // summed into the ledger (a hostile or corrupt log must not overflow it).
     let Some(amount) = line
         .amount_usd
         .as_deref()
         .and_then(|a| Decimal::from_str(a).ok())
+        .filter(|a| !a.is_sign_negative() && *a <= crate::x402::max_payment_usd())
     else {
         return;
     };

@@ -9,14 +9,24 @@
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 
 /// The longest a key is kept, whatever the payment says about its validity.
 pub const RETENTION_SECS: u64 = 24 * 3600;
 
 /// Keys of forwarded payments, each with the Unix second after which it is forgotten.
+/// A key is held as the first 16 bytes of its SHA-256 (a collision needs ~2^64 keys):
+/// a few dozen bytes an entry instead of the 80–150-character key.
 #[derive(Default)]
 pub struct ReplaySet {
-    keys: DashMap<String, u64>,
+    keys: DashMap<u128, u64>,
+}
+
+fn digest(key: &str) -> u128 {
+    let hash = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// When a key of a payment seen at `now`, valid until `valid_before`, may be forgotten.
@@ -33,12 +43,14 @@ pub fn unix_now() -> u64 {
 impl ReplaySet {
     /// Whether `key` was forwarded and is still remembered.
     pub fn contains(&self, key: &str, now: u64) -> bool {
-        self.keys.get(key).is_some_and(|until| *until >= now)
+        self.keys
+            .get(&digest(key))
+            .is_some_and(|until| *until >= now)
     }
 
     /// Records `key`; `false` when it is already remembered (a replay, or a racing copy).
     pub fn insert_fresh(&self, key: String, until: u64, now: u64) -> bool {
-        match self.keys.entry(key) {
+        match self.keys.entry(digest(&key)) {
             Entry::Occupied(existing) if *existing.get() >= now => false,
             Entry::Occupied(mut expired) => {
                 expired.insert(until);
@@ -52,7 +64,7 @@ impl ReplaySet {
     }
 
     pub fn remove(&self, key: &str) {
-        self.keys.remove(key);
+        self.keys.remove(&digest(key));
     }
 
     /// Drops the keys whose payments can no longer settle. Returns how many went.

@@ -501,6 +501,11 @@ impl TryFrom<String> for TokenDigest {
                 text.len()
             ));
         }
+        // Checked before slicing: a non-ASCII character would split across a pair (and
+        // panic), and `from_str_radix` alone would take a `+` sign as part of a byte.
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("token_sha256 must be hex digits only".to_string());
+        }
         let mut digest = [0u8; 32];
         for (index, byte) in digest.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16)

@@ -160,6 +160,13 @@ pub struct Price {
     pub usd: Decimal,
 }
 
+/// The largest payment priced, in USD or asset units: $10^15, far beyond any real
+/// payment, and small enough that budget sums (`rust_decimal` tops out near 7.9·10^28)
+/// can never overflow, so the ledger's arithmetic cannot panic on a hostile amount.
+pub fn max_payment_usd() -> Decimal {
+    Decimal::from(1_000_000_000_000_000u64)
+}
+
 /// Prices `atomic` units of `asset` on `network` with exact decimal arithmetic.
 pub fn price(
     table: &AssetTable,
@@ -173,6 +180,9 @@ pub fn price(
     let amount =
         Decimal::try_from_i128_with_scale(mantissa, info.decimals).map_err(|_| too_big())?;
     let usd = amount.checked_mul(info.usd_peg).ok_or_else(too_big)?;
+    if usd > max_payment_usd() || amount > max_payment_usd() {
+        return Err(too_big());
+    }
     Ok(Price {
         atomic,
         amount: amount.normalize(),

@@ -22,7 +22,7 @@ pub mod receipt;
 mod solana;
 pub mod wire;
 
-pub use assets::{price, same_address, AssetInfo, AssetTable, Price};
+pub use assets::{max_payment_usd, price, same_address, AssetInfo, AssetTable, Price};
 pub use challenge::{parse_challenge_v1_body, parse_challenge_v2_header, Challenge, Requirement};
 pub use decode::{MAX_CHALLENGE_BODY_BYTES, MAX_PAYMENT_HEADER_BYTES};
 pub use error::X402Error;

@@ -55,15 +55,22 @@ fn bad_amounts_are_bad_amount() {
         );
         assert_eq!(error.reason(), "bad_amount");
     }
-    // 28 digits is the most, and still priced exactly.
+    // 28 digits is the most that parses; pricing then caps a payment at $10^15, so the
+    // ledger's sums can never overflow.
     let max = "9".repeat(28);
     let header = v1("base", eip3009_payload(json!(max)));
     let atomic = parse_payment_v1(header.as_bytes())
         .unwrap()
         .amount_atomic
         .unwrap();
-    let priced = price(&AssetTable::builtin(), "base-sepolia", USDC, atomic).unwrap();
-    assert_eq!(priced.amount.to_string(), "9999999999999999999999.999999");
+    assert!(matches!(
+        price(&AssetTable::builtin(), "base-sepolia", USDC, atomic),
+        Err(X402Error::BadAmount(_))
+    ));
+    let largest = 10u128.pow(15 + 6);
+    let priced = price(&AssetTable::builtin(), "base-sepolia", USDC, largest).unwrap();
+    assert_eq!(priced.usd.to_string(), "1000000000000000");
+    assert!(price(&AssetTable::builtin(), "base-sepolia", USDC, largest + 1).is_err());
     let too_many = "1".repeat(29);
     let header = v1("base", eip3009_payload(json!(too_many)));
     assert!(matches!(
