@@ -113,7 +113,7 @@ async fn plain_http_reaches_the_origin_without_proxy_credentials_or_hop_headers(
         );
     }
     assert!(
-        purser.stderr().contains("bot.s1"),
+        support::eventually(|| purser.stderr().contains("bot.s1")).await,
         "requests are logged with their session"
     );
 }
@@ -333,7 +333,8 @@ async fn anonymous_requests_use_the_anonymous_session() {
     .await;
     assert_eq!(status_of(&output), 200);
     assert_eq!(origin.requests().len(), 1);
-    assert!(purser.stderr().contains("anon.shared"));
+    // The log is written by a background thread: wait for the line rather than race it.
+    assert!(support::eventually(|| purser.stderr().contains("anon.shared")).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
