@@ -26,13 +26,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly HOST=127.0.0.1
 RUNS=${RUNS:-200}
 SEED=${SEED:-7}
 CONCURRENCY=${CONCURRENCY:-8}
 THINK_MS=${THINK_MS:-5}
 PORT_BASE=${PORT_BASE:-18390}
-KEEP=${KEEP:-0}
 FLAT_POLICY=benches/findings-flat-policy.yaml
 GOVERNED_POLICY=policies/governed.yaml
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -44,69 +42,9 @@ STUB_PORT=$PORT_BASE
 PROXY_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY RUST_LOG
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-TMP=$(mktemp -d /tmp/purser-findings.XXXXXX)
-PIDS=()
-
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM for 10s; sending SIGKILL (i=$i)"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  if [[ "$KEEP" == 1 ]]; then
-    log "kept $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_bg() { # start_bg LOGFILE CMD...: sets STARTED_PID
-  local logfile=$1; shift
-  "$@" >"$logfile" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-wait_port() { # wait_port PID PORT [TIMEOUT_S]
-  local pid=$1 port=$2 deadline=$((SECONDS + ${3:-30}))
-  while ! port_open "$port"; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.05
-  done
-}
-
-BUSY=()
-busy_note() {
-  if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
-    BUSY+=("$1")
-    log "warning: cargo/rustc running during the $1 pass"
-  fi
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_init findings
 
 # prepare_policy SRC DEST: SRC with compensation.endpoint pointed at this pass's stub,
 # checked and its own cases run (when it has them).
@@ -158,9 +96,7 @@ pass() {
 # ---------------------------------------------------------------- main
 [[ "$RUNS" =~ ^[1-9][0-9]*$ && "$SEED" =~ ^[0-9]+$ && "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] ||
   die "RUNS, SEED and CONCURRENCY must be whole numbers"
-for p in "$STUB_PORT" "$PROXY_PORT" "$ADMIN_PORT"; do
-  port_open "$p" && die "port $HOST:$p already in use (set PORT_BASE)"
-done
+ports_free "$STUB_PORT" "$PROXY_PORT" "$ADMIN_PORT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "cargo build --release --bin purser --example findings --example paid_upstream"

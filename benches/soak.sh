@@ -40,7 +40,6 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly HOST=127.0.0.1
 DURATION=${DURATION:-600}
 RATE=${RATE:-250}
 CONNS=${CONNS:-8}
@@ -48,7 +47,6 @@ RELOAD_EVERY=${RELOAD_EVERY:-30}
 SAMPLE_EVERY=${SAMPLE_EVERY:-5}
 ROTATE=${ROTATE:-64MiB}
 PORT_BASE=${PORT_BASE:-18490}
-KEEP=${KEEP:-0}
 POLICY=benches/soak-policy.yaml
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 PURSER_BIN=$TARGET_DIR/release/purser
@@ -59,67 +57,13 @@ STUB_PORT=$PORT_BASE
 PROXY_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY RUST_LOG
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-TMP=$(mktemp -d /tmp/purser-soak.XXXXXX)
-PIDS=()
-
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM for 10s; sending SIGKILL (i=$i)"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  if [[ "$KEEP" == 1 ]]; then
-    log "kept $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_bg() { # start_bg LOGFILE CMD...: sets STARTED_PID
-  local logfile=$1; shift
-  "$@" >"$logfile" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-wait_port() { # wait_port PID PORT [TIMEOUT_S]
-  local pid=$1 port=$2 deadline=$((SECONDS + ${3:-30}))
-  while ! port_open "$port"; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.05
-  done
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_init soak
 
 # ---------------------------------------------------------------- main
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 10 ]] || die "DURATION must be a whole number ≥ 10"
-for p in "$STUB_PORT" "$PROXY_PORT" "$ADMIN_PORT"; do
-  port_open "$p" && die "port $HOST:$p already in use (set PORT_BASE)"
-done
+ports_free "$STUB_PORT" "$PROXY_PORT" "$ADMIN_PORT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "cargo build --release --bin purser --example soak --example paid_upstream"
@@ -131,10 +75,10 @@ done
 "$PURSER_BIN" policy check "$POLICY" >/dev/null || die "$POLICY does not load"
 
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY=""
+BUSY_NOTE=""
 if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
-  BUSY="cargo/rustc was running when the soak started"
-  log "warning: $BUSY"
+  BUSY_NOTE="cargo/rustc was running when the soak started"
+  log "warning: $BUSY_NOTE"
 fi
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet -- src 2>/dev/null || echo ' + uncommitted src changes')"
 
@@ -181,7 +125,7 @@ log "purser exited with status $PURSER_EXIT"
 mkdir -p benches/results
 REPORT="benches/results/soak-$(date +%Y-%m-%d-%H%M%S).md"
 NOTES=(
-  --note "$(nproc) CPUs shared by the driver (1 thread), the stub (1 thread) and Purser; release build; commit $COMMIT; load average before: $LOADAVG.${BUSY:+ **Warning:** $BUSY.}"
+  --note "$(nproc) CPUs shared by the driver (1 thread), the stub (1 thread) and Purser; release build; commit $COMMIT; load average before: $LOADAVG.${BUSY_NOTE:+ **Warning:** $BUSY_NOTE.}"
   --note "Policy: $POLICY (reloaded as numbered generations); proof log rotated at $ROTATE; stub: paid_upstream --record."
 )
 STATUS=0
