@@ -100,7 +100,6 @@ async fn handle_request(
     let limit = policy.limits.connections_per_agent;
     drop(policy);
     if !claim_for(&state.agent_connections, &claim, &identity.agent, limit) {
-        state.metrics.auth_failure();
         tracing::warn!(agent = %identity.agent, limit, "agent at its connection limit; refusing");
         let mut answer = answers::error(
             ErrorCode::TooManyConnections,
