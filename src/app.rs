@@ -13,6 +13,7 @@ use crate::proxy::ca::{CaError, CertificateAuthority};
 use crate::proxy::egress::EgressGuard;
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
+use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
 use crate::trace::{TraceError, TraceLog, TraceSettings};
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct RunConfig {
     pub admin_token: Option<String>,
     pub proxy: ProxySettings,
     pub upstream: UpstreamSettings,
+    /// Connection workers (threads serving agents); 0 means one per core.
+    pub workers: usize,
 }
 
 /// Why Purser could not start.
@@ -57,6 +60,8 @@ pub enum RunError {
     Trace(#[from] TraceError),
     #[error("{0}")]
     Recovery(#[from] RecoveryError),
+    #[error("{0}")]
+    Workers(#[from] WorkerError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -75,10 +80,15 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     let policy = Arc::new(PolicyStore::new(policy));
     let egress = Arc::new(EgressGuard::new(policy.clone()));
+    let worker_count = match config.workers {
+        0 => workers::default_count(),
+        count => count,
+    };
     let upstream = Upstream::new(
         config.upstream_ca.as_deref(),
         config.upstream.clone(),
         egress.clone(),
+        worker_count,
     )?;
     let (trigger, shutdown) = shutdown::channel();
     let metrics = Arc::new(Metrics::default());
@@ -136,7 +146,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    let proxy_task = tokio::spawn(server::serve(proxy_listener, state.clone()));
+    let workers = Arc::new(Workers::start(worker_count)?);
+    let proxy_task = tokio::spawn(server::serve(
+        proxy_listener,
+        state.clone(),
+        workers.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
     announce(proxy_address, admin_address, &state);
     loop {

@@ -514,9 +514,13 @@ async fn a_request_inside_a_tunnel_for_another_host_is_misdirected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_pooled_across_agent_connections() {
+    // Each connection worker keeps its own pool (agent connections are dealt to the two
+    // workers in turn), so six agent connections share two upstream connections.
     let origin = Origin::plain().await;
-    let purser = Purser::start(ANONYMOUS, None);
-    for _ in 0..5 {
+    let mut options = PurserOptions::new(ANONYMOUS);
+    options.extra_args = vec!["--workers".into(), "2".into()];
+    let purser = Purser::start_with(options);
+    for _ in 0..6 {
         let output = curl_async(args(&[
             "-x",
             &purser.proxy_url(None),
@@ -525,8 +529,8 @@ async fn upstream_connections_are_pooled_across_agent_connections() {
         .await;
         assert_eq!(stdout(&output), "ok");
     }
-    assert_eq!(origin.requests().len(), 5);
-    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(origin.requests().len(), 6);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,9 @@ struct RunArgs {
     /// Seconds SIGTERM waits for in-flight requests.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Threads serving agent connections; 0 means one per core.
+    #[arg(long, env = "PURSER_WORKERS", default_value_t = 0)]
+    workers: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,8 +262,11 @@ fn run(args: RunArgs) -> ExitCode {
             ..ProxySettings::default()
         },
         upstream: UpstreamSettings::default(),
+        workers: args.workers,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Agent connections run on their own workers (`proxy::workers`); this thread keeps
+    // the admin API, the accept loop, signals and the sweepers.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

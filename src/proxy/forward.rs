@@ -90,11 +90,7 @@ async fn send(
     if let Err(reason) = prepare_request(&mut request, target, upgrade) {
         return answers::error(ErrorCode::BadRequest, reason);
     }
-    let client = if upgrade {
-        &state.upstream.http1_client
-    } else {
-        &state.upstream.client
-    };
+    let client = state.upstream.agent_client(upgrade);
     let mut response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {

@@ -2,7 +2,9 @@
 //!
 //! The layers a request passes, outermost first:
 //!
-//! 1. [`server`]: accepts TCP, serves HTTP/1.1 to the agent, authenticates each request
+//! 1. [`server`]: accepts TCP and deals each connection to one of the [`workers`] (a
+//!    single-threaded runtime per core with its own upstream pools), which serves
+//!    HTTP/1.1 to the agent, authenticates each request
 //!    ([`crate::policy::AgentDirectory`]) and tags it with its session.
 //! 2. [`connect`]: a `CONNECT` is either spliced ([`crate::policy::Policy::tunnel`]) or
 //!    intercepted; nothing is tunnelled uninspected by default.
@@ -25,6 +27,7 @@ pub mod server;
 pub mod shutdown;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;
 
 use crate::admin::metrics::Metrics;
 use crate::policy::PolicyStore;

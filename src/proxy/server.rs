@@ -10,6 +10,7 @@ use super::body::{request_body, ProxyBody};
 use super::forward::{detach_governed_head, forward};
 use super::log_access;
 use super::shutdown::drive;
+use super::workers::Workers;
 use super::{connect, ProxyState, Target};
 use http::{header, Method, Request, Response};
 use hyper::body::Incoming;
@@ -22,8 +23,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-/// Accepts agent connections until a drain begins.
-pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
+/// Accepts agent connections until a drain begins, handing each to a worker.
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<Workers>) {
     let mut shutdown = state.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -31,10 +32,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
             _ = shutdown.requested() => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let state = state.clone();
-                tokio::spawn(serve_connection(state, stream, peer));
-            }
+            Ok((stream, peer)) => hand_over(&workers, &state, stream, peer),
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -43,6 +41,25 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
         }
     }
     tracing::info!("proxy listener closed; draining connections");
+}
+
+/// Moves an accepted connection onto a worker's runtime: the socket is re-registered
+/// with that worker's reactor, so its wake-ups happen on that worker's thread.
+fn hand_over(workers: &Workers, state: &Arc<ProxyState>, stream: TcpStream, peer: SocketAddr) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "could not detach an accepted connection");
+            return;
+        }
+    };
+    let state = state.clone();
+    workers.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => serve_connection(state, stream, peer).await,
+            Err(error) => tracing::warn!(%peer, %error, "worker could not register a connection"),
+        }
+    });
 }
 
 async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: SocketAddr) {

@@ -48,11 +48,9 @@ impl Default for UpstreamSettings {
 
 /// The clients requests leave through.
 pub struct Upstream {
-    /// Agent traffic, HTTP/1.1 or HTTP/2 as the upstream's ALPN chooses; pooled per host.
-    /// Every address it connects to passes [`EgressGuard`].
-    pub client: UpstreamClient,
-    /// Agent traffic, HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
-    pub http1_client: UpstreamClient,
+    /// Agent traffic, one pair per connection worker ([`super::workers`]) so a request
+    /// and its pooled upstream connection share a thread.
+    agent_clients: Vec<AgentClients>,
     /// Purser's own calls to destinations the operator configured (approval webhook,
     /// compensation endpoint): not agent traffic, so not held to `egress`.
     pub internal_client: UpstreamClient,
@@ -62,28 +60,56 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
 }
 
+/// One worker's clients for agent traffic.
+struct AgentClients {
+    /// HTTP/1.1 or HTTP/2 as the upstream's ALPN chooses; pooled per host. Every address
+    /// it connects to passes [`EgressGuard`].
+    any: UpstreamClient,
+    /// HTTP/1.1 only: protocol upgrades (WebSocket) exist only there.
+    http1: UpstreamClient,
+}
+
 impl Upstream {
+    /// Builds the clients, with `pools` separate pools for agent traffic (one per worker).
     pub fn new(
         extra_ca: Option<&Path>,
         settings: UpstreamSettings,
         egress: Arc<EgressGuard>,
+        pools: usize,
     ) -> Result<Self, UpstreamSetupError> {
         let roots = Arc::new(root_store(extra_ca)?);
         let tcp = TcpSettings {
             connect_timeout: settings.connect_timeout,
         };
         let guarded = GuardedConnector::guarded(egress.clone(), tcp);
-        let client = build_client(&roots, &settings, guarded.clone(), true)?;
-        let http1_client = build_client(&roots, &settings, guarded, false)?;
+        let agent_clients = (0..pools.max(1))
+            .map(|_| {
+                Ok(AgentClients {
+                    any: build_client(&roots, &settings, guarded.clone(), true)?,
+                    http1: build_client(&roots, &settings, guarded.clone(), false)?,
+                })
+            })
+            .collect::<Result<Vec<_>, UpstreamSetupError>>()?;
         let internal_client =
             build_client(&roots, &settings, GuardedConnector::unguarded(tcp), true)?;
         Ok(Upstream {
-            client,
-            http1_client,
+            agent_clients,
             internal_client,
             egress,
             settings,
         })
+    }
+}
+
+impl Upstream {
+    /// The client for agent traffic on the calling worker; `http1_only` for upgrades.
+    pub fn agent_client(&self, http1_only: bool) -> &UpstreamClient {
+        let clients = &self.agent_clients[super::workers::current() % self.agent_clients.len()];
+        if http1_only {
+            &clients.http1
+        } else {
+            &clients.any
+        }
     }
 }
 
