@@ -210,19 +210,29 @@ fn announce(proxy: SocketAddr, admin: SocketAddr, state: &ProxyState) {
     tracing::info!(%proxy, %admin, "ready");
 }
 
-/// Once a minute: forgets idle sessions (`limits.session_idle`; their spend stays in the
-/// ledger; the cap `limits.sessions` is enforced as sessions are created) and the replay
-/// keys of payments that can no longer settle.
+/// Forgets, once a minute, idle sessions (`limits.session_idle`; their spend stays in
+/// the ledger; the cap `limits.sessions` is enforced as sessions are created) and, every
+/// ten seconds, the replay keys of payments that can no longer settle. The replay set
+/// holds the keys of the payments' validity plus one sweep interval, and its tables grow
+/// to the largest set a sweep ever finds: a minute between sweeps let a payment that is
+/// valid for a minute double the set (and its tables, which never shrink) at whatever
+/// moment the traffic first peaked, minutes into a run.
 fn spawn_session_sweeper(engine: Arc<Engine>) {
+    const REPLAY_SWEEP: std::time::Duration = std::time::Duration::from_secs(10);
+    const SWEEPS_PER_SESSION_SWEEP: u32 = 6;
     tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
-        every_minute.tick().await;
+        let mut every_sweep = tokio::time::interval(REPLAY_SWEEP);
+        every_sweep.tick().await;
+        let mut sweeps = 0u32;
         loop {
-            every_minute.tick().await;
-            let limits = engine.policy.current().limits;
-            let forgotten = engine.sessions.expire_idle(&limits);
-            if forgotten > 0 {
-                tracing::info!(forgotten, "forgot idle sessions");
+            every_sweep.tick().await;
+            sweeps = sweeps.wrapping_add(1);
+            if sweeps % SWEEPS_PER_SESSION_SWEEP == 0 {
+                let limits = engine.policy.current().limits;
+                let forgotten = engine.sessions.expire_idle(&limits);
+                if forgotten > 0 {
+                    tracing::info!(forgotten, "forgot idle sessions");
+                }
             }
             let expired = engine.forget_expired_replay_keys();
             if expired > 0 {

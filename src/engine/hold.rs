@@ -175,6 +175,19 @@ impl Engine {
         };
         guard.armed = false;
         drop(guard);
+        // Boxed: writing the outcome needs a trace record of about a kilobyte, and inline
+        // it would widen this future, which every held request keeps for its whole wait.
+        Box::pin(self.finish_hold(facts, state, hold, decided)).await
+    }
+
+    /// Traces a decided hold and turns its outcome into the gate.
+    async fn finish_hold(
+        &self,
+        facts: &RequestFacts,
+        state: &Mutex<SessionState>,
+        hold: Box<OpenedHold>,
+        decided: HoldOutcome,
+    ) -> Gate {
         let OpenedHold {
             id,
             reservation,

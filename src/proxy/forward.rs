@@ -26,6 +26,29 @@ pub fn detach_governed_head<B>(request: &mut Request<B>) {
     }
 }
 
+/// [`forward`], then the request's access line. It owns its inputs so a connection can
+/// box this future alone: that box is all a held payment's connection keeps.
+pub async fn forward_logged(
+    state: Arc<ProxyState>,
+    request: Request<ProxyBody>,
+    target: Target,
+    identity: Identity,
+    scheme: &'static str,
+) -> Response<ProxyBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = forward(&state, request, &target, &identity).await;
+    super::log_access(
+        scheme,
+        &identity,
+        &method,
+        &target.host,
+        &path,
+        response.status(),
+    );
+    response
+}
+
 /// Forwards `request` to `target` and returns what the agent should see. A request that
 /// carries a payment goes through the engine first, and its answer settles it.
 pub async fn forward(

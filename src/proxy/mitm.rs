@@ -7,19 +7,18 @@
 //! `Host` header, so an agent cannot smuggle a request past host-based policy.
 
 use super::answers::{self, ErrorCode};
-use super::body::{request_body, ProxyBody};
-use super::forward::forward;
-use super::log_access;
+use super::body::request_body;
+use super::forward::forward_logged;
+use super::server::Answering;
 use super::shutdown::drive;
 use super::{ProxyState, Target};
 use crate::policy::Identity;
-use http::{header, Request, Response};
+use http::{header, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
@@ -54,10 +53,7 @@ pub async fn serve(
     let service_state = state.clone();
     let service = service_fn(move |mut request| {
         super::forward::detach_governed_head(&mut request);
-        let state = service_state.clone();
-        let target = target.clone();
-        let identity = identity.clone();
-        async move { Ok::<_, Infallible>(inner_request(state, request, target, identity).await) }
+        inner_request(&service_state, request, &target, &identity)
     });
     let result = if http2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -85,40 +81,32 @@ pub async fn serve(
     drop(guard);
 }
 
-async fn inner_request(
-    state: Arc<ProxyState>,
+/// One request inside the tunnel: checked here, forwarded in the returned future.
+fn inner_request(
+    state: &Arc<ProxyState>,
     request: Request<Incoming>,
-    target: Target,
-    identity: Identity,
-) -> Response<ProxyBody> {
-    let span = tracing::debug_span!("request", session = %identity);
-    async move {
-        if let Some(named) = named_host(&request) {
-            if !named.eq_ignore_ascii_case(&target.host) {
-                return answers::error(
-                    ErrorCode::Misdirected,
-                    format!("this tunnel is for {}, not {named}", target.host),
-                );
-            }
+    target: &Target,
+    identity: &Identity,
+) -> Answering {
+    if let Some(named) = named_host(&request) {
+        if !named.eq_ignore_ascii_case(&target.host) {
+            return Answering::now(answers::error(
+                ErrorCode::Misdirected,
+                format!("this tunnel is for {}, not {named}", target.host),
+            ));
         }
-        state.metrics.request(true);
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let idle = state.settings.body_idle_timeout;
-        let request = request.map(|body| request_body(body, idle));
-        let response = forward(&state, request, &target, &identity).await;
-        log_access(
-            "https",
-            &identity,
-            &method,
-            &target.host,
-            &path,
-            response.status(),
-        );
-        response
     }
-    .instrument(span)
-    .await
+    state.metrics.request(true);
+    let span = tracing::debug_span!("request", session = %identity);
+    let request = request.map(|body| request_body(body, state.settings.body_idle_timeout));
+    let forwarding = forward_logged(
+        state.clone(),
+        request,
+        target.clone(),
+        identity.clone(),
+        "https",
+    );
+    Answering::later(forwarding.instrument(span))
 }
 
 /// The host a request inside the tunnel names: `:authority` (HTTP/2) or `Host`.

@@ -7,18 +7,21 @@
 use super::agent_connections::{claim_for, ConnectionClaim};
 use super::answers::{self, ErrorCode};
 use super::body::{request_body, ProxyBody};
-use super::forward::{detach_governed_head, forward};
-use super::log_access;
+use super::forward::{detach_governed_head, forward_logged};
 use super::shutdown::drive;
 use super::workers::Workers;
 use super::{connect, ProxyState, Target};
+use crate::policy::Identity;
 use http::{header, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
@@ -70,11 +73,7 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
     let claim = ConnectionClaim::default();
     let service = service_fn(move |mut request| {
         detach_governed_head(&mut request);
-        let state = service_state.clone();
-        let claim = claim.clone();
-        // Boxed per request: hyper reserves the service future's full size for every
-        // connection, busy or idle, and a handful of pointers is cheaper to keep idle.
-        Box::pin(async move { Ok::<_, Infallible>(handle_request(state, request, claim).await) })
+        handle_request(&service_state, request, &claim)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -95,12 +94,74 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
     drop(guard);
 }
 
-/// One request on the agent's connection: authenticate, then tunnel or forward.
-async fn handle_request(
-    state: Arc<ProxyState>,
+/// The service future of an agent-facing connection. hyper keeps a slot of its size on
+/// every connection, busy or idle, so it is two words; the work is boxed per request, and
+/// only as large as that request's path needs (a held payment keeps just its forwarding).
+pub struct Answering(Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>);
+
+impl Answering {
+    /// An answer known without waiting (refusals).
+    pub fn now(response: Response<ProxyBody>) -> Self {
+        Answering(Box::pin(std::future::ready(response)))
+    }
+
+    pub fn later(work: impl Future<Output = Response<ProxyBody>> + Send + 'static) -> Self {
+        Answering(Box::pin(work))
+    }
+}
+
+impl From<Response<ProxyBody>> for Answering {
+    fn from(response: Response<ProxyBody>) -> Self {
+        Answering::now(response)
+    }
+}
+
+impl Future for Answering {
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map(Ok)
+    }
+}
+
+/// One request on the agent's connection: authenticated and checked here, synchronously;
+/// what has to wait (a tunnel, the upstream) runs in the returned future, tagged with
+/// the request's session.
+fn handle_request(
+    state: &Arc<ProxyState>,
     request: Request<Incoming>,
-    claim: ConnectionClaim,
-) -> Response<ProxyBody> {
+    claim: &ConnectionClaim,
+) -> Answering {
+    let identity = match admit(state, &request, claim) {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
+    };
+    let span = tracing::debug_span!("request", session = %identity);
+    if request.method() == Method::CONNECT {
+        // The tunnel outlives this connection's hyper future: it carries the slot.
+        let slot = claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let tunnel = connect::handle(state.clone(), request, identity, slot);
+        return Answering::later(tunnel.instrument(span));
+    }
+    let target = match span.in_scope(|| forwardable_target(state, &request)) {
+        Ok(target) => target,
+        Err(refusal) => return refusal,
+    };
+    state.metrics.request(target.https);
+    let request = request.map(|body| request_body(body, state.settings.body_idle_timeout));
+    let forwarding = forward_logged(state.clone(), request, target, identity, "http");
+    Answering::later(forwarding.instrument(span))
+}
+
+/// The agent's identity, once its credentials pass and it has room for this connection.
+fn admit(
+    state: &ProxyState,
+    request: &Request<Incoming>,
+    claim: &ConnectionClaim,
+) -> Result<Identity, Answering> {
     let policy = state.policy.peek();
     let credentials = request
         .headers()
@@ -111,12 +172,15 @@ async fn handle_request(
         Err(error) => {
             state.metrics.auth_failure();
             tracing::info!(%error, method = %request.method(), "proxy authentication failed");
-            return answers::error(ErrorCode::ProxyAuthRequired, error);
+            return Err(Answering::now(answers::error(
+                ErrorCode::ProxyAuthRequired,
+                error,
+            )));
         }
     };
     let limit = policy.limits.connections_per_agent;
     drop(policy);
-    if !claim_for(&state.agent_connections, &claim, &identity.agent, limit) {
+    if !claim_for(&state.agent_connections, claim, &identity.agent, limit) {
         tracing::warn!(agent = %identity.agent, limit, "agent at its connection limit; refusing");
         let mut answer = answers::error(
             ErrorCode::TooManyConnections,
@@ -128,60 +192,32 @@ async fn handle_request(
         answer
             .headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-        return answer;
+        return Err(Answering::now(answer));
     }
-    let span = tracing::debug_span!("request", session = %identity);
-    async move {
-        if request.method() == Method::CONNECT {
-            // The tunnel outlives this connection's hyper future: it carries the slot.
-            let slot = claim
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take();
-            // Boxed: the tunnel's set-up state would otherwise sit in every connection's
-            // service future, and hyper allocates that future's full size per connection.
-            return Box::pin(connect::handle(state, request, identity, slot)).await;
-        }
-        let target = match absolute_target(&request) {
-            Ok(target) => target,
-            Err(reason) => return answers::error(ErrorCode::BadRequest, reason),
-        };
-        if state.is_own_address(&target) {
-            return answers::error(
-                ErrorCode::Forbidden,
-                "Purser's own listeners are not reachable through the proxy",
-            );
-        }
-        if let Some(reason) = state
-            .policy
-            .peek()
-            .egress_refusal(&target.host, target.port)
-        {
-            return answers::error(ErrorCode::Forbidden, reason);
-        }
-        if let Some(refusal) =
-            super::tunnel::payment_refusal(&state.policy.peek(), &target, request.headers())
-        {
-            return refusal;
-        }
-        state.metrics.request(target.https);
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let idle = state.settings.body_idle_timeout;
-        let request = request.map(|body| request_body(body, idle));
-        let response = forward(&state, request, &target, &identity).await;
-        log_access(
-            "http",
-            &identity,
-            &method,
-            &target.host,
-            &path,
-            response.status(),
-        );
-        response
+    Ok(identity)
+}
+
+/// Where an absolute-form request goes, if the policy lets it go there.
+fn forwardable_target(
+    state: &ProxyState,
+    request: &Request<Incoming>,
+) -> Result<Target, Answering> {
+    let target =
+        absolute_target(request).map_err(|reason| answers::error(ErrorCode::BadRequest, reason))?;
+    if state.is_own_address(&target) {
+        return Err(Answering::now(answers::error(
+            ErrorCode::Forbidden,
+            "Purser's own listeners are not reachable through the proxy",
+        )));
     }
-    .instrument(span)
-    .await
+    let policy = state.policy.peek();
+    if let Some(reason) = policy.egress_refusal(&target.host, target.port) {
+        return Err(Answering::now(answers::error(ErrorCode::Forbidden, reason)));
+    }
+    if let Some(refusal) = super::tunnel::payment_refusal(&policy, &target, request.headers()) {
+        return Err(Answering::now(refusal));
+    }
+    Ok(target)
 }
 
 /// The target of an absolute-form request (`GET http://host/path`).
