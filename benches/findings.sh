@@ -116,7 +116,7 @@ pass governed "$GOVERNED_POLICY"
 mkdir -p benches/results
 REPORT="benches/results/findings-$(date +%Y-%m-%d-%H%M%S).md"
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo none)
-if [[ "$COMMIT" != none && -n "$(git status --porcelain -- src benches policies 2>/dev/null)" ]]; then
+if [[ "$COMMIT" != none && -n "$(git status --porcelain -- src benches policies ":!benches/report" ":!benches/REPORT.md" 2>/dev/null)" ]]; then
   COMMIT+=" + uncommitted changes in src/benches/policies"
 fi
 NOTES=(

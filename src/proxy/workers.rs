@@ -4,7 +4,7 @@
 //! On a work-stealing runtime an agent's connection and the pooled upstream connection
 //! serving its request often sit on different threads, so every request pays for
 //! cross-thread wake-ups. With two cores shared by the agents, the upstreams and Purser
-//! that costs about a sixth of the plain path's throughput and most of its tail
+//! that cost about a quarter of the plain path's throughput and most of its tail
 //! latency. Here a connection lives and dies on the worker that accepted it, and that
 //! worker's requests leave through its own pools ([`current`] picks them), the way
 //! Envoy's workers do. Everything shared (policy, engine, ledger, metrics) is already
