@@ -60,7 +60,21 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
                 Err(answer) => answer,
             }
         }
-        (Method::GET, ["traces"]) => query_traces(state, request.uri().query().unwrap_or("")),
+        (Method::GET, ["traces"]) => {
+            let log = state.proxy.engine.trace.path().to_path_buf();
+            let query = request.uri().query().unwrap_or("").to_string();
+            // Reading and parsing up to 8 MiB of log takes tens of milliseconds: not on the
+            // thread that also accepts agents' connections (the console polls this).
+            tokio::task::spawn_blocking(move || query_traces(&log, &query))
+                .await
+                .unwrap_or_else(|failure| {
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "trace_query_failed",
+                        &failure.to_string(),
+                    )
+                })
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
     })
 }
@@ -378,7 +392,7 @@ fn reload_policy(state: &AdminState) -> Response<ProxyBody> {
 }
 
 /// `GET /v1/traces?session=&decision=&kind=&limit=`: the latest matching lines, newest last.
-fn query_traces(state: &AdminState, query: &str) -> Response<ProxyBody> {
+fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
     let params = parse_query(query);
     let limit = params
         .iter()
@@ -392,7 +406,7 @@ fn query_traces(state: &AdminState, query: &str) -> Response<ProxyBody> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let text = match read_tail(state.proxy.engine.trace.path()) {
+    let text = match read_tail(log) {
         Ok(text) => text,
         Err(failure) => {
             return error(
