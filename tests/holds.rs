@@ -295,6 +295,40 @@ fn sigterm_denies_held_payments_and_traces_them() {
 }
 
 #[test]
+fn the_admin_api_is_not_served_beyond_loopback_without_a_token() {
+    let dir = TempDir::new("admin-exposed");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, HOLDING).unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
+        .env_remove("PURSER_ADMIN_TOKEN")
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+        ])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--ca-dir")
+        .arg(dir.path().join("ca"))
+        .arg("--trace-log")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("refusing to serve the admin API on 0.0.0.0:0 without a token"),
+        "stderr: {stderr}"
+    );
+    // Refused before anything else: no proof log was opened, nothing listened.
+    assert!(!trace.exists());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+}
+
+#[test]
 fn the_admin_api_wants_its_own_token_and_metrics_count_what_happened() {
     let origin = Origin::plain_blocking();
     let mut options = PurserOptions::new(HOLDING);
