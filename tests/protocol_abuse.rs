@@ -18,10 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::origin::Origin;
-use support::pki::TestPki;
+use support::pki::upstream_pki;
 use support::{
-    connect_tunnel, crafted_payment, curl, pay, send_over, tls_connect, Purser, PurserOptions,
-    TempDir,
+    connect_tunnel, crafted_payment, curl_async, pay, send_over, tls_connect, Purser, PurserOptions,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,15 +43,6 @@ fn start(policy: &str, extra: &[&str], upstream_ca: Option<&Path>) -> Purser {
     options.extra_args = extra.iter().map(|s| s.to_string()).collect();
     options.upstream_ca = upstream_ca;
     Purser::start_with(options)
-}
-
-async fn curl_async(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&refs)
-    })
-    .await
-    .unwrap()
 }
 
 /// A normal read through the proxy: must be answered by the origin.
@@ -148,17 +138,6 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-struct UpstreamPki {
-    _dir: TempDir,
-    pki: TestPki,
-}
-
-fn upstream_pki() -> UpstreamPki {
-    let dir = TempDir::new("abuse-pki");
-    let pki = TestPki::new(dir.path(), "upstream");
-    UpstreamPki { _dir: dir, pki }
 }
 
 // --- Request smuggling --------------------------------------------------------------

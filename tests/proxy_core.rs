@@ -12,9 +12,9 @@ use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use support::origin::Origin;
-use support::pki::TestPki;
+use support::pki::{upstream_pki, TestPki};
 use support::{
-    basic, connect_tunnel, curl, send_over, tls_connect, Purser, PurserOptions, TempDir,
+    basic, connect_tunnel, curl_async, send_over, tls_connect, Purser, PurserOptions, TempDir,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,15 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const AGENTS: &str = "agents:\n  bot:\n    token: s3cret\n";
 const ANONYMOUS: &str = "anonymous:\n  agent: anon\n  session: shared\n";
-
-async fn curl_async(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&refs)
-    })
-    .await
-    .unwrap()
-}
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -53,17 +44,6 @@ fn status_of(output: &std::process::Output) -> u16 {
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-struct Upstream {
-    _dir: TempDir,
-    pki: TestPki,
-}
-
-fn upstream_pki() -> Upstream {
-    let dir = TempDir::new("pki");
-    let pki = TestPki::new(dir.path(), "upstream");
-    Upstream { _dir: dir, pki }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

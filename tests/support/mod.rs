@@ -317,6 +317,16 @@ pub fn curl(args: &[&str]) -> std::process::Output {
         .expect("run curl")
 }
 
+/// [`curl`] on the blocking pool, for async tests.
+pub async fn curl_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&refs)
+    })
+    .await
+    .unwrap()
+}
+
 /// Opens a `CONNECT` tunnel through the proxy. Returns the status and, on 200, the stream.
 pub async fn connect_tunnel(
     proxy: SocketAddr,

@@ -64,3 +64,16 @@ impl TestPki {
         }
     }
 }
+
+/// A [`TestPki`] for upstream servers, with the directory its files live in (removed when
+/// this is dropped).
+pub struct UpstreamPki {
+    _dir: super::TempDir,
+    pub pki: TestPki,
+}
+
+pub fn upstream_pki() -> UpstreamPki {
+    let dir = super::TempDir::new("upstream-pki");
+    let pki = TestPki::new(dir.path(), "upstream");
+    UpstreamPki { _dir: dir, pki }
+}
