@@ -77,21 +77,24 @@ impl Upstream {
         egress: Arc<EgressGuard>,
         pools: usize,
     ) -> Result<Self, UpstreamSetupError> {
-        let roots = Arc::new(root_store(extra_ca)?);
+        // One TLS configuration for every client: they then share one session cache, so a
+        // host resumed from one worker's pool is resumed from the others too.
+        let tls =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(Arc::new(root_store(extra_ca)?))
+                .with_no_client_auth();
         let tcp = TcpSettings {
             connect_timeout: settings.connect_timeout,
         };
         let guarded = GuardedConnector::guarded(egress.clone(), tcp);
         let agent_clients = (0..pools.max(1))
-            .map(|_| {
-                Ok(AgentClients {
-                    any: build_client(&roots, &settings, guarded.clone(), true)?,
-                    http1: build_client(&roots, &settings, guarded.clone(), false)?,
-                })
+            .map(|_| AgentClients {
+                any: build_client(&tls, &settings, guarded.clone(), true),
+                http1: build_client(&tls, &settings, guarded.clone(), false),
             })
-            .collect::<Result<Vec<_>, UpstreamSetupError>>()?;
-        let internal_client =
-            build_client(&roots, &settings, GuardedConnector::unguarded(tcp), true)?;
+            .collect();
+        let internal_client = build_client(&tls, &settings, GuardedConnector::unguarded(tcp), true);
         Ok(Upstream {
             agent_clients,
             internal_client,
@@ -99,9 +102,7 @@ impl Upstream {
             settings,
         })
     }
-}
 
-impl Upstream {
     /// The client for agent traffic on the calling worker; `http1_only` for upgrades.
     pub fn agent_client(&self, http1_only: bool) -> &UpstreamClient {
         let clients = &self.agent_clients[super::workers::current() % self.agent_clients.len()];
@@ -142,18 +143,13 @@ fn root_store(extra_ca: Option<&Path>) -> Result<RootCertStore, UpstreamSetupErr
 }
 
 fn build_client(
-    roots: &Arc<RootCertStore>,
+    tls: &ClientConfig,
     settings: &UpstreamSettings,
     http: GuardedConnector,
     allow_http2: bool,
-) -> Result<UpstreamClient, UpstreamSetupError> {
-    let tls =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
+) -> UpstreamClient {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(tls.clone())
         .https_or_http()
         .enable_http1();
     let connector = if allow_http2 {
@@ -161,12 +157,12 @@ fn build_client(
     } else {
         builder.wrap_connector(http)
     };
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-        .build(connector))
+        .build(connector)
 }
 
 /// What went wrong on the way upstream, for the agent and the metrics.
