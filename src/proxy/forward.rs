@@ -5,7 +5,7 @@
 //! both.
 
 use super::answers::{self, ErrorCode};
-use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
+use super::body::{buffer_bounded, full, request_body, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{detach_head, is_upgrade_request, strip_hop_by_hop};
 use super::upstream::classify;
 use super::{ProxyState, Target};
@@ -13,6 +13,7 @@ use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 use crate::policy::Identity;
 use crate::x402;
 use http::{header, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -26,9 +27,23 @@ pub fn detach_governed_head<B>(request: &mut Request<B>) {
     }
 }
 
-/// [`forward`], then the request's access line. It owns its inputs so a connection can
-/// box this future alone: that box is all a held payment's connection keeps.
-pub async fn forward_logged(
+/// An agent's request, its body under the idle timeout, through [`forward`], then its
+/// access line. The returned future owns its inputs so a connection can box it alone:
+/// that box is all a held payment's connection keeps. The body is wrapped here, before
+/// the future exists, so the request is not stored in it twice.
+pub fn forward_logged(
+    state: Arc<ProxyState>,
+    request: Request<Incoming>,
+    target: Target,
+    identity: Identity,
+    scheme: &'static str,
+) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + 'static {
+    let idle = state.settings.body_idle_timeout;
+    let request = request.map(|body| request_body(body, idle));
+    forward_and_log(state, request, target, identity, scheme)
+}
+
+async fn forward_and_log(
     state: Arc<ProxyState>,
     request: Request<ProxyBody>,
     target: Target,

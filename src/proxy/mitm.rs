@@ -7,7 +7,6 @@
 //! `Host` header, so an agent cannot smuggle a request past host-based policy.
 
 use super::answers::{self, ErrorCode};
-use super::body::request_body;
 use super::forward::forward_logged;
 use super::server::Answering;
 use super::shutdown::drive;
@@ -98,7 +97,6 @@ fn inner_request(
     }
     state.metrics.request(true);
     let span = tracing::debug_span!("request", session = %identity);
-    let request = request.map(|body| request_body(body, state.settings.body_idle_timeout));
     let forwarding = forward_logged(
         state.clone(),
         request,

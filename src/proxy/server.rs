@@ -6,7 +6,7 @@
 
 use super::agent_connections::{claim_for, ConnectionClaim};
 use super::answers::{self, ErrorCode};
-use super::body::{request_body, ProxyBody};
+use super::body::ProxyBody;
 use super::forward::{detach_governed_head, forward_logged};
 use super::shutdown::drive;
 use super::workers::Workers;
@@ -151,8 +151,8 @@ fn handle_request(
         Err(refusal) => return refusal,
     };
     state.metrics.request(target.https);
-    let request = request.map(|body| request_body(body, state.settings.body_idle_timeout));
     let forwarding = forward_logged(state.clone(), request, target, identity, "http");
+
     Answering::later(forwarding.instrument(span))
 }
 

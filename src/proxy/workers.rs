@@ -61,11 +61,6 @@ impl Workers {
         })
     }
 
-    /// How many workers run; the number of upstream pools to build.
-    pub fn count(&self) -> usize {
-        self.handles.len()
-    }
-
     /// Runs `task` on the next worker, round robin: keep-alive connections are few and
     /// long, so an even spread beats whichever thread happens to wake first.
     pub fn spawn<F>(&self, task: F)
