@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 const BODY: &[u8] = b"hello\n";
@@ -171,16 +171,22 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> std::io::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The next accepted connection, with Nagle off; accept errors are reported and skipped.
+async fn next_connection(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(e) => eprintln!("accept error: {e}"),
+        }
+    }
+}
+
 async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, chunk: Bytes) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("accept error: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = next_connection(&listener).await;
         let acceptor = acceptor.clone();
         let chunk = chunk.clone();
         tokio::spawn(async move {
@@ -210,14 +216,6 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(accept_tls(tls_listener, acceptor, chunk.clone()));
     }
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("accept error: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        serve(stream, chunk.clone());
+        serve(next_connection(&listener).await, chunk.clone());
     }
 }
