@@ -29,6 +29,10 @@
 //! * `certs`: writes a test CA and a certificate for `127.0.0.1`/`localhost` it signed
 //!   (`ca.pem`, `origin.pem`, `origin.key`) for the TLS origin.
 
+#[path = "bench_payment.rs"]
+mod bench_payment;
+
+use bench_payment::payment_header;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,10 +55,6 @@ use tokio_rustls::TlsConnector;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Sender = SendRequest<Empty<Bytes>>;
-
-const PAY_TO: &str = "0x2096000000000000000000000000000000000287";
-const PAYER: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
-const USDC_BASE_SEPOLIA: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 
 #[derive(Parser)]
 struct Cli {
@@ -903,24 +903,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A v2 payment header, unique by (`run`, `index`): nonce and signature both differ.
-fn payment_header(run: u64, index: u64) -> HeaderValue {
-    let amount = "1";
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": PAYER, "to": PAY_TO, "value": amount,
-                              "validAfter": "0", "validBefore": "4102444800",
-                              "nonce": format!("0x{run:016x}{index:048x}")},
-            "signature": format!("0x{run:016x}{index:016x}{}", "cd".repeat(49)),
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA,
-                     "amount": amount, "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {}},
-    });
-    let encoded = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
-    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
-}
-
 /// Runs `count` jobs over `workers` tasks; job `i` gets `i`. Returns the merged tally.
 async fn spread<F, Fut>(count: usize, workers: usize, job: F) -> Result<Tally, Error>
 where
@@ -1058,7 +1040,7 @@ async fn memory(args: MemoryArgs) -> Result<(), Error> {
             async move {
                 let mut req = d.get(&paid, Some(&auth));
                 req.headers_mut()
-                    .insert("payment-signature", payment_header(run, i as u64));
+                    .insert("payment-signature", payment_header(run, i as u64, "1"));
                 let mut sender = pool[i % pool.len()].lock().await;
                 if sender.is_closed() {
                     *sender = d.http(&paid).await?;

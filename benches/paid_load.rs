@@ -21,8 +21,12 @@
 //!
 //! `cargo run --release --example paid_load -- load --help` lists the options.
 
+#[path = "bench_payment.rs"]
+mod bench_payment;
 #[path = "paid_upstream.rs"]
 mod paid_upstream;
+
+use bench_payment::{payment_header, PAYER};
 
 use std::io::{BufRead, BufWriter, Write};
 use std::net::SocketAddr;
@@ -44,10 +48,6 @@ use tokio::net::TcpStream;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Sender = SendRequest<Full<Bytes>>;
-
-const PAY_TO: &str = "0x2096000000000000000000000000000000000287";
-const PAYER: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
-const USDC_BASE_SEPOLIA: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 
 #[derive(Parser)]
 struct Cli {
@@ -168,23 +168,6 @@ fn main() -> Result<(), Error> {
 }
 
 // ------------------------------------------------------------------ requests
-
-/// A v2 payment header, unique by (`run`, `index`): nonce and signature both differ.
-fn payment_header(run: u64, index: u64, amount: &str) -> HeaderValue {
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": PAYER, "to": PAY_TO, "value": amount,
-                              "validAfter": "0", "validBefore": "4102444800",
-                              "nonce": format!("0x{run:016x}{index:048x}")},
-            "signature": format!("0x{run:016x}{index:016x}{}", "cd".repeat(49)),
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA,
-                     "amount": amount, "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {}},
-    });
-    let encoded = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
-    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
-}
 
 fn run_id() -> u64 {
     let now = std::time::SystemTime::now()
