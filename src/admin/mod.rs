@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
             let _ = drive(conn, state.proxy.shutdown.clone(), |conn| {
                 conn.graceful_shutdown()
             })

@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Decided holds remembered, to answer a second decision with 409 rather than 404.
@@ -126,7 +126,9 @@ pub enum DecideError {
 }
 
 struct Pending {
-    view: HoldView,
+    /// Shared so that listing holds (the console polls every second) copies pointers,
+    /// not every hold's strings.
+    view: Arc<HoldView>,
     resolve: oneshot::Sender<HoldOutcome>,
 }
 
@@ -179,6 +181,7 @@ impl Holds {
         );
         view.id = id.clone();
         let (resolve, outcome) = oneshot::channel();
+        let view = Arc::new(view);
         self.pending.insert(id.clone(), Pending { view, resolve });
         Ok((id, outcome))
     }
@@ -204,11 +207,11 @@ impl Holds {
     }
 
     /// Pending holds, oldest first.
-    pub fn list(&self) -> Vec<HoldView> {
-        let mut views: Vec<HoldView> = self
+    pub fn list(&self) -> Vec<Arc<HoldView>> {
+        let mut views: Vec<Arc<HoldView>> = self
             .pending
             .iter()
-            .map(|entry| entry.view.clone())
+            .map(|entry| Arc::clone(&entry.view))
             .collect();
         views.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
         views
@@ -251,7 +254,7 @@ impl Holds {
         self.remember(id, outcome.label());
         // The waiting request may have gone away (agent hung up); nothing to tell then.
         let _ = pending.resolve.send(outcome);
-        Some(pending.view)
+        Some(Arc::unwrap_or_clone(pending.view))
     }
 
     /// Denies every pending hold (shutdown).

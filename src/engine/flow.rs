@@ -93,10 +93,12 @@ impl Engine {
     pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
         // The decision's working state (payment, evaluation, trace record) is kilobytes,
         // boxed so it is freed once decided: a payment held for minutes keeps only its hold.
-        match Box::pin(self.decide_request(facts, headers)).await {
-            Decided::Done(gate) => gate,
-            Decided::Held(state, hold) => self.await_hold(facts, &state, hold).await,
-        }
+        // Bound before the wait, so the future does not keep the whole `Decided` for it.
+        let (state, hold) = match Box::pin(self.decide_request(facts, headers)).await {
+            Decided::Done(gate) => return gate,
+            Decided::Held(state, hold) => (state, hold),
+        };
+        self.await_hold(facts, &state, hold).await
     }
 
     async fn decide_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Decided {

@@ -166,10 +166,14 @@ impl Engine {
                     HoldKind::Veto => HoldOutcome::VetoWindowPassed,
                     HoldKind::Explicit => HoldOutcome::TimedOut,
                 };
-                match self.holds.resolve(&hold.id, at_deadline.clone()) {
-                    Some(_) => at_deadline,
+                // A bool, not the resolved view: a match on the view would keep its slot
+                // in this future, which lives as long as the hold does.
+                let ours = self.holds.resolve(&hold.id, at_deadline.clone()).is_some();
+                if ours {
+                    at_deadline
+                } else {
                     // Someone decided in the same instant; their word stands.
-                    None => (&mut hold.outcome).await.unwrap_or(HoldOutcome::ShuttingDown),
+                    (&mut hold.outcome).await.unwrap_or(HoldOutcome::ShuttingDown)
                 }
             }
         };

@@ -27,10 +27,16 @@ pub fn detach_governed_head<B>(request: &mut Request<B>) {
     }
 }
 
-/// An agent's request, its body under the idle timeout, through [`forward`], then its
-/// access line. The returned future owns its inputs so a connection can box it alone:
-/// that box is all a held payment's connection keeps. The body is wrapped here, before
-/// the future exists, so the request is not stored in it twice.
+/// An agent's request, its body under the idle timeout, through the engine and upstream,
+/// then its access line. A request that carries a payment goes through the engine first,
+/// and its answer settles it.
+///
+/// This is the future a held payment's connection keeps for the whole hold, so it is an
+/// async block over owned inputs rather than a chain of async fns: each async fn keeps its
+/// by-value arguments beside the locals they are moved into (rust-lang/rust#62958), and a
+/// chain of them stored the request three times. Here the request is stored once; the
+/// steps that need more room (`on_request`, `send`, `observe_challenge`) are boxed, each
+/// only on the path that takes it.
 pub fn forward_logged(
     state: Arc<ProxyState>,
     request: Request<Incoming>,
@@ -39,79 +45,65 @@ pub fn forward_logged(
     scheme: &'static str,
 ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + 'static {
     let idle = state.settings.body_idle_timeout;
-    let request = request.map(|body| request_body(body, idle));
-    forward_and_log(state, request, target, identity, scheme)
+    let mut request = request.map(|body| request_body(body, idle));
+    async move {
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
+        let mut facts = None;
+        let response = 'answered: {
+            let mut ticket = None;
+            if Engine::inspects(request.headers()) {
+                let inspected = facts.insert(request_facts(&identity, &target, &method, &uri));
+                inspected.transaction = request
+                    .headers()
+                    .get(TRANSACTION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(128).collect());
+                match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
+                    Gate::Forward(granted) => ticket = granted,
+                    Gate::Answer(answer) => break 'answered answer,
+                }
+            }
+            let response = Box::pin(send(&state, request, &target, facts.as_ref(), ticket)).await;
+            if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
+                if response.status().is_server_error() {
+                    state.engine.transaction_failed(facts, response.status());
+                }
+            }
+            if response.status() != StatusCode::PAYMENT_REQUIRED {
+                break 'answered response;
+            }
+            let facts =
+                facts.get_or_insert_with(|| request_facts(&identity, &target, &method, &uri));
+            Box::pin(observe_challenge(&state, facts, response)).await
+        };
+        super::log_access(
+            scheme,
+            &identity,
+            &method,
+            &target.host,
+            uri.path(),
+            response.status(),
+        );
+        response
+    }
 }
 
-async fn forward_and_log(
-    state: Arc<ProxyState>,
-    request: Request<ProxyBody>,
-    target: Target,
-    identity: Identity,
-    scheme: &'static str,
-) -> Response<ProxyBody> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let response = forward(&state, request, &target, &identity).await;
-    super::log_access(
-        scheme,
-        &identity,
-        &method,
-        &target.host,
-        &path,
-        response.status(),
-    );
-    response
-}
-
-/// Forwards `request` to `target` and returns what the agent should see. A request that
-/// carries a payment goes through the engine first, and its answer settles it.
-pub async fn forward(
-    state: &Arc<ProxyState>,
-    mut request: Request<ProxyBody>,
-    target: &Target,
+fn request_facts(
     identity: &Identity,
-) -> Response<ProxyBody> {
-    let governed = Engine::inspects(request.headers());
-    // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let facts_for = |method: &http::Method, uri: &Uri| RequestFacts {
+    target: &Target,
+    method: &http::Method,
+    uri: &Uri,
+) -> RequestFacts {
+    RequestFacts {
         identity: identity.clone(),
         method: method.to_string(),
         host: target.host.clone(),
         port: target.port,
         path: uri.path().to_string(),
         transaction: None,
-    };
-    let mut facts = None;
-    let mut ticket = None;
-    if governed {
-        let mut inspected = facts_for(&method, &uri);
-        inspected.transaction = request
-            .headers()
-            .get(TRANSACTION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(128).collect());
-        // Boxed, like `send` and `observe_challenge` below: each is allocated only on the
-        // path that needs it, so a held payment's connection carries just the decision.
-        match Box::pin(state.engine.on_request(&inspected, request.headers_mut())).await {
-            Gate::Forward(granted) => ticket = granted,
-            Gate::Answer(answer) => return answer,
-        }
-        facts = Some(inspected);
     }
-    let response = Box::pin(send(state, request, target, facts.as_ref(), ticket)).await;
-    if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
-        if response.status().is_server_error() {
-            state.engine.transaction_failed(facts, response.status());
-        }
-    }
-    if response.status() == StatusCode::PAYMENT_REQUIRED {
-        let facts = facts.unwrap_or_else(|| facts_for(&method, &uri));
-        return Box::pin(observe_challenge(state, &facts, response)).await;
-    }
-    response
 }
 
 async fn send(

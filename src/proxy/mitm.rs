@@ -18,11 +18,17 @@ use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 /// Serves the agent's side of an intercepted tunnel until it closes.
+///
+/// This future is the tunnel's task, kept for as long as the agent keeps the connection
+/// (minutes, for a held payment), so it stays small: the handshake's state is boxed and
+/// freed once done, and the connection that follows is boxed at its own size.
 pub async fn serve(
     state: Arc<ProxyState>,
     upgraded: Upgraded,
@@ -30,54 +36,81 @@ pub async fn serve(
     identity: Identity,
     tls: Arc<ServerConfig>,
 ) {
-    let handshake = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
-    let stream = match tokio::time::timeout(state.settings.tls_handshake_timeout, handshake).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            // Nothing has gone upstream: an agent that does not speak TLS here (or does
-            // not trust Purser's CA) is simply not served.
-            tracing::info!(target = %target.display(), %error, "agent TLS handshake failed inside CONNECT; closing");
-            state.metrics.refused_connect();
-            return;
-        }
-        Err(_) => {
-            tracing::info!(target = %target.display(), "agent TLS handshake timed out; closing");
-            return;
-        }
+    let Some(stream) = Box::pin(accept_agent_tls(&state, upgraded, &target, tls)).await else {
+        return;
     };
-    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = TokioIo::new(stream);
-    let shutdown = state.shutdown.clone();
-    let guard = shutdown.track();
-    let service_state = state.clone();
-    let service = service_fn(move |mut request| {
-        super::forward::detach_governed_head(&mut request);
-        inner_request(&service_state, request, &target, &identity)
-    });
-    let result = if http2 {
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_header_list_size(state.settings.max_header_bytes as u32)
-            .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-        let conn = builder.serve_connection(io, service);
-        drive(conn, shutdown, |conn| conn.graceful_shutdown()).await
-    } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.settings.header_read_timeout)
-            .max_header_size(state.settings.max_header_bytes);
-        let conn = builder.serve_connection(io, service).with_upgrades();
-        drive(conn, shutdown, |conn| conn.graceful_shutdown()).await
-    };
-    if let Err(error) = result {
+    let guard = state.shutdown.track();
+    if let Err(error) = serve_http(&state, stream, target, identity).await {
         // The whole chain: hyper's own text ("http2 error") hides the cause, such as a
         // reset flood (`too_many_resets`) that ended the connection.
         let error = super::upstream::describe_chain(&error);
         tracing::debug!(%error, "intercepted connection ended with an error");
     }
     drop(guard);
+}
+
+type AgentTls = tokio_rustls::server::TlsStream<TokioIo<Upgraded>>;
+
+/// The TLS handshake with the agent, under the handshake timeout; `None` when it fails.
+async fn accept_agent_tls(
+    state: &ProxyState,
+    upgraded: Upgraded,
+    target: &Target,
+    tls: Arc<ServerConfig>,
+) -> Option<AgentTls> {
+    let handshake = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
+    match tokio::time::timeout(state.settings.tls_handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            // Nothing has gone upstream: an agent that does not speak TLS here (or does
+            // not trust Purser's CA) is simply not served.
+            tracing::info!(target = %target.display(), %error, "agent TLS handshake failed inside CONNECT; closing");
+            state.metrics.refused_connect();
+            None
+        }
+        Err(_) => {
+            tracing::info!(target = %target.display(), "agent TLS handshake timed out; closing");
+            None
+        }
+    }
+}
+
+/// HTTP/2 or HTTP/1.1 over the agent's TLS, as ALPN chose, until the connection ends.
+fn serve_http(
+    state: &Arc<ProxyState>,
+    stream: AgentTls,
+    target: Target,
+    identity: Identity,
+) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>> {
+    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let shutdown = state.shutdown.clone();
+    let service_state = state.clone();
+    let service = service_fn(move |mut request| {
+        super::forward::detach_governed_head(&mut request);
+        inner_request(&service_state, request, &target, &identity)
+    });
+    if http2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(state.settings.max_header_bytes as u32)
+            .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+        let mut conn = Box::pin(builder.serve_connection(io, service));
+        Box::pin(
+            async move { drive(conn.as_mut(), shutdown, |conn| conn.graceful_shutdown()).await },
+        )
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.settings.header_read_timeout)
+            .max_header_size(state.settings.max_header_bytes);
+        let mut conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
+        Box::pin(
+            async move { drive(conn.as_mut(), shutdown, |conn| conn.graceful_shutdown()).await },
+        )
+    }
 }
 
 /// One request inside the tunnel: checked here, forwarded in the returned future.

@@ -80,9 +80,9 @@ async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: Socke
         .timer(TokioTimer::new())
         .header_read_timeout(state.settings.header_read_timeout)
         .max_header_size(state.settings.max_header_bytes);
-    let conn = builder
+    let conn = std::pin::pin!(builder
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+        .with_upgrades());
     if let Err(error) = drive(conn, state.shutdown.clone(), |conn| {
         conn.graceful_shutdown()
     })

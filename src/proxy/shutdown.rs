@@ -101,15 +101,18 @@ impl ShutdownTrigger {
 
 /// Drives a hyper connection to completion, asking it to finish gracefully (answer what
 /// is in flight, take nothing new) once a drain begins.
+///
+/// The caller pins the connection (boxed, for agent connections): a connection taken by
+/// value would be stored twice in this future, once as the argument and once pinned, and
+/// an idle or held connection keeps this future for its whole life.
 pub async fn drive<C, E>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     mut shutdown: Shutdown,
     begin_drain: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    let mut conn = std::pin::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => return result,
         _ = shutdown.requested() => {}
