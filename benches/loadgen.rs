@@ -31,6 +31,8 @@
 
 #[path = "bench_payment.rs"]
 mod bench_payment;
+#[path = "bench_tunnel.rs"]
+mod bench_tunnel;
 
 use bench_payment::payment_header;
 use std::net::SocketAddr;
@@ -47,9 +49,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -259,27 +260,10 @@ fn basic(credentials: &str) -> HeaderValue {
 
 impl Dialer {
     fn new(via: &Via) -> Result<Dialer, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        for path in &via.cas {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-            {
-                roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?)?;
-            }
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        // Every handshake is a full one: no session tickets, no session ids.
-        config.resumption = rustls::client::Resumption::disabled();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Dialer {
             proxy: via.proxy,
             auth: via.auth.as_deref().map(basic),
-            tls: Arc::new(config),
+            tls: bench_tunnel::tls_client_config(&via.cas)?,
         })
     }
 
@@ -306,43 +290,8 @@ impl Dialer {
     }
 
     async fn tunnel(&self, tcp: &mut TcpStream, authority: &str) -> Result<(), Error> {
-        let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-        if let Some(auth) = &self.auth {
-            head.push_str("Proxy-Authorization: ");
-            head.push_str(auth.to_str()?);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        tcp.write_all(head.as_bytes()).await?;
-        let mut answer = Vec::with_capacity(256);
-        let mut chunk = [0u8; 1024];
-        let end = loop {
-            let n = tcp.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("the proxy closed the connection during CONNECT".into());
-            }
-            answer.extend_from_slice(&chunk[..n]);
-            if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            if answer.len() > 16 * 1024 {
-                return Err("CONNECT answer head too long".into());
-            }
-        };
-        let text = String::from_utf8_lossy(&answer);
-        let status_ok = text
-            .split_whitespace()
-            .nth(1)
-            .is_some_and(|code| code == "200");
-        if !status_ok {
-            let first = text.lines().next().unwrap_or("").to_string();
-            let body = String::from_utf8_lossy(&answer[end..]);
-            return Err(format!("CONNECT {authority}: {first} {}", body.trim()).into());
-        }
-        if end != answer.len() {
-            return Err("bytes after the CONNECT answer before TLS".into());
-        }
-        Ok(())
+        let auth = self.auth.as_ref().map(|v| v.to_str()).transpose()?;
+        bench_tunnel::tunnel(tcp, authority, auth).await
     }
 
     /// An HTTP/1.1 client connection to `target`.

@@ -23,6 +23,8 @@
 
 #[path = "bench_payment.rs"]
 mod bench_payment;
+#[path = "bench_tunnel.rs"]
+mod bench_tunnel;
 #[path = "paid_upstream.rs"]
 mod paid_upstream;
 
@@ -143,6 +145,11 @@ struct HoldArgs {
     /// holds: the per-connection part of a hold's cost.
     #[arg(long)]
     plain: bool,
+    /// Holds: send each held payment over HTTPS instead, through a `CONNECT` tunnel that
+    /// the proxy intercepts, trusting this CA file (the proxy's `purser-ca.pem`). The
+    /// target is then `https://` with the same host, port and path.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
 fn main() -> Result<(), Error> {
@@ -458,6 +465,48 @@ fn send_held(
     })
 }
 
+/// One held payment over HTTPS: `CONNECT` to the target's authority, TLS with the proxy's
+/// leaf (trusted through `tls`), then the request in origin form, as an SDK client sends it.
+fn send_held_tls(
+    proxy: SocketAddr,
+    url: String,
+    auth: HeaderValue,
+    payment: HeaderValue,
+    tls: Arc<rustls::ClientConfig>,
+) -> tokio::task::JoinHandle<Result<StatusCode, String>> {
+    tokio::spawn(async move {
+        let held = async {
+            let authority = host_of(&url);
+            let authority = authority.to_str()?;
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            let path = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
+                .unwrap_or("/");
+            let mut tcp = TcpStream::connect(proxy).await?;
+            tcp.set_nodelay(true)?;
+            bench_tunnel::tunnel(&mut tcp, authority, Some(auth.to_str()?)).await?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = Request::builder()
+                .uri(path)
+                .header(HOST, authority)
+                .header("payment-signature", payment)
+                .body(Full::new(Bytes::new()))?;
+            let (status, _, _) = exchange(&mut sender, req).await?;
+            Ok::<_, Error>(status)
+        };
+        held.await.map_err(|e| e.to_string())
+    })
+}
+
 // ------------------------------------------------------------------ approve
 
 async fn approve(args: HoldArgs) -> Result<(), Error> {
@@ -569,15 +618,19 @@ async fn open_holds(
     count: usize,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>, Error> {
     let auth = basic(&args.common.auth);
+    let tls = args
+        .tls_ca
+        .as_ref()
+        .map(|ca| bench_tunnel::tls_client_config(std::slice::from_ref(ca)))
+        .transpose()?;
     let tasks: Vec<_> = (0..count as u64)
         .map(|i| {
             let payment = payment_header(run, i, &args.common.amount);
-            send_held(
-                args.common.proxy,
-                args.target.clone(),
-                auth.clone(),
-                payment,
-            )
+            let (proxy, url, auth) = (args.common.proxy, args.target.clone(), auth.clone());
+            match &tls {
+                Some(tls) => send_held_tls(proxy, url, auth, payment, tls.clone()),
+                None => send_held(proxy, url, auth, payment),
+            }
         })
         .collect();
     let started = Instant::now();
@@ -670,7 +723,8 @@ async fn holds(args: HoldArgs) -> Result<(), Error> {
     settle().await;
     let rss_after = rss_kb(pid);
     println!(
-        "RESULT mode=holds n={} rss_start_kb={rss_start} rss_idle_kb={rss_idle} rss_held_kb={rss_held} rss_after_kb={rss_after} extra_kb={} per_hold_bytes={} denied={refused}",
+        "RESULT mode=holds transport={} n={} rss_start_kb={rss_start} rss_idle_kb={rss_idle} rss_held_kb={rss_held} rss_after_kb={rss_after} extra_kb={} per_hold_bytes={} denied={refused}",
+        if args.tls_ca.is_some() { "https" } else { "http" },
         args.count,
         rss_held.saturating_sub(rss_idle),
         rss_held.saturating_sub(rss_idle) * 1024 / args.count.max(1) as u64,
