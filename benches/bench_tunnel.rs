@@ -12,9 +12,12 @@ use tokio::net::TcpStream;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// A TLS 1.2/1.3 client offering ALPN `http/1.1`, trusting only the certificates in `cas`.
-/// No resumption: every handshake is a full one.
-pub fn tls_client_config(cas: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>, Error> {
+/// A TLS 1.2/1.3 client offering the ALPN protocols `alpn`, trusting only the certificates
+/// in `cas`. No resumption: every handshake is a full one.
+pub fn tls_client_config(
+    cas: &[PathBuf],
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for path in cas {
         for cert in
@@ -30,7 +33,7 @@ pub fn tls_client_config(cas: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>, E
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

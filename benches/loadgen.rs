@@ -263,7 +263,7 @@ impl Dialer {
         Ok(Dialer {
             proxy: via.proxy,
             auth: via.auth.as_deref().map(basic),
-            tls: bench_tunnel::tls_client_config(&via.cas)?,
+            tls: bench_tunnel::tls_client_config(&via.cas, &[b"http/1.1"])?,
         })
     }
 

@@ -271,6 +271,17 @@ log "$HOLDS concurrent holds over HTTPS"
 TLS_HOLDS_OUT=$(cat "$RUN_DIR/holds.out")
 log "$TLS_HOLDS_OUT"
 stop_pid "$PURSER_PID"
+# And over HTTP/2 inside the tunnels, 100 held payments sharing each one.
+start_purser holds-h2 benches/paid-hold-policy.yaml
+sleep 1
+log "$HOLDS concurrent holds over HTTPS, HTTP/2, 100 per tunnel"
+"$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
+  --target "https://$HOST:$UPSTREAM_PORT/held" --count "$HOLDS" --pid "$PURSER_PID" \
+  --tls-ca "$RUN_DIR/ca/purser-ca.pem" --h2 --streams 100 \
+  >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" || { cat "$RUN_DIR/holds.err" >&2; die "HTTP/2 holds run failed"; }
+H2_HOLDS_OUT=$(cat "$RUN_DIR/holds.out")
+log "$H2_HOLDS_OUT"
+stop_pid "$PURSER_PID"
 # The same number of idle keep-alive connections: the part of a hold that is the connection.
 start_purser conns benches/paid-hold-policy.yaml
 sleep 1
@@ -375,11 +386,12 @@ fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "" || v == "-") print "-"; else printf
   mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
   echo "| held payments | $(mib "$(kv "$HOLDS_OUT" rss_start_kb)") | $(mib "$(kv "$HOLDS_OUT" rss_idle_kb)") | $(mib "$(kv "$HOLDS_OUT" rss_held_kb)") | $(mib "$(kv "$HOLDS_OUT" rss_after_kb)") | **$(mib "$(kv "$HOLDS_OUT" extra_kb)")** | $(kv "$HOLDS_OUT" per_hold_bytes) B |"
   echo "| held payments over HTTPS (fresh Purser) | $(mib "$(kv "$TLS_HOLDS_OUT" rss_start_kb)") | $(mib "$(kv "$TLS_HOLDS_OUT" rss_idle_kb)") | $(mib "$(kv "$TLS_HOLDS_OUT" rss_held_kb)") | $(mib "$(kv "$TLS_HOLDS_OUT" rss_after_kb)") | **$(mib "$(kv "$TLS_HOLDS_OUT" extra_kb)")** | $(kv "$TLS_HOLDS_OUT" per_hold_bytes) B |"
+  echo "| held payments over HTTPS, HTTP/2, 100 per tunnel (fresh Purser) | $(mib "$(kv "$H2_HOLDS_OUT" rss_start_kb)") | $(mib "$(kv "$H2_HOLDS_OUT" rss_idle_kb)") | $(mib "$(kv "$H2_HOLDS_OUT" rss_held_kb)") | $(mib "$(kv "$H2_HOLDS_OUT" rss_after_kb)") | **$(mib "$(kv "$H2_HOLDS_OUT" extra_kb)")** | $(kv "$H2_HOLDS_OUT" per_hold_bytes) B |"
   echo "| idle keep-alive connections (fresh Purser) | $(mib "$(kv "$CONNS_OUT" rss_start_kb)") | $(mib "$(kv "$CONNS_OUT" rss_idle_kb)") | $(mib "$(kv "$CONNS_OUT" rss_held_kb)") | $(mib "$(kv "$CONNS_OUT" rss_after_kb)") | $(mib "$(kv "$CONNS_OUT" extra_kb)") | $(kv "$CONNS_OUT" per_conn_bytes) B |"
   echo
-  echo "Target: ≤ 20 MB extra. Each hold is a client connection kept open; $(kv "$HOLDS_OUT" denied) and $(kv "$TLS_HOLDS_OUT" denied) of $HOLDS answered 403 after the deny." \
-    "The first row sends each as an absolute-form \`http://\` request; the second through a \`CONNECT\` tunnel that Purser intercepts (TLS 1.3, HTTP/1.1 inside, as the x402 SDK's \`requests\` client behind \`HTTPS_PROXY\`), so each hold also carries its TLS session and the tunnel." \
-    "The third row opens the same number of plain connections, each after one plain GET, and leaves them idle." \
+  echo "Target: ≤ 20 MB extra. Each hold is a client connection kept open; $(kv "$HOLDS_OUT" denied), $(kv "$TLS_HOLDS_OUT" denied) and $(kv "$H2_HOLDS_OUT" denied) of $HOLDS answered 403 after the deny." \
+    "The first row sends each as an absolute-form \`http://\` request; the second through a \`CONNECT\` tunnel that Purser intercepts (TLS 1.3, HTTP/1.1 inside, as the x402 SDK's \`requests\` client behind \`HTTPS_PROXY\`), so each hold also carries its TLS session and the tunnel; the third shares each tunnel among 100 holds over HTTP/2 (hyper's server allows 200 streams per connection)." \
+    "The fourth row opens the same number of plain connections, each after one plain GET, and leaves them idle." \
     "Listing holds (polled every 50 ms while they open) is part of the cost measured."
   echo
   echo "## Recovery"

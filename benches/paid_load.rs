@@ -150,6 +150,12 @@ struct HoldArgs {
     /// target is then `https://` with the same host, port and path.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Holds, with `--tls-ca`: HTTP/2 instead, `--streams` held payments sharing each
+    /// tunnel (hyper's server allows 200 concurrent streams per connection).
+    #[arg(long)]
+    h2: bool,
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
 }
 
 fn main() -> Result<(), Error> {
@@ -618,10 +624,16 @@ async fn open_holds(
     count: usize,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>, Error> {
     let auth = basic(&args.common.auth);
+    if args.h2 {
+        let ca = args.tls_ca.as_ref().ok_or("--h2 needs --tls-ca")?;
+        let tls = bench_tunnel::tls_client_config(std::slice::from_ref(ca), &[b"h2"])?;
+        let tasks = send_held_h2(args, &auth, run, count, tls).await?;
+        return wait_listed(admin, count, tasks).await;
+    }
     let tls = args
         .tls_ca
         .as_ref()
-        .map(|ca| bench_tunnel::tls_client_config(std::slice::from_ref(ca)))
+        .map(|ca| bench_tunnel::tls_client_config(std::slice::from_ref(ca), &[b"http/1.1"]))
         .transpose()?;
     let tasks: Vec<_> = (0..count as u64)
         .map(|i| {
@@ -633,6 +645,69 @@ async fn open_holds(
             }
         })
         .collect();
+    wait_listed(admin, count, tasks).await
+}
+
+/// Held payments as HTTP/2 streams, `--streams` to each intercepted tunnel: the tunnels are
+/// opened first, then every request is sent at once.
+async fn send_held_h2(
+    args: &HoldArgs,
+    auth: &HeaderValue,
+    run: u64,
+    count: usize,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>, Error> {
+    let authority = host_of(&args.target);
+    let authority = authority.to_str()?.to_string();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h);
+    let mut senders = Vec::new();
+    for _ in 0..count.div_ceil(args.streams.max(1)) {
+        let mut tcp = TcpStream::connect(args.common.proxy).await?;
+        tcp.set_nodelay(true)?;
+        bench_tunnel::tunnel(&mut tcp, &authority, Some(auth.to_str()?)).await?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await?;
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        senders.push(sender);
+    }
+    let tasks = (0..count)
+        .map(|i| {
+            let mut sender = senders[i / args.streams.max(1)].clone();
+            let payment = payment_header(run, i as u64, &args.common.amount);
+            let req = Request::builder()
+                .uri(args.target.as_str())
+                .header("payment-signature", payment)
+                .body(Full::new(Bytes::new()));
+            tokio::spawn(async move {
+                let req = req.map_err(|e| e.to_string())?;
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                Ok(status)
+            })
+        })
+        .collect();
+    Ok(tasks)
+}
+
+/// Waits until the admin API lists `count` holds.
+async fn wait_listed(
+    admin: &mut Admin,
+    count: usize,
+    tasks: Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>,
+) -> Result<Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>, Error> {
     let started = Instant::now();
     loop {
         let listed = admin.holds().await?.len();
@@ -724,7 +799,11 @@ async fn holds(args: HoldArgs) -> Result<(), Error> {
     let rss_after = rss_kb(pid);
     println!(
         "RESULT mode=holds transport={} n={} rss_start_kb={rss_start} rss_idle_kb={rss_idle} rss_held_kb={rss_held} rss_after_kb={rss_after} extra_kb={} per_hold_bytes={} denied={refused}",
-        if args.tls_ca.is_some() { "https" } else { "http" },
+        match (&args.tls_ca, args.h2) {
+            (Some(_), true) => "https-h2",
+            (Some(_), false) => "https",
+            (None, _) => "http",
+        },
         args.count,
         rss_held.saturating_sub(rss_idle),
         rss_held.saturating_sub(rss_idle) * 1024 / args.count.max(1) as u64,
