@@ -250,47 +250,35 @@ stop_pid "$PURSER_PID"
 
 # RSS of concurrent holds.
 busy_note "holds RSS"
-start_purser holds benches/paid-hold-policy.yaml
-sleep 1
-log "$HOLDS concurrent holds"
-"$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
-  --target "http://$HOST:$UPSTREAM_PORT/held" --count "$HOLDS" --pid "$PURSER_PID" \
-  >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" || { cat "$RUN_DIR/holds.err" >&2; die "holds run failed"; }
-HOLDS_OUT=$(cat "$RUN_DIR/holds.out")
-log "$HOLDS_OUT"
-stop_pid "$PURSER_PID"
+# hold_rss NAME WHAT [LOAD_ARGS...]: a fresh Purser ($TMP/NAME) on the hold policy, then
+# `paid_load holds` with LOAD_ARGS; its RESULT line is left in HOLD_RSS.
+hold_rss() {
+  local name=$1 what=$2
+  shift 2
+  start_purser "$name" benches/paid-hold-policy.yaml
+  sleep 1
+  log "$HOLDS $what"
+  "$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
+    --count "$HOLDS" --pid "$PURSER_PID" "$@" >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" ||
+    { cat "$RUN_DIR/holds.err" >&2; die "$HOLDS $what: run failed"; }
+  HOLD_RSS=$(cat "$RUN_DIR/holds.out")
+  log "$HOLD_RSS"
+  stop_pid "$PURSER_PID"
+}
+hold_rss holds "concurrent holds" --target "http://$HOST:$UPSTREAM_PORT/held"
+HOLDS_OUT=$HOLD_RSS
 # The same holds over HTTPS: each a CONNECT tunnel Purser intercepts (TLS 1.3, HTTP/1.1
-# inside), as an SDK client behind HTTPS_PROXY sends them.
-start_purser holds-tls benches/paid-hold-policy.yaml
-sleep 1
-log "$HOLDS concurrent holds over HTTPS"
-"$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
-  --target "https://$HOST:$UPSTREAM_PORT/held" --count "$HOLDS" --pid "$PURSER_PID" \
-  --tls-ca "$RUN_DIR/ca/purser-ca.pem" \
-  >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" || { cat "$RUN_DIR/holds.err" >&2; die "HTTPS holds run failed"; }
-TLS_HOLDS_OUT=$(cat "$RUN_DIR/holds.out")
-log "$TLS_HOLDS_OUT"
-stop_pid "$PURSER_PID"
-# And over HTTP/2 inside the tunnels, 100 held payments sharing each one.
-start_purser holds-h2 benches/paid-hold-policy.yaml
-sleep 1
-log "$HOLDS concurrent holds over HTTPS, HTTP/2, 100 per tunnel"
-"$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
-  --target "https://$HOST:$UPSTREAM_PORT/held" --count "$HOLDS" --pid "$PURSER_PID" \
-  --tls-ca "$RUN_DIR/ca/purser-ca.pem" --h2 --streams 100 \
-  >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" || { cat "$RUN_DIR/holds.err" >&2; die "HTTP/2 holds run failed"; }
-H2_HOLDS_OUT=$(cat "$RUN_DIR/holds.out")
-log "$H2_HOLDS_OUT"
-stop_pid "$PURSER_PID"
+# inside), as an SDK client behind HTTPS_PROXY sends them; then over HTTP/2 inside the
+# tunnels, 100 held payments sharing each one.
+hold_rss holds-tls "concurrent holds over HTTPS" --target "https://$HOST:$UPSTREAM_PORT/held" \
+  --tls-ca "$TMP/holds-tls/ca/purser-ca.pem"
+TLS_HOLDS_OUT=$HOLD_RSS
+hold_rss holds-h2 "concurrent holds over HTTPS, HTTP/2, 100 per tunnel" \
+  --target "https://$HOST:$UPSTREAM_PORT/held" --tls-ca "$TMP/holds-h2/ca/purser-ca.pem" --h2 --streams 100
+H2_HOLDS_OUT=$HOLD_RSS
 # The same number of idle keep-alive connections: the part of a hold that is the connection.
-start_purser conns benches/paid-hold-policy.yaml
-sleep 1
-"$LOAD_BIN" holds --plain --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
-  --target "http://$HOST:$UPSTREAM_PORT/plain" --count "$HOLDS" --pid "$PURSER_PID" \
-  >"$RUN_DIR/conns.out" 2>"$RUN_DIR/conns.err" || { cat "$RUN_DIR/conns.err" >&2; die "connections run failed"; }
-CONNS_OUT=$(cat "$RUN_DIR/conns.out")
-log "$CONNS_OUT"
-stop_pid "$PURSER_PID"
+hold_rss conns "idle keep-alive connections" --plain --target "http://$HOST:$UPSTREAM_PORT/plain"
+CONNS_OUT=$HOLD_RSS
 
 # Recovery of a large proof log.
 busy_note "recovery"
