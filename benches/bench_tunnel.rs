@@ -2,6 +2,7 @@
 //! includes this file with `#[path]`): a `CONNECT` tunnel, then a TLS client that trusts
 //! given CA files (the proxy's own CA, when it intercepts).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -81,4 +83,26 @@ pub async fn tunnel(
         return Err("bytes after the CONNECT answer before TLS".into());
     }
     Ok(())
+}
+
+/// TCP to `proxy`, `CONNECT authority` through it, then TLS to the authority's host inside
+/// the tunnel, as a client behind `HTTPS_PROXY` does.
+pub async fn tls_through_proxy(
+    proxy: SocketAddr,
+    authority: &str,
+    proxy_authorization: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>, Error> {
+    let mut tcp = TcpStream::connect(proxy).await?;
+    tcp.set_nodelay(true)?;
+    tunnel(&mut tcp, authority, proxy_authorization).await?;
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+    Ok(tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?)
 }

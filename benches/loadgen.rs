@@ -270,6 +270,13 @@ impl Dialer {
     /// A byte stream to `target`: TCP, then `CONNECT` (through a proxy, for TLS), then
     /// TLS with `target.host` as the server name.
     async fn open(&self, target: &Target) -> Result<Stream, Error> {
+        if let (true, Some(proxy)) = (target.https, self.proxy) {
+            let auth = self.auth.as_ref().map(|v| v.to_str()).transpose()?;
+            let tls =
+                bench_tunnel::tls_through_proxy(proxy, &target.authority(), auth, self.tls.clone())
+                    .await?;
+            return Ok(Box::new(tls));
+        }
         let tcp = match self.proxy {
             Some(proxy) => TcpStream::connect(proxy).await?,
             None => TcpStream::connect((target.host.as_str(), target.port)).await?,
@@ -278,20 +285,11 @@ impl Dialer {
         if !target.https {
             return Ok(Box::new(tcp));
         }
-        let mut tcp = tcp;
-        if self.proxy.is_some() {
-            self.tunnel(&mut tcp, &target.authority()).await?;
-        }
         let name = ServerName::try_from(target.host.clone())?;
         let tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await?;
         Ok(Box::new(tls))
-    }
-
-    async fn tunnel(&self, tcp: &mut TcpStream, authority: &str) -> Result<(), Error> {
-        let auth = self.auth.as_ref().map(|v| v.to_str()).transpose()?;
-        bench_tunnel::tunnel(tcp, authority, auth).await
     }
 
     /// An HTTP/1.1 client connection to `target`.

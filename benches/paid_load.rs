@@ -484,18 +484,13 @@ fn send_held_tls(
         let held = async {
             let authority = host_of(&url);
             let authority = authority.to_str()?;
-            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
             let path = url
                 .split_once("://")
                 .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
                 .unwrap_or("/");
-            let mut tcp = TcpStream::connect(proxy).await?;
-            tcp.set_nodelay(true)?;
-            bench_tunnel::tunnel(&mut tcp, authority, Some(auth.to_str()?)).await?;
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await?;
+            let stream =
+                bench_tunnel::tls_through_proxy(proxy, authority, Some(auth.to_str()?), tls)
+                    .await?;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(async move {
@@ -658,19 +653,16 @@ async fn send_held_h2(
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Vec<tokio::task::JoinHandle<Result<StatusCode, String>>>, Error> {
     let authority = host_of(&args.target);
-    let authority = authority.to_str()?.to_string();
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority.as_str(), |(h, _)| h);
+    let authority = authority.to_str()?;
     let mut senders = Vec::new();
     for _ in 0..count.div_ceil(args.streams.max(1)) {
-        let mut tcp = TcpStream::connect(args.common.proxy).await?;
-        tcp.set_nodelay(true)?;
-        bench_tunnel::tunnel(&mut tcp, &authority, Some(auth.to_str()?)).await?;
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await?;
+        let stream = bench_tunnel::tls_through_proxy(
+            args.common.proxy,
+            authority,
+            Some(auth.to_str()?),
+            tls.clone(),
+        )
+        .await?;
         let (sender, conn) = hyper::client::conn::http2::handshake(
             hyper_util::rt::TokioExecutor::new(),
             TokioIo::new(stream),
