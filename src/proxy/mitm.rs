@@ -6,6 +6,7 @@
 //! names another host gets `421 Misdirected Request` rather than being routed by its
 //! `Host` header, so an agent cannot smuggle a request past host-based policy.
 
+use super::agent_tls::AgentTlsStream;
 use super::answers::{self, ErrorCode};
 use super::forward::forward_logged;
 use super::server::Answering;
@@ -21,7 +22,6 @@ use rustls::ServerConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 /// Serves the agent's side of an intercepted tunnel until it closes.
@@ -49,7 +49,7 @@ pub async fn serve(
     drop(guard);
 }
 
-type AgentTls = tokio_rustls::server::TlsStream<TokioIo<Upgraded>>;
+type AgentTls = AgentTlsStream<TokioIo<Upgraded>>;
 
 /// The TLS handshake with the agent, under the handshake timeout; `None` when it fails.
 async fn accept_agent_tls(
@@ -58,7 +58,7 @@ async fn accept_agent_tls(
     target: &Target,
     tls: Arc<ServerConfig>,
 ) -> Option<AgentTls> {
-    let handshake = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
+    let handshake = AgentTlsStream::accept(TokioIo::new(upgraded), tls);
     match tokio::time::timeout(state.settings.tls_handshake_timeout, handshake).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(error)) => {
@@ -82,7 +82,7 @@ fn serve_http(
     target: Target,
     identity: Identity,
 ) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>> {
-    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let http2 = stream.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(stream);
     let shutdown = state.shutdown.clone();
     let service_state = state.clone();

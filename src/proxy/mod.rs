@@ -14,6 +14,7 @@
 //!    [`upstream`] and streams the answer back.
 
 pub mod agent_connections;
+pub mod agent_tls;
 pub mod answers;
 pub mod body;
 pub mod ca;
