@@ -136,6 +136,38 @@ fn a_torn_last_line_is_cut_and_the_chain_continues() {
     );
 }
 
+#[test]
+fn a_line_torn_inside_a_character_is_cut_like_any_torn_line() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut purser = Purser::start(BUDGET, None);
+    let url = format!("http://127.0.0.1:{}/settle", origin.port());
+    assert_eq!(pay(&purser, "u", &url, &crafted_payment(3, 10_000)).0, 200);
+    let before = session(&purser, "agent.u");
+    assert_ne!(before["spent"], "0", "the payment counts: {before}");
+    purser.kill();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(purser.trace_path())
+        .unwrap();
+    // The first byte of a two-byte character ("é"), then the crash.
+    file.write_all(b"{\"prev_hash\":\"00\",\"kind\":\"decision\",\"reason\":\"caf\xc3")
+        .unwrap();
+    drop(file);
+    purser.restart();
+    assert_eq!(
+        session(&purser, "agent.u")["spent"],
+        before["spent"],
+        "the payment before the torn line is still spent"
+    );
+    assert_eq!(pay(&purser, "u", &url, &crafted_payment(4, 10_000)).0, 200);
+    let verify = verify_log(&purser);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// An upstream that reads the request and hangs up without answering: the payment left,
 /// its outcome is unknown.
 fn hang_up_upstream() -> (u16, std::thread::JoinHandle<usize>) {

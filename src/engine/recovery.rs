@@ -219,16 +219,21 @@ fn replay_file(path: &Path, replay: &mut Replay) -> Result<(), RecoveryError> {
     };
     let file = std::fs::File::open(path).map_err(error)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buffer = String::new();
+    let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        if reader.read_line(&mut buffer).map_err(error)? == 0 {
+        if reader.read_until(b'\n', &mut buffer).map_err(error)? == 0 {
             break;
         }
         replay.report.lines += 1;
-        match serde_json::from_str::<Line<'_>>(buffer.trim_end()) {
-            Ok(line) => replay_line(line, replay),
-            Err(_) => replay.report.unreadable_lines += 1,
+        // A crash mid-write can cut a line inside a multi-byte character; such a line is
+        // unreadable like any other torn line, not a reason to refuse to start.
+        let line = std::str::from_utf8(&buffer)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Line<'_>>(text.trim_end()).ok());
+        match line {
+            Some(line) => replay_line(line, replay),
+            None => replay.report.unreadable_lines += 1,
         }
     }
     Ok(())

@@ -61,11 +61,20 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
     })?;
     let mut expected = start.to_string();
     let mut count = 0;
-    for (index, line) in BufReader::new(file).lines().enumerate() {
+    // Bytes first: a line that is not UTF-8 was altered, and is named like any other.
+    for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let number = index as u64 + 1;
-        let line = line.map_err(|source| VerifyError::Io {
+        let mut line = line.map_err(|source| VerifyError::Io {
             path: path.to_path_buf(),
             source,
+        })?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let line = String::from_utf8(line).map_err(|e| VerifyError::NotJson {
+            path: path.to_path_buf(),
+            line: number,
+            message: e.to_string(),
         })?;
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| VerifyError::NotJson {
@@ -90,4 +99,29 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
         count += 1;
     }
     Ok((count, expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::writer::chain_line;
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_named_not_an_io_error() {
+        let first = chain_line(GENESIS_HASH, r#"{"kind":"decision"}"#);
+        let second = chain_line(
+            &hex(&Sha256::digest(first.as_bytes())),
+            r#"{"kind":"settlement"}"#,
+        );
+        let mut bytes = format!("{first}\n{second}\n").into_bytes();
+        bytes.extend_from_slice(b"{\"prev_hash\":\"x\",\"reason\":\"caf\xc3\"}\n");
+        let path = std::env::temp_dir().join(format!("purser-verify-{}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let verified = verify_files(std::slice::from_ref(&path));
+        let _ = std::fs::remove_file(&path);
+        match verified {
+            Err(VerifyError::NotJson { line, .. }) => assert_eq!(line, 3),
+            other => panic!("expected line 3 to be named, got {other:?}"),
+        }
+    }
 }

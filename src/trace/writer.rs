@@ -228,18 +228,20 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
         Err(error) => return Err(error),
     };
     let mut reader = BufReader::new(file);
-    let mut last_complete: Option<String> = None;
+    let mut last_complete: Option<Vec<u8>> = None;
     let mut complete_len: u64 = 0;
-    let mut line = String::new();
+    // Bytes, not text: a line torn inside a multi-byte character is still just torn.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        let read = reader.read_line(&mut line)?;
+        let read = reader.read_until(b'\n', &mut line)?;
         if read == 0 {
             break;
         }
-        if line.ends_with('\n') {
+        if line.ends_with(b"\n") {
             complete_len += read as u64;
-            last_complete = Some(line.trim_end_matches('\n').to_string());
+            line.pop();
+            last_complete = Some(line.clone());
         } else {
             tracing::warn!(path = %path.display(), bytes = read, "trace log ends in a torn line; truncating it");
             let file = OpenOptions::new().write(true).open(path)?;
@@ -250,7 +252,7 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
         }
     }
     Ok(match last_complete {
-        Some(line) => hex(&Sha256::digest(line.as_bytes())),
+        Some(line) => hex(&Sha256::digest(&line)),
         None => GENESIS_HASH.to_string(),
     })
 }
