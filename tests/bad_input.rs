@@ -220,3 +220,105 @@ fn bad_402_challenges_pass_through_unremembered_and_cannot_price_a_payment() {
         .collect();
     assert!(paid.is_empty());
 }
+
+/// `crafted_payment` with some of its JSON replaced.
+fn altered(payment: String, replacements: &[(&str, &str)]) -> String {
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(payment)
+        .expect("base64");
+    let mut text = String::from_utf8(json).expect("utf-8");
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from} is in the payment");
+        text = text.replace(from, to);
+    }
+    b64(&text)
+}
+
+#[test]
+fn payments_that_differ_from_what_was_offered_are_payload_mismatch_and_never_leave() {
+    let origin = Origin::plain_blocking();
+    let purser = Purser::start(POLICY, None);
+    let url = format!("http://127.0.0.1:{}/priced", origin.port());
+    let other_pay_to = "0x9999000000000000000000000000000000000001";
+    let code_of = |payment: &str| {
+        let (status, body) = pay(&purser, "offer", &url, payment);
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            status,
+            answer["code"].as_str().unwrap_or("").to_string(),
+            body,
+        )
+    };
+
+    // Signed for one thing, claiming to accept another: refused before any 402 is seen.
+    let cases = [
+        (
+            "signs 20,000 while its accepted offer says 10,000",
+            altered(
+                crafted_payment(1, 10_000),
+                &[(r#""value":"10000""#, r#""value":"20000""#)],
+            ),
+        ),
+        (
+            "signs to another payTo than its accepted offer",
+            altered(
+                crafted_payment(2, 10_000),
+                &[(
+                    r#""to":"0x2096000000000000000000000000000000000287""#,
+                    &format!(r#""to":"{other_pay_to}""#),
+                )],
+            ),
+        ),
+    ];
+    for (label, payment) in &cases {
+        let (status, code, body) = code_of(payment);
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "payload_mismatch"),
+            "{label}: {body}"
+        );
+    }
+
+    // The agent reads the price, a 402 Purser remembers for this session and resource.
+    let proxy = purser.proxy_url(Some(("agent.offer", "t0ken")));
+    let output = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &proxy,
+        &url,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "402");
+
+    // Consistent in itself, but more than the offer, or to someone the offer does not name.
+    let overpaid = crafted_payment(3, 50_000);
+    let (status, code, body) = code_of(&overpaid);
+    assert_eq!((status, code.as_str()), (403, "payload_mismatch"), "{body}");
+    assert!(
+        body.contains("50000") && body.contains("10000"),
+        "the reason names both: {body}"
+    );
+    let elsewhere = altered(
+        crafted_payment(4, 10_000),
+        &[("0x2096000000000000000000000000000000000287", other_pay_to)],
+    );
+    let (status, code, body) = code_of(&elsewhere);
+    assert_eq!((status, code.as_str()), (403, "payload_mismatch"), "{body}");
+
+    // What was offered goes through, and it is the only payment the merchant ever saw.
+    let (status, _, body) = code_of(&crafted_payment(5, 10_000));
+    assert_eq!(status, 200, "{body}");
+    let payments: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers.contains_key("payment-signature"))
+        .collect();
+    assert_eq!(
+        payments.len(),
+        1,
+        "only the matching payment reached the merchant"
+    );
+}

@@ -183,6 +183,7 @@ async fn handle(
     let method = request.method().to_string();
     let version = request.version();
     let headers = request.headers().clone();
+    let paid = headers.contains_key("payment-signature");
     let mut body = request.into_body();
     let mut hasher = Sha256::new();
     let mut body_len = 0u64;
@@ -223,6 +224,8 @@ async fn handle(
         "/402/notjson" => payment_required(b"oops, not json".to_vec(), None),
         "/402/badheader" => payment_required(b"{}".to_vec(), Some("!!!not-base64!!!")),
         "/settle" => settled(),
+        "/priced" if paid => settled(),
+        "/priced" => priced_offer(),
         _ => Response::new(full("ok")),
     };
     let mut response = response;
@@ -321,6 +324,28 @@ fn websocket_echo(
         .header("sec-websocket-accept", accept)
         .body(full(Bytes::new()))
         .unwrap()
+}
+
+/// The v2 402 of `/priced`: one `exact` offer of 10,000 atomic USDC on Base Sepolia to the
+/// payTo `crafted_payment` signs for (the shape of the SDK's capture in vectors.json).
+fn priced_offer() -> Response<OriginBody> {
+    use base64::Engine as _;
+    let offer = serde_json::json!({
+        "x402Version": 2,
+        "error": "Payment required",
+        "resource": {"url": "http://127.0.0.1/priced", "description": "paid data", "mimeType": ""},
+        "accepts": [{
+            "scheme": "exact",
+            "network": "eip155:84532",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "amount": "10000",
+            "payTo": "0x2096000000000000000000000000000000000287",
+            "maxTimeoutSeconds": 300,
+            "extra": {"name": "USDC", "version": "2"}
+        }]
+    });
+    let header = base64::engine::general_purpose::STANDARD.encode(offer.to_string());
+    payment_required(b"{}".to_vec(), Some(&header))
 }
 
 /// `200` with a successful v2 receipt, as a merchant answers a payment it settled.
