@@ -168,6 +168,82 @@ fn a_line_torn_inside_a_character_is_cut_like_any_torn_line() {
     );
 }
 
+#[test]
+fn a_payment_whose_decision_cannot_be_written_never_leaves() {
+    let origin = support::origin::Origin::plain_blocking();
+    let mut options = support::PurserOptions::new(BUDGET);
+    // The proof log can grow to 6 KiB, as if the disk filled up: a few payments fit.
+    options.file_size_limit_kib = Some(6);
+    let mut purser = Purser::start_with(options);
+    let url = format!("http://127.0.0.1:{}/settle", origin.port());
+    let mut forwarded = 0;
+    let mut refused = None;
+    for nonce in 1..=40 {
+        let payment = crafted_payment(nonce, 10_000);
+        match pay(&purser, "full", &url, &payment) {
+            (200, _) => forwarded += 1,
+            (status, body) => {
+                refused = Some((status, body, payment));
+                break;
+            }
+        }
+    }
+    let (status, body, payment) = refused.expect("the proof log filled up within 40 payments");
+    assert!(
+        forwarded >= 1,
+        "payments went through before the log was full"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("trace_unavailable"), "{body}");
+    let paid = |origin: &support::origin::Origin| {
+        origin
+            .requests()
+            .iter()
+            .filter(|r| r.headers.contains_key("payment-signature"))
+            .count()
+    };
+    assert_eq!(
+        paid(&origin),
+        forwarded,
+        "the payment whose decision was not written never reached the merchant"
+    );
+    assert_eq!(
+        session(&purser, "agent.full")["reserved"],
+        "0",
+        "its reservation was released"
+    );
+    let log = std::fs::read(purser.trace_path()).unwrap();
+    assert_eq!(
+        log.last(),
+        Some(&b'\n'),
+        "the failed write left no torn line behind"
+    );
+    // Traffic that carries no payment still flows.
+    let plain = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &proxy(&purser, "full"),
+        &format!("http://127.0.0.1:{}/plain", origin.port()),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // Room again: the refused payment was never recorded as seen, so it can go now.
+    purser.file_size_limit_kib = None;
+    purser.restart();
+    assert_eq!(pay(&purser, "full", &url, &payment).0, 200);
+    assert_eq!(paid(&origin), forwarded + 1);
+    let verify = verify_log(&purser);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// An upstream that reads the request and hangs up without answering: the payment left,
 /// its outcome is unknown.
 fn hang_up_upstream() -> (u16, std::thread::JoinHandle<usize>) {

@@ -71,6 +71,7 @@ impl TraceLog {
                 .unwrap_or(0),
             last_hash,
             settings,
+            broken: None,
         };
         std::thread::Builder::new()
             .name("purser-trace".into())
@@ -128,6 +129,9 @@ struct Writer {
     size: u64,
     last_hash: String,
     settings: TraceSettings,
+    /// Set when a failed batch could not be cut back off the file: appending after it
+    /// would break the chain, so every later batch fails until a restart repairs the file.
+    broken: Option<String>,
 }
 
 impl Writer {
@@ -145,10 +149,18 @@ impl Writer {
     }
 
     fn write_batch(&mut self, batch: &[Job]) -> Result<(), TraceError> {
+        let io_error = |message: String| TraceError::Io {
+            path: self.settings.path.clone(),
+            message,
+        };
+        if let Some(reason) = &self.broken {
+            return Err(io_error(reason.clone()));
+        }
         let mut buffer = Vec::with_capacity(batch.iter().map(|j| j.line.len() + 90).sum());
+        let mut last_hash = self.last_hash.clone();
         for job in batch.iter().filter(|job| !job.line.is_empty()) {
-            let line = chain_line(&self.last_hash, &job.line);
-            self.last_hash = hex(&Sha256::digest(line.as_bytes()));
+            let line = chain_line(&last_hash, &job.line);
+            last_hash = hex(&Sha256::digest(line.as_bytes()));
             buffer.extend_from_slice(line.as_bytes());
             buffer.push(b'\n');
         }
@@ -159,14 +171,20 @@ impl Writer {
                 Ok(())
             }
         });
-        self.size += buffer.len() as u64;
         if let Err(error) = result {
             tracing::error!(%error, "trace log write failed");
-            return Err(TraceError::Io {
-                path: self.settings.path.clone(),
-                message: error.to_string(),
-            });
+            // Nothing of a failed batch may stay: a torn fragment would glue itself to the
+            // next line written, and the chain would go on from lines the file lacks.
+            if let Err(cut) = self.file.set_len(self.size) {
+                tracing::error!(error = %cut, "could not cut a failed write off the trace log; refusing further writes until restart");
+                self.broken = Some(format!(
+                    "an earlier write failed ({error}) and could not be undone ({cut}); restart Purser to repair the log"
+                ));
+            }
+            return Err(io_error(error.to_string()));
         }
+        self.last_hash = last_hash;
+        self.size += buffer.len() as u64;
         if self.size >= self.settings.rotate_bytes {
             self.rotate();
         }

@@ -53,6 +53,8 @@ pub struct Purser {
     pub admin: SocketAddr,
     pub dir: TempDir,
     pub stderr_path: PathBuf,
+    /// The most any file Purser writes may grow to (RLIMIT_FSIZE), from the next (re)start.
+    pub file_size_limit_kib: Option<u64>,
     args: Vec<std::ffi::OsString>,
 }
 
@@ -60,6 +62,8 @@ pub struct PurserOptions<'a> {
     pub policy: &'a str,
     pub upstream_ca: Option<&'a Path>,
     pub extra_args: Vec<String>,
+    /// Caps the size of every file Purser writes, as a full disk would.
+    pub file_size_limit_kib: Option<u64>,
 }
 
 impl<'a> PurserOptions<'a> {
@@ -68,6 +72,7 @@ impl<'a> PurserOptions<'a> {
             policy,
             upstream_ca: None,
             extra_args: Vec::new(),
+            file_size_limit_kib: None,
         }
     }
 }
@@ -101,13 +106,14 @@ impl Purser {
         if let Some(ca) = options.upstream_ca {
             args.extend(["--upstream-ca".into(), ca.as_os_str().to_owned()]);
         }
-        let (child, proxy, admin) = spawn_purser(&args, &stderr_path);
+        let (child, proxy, admin) = spawn_purser(&args, &stderr_path, options.file_size_limit_kib);
         Purser {
             child,
             proxy,
             admin,
             dir,
             stderr_path,
+            file_size_limit_kib: options.file_size_limit_kib,
             args,
         }
     }
@@ -121,7 +127,8 @@ impl Purser {
     /// Starts Purser again on the same policy, CA and proof log (new ports).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, proxy, admin) = spawn_purser(&self.args, &self.stderr_path);
+        let (child, proxy, admin) =
+            spawn_purser(&self.args, &self.stderr_path, self.file_size_limit_kib);
         self.child = child;
         self.proxy = proxy;
         self.admin = admin;
@@ -249,15 +256,35 @@ impl Drop for Purser {
 fn spawn_purser(
     args: &[std::ffi::OsString],
     stderr_path: &Path,
+    file_size_limit_kib: Option<u64>,
 ) -> (Child, SocketAddr, SocketAddr) {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(stderr_path)
         .expect("stderr file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_purser"))
+    let binary = env!("CARGO_BIN_EXE_purser");
+    let mut command = match file_size_limit_kib {
+        // bash sets the limit and execs Purser; SIGXFSZ is ignored across exec, so a write
+        // past the limit fails with EFBIG instead of killing the process.
+        Some(kib) => {
+            let mut command = Command::new("bash");
+            command
+                .arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                .arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    // Under a file size limit the debug log would fill its file first: warnings only.
+    let log_level = match file_size_limit_kib {
+        Some(_) => "warn",
+        None => "purser=debug,info",
+    };
+    let mut child = command
         .args(args)
-        .env("RUST_LOG", "purser=debug,info")
+        .env("RUST_LOG", log_level)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
