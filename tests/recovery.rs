@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use support::python::{agent, paid_server, Facilitator};
-use support::{crafted_payment, curl, pay, Purser, TempDir};
+use support::{crafted_payment, pay, status_via, Purser, TempDir};
 
 const BUDGET: &str = r#"
 agents:
@@ -83,12 +83,7 @@ fn a_sigkill_mid_load_never_resets_the_budget() {
         total <= 1.50 + 1e-9,
         "settled {total} against a $1.50 limit across the restart"
     );
-    let verify = verify_log(&purser);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&purser);
 }
 
 #[test]
@@ -118,22 +113,9 @@ fn a_torn_last_line_is_cut_and_the_chain_continues() {
     let mut purser = Purser::start(BUDGET, None);
     let url = format!("http://127.0.0.1:{}/paid", origin.port());
     assert_eq!(pay(&purser, "t", &url, &crafted_payment(1, 10_000)).0, 200);
-    purser.kill();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(purser.trace_path())
-        .unwrap();
-    file.write_all(br#"{"prev_hash":"00","kind":"decis"#)
-        .unwrap();
-    drop(file);
-    purser.restart();
+    crash_leaving(&mut purser, br#"{"prev_hash":"00","kind":"decis"#);
     assert_eq!(pay(&purser, "t", &url, &crafted_payment(2, 10_000)).0, 200);
-    let verify = verify_log(&purser);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&purser);
 }
 
 #[test]
@@ -144,28 +126,18 @@ fn a_line_torn_inside_a_character_is_cut_like_any_torn_line() {
     assert_eq!(pay(&purser, "u", &url, &crafted_payment(3, 10_000)).0, 200);
     let before = session(&purser, "agent.u");
     assert_ne!(before["spent"], "0", "the payment counts: {before}");
-    purser.kill();
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(purser.trace_path())
-        .unwrap();
     // The first byte of a two-byte character ("é"), then the crash.
-    file.write_all(b"{\"prev_hash\":\"00\",\"kind\":\"decision\",\"reason\":\"caf\xc3")
-        .unwrap();
-    drop(file);
-    purser.restart();
+    crash_leaving(
+        &mut purser,
+        b"{\"prev_hash\":\"00\",\"kind\":\"decision\",\"reason\":\"caf\xc3",
+    );
     assert_eq!(
         session(&purser, "agent.u")["spent"],
         before["spent"],
         "the payment before the torn line is still spent"
     );
     assert_eq!(pay(&purser, "u", &url, &crafted_payment(4, 10_000)).0, 200);
-    let verify = verify_log(&purser);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&purser);
 }
 
 #[test]
@@ -219,29 +191,15 @@ fn a_payment_whose_decision_cannot_be_written_never_leaves() {
         "the failed write left no torn line behind"
     );
     // Traffic that carries no payment still flows.
-    let plain = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        &proxy(&purser, "full"),
-        &format!("http://127.0.0.1:{}/plain", origin.port()),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&plain.stdout), "200");
+    let plain = format!("http://127.0.0.1:{}/plain", origin.port());
+    assert_eq!(status_via(&proxy(&purser, "full"), &plain), "200");
 
     // Room again: the refused payment was never recorded as seen, so it can go now.
     purser.file_size_limit_kib = None;
     purser.restart();
     assert_eq!(pay(&purser, "full", &url, &payment).0, 200);
     assert_eq!(paid(&origin), forwarded + 1);
-    let verify = verify_log(&purser);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&purser);
 }
 
 /// An upstream that reads the request and hangs up without answering: the payment left,
@@ -412,20 +370,7 @@ fn a_reload_swaps_the_policy_and_a_bad_file_keeps_the_old_one() {
     let purser = Purser::start(BUDGET, None);
     let url = format!("http://127.0.0.1:{}/", origin.port());
     let policy_path = purser.dir.path().join("policy.yaml");
-    let status = |user: &str, token: &str| {
-        let proxy = purser.proxy_url(Some((user, token)));
-        let output = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-x",
-            &proxy,
-            &url,
-        ]);
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let status = |user: &str, token: &str| status_via(&purser.proxy_url(Some((user, token))), &url);
     assert_eq!(status("agent", "t0ken"), "200");
     std::fs::write(
         &policy_path,
@@ -453,6 +398,28 @@ fn a_reload_swaps_the_policy_and_a_bad_file_keeps_the_old_one() {
 }
 
 /// `purser traces verify` on the test's proof log (rotated files included).
+/// A crash in the middle of writing `fragment`: SIGKILL, the fragment at the end of the
+/// proof log, then a restart on that log.
+fn crash_leaving(purser: &mut Purser, fragment: &[u8]) {
+    purser.kill();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(purser.trace_path())
+        .unwrap();
+    file.write_all(fragment).unwrap();
+    drop(file);
+    purser.restart();
+}
+
+fn assert_chain_verifies(purser: &Purser) {
+    let verify = verify_log(purser);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 fn verify_log(purser: &Purser) -> std::process::Output {
     let path = purser.trace_path();
     support::purser_cli(&["traces".as_ref(), "verify".as_ref(), path.as_os_str()])
