@@ -6,7 +6,7 @@ mod support;
 
 use base64::Engine as _;
 use support::origin::Origin;
-use support::{crafted_payment, curl, pay, status_via, Purser};
+use support::{crafted_payment, curl, http_status, pay, Purser};
 
 const POLICY: &str = r#"
 agents:
@@ -281,7 +281,7 @@ fn payments_that_differ_from_what_was_offered_are_payload_mismatch_and_never_lea
 
     // The agent reads the price, a 402 Purser remembers for this session and resource.
     let proxy = purser.proxy_url(Some(("agent.offer", "t0ken")));
-    assert_eq!(status_via(&proxy, &url), "402");
+    assert_eq!(http_status(&["-x", &proxy, &url]), "402");
 
     // Consistent in itself, but more than the offer, or to someone the offer does not name.
     let overpaid = crafted_payment(3, 50_000);

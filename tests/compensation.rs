@@ -69,19 +69,14 @@ fn a_failed_step_refunds_the_paid_step_of_its_transaction() {
     assert_eq!(paid.status, 200, "{}", paid.body);
     assert_eq!(facilitator.settlements().len(), 1);
     // Another agent naming the same transaction cannot fail it: transactions are per agent.
-    let intruder = support::curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
+    let intruder = support::http_status(&[
         "-x",
         &purser.proxy_url(Some(("intruder", "other"))),
         "-H",
         "X-Purser-Transaction: order-7",
         &server.url("http", "/fail"),
     ]);
-    assert_eq!(String::from_utf8_lossy(&intruder.stdout), "500");
+    assert_eq!(intruder, "500");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
         refunds.requests().is_empty(),

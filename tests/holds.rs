@@ -335,10 +335,7 @@ fn the_admin_api_wants_its_own_token_and_metrics_count_what_happened() {
     options.extra_args = vec!["--admin-token".into(), "s3cret-admin".into()];
     let purser = Purser::start_with(options);
     let admin = format!("http://{}/v1/sessions", purser.admin);
-    let code = |args: &[&str]| {
-        let output = curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat());
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let code = support::http_status;
     assert_eq!(code(&[&admin]), "401", "no token");
     assert_eq!(
         code(&["-u", "agent:t0ken", &admin]),

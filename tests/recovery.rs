@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use support::python::{agent, paid_server, Facilitator};
-use support::{crafted_payment, pay, status_via, Purser, TempDir};
+use support::{crafted_payment, http_status, pay, Purser, TempDir};
 
 const BUDGET: &str = r#"
 agents:
@@ -192,7 +192,7 @@ fn a_payment_whose_decision_cannot_be_written_never_leaves() {
     );
     // Traffic that carries no payment still flows.
     let plain = format!("http://127.0.0.1:{}/plain", origin.port());
-    assert_eq!(status_via(&proxy(&purser, "full"), &plain), "200");
+    assert_eq!(http_status(&["-x", &proxy(&purser, "full"), &plain]), "200");
 
     // Room again: the refused payment was never recorded as seen, so it can go now.
     purser.file_size_limit_kib = None;
@@ -370,7 +370,9 @@ fn a_reload_swaps_the_policy_and_a_bad_file_keeps_the_old_one() {
     let purser = Purser::start(BUDGET, None);
     let url = format!("http://127.0.0.1:{}/", origin.port());
     let policy_path = purser.dir.path().join("policy.yaml");
-    let status = |user: &str, token: &str| status_via(&purser.proxy_url(Some((user, token))), &url);
+    let status = |user: &str, token: &str| {
+        http_status(&["-x", &purser.proxy_url(Some((user, token))), &url])
+    };
     assert_eq!(status("agent", "t0ken"), "200");
     std::fs::write(
         &policy_path,

@@ -328,22 +328,14 @@ pub fn basic(user: &str, token: &str) -> String {
     )
 }
 
-/// Runs curl with no proxy settings from the environment.
-/// The HTTP status of a GET of `url` through `proxy`, as curl prints it ("000" if none).
-pub fn status_via(proxy: &str, url: &str) -> String {
-    let output = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        proxy,
-        url,
-    ]);
+/// The HTTP status curl gets for `args` (its URL, proxy and headers), as curl prints it
+/// ("000" if none).
+pub fn http_status(args: &[&str]) -> String {
+    let output = curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat());
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs curl with no proxy settings from the environment.
 pub fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args(["-sS", "--max-time", "60"])
