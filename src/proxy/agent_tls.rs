@@ -163,7 +163,7 @@ impl Tls {
                 ConnectionState::EncodeTlsData(mut encode) => self
                     .outgoing
                     .append_with(|out| encode.encode(out), encode_shortfall)
-                    .map_err(|e| io::Error::other(e.to_string()))?,
+                    .map_err(io::Error::other)?,
                 // The bytes are in `outgoing`; the caller sends them before waiting on input.
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
                 ConnectionState::WriteTraffic(mut traffic) => {
@@ -172,7 +172,7 @@ impl Tls {
                         Send::Data(data) => {
                             self.outgoing
                                 .append_with(|out| traffic.encrypt(data, out), encrypt_shortfall)
-                                .map_err(|e| io::Error::other(e.to_string()))?;
+                                .map_err(io::Error::other)?;
                             sent = true;
                         }
                         Send::CloseNotify => {
@@ -181,7 +181,7 @@ impl Tls {
                                     |out| traffic.queue_close_notify(out),
                                     encrypt_shortfall,
                                 )
-                                .map_err(|e| io::Error::other(e.to_string()))?;
+                                .map_err(io::Error::other)?;
                             self.write_closed = true;
                             sent = true;
                         }

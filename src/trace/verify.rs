@@ -64,6 +64,11 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
     // Bytes first: a line that is not UTF-8 was altered, and is named like any other.
     for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let number = index as u64 + 1;
+        let not_json = |message: String| VerifyError::NotJson {
+            path: path.to_path_buf(),
+            line: number,
+            message,
+        };
         let mut line = line.map_err(|source| VerifyError::Io {
             path: path.to_path_buf(),
             source,
@@ -71,17 +76,9 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        let line = String::from_utf8(line).map_err(|e| VerifyError::NotJson {
-            path: path.to_path_buf(),
-            line: number,
-            message: e.to_string(),
-        })?;
+        let line = String::from_utf8(line).map_err(|e| not_json(e.to_string()))?;
         let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| VerifyError::NotJson {
-                path: path.to_path_buf(),
-                line: number,
-                message: e.to_string(),
-            })?;
+            serde_json::from_str(&line).map_err(|e| not_json(e.to_string()))?;
         let found = value
             .get("prev_hash")
             .and_then(|v| v.as_str())

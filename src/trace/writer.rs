@@ -246,7 +246,7 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
         Err(error) => return Err(error),
     };
     let mut reader = BufReader::new(file);
-    let mut last_complete: Option<Vec<u8>> = None;
+    let mut last_complete = Vec::new();
     let mut complete_len: u64 = 0;
     // Bytes, not text: a line torn inside a multi-byte character is still just torn.
     let mut line = Vec::new();
@@ -259,7 +259,8 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
         if line.ends_with(b"\n") {
             complete_len += read as u64;
             line.pop();
-            last_complete = Some(line.clone());
+            // Swapped, not copied: start-up reads the whole log here, line by line.
+            std::mem::swap(&mut last_complete, &mut line);
         } else {
             tracing::warn!(path = %path.display(), bytes = read, "trace log ends in a torn line; truncating it");
             let file = OpenOptions::new().write(true).open(path)?;
@@ -269,8 +270,9 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
             break;
         }
     }
-    Ok(match last_complete {
-        Some(line) => hex(&Sha256::digest(&line)),
-        None => GENESIS_HASH.to_string(),
+    Ok(if complete_len > 0 {
+        hex(&Sha256::digest(&last_complete))
+    } else {
+        GENESIS_HASH.to_string()
     })
 }
