@@ -7,7 +7,7 @@
 set -eu
 FUZZ=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$FUZZ")
-VECTORS=${VECTORS:-$ROOT/../shared/x402/vectors.json}
+VECTORS=${VECTORS:-$ROOT/tests/data/x402/vectors.json}
 exec python3 - "$FUZZ" "$ROOT" "$VECTORS" <<'PY'
 import base64, glob, hashlib, json, os, shutil, sys
 

@@ -1,5 +1,5 @@
-//! Tests against real captures from the official x402 Python SDK (2.25.0), in
-//! `shared/x402/vectors.json`: every header must parse to its decoded form.
+//! Tests against real captures from the official x402 Python SDK (2.25.0), kept in the
+//! repository at `tests/data/x402/vectors.json`: every header must parse to its decoded form.
 
 use super::decode::decode_header_as;
 use super::wire::{PaymentPayloadV1, PaymentPayloadV2, PaymentRequiredV2, SettlementResponse};
@@ -7,7 +7,7 @@ use super::*;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-const VECTORS: &str = include_str!("../../../shared/x402/vectors.json");
+const VECTORS: &str = include_str!("../../tests/data/x402/vectors.json");
 
 const PAYER: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
 const PAY_TO: &str = "0x2096000000000000000000000000000000000287";
