@@ -11,9 +11,38 @@ fn purser(args: &[&str]) -> std::process::Output {
         .expect("run purser")
 }
 
+/// Every `policies/NAME.yaml` that has a `NAME.cases.yaml` beside it: the shipped
+/// policies, the seed's template and the seed's DSL lines.
+fn policies_with_cases() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("policies/")
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            file.strip_suffix(".cases.yaml").map(str::to_string)
+        })
+        .filter(|name| dir.join(format!("{name}.yaml")).exists())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn every_shipped_policy_passes_its_cases() {
-    for name in ["default", "procurement", "research", "governed"] {
+    let names = policies_with_cases();
+    for expected in [
+        "default",
+        "agent-governance-policy",
+        "seed-rules",
+        "governed",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} has cases: {names:?}"
+        );
+    }
+    for name in names {
         let policy = format!("policies/{name}.yaml");
         let cases = format!("policies/{name}.cases.yaml");
         let output = purser(&["policy", "test", &policy, &cases]);

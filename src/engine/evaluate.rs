@@ -424,13 +424,7 @@ fn in_window(minute: u16, start: u16, end: u16) -> bool {
     }
 }
 
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Explore => "EXPLORE",
-        Phase::Decide => "DECIDE",
-        Phase::Commit => "COMMIT",
-    }
-}
+pub use crate::policy::rules::phase_name;
 
 /// `BLOCK`, `REQUIRE_APPROVAL`, `FLAG`, `ALLOW`.
 pub fn action_name(action: RuleAction) -> &'static str {

@@ -116,8 +116,8 @@ impl SessionState {
         if to < from {
             return Err(TransitionError::Backwards { from, to });
         }
-        if !rules.allow_skip && (to as u8) - (from as u8) > 1 {
-            return Err(TransitionError::Skip { from, to });
+        if !rules.allows(from, to) {
+            return Err(TransitionError::NotAllowed { from, to });
         }
         self.phase = to;
         Ok(from)
@@ -129,8 +129,8 @@ impl SessionState {
 pub enum TransitionError {
     #[error("phases only move forward: {} → {} is not allowed (reset the session to start over)", phase_name(*.from), phase_name(*.to))]
     Backwards { from: Phase, to: Phase },
-    #[error("the policy does not allow skipping a phase: {} → {}", phase_name(*.from), phase_name(*.to))]
-    Skip { from: Phase, to: Phase },
+    #[error("the policy's transition_rules do not allow {} → {}", phase_name(*.from), phase_name(*.to))]
+    NotAllowed { from: Phase, to: Phase },
 }
 
 /// All sessions, by `AGENT.SESSION`, bounded by `limits.sessions` and `limits.session_idle`.

@@ -4,9 +4,12 @@
 
 use super::dsl;
 use super::file::{PolicyFile, RuleEntry, RuleItem, TierBody};
+use super::rules::{phase_name, Phase};
 use super::rules::{Condition, RuleAction, RuleAst, RuleTarget};
 use super::values::EndpointPattern;
-use super::{ApprovalMode, Category, CompiledBudget, Gates, PolicyError, Rule, Tier, Tool};
+use super::{
+    ApprovalMode, Category, CompiledBudget, Gates, PhasePolicy, PolicyError, Rule, Tier, Tool,
+};
 use rust_decimal::Decimal;
 use std::path::Path;
 use std::time::Duration;
@@ -102,7 +105,7 @@ fn compile_entry(
             &entry.action,
             0,
             format!(
-                "rule action `{}` must be BLOCK, REQUIRE_APPROVAL, FLAG or ALLOW",
+                "rule action `{}` must be BLOCK (or DENY), REQUIRE_APPROVAL (or PENDING_APPROVAL), FLAG or ALLOW",
                 entry.action
             ),
         )
@@ -150,7 +153,7 @@ fn parse_action(text: &str) -> Option<RuleAction> {
         .collect();
     match normalized.as_str() {
         "BLOCK" | "DENY" => Some(RuleAction::Block),
-        "REQUIRE_APPROVAL" | "REQUIRE_APPROVAL_FOR" | "APPROVE" | "HOLD" => {
+        "REQUIRE_APPROVAL" | "REQUIRE_APPROVAL_FOR" | "PENDING_APPROVAL" | "APPROVE" | "HOLD" => {
             Some(RuleAction::RequireApproval)
         }
         "FLAG" | "WARN" => Some(RuleAction::Flag),
@@ -170,6 +173,82 @@ fn ensure_unique_ids(rules: &[Rule], source: &SourceText<'_>) -> Result<(), Poli
         }
     }
     Ok(())
+}
+
+/// `phases`: the payment phase and the moves sessions may make. The map form of
+/// `transition_rules` lists every allowed move; phases still only go forward (`reset`
+/// starts a session over), so a backward move is a load error rather than a rule that
+/// could never apply.
+pub(super) fn compile_phases(
+    file: &PolicyFile,
+    source: &SourceText<'_>,
+) -> Result<PhasePolicy, PolicyError> {
+    let allowed_payment_phase = file
+        .phases
+        .allowed_payment_phase
+        .map(|p| p.0)
+        .unwrap_or(Phase::Commit);
+    let rules = &file.phases.transition_rules;
+    if rules.moves.is_empty() {
+        let allow_skip = rules.allow_skip.unwrap_or(true);
+        return Ok(PhasePolicy::forward_only(
+            allowed_payment_phase,
+            rules.agent_header,
+            allow_skip,
+        ));
+    }
+    if rules.allow_skip.is_some() {
+        return Err(source.error_at(
+            "allow_skip",
+            0,
+            "`allow_skip` and phase lists in transition_rules both say which moves are allowed; \
+             keep one (list EXPLORE: [DECIDE, COMMIT] to allow the skip)"
+                .to_string(),
+        ));
+    }
+    let mut policy = PhasePolicy::forward_only(allowed_payment_phase, rules.agent_header, false);
+    policy.clear_moves();
+    for (from, targets) in &rules.moves {
+        for to in targets {
+            if to.0 <= from.0 {
+                return Err(source.error_at(
+                    &format!("{}:", phase_name(from.0)),
+                    0,
+                    format!(
+                        "transition_rules: {} → {} goes backwards; phases only move forward \
+                         (reset a session to start it over)",
+                        phase_name(from.0),
+                        phase_name(to.0)
+                    ),
+                ));
+            }
+            policy.allow_move(from.0, to.0);
+        }
+    }
+    Ok(policy)
+}
+
+/// `compensation.default_action`: compensating means asking for a refund (the seed writes
+/// `REFUND_REQUEST`). Anything else would be an action Purser silently does not take.
+pub(super) fn check_compensation_action(
+    file: &PolicyFile,
+    source: &SourceText<'_>,
+) -> Result<(), PolicyError> {
+    let Some(action) = file.compensation.default_action.as_deref() else {
+        return Ok(());
+    };
+    let normalized = action.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    if matches!(normalized.as_str(), "refund" | "refund_request") {
+        return Ok(());
+    }
+    Err(source.error_at(
+        action,
+        0,
+        format!(
+            "compensation.default_action `{action}` is not supported; Purser compensates with a \
+             refund request: write `refund` or `REFUND_REQUEST`"
+        ),
+    ))
 }
 
 /// Tools in file order.
@@ -419,4 +498,90 @@ pub(super) fn compile_notifications(
             .unwrap_or(std::time::Duration::from_secs(5)),
         retries: section.retries.unwrap_or(3).min(10),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Policy, PolicyError};
+    use super::Phase::{Commit, Decide, Explore};
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_yaml(Path::new("test.yaml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_seed_map_allows_exactly_its_moves() {
+        let policy = load(
+            "phases:\n  transition_rules:\n    EXPLORE: [DECIDE]\n    DECIDE: [COMMIT]\n    COMMIT: []\n",
+        )
+        .unwrap();
+        let phases = policy.phases;
+        assert!(phases.allows(Explore, Decide));
+        assert!(phases.allows(Decide, Commit));
+        assert!(!phases.allows(Explore, Commit), "the map names no skip");
+        assert!(!phases.agent_header);
+    }
+
+    #[test]
+    fn the_map_mixes_with_purser_switches_and_any_case() {
+        let policy = load(
+            "phases:\n  transition_rules:\n    agent_header: true\n    explore: [Decide, COMMIT]\n",
+        )
+        .unwrap();
+        assert!(policy.phases.agent_header);
+        assert!(policy.phases.allows(Explore, Commit));
+        assert!(
+            !policy.phases.allows(Decide, Commit),
+            "DECIDE is not listed"
+        );
+    }
+
+    #[test]
+    fn todays_forms_keep_their_meaning() {
+        let open = load("phases:\n  transition_rules: { agent_header: true }\n").unwrap();
+        assert!(
+            open.phases.allows(Explore, Commit),
+            "allow_skip defaults to true"
+        );
+        let strict = load("phases:\n  transition_rules: { allow_skip: false }\n").unwrap();
+        assert!(!strict.phases.allows(Explore, Commit));
+        assert!(strict.phases.allows(Explore, Decide) && strict.phases.allows(Decide, Commit));
+        let absent = load("name: x\n").unwrap();
+        assert!(absent.phases.allows(Explore, Commit));
+    }
+
+    #[test]
+    fn a_backward_move_or_an_unknown_key_is_a_load_error() {
+        let err = error("phases:\n  transition_rules:\n    COMMIT: [EXPLORE]\n");
+        assert!(
+            err.starts_with("test.yaml:3:5:") && err.contains("goes backwards"),
+            "{err}"
+        );
+        let err = error("phases:\n  transition_rules:\n    REVIEW: [COMMIT]\n");
+        assert!(err.contains("unknown field `REVIEW`"), "{err}");
+        let err = error("phases:\n  transition_rules:\n    EXPLORE: [SHIP]\n");
+        assert!(err.contains("`SHIP` is not a phase"), "{err}");
+        let err =
+            error("phases:\n  transition_rules:\n    allow_skip: false\n    EXPLORE: [DECIDE]\n");
+        assert!(err.contains("keep one"), "{err}");
+    }
+
+    #[test]
+    fn seed_actions_and_compensation_load() {
+        let policy = load(
+            "rules:\n  - {id: a, condition: 'phase != COMMIT', action: DENY}\n  - {id: b, condition: 'cost > 0.50', action: PENDING_APPROVAL}\ncompensation: {enabled: true, default_action: REFUND_REQUEST}\n",
+        )
+        .unwrap();
+        assert_eq!(policy.rules.len(), 2);
+        let err = error("compensation: {default_action: CHARGEBACK}\n");
+        assert!(
+            err.starts_with("test.yaml:1:32:") && err.contains("refund"),
+            "{err}"
+        );
+    }
 }

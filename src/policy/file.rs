@@ -129,20 +129,67 @@ pub struct PhasesSection {
     pub transition_rules: TransitionRules,
 }
 
-/// `phases.transition_rules`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `phases.transition_rules`: Purser's switches, and (the seed's layout) a map from each
+/// phase to the phases a session may move to from it, in any mix:
+///
+/// ```yaml
+/// transition_rules:
+///   agent_header: true
+///   EXPLORE: [DECIDE]
+///   DECIDE: [COMMIT]
+///   COMMIT: []
+/// ```
+#[derive(Debug, Default)]
 pub struct TransitionRules {
     /// Whether an agent may move its own session forward with `X-Purser-Phase`.
-    #[serde(default)]
     pub agent_header: bool,
-    /// Whether a session may jump EXPLORE → COMMIT without passing DECIDE.
-    #[serde(default = "yes")]
-    pub allow_skip: bool,
+    /// Whether a session may jump EXPLORE → COMMIT without passing DECIDE (true when
+    /// absent and no phase lists are given).
+    pub allow_skip: Option<bool>,
+    /// Phase → the phases it may move to, when the map form is used. A phase the map
+    /// does not name may move nowhere.
+    pub moves: Vec<(PhaseName, Vec<PhaseName>)>,
 }
 
-fn yes() -> bool {
-    true
+impl<'de> Deserialize<'de> for TransitionRules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = TransitionRules;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of `agent_header`, `allow_skip` and phase → [next phases]")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(TransitionRules::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut rules = TransitionRules::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "agent_header" => rules.agent_header = map.next_value()?,
+                        "allow_skip" => rules.allow_skip = Some(map.next_value()?),
+                        _ => {
+                            let Some(from) = super::values::parse_phase(&key) else {
+                                return Err(de::Error::custom(format!(
+                                    "unknown field `{key}`, expected `agent_header`, `allow_skip` \
+                                     or a phase (EXPLORE, DECIDE, COMMIT) with the phases it may move to"
+                                )));
+                            };
+                            if rules.moves.iter().any(|(seen, _)| seen.0 == from) {
+                                return Err(de::Error::custom(format!(
+                                    "phase `{key}` is listed twice in transition_rules"
+                                )));
+                            }
+                            let to: Option<Vec<PhaseName>> = map.next_value()?;
+                            rules.moves.push((PhaseName(from), to.unwrap_or_default()));
+                        }
+                    }
+                }
+                Ok(rules)
+            }
+        }
+        deserializer.deserialize_any(RulesVisitor)
+    }
 }
 
 /// `budget`: limits in USD and the gates on the (spent + reserved) / limit ratio.

@@ -143,7 +143,44 @@ pub struct Limits {
 pub struct PhasePolicy {
     pub allowed_payment_phase: Phase,
     pub agent_header: bool,
-    pub allow_skip: bool,
+    /// The forward moves a session may make: `moves[from]` has bit `to` set.
+    moves: [u8; 3],
+}
+
+impl PhasePolicy {
+    /// Whether a session may move from `from` to the later phase `to`.
+    pub fn allows(&self, from: Phase, to: Phase) -> bool {
+        self.moves[from as usize] & (1 << to as u8) != 0
+    }
+
+    fn clear_moves(&mut self) {
+        self.moves = [0; 3];
+    }
+
+    fn allow_move(&mut self, from: Phase, to: Phase) {
+        self.moves[from as usize] |= 1 << to as u8;
+    }
+
+    /// Every forward move, or every forward move but the skip EXPLORE → COMMIT.
+    pub fn forward_only(
+        allowed_payment_phase: Phase,
+        agent_header: bool,
+        allow_skip: bool,
+    ) -> Self {
+        let mut moves = [0u8; 3];
+        for from in [Phase::Explore, Phase::Decide, Phase::Commit] {
+            for to in [Phase::Decide, Phase::Commit] {
+                if to > from && (allow_skip || to as u8 - from as u8 == 1) {
+                    moves[from as usize] |= 1 << to as u8;
+                }
+            }
+        }
+        PhasePolicy {
+            allowed_payment_phase,
+            agent_header,
+            moves,
+        }
+    }
 }
 
 /// Bounds on memory that agents can make Purser use (`limits` in the policy).
@@ -320,15 +357,8 @@ impl Policy {
                 (name.clone(), settings)
             })
             .collect();
-        let phases = PhasePolicy {
-            allowed_payment_phase: file
-                .phases
-                .allowed_payment_phase
-                .map(|p| p.0)
-                .unwrap_or(Phase::Commit),
-            agent_header: file.phases.transition_rules.agent_header,
-            allow_skip: file.phases.transition_rules.allow_skip,
-        };
+        let phases = compile::compile_phases(&file, source)?;
+        compile::check_compensation_action(&file, source)?;
         let compensation = CompensationSettings {
             enabled: file.compensation.enabled,
             timeout: file.compensation.timeout.map(|d| d.0),

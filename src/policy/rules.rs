@@ -38,6 +38,15 @@ pub enum Phase {
     Commit,
 }
 
+/// `EXPLORE`, `DECIDE` or `COMMIT`: how phases are written in policies, traces and the API.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Explore => "EXPLORE",
+        Phase::Decide => "DECIDE",
+        Phase::Commit => "COMMIT",
+    }
+}
+
 /// Recipient trust levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trust {
