@@ -1,6 +1,8 @@
 //! Inside an intercepted `CONNECT`: terminate the agent's TLS with the host's leaf and
 //! serve HTTP/1.1 or HTTP/2, as ALPN chose, forwarding each request to the `CONNECT`
-//! target.
+//! target. A tunnel the agent opens with plaintext HTTP (undici's `EnvHttpProxyAgent`,
+//! `curl -p` for `http://` URLs) is served as HTTP/1.1 to the target over plain HTTP,
+//! through exactly the same forwarding, decision and trace path.
 //!
 //! The `CONNECT` target is the only upstream for the tunnel: a request inside it that
 //! names another host gets `421 Misdirected Request` rather than being routed by its
@@ -11,6 +13,7 @@ use super::answers::{self, ErrorCode};
 use super::forward::forward_logged;
 use super::server::Answering;
 use super::shutdown::drive;
+use super::sniff::{self, Opening, Prefixed};
 use super::{ProxyState, Target};
 use crate::policy::Identity;
 use http::{header, Request};
@@ -22,6 +25,7 @@ use rustls::ServerConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 /// Serves the agent's side of an intercepted tunnel until it closes.
@@ -36,11 +40,32 @@ pub async fn serve(
     identity: Identity,
     tls: Arc<ServerConfig>,
 ) {
-    let Some(stream) = Box::pin(accept_agent_tls(&state, upgraded, &target, tls)).await else {
-        return;
+    let wait = state.settings.tls_handshake_timeout;
+    let (opening, agent) = Box::pin(sniff::opening(TokioIo::new(upgraded), wait)).await;
+    let served = match opening {
+        Opening::Tls => {
+            let Some(stream) = Box::pin(accept_agent_tls(&state, agent, &target, tls)).await else {
+                return;
+            };
+            let http2 = stream.alpn_protocol() == Some(b"h2");
+            serve_http(&state, stream, http2, target, identity)
+        }
+        Opening::Plaintext if sniff::looks_like_http(&agent) => {
+            let plain = Target {
+                https: false,
+                ..target
+            };
+            serve_http(&state, agent, false, plain, identity)
+        }
+        Opening::Plaintext => {
+            tracing::info!(target = %target.display(), "neither TLS nor HTTP inside CONNECT; closing");
+            state.metrics.refused_connect();
+            return;
+        }
+        Opening::Closed => return,
     };
     let guard = state.shutdown.track();
-    if let Err(error) = serve_http(&state, stream, target, identity).await {
+    if let Err(error) = served.await {
         // The whole chain: hyper's own text ("http2 error") hides the cause, such as a
         // reset flood (`too_many_resets`) that ended the connection.
         let error = super::upstream::describe_chain(&error);
@@ -49,21 +74,22 @@ pub async fn serve(
     drop(guard);
 }
 
-type AgentTls = AgentTlsStream<TokioIo<Upgraded>>;
+type AgentStream = Prefixed<TokioIo<Upgraded>>;
+type AgentTls = AgentTlsStream<AgentStream>;
 
 /// The TLS handshake with the agent, under the handshake timeout; `None` when it fails.
 async fn accept_agent_tls(
     state: &ProxyState,
-    upgraded: Upgraded,
+    agent: AgentStream,
     target: &Target,
     tls: Arc<ServerConfig>,
 ) -> Option<AgentTls> {
-    let handshake = AgentTlsStream::accept(TokioIo::new(upgraded), tls);
+    let handshake = AgentTlsStream::accept(agent, tls);
     match tokio::time::timeout(state.settings.tls_handshake_timeout, handshake).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(error)) => {
-            // Nothing has gone upstream: an agent that does not speak TLS here (or does
-            // not trust Purser's CA) is simply not served.
+            // Nothing has gone upstream: an agent that does not trust Purser's CA (or
+            // sends a broken handshake) is simply not served.
             tracing::info!(target = %target.display(), %error, "agent TLS handshake failed inside CONNECT; closing");
             state.metrics.refused_connect();
             None
@@ -75,14 +101,17 @@ async fn accept_agent_tls(
     }
 }
 
-/// HTTP/2 or HTTP/1.1 over the agent's TLS, as ALPN chose, until the connection ends.
-fn serve_http(
+/// HTTP/2 or HTTP/1.1 (as ALPN chose) over the agent's stream, until the connection ends.
+fn serve_http<S>(
     state: &Arc<ProxyState>,
-    stream: AgentTls,
+    stream: S,
+    http2: bool,
     target: Target,
     identity: Identity,
-) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>> {
-    let http2 = stream.alpn_protocol() == Some(b"h2");
+) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(stream);
     let shutdown = state.shutdown.clone();
     let service_state = state.clone();
@@ -128,14 +157,15 @@ fn inner_request(
             ));
         }
     }
-    state.metrics.request(true);
+    state.metrics.request(target.https);
     let span = tracing::debug_span!("request", session = %identity);
+    let scheme = if target.https { "https" } else { "http" };
     let forwarding = forward_logged(
         state.clone(),
         request,
         target.clone(),
         identity.clone(),
-        "https",
+        scheme,
     );
     Answering::later(forwarding.instrument(span))
 }

@@ -8,8 +8,9 @@
 //!    ([`crate::policy::AgentDirectory`]) and tags it with its session.
 //! 2. [`connect`]: a `CONNECT` is either spliced ([`crate::policy::Policy::tunnel`]) or
 //!    intercepted; nothing is tunnelled uninspected by default.
-//! 3. [`mitm`]: terminates the agent's TLS with a leaf from [`leaf_cache`] and serves
-//!    HTTP/1.1 or HTTP/2 inside it.
+//! 3. [`mitm`]: [`sniff`]s what the agent opens the tunnel with, terminates the agent's
+//!    TLS with a leaf from [`leaf_cache`] and serves HTTP/1.1 or HTTP/2 inside it, or
+//!    serves plaintext HTTP/1.1 with the same governance.
 //! 4. [`forward`]: strips hop-by-hop headers and credentials, sends the request through
 //!    [`upstream`] and streams the answer back.
 
@@ -26,6 +27,7 @@ pub mod leaf_cache;
 pub mod mitm;
 pub mod server;
 pub mod shutdown;
+pub mod sniff;
 pub mod tunnel;
 pub mod upstream;
 pub mod workers;

@@ -18,6 +18,7 @@ use super::agent_connections::ConnectionSlot;
 use super::answers::{self, ErrorCode};
 use super::body::ProxyBody;
 use super::egress::SpliceConnectError;
+use super::sniff::{self, Opening};
 use super::upstream::classify;
 use super::{ProxyState, Target};
 use crate::policy::{Policy, TunnelEntry};
@@ -25,8 +26,7 @@ use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// The x402 payment headers, v1 and v2.
 const PAYMENT_HEADERS: [&str; 2] = ["x-payment", "payment-signature"];
@@ -111,68 +111,37 @@ pub async fn open(
             return;
         };
         let mut agent = TokioIo::new(upgraded);
-        if !trusted {
-            match first_bytes_are_tls(&mut agent, wait).await {
-                Opening::Tls(prefix) => {
-                    if upstream.write_all(&prefix).await.is_err() {
-                        return;
-                    }
-                }
-                Opening::Plaintext => {
-                    state.metrics.refused_connect();
-                    tracing::warn!(target = %target.display(), "refusing plaintext inside a splice to an untrusted tunnel host");
-                    let reason = format!(
-                        "only TLS may cross this tunnel; {}",
-                        untrusted_reason(&target, &pattern)
-                    );
-                    let _ = agent.write_all(&refusal_bytes(&reason)).await;
-                    let _ = agent.shutdown().await;
-                    return;
-                }
-                Opening::Closed => return,
-            }
+        if trusted {
+            // Whatever the agent says first (or waits for) is the host's business.
+            splice(&mut agent, &mut upstream).await;
+            return;
         }
-        if let Err(error) = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
-            tracing::debug!(%error, "tunnel closed");
+        let (opening, mut agent) = sniff::opening(agent, wait).await;
+        match opening {
+            Opening::Tls => splice(&mut agent, &mut upstream).await,
+            Opening::Plaintext => {
+                state.metrics.refused_connect();
+                tracing::warn!(target = %target.display(), "refusing plaintext inside a splice to an untrusted tunnel host");
+                let reason = format!(
+                    "only TLS may cross this tunnel; {}",
+                    untrusted_reason(&target, &pattern)
+                );
+                let _ = agent.write_all(&refusal_bytes(&reason)).await;
+                let _ = agent.shutdown().await;
+            }
+            Opening::Closed => {}
         }
     });
     super::connect::ok_response()
 }
 
-/// What the agent opened the splice with.
-enum Opening {
-    /// A TLS record header: the bytes read so far, to pass on.
-    Tls(Vec<u8>),
-    Plaintext,
-    /// Gone, or silent past the wait, before saying anything.
-    Closed,
-}
-
-/// Reads the first two bytes the agent sends: a TLS record starts with content type 22
-/// (handshake) and major version 3. Anything else is not TLS, and a client that speaks
-/// TLS speaks first, so silence past `wait` ends the tunnel too.
-async fn first_bytes_are_tls<S: AsyncRead + Unpin>(agent: &mut S, wait: Duration) -> Opening {
-    let mut prefix = [0u8; 2];
-    let mut have = 0;
-    let read = tokio::time::timeout(wait, async {
-        while have < prefix.len() {
-            match agent.read(&mut prefix[have..]).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    have += n;
-                    if prefix[0] != 0x16 {
-                        return true;
-                    }
-                }
-            }
-        }
-        true
-    })
-    .await;
-    match read {
-        Ok(true) if prefix[..have] == [0x16, 0x03] => Opening::Tls(prefix[..have].to_vec()),
-        Ok(true) => Opening::Plaintext,
-        Ok(false) | Err(_) => Opening::Closed,
+async fn splice<A, U>(agent: &mut A, upstream: &mut U)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Err(error) = tokio::io::copy_bidirectional(agent, upstream).await {
+        tracing::debug!(%error, "tunnel closed");
     }
 }
 
@@ -188,29 +157,4 @@ fn refusal_bytes(reason: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn opening(bytes: &'static [u8]) -> Opening {
-        let (mut agent, mut purser) = tokio::io::duplex(64);
-        agent.write_all(bytes).await.unwrap();
-        drop(agent);
-        first_bytes_are_tls(&mut purser, Duration::from_secs(5)).await
-    }
-
-    #[tokio::test]
-    async fn only_a_tls_record_header_opens_the_splice() {
-        assert!(matches!(opening(&[0x16, 0x03, 0x01]).await, Opening::Tls(p) if p == [0x16, 0x03]));
-        assert!(matches!(
-            opening(b"GET / HTTP/1.1\r\n").await,
-            Opening::Plaintext
-        ));
-        assert!(matches!(opening(&[0x16, 0x00]).await, Opening::Plaintext));
-        assert!(matches!(opening(b"G").await, Opening::Plaintext));
-        assert!(matches!(opening(&[0x16]).await, Opening::Closed));
-        assert!(matches!(opening(b"").await, Opening::Closed));
-    }
 }

@@ -3,6 +3,7 @@
 //! the proxy.
 #![allow(dead_code)]
 
+pub mod node;
 pub mod origin;
 pub mod pki;
 pub mod python;
