@@ -1,5 +1,7 @@
 //! The operator commands (`purser sessions | traces | approvals`) against a real Purser:
-//! the CLI binary talks to the admin API of a `purser run` on loopback.
+//! the CLI binary talks to the admin API of a `purser run` on loopback. Also: every
+//! command and flag has help text, filter values match in any case, and `traces tail`
+//! and `traces show` print the same table.
 
 mod support;
 
@@ -55,6 +57,17 @@ impl Run {
     fn failed(self) -> String {
         assert_eq!(
             self.code, 1,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stderr
+    }
+
+    /// Refused by the argument parser (clap exits 2), before anything ran.
+    #[track_caller]
+    fn bad_usage(self) -> String {
+        assert_eq!(
+            self.code, 2,
             "stdout: {}\nstderr: {}",
             self.stdout, self.stderr
         );
@@ -158,7 +171,7 @@ fn traces_tail_lists_decisions_and_follows_new_ones() {
             .lines()
             .next()
             .unwrap()
-            .ends_with("AMOUNT USD  TRACE ID"),
+            .ends_with("AMOUNT  APPROVAL  TRACE ID"),
         "{table}"
     );
     let line = row(&table, "agent.t1");
@@ -325,6 +338,181 @@ fn a_wrong_admin_token_or_no_purser_is_explained() {
         )) && stderr.contains("(is `purser run` running?)"),
         "{stderr}"
     );
+}
+
+#[test]
+fn every_command_and_argument_has_help_text() {
+    let mut root = purser::cli::command();
+    root.build();
+    let mut missing = Vec::new();
+    missing_help(&root, "purser", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "give these a doc comment (clap shows it as help):\n{}",
+        missing.join("\n")
+    );
+    // The check sees positional arguments too: `policy test FILE CASES` has both.
+    let test = root
+        .find_subcommand("policy")
+        .and_then(|policy| policy.find_subcommand("test"))
+        .expect("policy test");
+    assert_eq!(test.get_positionals().count(), 2);
+    // The binary prints the same help.
+    let help = support::purser_cli(&["help".as_ref(), "traces".as_ref(), "show".as_ref()]);
+    let help = Run::from(help).ok();
+    assert!(help.contains("--decision <DECISION|TRACE>"), "{help}");
+}
+
+/// Collects `path` of every visible command or argument under `command` with no help.
+fn missing_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    let has_text = |text: Option<&clap::builder::StyledStr>| {
+        text.is_some_and(|text| !text.to_string().trim().is_empty())
+    };
+    if !has_text(command.get_about()) && !has_text(command.get_long_about()) {
+        missing.push(format!("{path} (command)"));
+    }
+    for argument in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        if !has_text(argument.get_help()) && !has_text(argument.get_long_help()) {
+            missing.push(format!("{path} {}", argument.get_id()));
+        }
+    }
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        missing_help(sub, &format!("{path} {}", sub.get_name()), missing);
+    }
+}
+
+#[test]
+fn filter_values_match_in_any_case_and_unknown_ones_are_refused() {
+    let purser = Purser::start(POLICY, None);
+    refused_payment(&purser, "f1");
+    let table = cli(&purser, &["traces", "tail", "--decision", "denied"]).ok();
+    assert!(row(&table, "agent.f1").contains("DENIED"), "{table}");
+    let table = cli(&purser, &["traces", "tail", "--kind", "Decision"]).ok();
+    assert!(table.contains("agent.f1"), "{table}");
+    let empty = cli(
+        &purser,
+        &["traces", "tail", "--decision", "pending_approval"],
+    )
+    .ok();
+    assert_eq!(empty, "no trace lines match\n");
+
+    let refused = cli(&purser, &["traces", "tail", "--decision", "refused"]).bad_usage();
+    assert!(
+        refused.contains(
+            "`refused` is not a decision; valid values: ALLOWED, DENIED, PENDING_APPROVAL"
+        ),
+        "{refused}"
+    );
+    let refused = cli(&purser, &["traces", "tail", "--kind", "settlements"]).bad_usage();
+    assert!(
+        refused
+            .contains("valid values: decision, settlement, hold, phase, resolution, compensation"),
+        "{refused}"
+    );
+
+    // The admin API matches in any case too, and answers an unknown value with a 400.
+    let (status, body) = purser.admin("GET", "/v1/traces?decision=Denied&kind=DECISION", None);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["traces"].as_array().map(Vec::len), Some(1), "{body}");
+    let (status, body) = purser.admin("GET", "/v1/traces?decision=nope", None);
+    assert_eq!(status, 400, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"], "bad_filter");
+    assert_eq!(answer["parameter"], "decision");
+    assert_eq!(
+        answer["valid"],
+        serde_json::json!(["ALLOWED", "DENIED", "PENDING_APPROVAL"])
+    );
+    let (status, body) = purser.admin("GET", "/v1/traces?kind=nope", None);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("\"valid\":[\"decision\",\"settlement\""),
+        "{body}"
+    );
+
+    // Phases, and `traces show` on the log file.
+    let moved = cli(&purser, &["sessions", "phase", "agent.f2", "commit"]).ok();
+    assert_eq!(moved, "agent.f2: EXPLORE -> COMMIT\n");
+    let refused = cli(&purser, &["sessions", "phase", "agent.f2", "later"]).bad_usage();
+    assert!(
+        refused.contains("`later` is not a phase; valid values: EXPLORE, DECIDE, COMMIT"),
+        "{refused}"
+    );
+    let file = purser.trace_path();
+    let show = |filter: &[&str]| {
+        let file = file.to_str().unwrap();
+        cli(
+            &purser,
+            &[&["traces", "show", "--file", file], filter].concat(),
+        )
+    };
+    let shown = show(&["--decision", "denied"]).ok();
+    assert!(row(&shown, "agent.f1").contains("DENIED"), "{shown}");
+    let shown = show(&["--kind", "PHASE"]).ok();
+    assert!(row(&shown, "agent.f2").contains("phase"), "{shown}");
+    assert!(!shown.contains("agent.f1"), "{shown}");
+    let refused = show(&["--decision", "x"]).bad_usage();
+    assert!(
+        refused.contains("ALLOWED, DENIED, PENDING_APPROVAL, or a trace id (tr_...)"),
+        "{refused}"
+    );
+    let parsed =
+        purser::cli::command().try_get_matches_from(["purser", "run", "--log-format", "JSON"]);
+    assert!(parsed.is_ok(), "{parsed:?}");
+}
+
+#[test]
+fn traces_show_and_tail_print_amounts_and_approvers_alike() {
+    let purser = Purser::start(POLICY, None);
+    let origin = OkOrigin::start();
+    cli(&purser, &["sessions", "phase", "agent.a1", "COMMIT"]).ok();
+    let approved = held_payment(&purser, "a1", origin.port, 7);
+    let table = wait_for_holds(&purser, 1);
+    let id = row(&table, "agent.a1")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    cli(&purser, &["approvals", "approve", &id, "--by", "ana"]).ok();
+    assert_eq!(approved.join().unwrap().0, 200);
+    wait_for_trace(&purser, "settlement");
+
+    let tail = cli(&purser, &["traces", "tail", "-n", "50"]).ok();
+    let file = purser.trace_path();
+    let show = cli(
+        &purser,
+        &["traces", "show", "--file", file.to_str().unwrap()],
+    )
+    .ok();
+    assert_eq!(tail, show, "one table for both");
+    let decision = row(&tail, "PENDING_APPROVAL");
+    assert!(decision.contains("0.60 USDC (0.60 USD)"), "{decision}");
+    let hold = row(&tail, " hold ");
+    assert!(hold.contains("ALLOWED"), "{hold}");
+    assert!(hold.contains("0.60 USD"), "{hold}");
+    let approver = hold
+        .split("by ana at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `by ana at TIME` in {hold}"));
+    let time = &approver[..19];
+    assert!(
+        jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", time).is_ok(),
+        "{hold}"
+    );
+    let settlement = row(&tail, " settlement ");
+    assert!(settlement.contains("0.60 USD"), "{settlement}");
+}
+
+/// Waits (bounded) until the proof log has a line of `kind`.
+fn wait_for_trace(purser: &Purser, kind: &str) {
+    for _ in 0..200 {
+        if purser.trace_lines().iter().any(|line| line["kind"] == kind) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {kind} line in the proof log:\n{}", purser.stderr());
 }
 
 /// A payment header that cannot be parsed: refused at once, with a decision line.

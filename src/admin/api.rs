@@ -409,7 +409,9 @@ fn reload_policy(state: &AdminState) -> Response<ProxyBody> {
     }
 }
 
-/// `GET /v1/traces?session=&decision=&kind=&limit=`: the latest matching lines, newest last.
+/// `GET /v1/traces?session=&agent=&decision=&kind=&limit=`: the latest matching lines,
+/// newest last. `decision` and `kind` match in any case; a value outside their vocabulary
+/// is a 400 naming the valid ones (a typo must not look like "no such lines").
 fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
     let params = parse_query(query);
     let limit = params
@@ -418,11 +420,13 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(100)
         .min(10_000);
-    let wanted = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    let filter = match crate::cli::trace_filter::TraceFilter::from_query(&params) {
+        Ok(filter) => filter,
+        Err(unknown) => {
+            let body = json!({"error": "bad_filter", "reason": unknown.to_string(),
+                "parameter": unknown.field, "valid": unknown.valid});
+            return json_answer(StatusCode::BAD_REQUEST, &body, None);
+        }
     };
     let text = match read_tail(log) {
         Ok(text) => text,
@@ -437,15 +441,7 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
     let mut lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| {
-            ["session", "decision", "kind", "agent"]
-                .iter()
-                .all(|field| {
-                    wanted(field).is_none_or(|value| {
-                        line.get(*field).and_then(|v| v.as_str()) == Some(value)
-                    })
-                })
-        })
+        .filter(|line| filter.matches(line))
         .collect();
     let skip = lines.len().saturating_sub(limit);
     lines.drain(..skip);

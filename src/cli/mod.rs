@@ -10,6 +10,7 @@ mod format;
 mod sessions;
 mod tables;
 mod trace_files;
+pub mod trace_filter;
 mod traces;
 
 use crate::app::{self, RunConfig};
@@ -18,7 +19,7 @@ use crate::proxy::upstream::UpstreamSettings;
 use crate::proxy::ProxySettings;
 use crate::telemetry::{self, LogFormat};
 use admin_client::{AdminClient, AdminError};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -140,7 +141,7 @@ struct RunArgs {
     #[arg(long, env = "PURSER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Log format.
-    #[arg(long, value_enum, default_value = "human")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "human")]
     log_format: LogFormat,
     /// Log level when RUST_LOG is not set.
     #[arg(long, default_value = "info")]
@@ -178,9 +179,22 @@ enum CaCommand {
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Validate a policy file; errors name file:line:column.
-    Check { file: PathBuf },
+    Check {
+        /// The policy file (YAML).
+        file: PathBuf,
+    },
     /// Run decision cases against a policy; exits non-zero on any mismatch.
-    Test { file: PathBuf, cases: PathBuf },
+    Test {
+        /// The policy file (YAML).
+        file: PathBuf,
+        /// The cases file (YAML): payments and the decision each must get.
+        cases: PathBuf,
+    },
+}
+
+/// The command-line definition, for checks over every command and flag.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// Entry point of the binary.

@@ -3,6 +3,8 @@
 use super::admin_client::{array, encode, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
+use crate::engine::evaluate::phase_name;
+use crate::engine::session::parse_phase;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -26,8 +28,9 @@ pub enum SessionsCommand {
     Phase {
         /// `AGENT.SESSION`.
         id: String,
-        /// EXPLORE, DECIDE or COMMIT.
-        phase: String,
+        /// EXPLORE, DECIDE or COMMIT, any case.
+        #[arg(value_parser = phase)]
+        phase: &'static str,
     },
     /// Put a session back to EXPLORE.
     Reset {
@@ -36,12 +39,19 @@ pub enum SessionsCommand {
     },
 }
 
+/// Clap value parser for a phase: any case, spelled back as the API spells it.
+fn phase(text: &str) -> Result<&'static str, String> {
+    parse_phase(text)
+        .map(phase_name)
+        .ok_or_else(|| format!("`{text}` is not a phase; valid values: EXPLORE, DECIDE, COMMIT"))
+}
+
 pub async fn run(client: &AdminClient, command: SessionsCommand) -> Result<(), AdminError> {
     match command {
         SessionsCommand::List { json } => list(client, json).await,
         SessionsCommand::Show { id, json } => show(client, &id, json).await,
         SessionsCommand::Phase { id, phase } => {
-            let body = json!({ "phase": phase.to_ascii_uppercase() });
+            let body = json!({ "phase": phase });
             transition(client, &id, "phase", Some(body)).await
         }
         SessionsCommand::Reset { id } => transition(client, &id, "reset", None).await,

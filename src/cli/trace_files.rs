@@ -1,9 +1,12 @@
 //! `purser traces verify` and `purser traces show`: read the proof log from disk, no
-//! running Purser needed.
+//! running Purser needed. `show` prints the same table as `traces tail`.
 
+use super::trace_filter::{self, TraceFilter};
+use super::traces;
 use crate::engine::recovery::log_files;
 use crate::trace::verify_files;
 use clap::Args;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,13 +26,39 @@ pub struct ShowArgs {
     /// Only this session (`AGENT.SESSION`).
     #[arg(long)]
     session: Option<String>,
-    /// Only this decision (ALLOWED, DENIED, PENDING_APPROVAL) or trace id.
-    #[arg(long)]
-    decision: Option<String>,
+    /// Only this decision, any case (ALLOWED, DENIED, PENDING_APPROVAL), or the lines
+    /// of one trace id (`tr_...`: the decision and the lines that refer to it).
+    #[arg(long, value_name = "DECISION|TRACE", value_parser = decision_or_trace)]
+    decision: Option<DecisionOrTrace>,
+    /// Only this kind, any case: decision, settlement, hold, phase, resolution,
+    /// compensation.
+    #[arg(long, value_parser = trace_filter::kind)]
+    kind: Option<&'static str>,
     /// At most this many lines, the latest.
     #[arg(short = 'n', long, default_value_t = 50)]
     lines: usize,
 }
+
+/// What `traces show --decision` was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DecisionOrTrace {
+    Decision(&'static str),
+    Trace(String),
+}
+
+/// A decision in any case, or a trace id; anything else names both forms.
+fn decision_or_trace(text: &str) -> Result<DecisionOrTrace, String> {
+    let text = text.trim();
+    if text.starts_with(TRACE_ID_PREFIX) {
+        return Ok(DecisionOrTrace::Trace(text.to_string()));
+    }
+    trace_filter::decision(text)
+        .map(DecisionOrTrace::Decision)
+        .map_err(|unknown| format!("{unknown}, or a trace id ({TRACE_ID_PREFIX}...)"))
+}
+
+/// How every trace id starts.
+const TRACE_ID_PREFIX: &str = "tr_";
 
 pub fn verify(args: VerifyArgs) -> ExitCode {
     let files = match args.files.as_slice() {
@@ -58,94 +87,68 @@ pub fn verify(args: VerifyArgs) -> ExitCode {
 }
 
 pub fn show(args: ShowArgs) -> ExitCode {
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let (filter, trace) = match args.decision {
+        Some(DecisionOrTrace::Trace(id)) => (TraceFilter::default(), Some(id)),
+        Some(DecisionOrTrace::Decision(decision)) => (
+            TraceFilter {
+                decision: Some(decision),
+                ..TraceFilter::default()
+            },
+            None,
+        ),
+        None => (TraceFilter::default(), None),
+    };
+    let filter = TraceFilter {
+        session: args.session,
+        kind: args.kind,
+        ..filter
+    };
+    let mut lines: Vec<Value> = Vec::new();
     for path in log_files(&args.file) {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        for line in text.lines() {
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let field = |name: &str| {
-                value
-                    .get(name)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            if args
-                .session
-                .as_ref()
-                .is_some_and(|s| *s != field("session"))
-            {
-                continue;
-            }
-            if let Some(wanted) = &args.decision {
-                let matches = [
-                    field("decision"),
-                    field("trace_id"),
-                    field("decision_trace_id"),
-                ]
-                .contains(wanted);
-                if !matches {
-                    continue;
-                }
-            }
-            let outcome = if field("decision").is_empty() {
-                field("outcome")
-            } else {
-                field("decision")
-            };
-            let approver = value
-                .pointer("/approval/by")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string();
-            rows.push([
-                field("time")
-                    .chars()
-                    .take(19)
-                    .collect::<String>()
-                    .replace('T', " "),
-                field("kind"),
-                field("session"),
-                outcome,
-                field("rule"),
-                field("amount_usd"),
-                approver,
-                field("trace_id"),
-            ]);
-        }
+        lines.extend(
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|line| filter.matches(line))
+                .filter(|line| trace.as_deref().is_none_or(|id| belongs_to(line, id))),
+        );
     }
-    let skip = rows.len().saturating_sub(args.lines);
-    let header = [
-        "TIME",
-        "KIND",
-        "SESSION",
-        "DECISION/OUTCOME",
-        "RULE",
-        "USD",
-        "BY",
-        "TRACE",
-    ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows[skip..] {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let print = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    };
-    print(header.to_vec());
-    for row in &rows[skip..] {
-        print(row.iter().map(String::as_str).collect());
+    let skip = lines.len().saturating_sub(args.lines);
+    match lines[skip..].is_empty() {
+        true => println!("no trace lines match"),
+        false => print!("{}", traces::table(&lines[skip..]).render()),
     }
     ExitCode::SUCCESS
+}
+
+/// The line is trace `id`, or refers to it (a settlement or hold of that decision).
+fn belongs_to(line: &Value, id: &str) -> bool {
+    ["trace_id", "decision_trace_id"]
+        .iter()
+        .any(|field| line.get(field).and_then(Value::as_str) == Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_takes_a_decision_in_any_case_or_a_trace_id() {
+        assert_eq!(
+            decision_or_trace("pending_approval"),
+            Ok(DecisionOrTrace::Decision("PENDING_APPROVAL"))
+        );
+        assert_eq!(
+            decision_or_trace("tr_0a"),
+            Ok(DecisionOrTrace::Trace("tr_0a".into()))
+        );
+        let refused = decision_or_trace("maybe").unwrap_err();
+        assert!(
+            refused.contains("ALLOWED, DENIED, PENDING_APPROVAL"),
+            "{refused}"
+        );
+        assert!(refused.contains("trace id (tr_...)"), "{refused}");
+    }
 }

@@ -1,4 +1,5 @@
-//! `purser traces tail`: the latest proof-log lines, optionally followed live.
+//! `purser traces tail`: the latest proof-log lines, optionally followed live; and the
+//! trace table that `traces tail` and `traces show` both print.
 //!
 //! Following polls `GET /v1/traces` every second and prints the lines not seen yet
 //! (by `trace_id`), until Ctrl-C. A few failed polls in a row end it with the error.
@@ -6,6 +7,7 @@
 use super::admin_client::{array, encode, AdminClient, AdminError};
 use super::format;
 use super::tables::{print_json, Table};
+use super::trace_filter;
 use clap::Args;
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
@@ -26,12 +28,13 @@ pub struct TailArgs {
     /// Only this session (`AGENT.SESSION`).
     #[arg(long)]
     session: Option<String>,
-    /// Only this decision: ALLOWED, DENIED, PENDING_APPROVAL.
-    #[arg(long)]
-    decision: Option<String>,
-    /// Only this kind: decision, settlement, hold, compensation.
-    #[arg(long)]
-    kind: Option<String>,
+    /// Only this decision, any case: ALLOWED, DENIED, PENDING_APPROVAL.
+    #[arg(long, value_parser = trace_filter::decision)]
+    decision: Option<&'static str>,
+    /// Only this kind, any case: decision, settlement, hold, phase, resolution,
+    /// compensation.
+    #[arg(long, value_parser = trace_filter::kind)]
+    kind: Option<&'static str>,
     /// Keep polling every second and print new lines until Ctrl-C.
     #[arg(short, long)]
     follow: bool,
@@ -60,9 +63,9 @@ pub async fn tail(client: &AdminClient, args: TailArgs) -> Result<(), AdminError
 fn query(args: &TailArgs, limit: usize) -> String {
     let mut query = format!("/v1/traces?limit={limit}");
     let filters = [
-        ("session", &args.session),
-        ("decision", &args.decision),
-        ("kind", &args.kind),
+        ("session", args.session.as_deref()),
+        ("decision", args.decision),
+        ("kind", args.kind),
     ];
     for (key, value) in filters {
         if let Some(value) = value {
@@ -72,14 +75,17 @@ fn query(args: &TailArgs, limit: usize) -> String {
     query
 }
 
-fn table(lines: &[Value]) -> Table {
+/// Trace lines as a table: one row per line, amounts and approvers spelled the same
+/// whichever command prints them.
+pub(super) fn table(lines: &[Value]) -> Table {
     let mut table = Table::new(&[
         "TIME",
         "KIND",
         "SESSION",
         "DECISION/OUTCOME",
         "RULE",
-        "AMOUNT USD",
+        "AMOUNT",
+        "APPROVAL",
         "TRACE ID",
     ])
     .right(&[5]);
@@ -100,7 +106,8 @@ fn row(line: &Value) -> Vec<String> {
         format::text(line, "session"),
         verdict,
         format::text(line, "rule"),
-        format::usd(format::decimal(line, "amount_usd")),
+        format::payment_amount(line),
+        format::approver(line),
         format::text(line, "trace_id"),
     ]
 }
@@ -239,7 +246,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("settlement  bot.s1   committed"), "{text}");
-        assert!(text.contains("0.05  t-2"), "{text}");
+        assert!(text.contains("0.05 USD  -         t-2"), "{text}");
     }
 
     #[test]
@@ -247,7 +254,7 @@ mod tests {
         let args = TailArgs {
             lines: 5,
             session: Some("bot.s 1".into()),
-            decision: Some("DENIED".into()),
+            decision: Some("DENIED"),
             kind: None,
             follow: false,
             json: false,
