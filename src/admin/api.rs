@@ -420,7 +420,7 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(100)
         .min(10_000);
-    let filter = match crate::cli::trace_filter::TraceFilter::from_query(&params) {
+    let filter = match crate::trace::filter::TraceFilter::from_query(&params) {
         Ok(filter) => filter,
         Err(unknown) => {
             let body = json!({"error": "bad_filter", "reason": unknown.to_string(),

@@ -10,7 +10,6 @@ mod format;
 mod sessions;
 mod tables;
 mod trace_files;
-pub mod trace_filter;
 mod traces;
 
 use crate::app::{self, RunConfig};

@@ -1,9 +1,9 @@
 //! `purser traces verify` and `purser traces show`: read the proof log from disk, no
 //! running Purser needed. `show` prints the same table as `traces tail`.
 
-use super::trace_filter::{self, TraceFilter};
 use super::traces;
 use crate::engine::recovery::log_files;
+use crate::trace::filter::{self as trace_filter, TraceFilter};
 use crate::trace::verify_files;
 use clap::Args;
 use serde_json::Value;

@@ -7,7 +7,7 @@
 use super::admin_client::{array, encode, AdminClient, AdminError};
 use super::format;
 use super::tables::{print_json, Table};
-use super::trace_filter;
+use crate::trace::filter as trace_filter;
 use clap::Args;
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};

@@ -6,6 +6,7 @@
 //! groups: every line queued while a write is under way goes out in the next write, with
 //! one `fsync` for the group, so durability does not serialise the proxy.
 
+pub mod filter;
 mod record;
 mod verify;
 mod writer;
