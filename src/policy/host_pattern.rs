@@ -62,11 +62,14 @@ impl HostPattern {
         matches!(self.host, HostMatch::Exact(_))
     }
 
-    /// Whether the pattern covers `host` on `port`. `host` is compared case-insensitively.
+    /// Whether the pattern covers `host` on `port`. `host` is compared in its normal
+    /// form ([`super::route::normalize_host`]): any case, no brackets, no root dot.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|wanted| wanted != port) {
             return false;
         }
+        let host = super::route::normalize_host(host);
+        let host = host.as_ref();
         match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(exact) => exact.eq_ignore_ascii_case(host),

@@ -9,6 +9,7 @@ pub mod dsl;
 mod file;
 mod host_pattern;
 mod identity;
+pub mod route;
 pub mod rules;
 mod tunnel;
 pub mod values;
@@ -478,10 +479,17 @@ impl Policy {
     }
 
     /// The tool whose endpoints cover this request, if any.
+    ///
+    /// `path` is the request's raw path: it is compared in its normal form
+    /// ([`route::normalize_path`]), as the merchant will route it.
     pub fn tool_for(&self, host: &str, port: u16, path: &str) -> Option<&Tool> {
+        if self.tools.is_empty() {
+            return None;
+        }
+        let path = route::normalize_path(path);
         self.tools
             .iter()
-            .find(|tool| tool.endpoints.iter().any(|e| e.matches(host, port, path)))
+            .find(|tool| tool.endpoints.iter().any(|e| e.matches(host, port, &path)))
     }
 
     /// The request's category: its tool's, else the category with the most specific
@@ -497,12 +505,16 @@ impl Policy {
         if let Some(category) = tool.and_then(|t| t.category.as_deref()) {
             return Some(category);
         }
+        if self.categories.is_empty() {
+            return None;
+        }
+        let path = route::normalize_path(path);
         let mut best: Option<(&'a str, usize)> = None;
         for category in &self.categories {
             for endpoint in category
                 .endpoints
                 .iter()
-                .filter(|e| e.matches(host, port, path))
+                .filter(|e| e.matches(host, port, &path))
             {
                 let score = endpoint.specificity();
                 if best.is_none_or(|(_, best_score)| score > best_score) {

@@ -202,9 +202,10 @@ impl EndpointPattern {
             None => (text, None),
         };
         let host = HostPattern::parse(host).map_err(|e| e.to_string())?;
+        // Patterns are kept in the normal form requests are compared in.
         let path = path.map(|path| match path.strip_suffix('*') {
-            Some(prefix) => PathPattern::Prefix(prefix.to_string()),
-            None => PathPattern::Exact(path.to_string()),
+            Some(prefix) => PathPattern::Prefix(normalize_prefix(prefix)),
+            None => PathPattern::Exact(super::route::normalize_path(path)),
         });
         Ok(EndpointPattern { host, path })
     }
@@ -219,6 +220,8 @@ impl EndpointPattern {
         path * 2 + usize::from(self.host.is_exact())
     }
 
+    /// Whether the pattern covers a request; `path` must be in normal form
+    /// ([`super::route::normalize_path`]).
     pub fn matches(&self, host: &str, port: u16, path: &str) -> bool {
         self.host.matches(host, port)
             && match &self.path {
@@ -226,6 +229,18 @@ impl EndpointPattern {
                 Some(PathPattern::Exact(exact)) => path == exact,
                 Some(PathPattern::Prefix(prefix)) => path.starts_with(prefix.as_str()),
             }
+    }
+}
+
+/// A prefix in normal form. Normalising would drop a trailing slash's meaning only at the
+/// root, so `/research/` stays `/research/` and `/research/market` keeps matching
+/// `/research/market-feed` by prefix.
+fn normalize_prefix(prefix: &str) -> String {
+    let normal = super::route::normalize_path(prefix);
+    if !prefix.ends_with('/') && normal.len() > 1 && normal.ends_with('/') {
+        normal[..normal.len() - 1].to_string()
+    } else {
+        normal
     }
 }
 
