@@ -48,7 +48,7 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
             }
         }
         (Method::POST, ["transactions", id, "rollback"]) => rollback(state, id),
-        (Method::GET, ["approvals"]) => list_answer("approvals", &state.proxy.engine.holds.list()),
+        (Method::GET, ["approvals"]) => list_approvals(state),
         (Method::POST, ["approvals", id, verb @ ("approve" | "deny")]) => {
             let (id, approve) = (id.to_string(), *verb == "approve");
             match read_json(request).await {
@@ -169,6 +169,17 @@ impl<T: serde::Serialize> serde::Serialize for Listing<'_, T> {
         map.serialize_entry(self.key, self.items)?;
         map.end()
     }
+}
+
+/// Pending holds, each with the budgets it would leave if approved.
+fn list_approvals(state: &AdminState) -> Response<ProxyBody> {
+    let engine = &state.proxy.engine;
+    let holds = engine.holds.list();
+    let policy = engine.policy.current();
+    list_answer(
+        "approvals",
+        &crate::approvals::listing::list(&holds, &engine.ledger, &policy),
+    )
 }
 
 fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {

@@ -6,9 +6,13 @@
 //! of the registry first decides it, so a timeout and a click can never both win, and an
 //! approval is bound to the hold it names (and, when given, to the payment's digest).
 
+pub mod listing;
+pub mod networks;
 pub mod notify;
 
 use dashmap::DashMap;
+use networks::NetworkKind;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +55,33 @@ pub struct HoldView {
     pub reason: String,
     /// SHA-256 of the held payment.
     pub digest: String,
+    /// The network as the payment names it (a v1 name or a CAIP-2 id).
+    pub network: String,
+    /// Its CAIP-2 id, when it has one.
+    pub network_id: Option<String>,
+    /// A readable name, for networks Purser knows.
+    pub network_name: Option<&'static str>,
+    /// `mainnet`, `testnet`, or `unknown` (never guessed).
+    pub network_kind: NetworkKind,
+    /// The signer, when the payment names one (Solana payments do not).
+    pub payer: Option<String>,
+    /// The recipient's trust when the payment was decided: `verified`, `known`, `unknown`.
+    pub trust: &'static str,
+    /// The check that decided the hold.
+    pub rule: String,
+    /// Each check in `rules` with its own message.
+    pub rule_messages: Vec<RuleMessage>,
+    /// The payment's value in USD, typed (`amount_usd` is its text).
+    #[serde(skip)]
+    pub cost_usd: Decimal,
+}
+
+/// A check that asked for approval, and what it says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleMessage {
+    pub id: String,
+    /// `null` for a policy rule written without a message.
+    pub message: Option<String>,
 }
 
 /// How a hold ended.
@@ -317,6 +348,15 @@ mod tests {
             rules: vec![],
             reason: "r".into(),
             digest: "abc".into(),
+            network: "eip155:84532".into(),
+            network_id: Some("eip155:84532".into()),
+            network_name: Some("Base Sepolia"),
+            network_kind: NetworkKind::Testnet,
+            payer: Some("0x2".into()),
+            trust: "unknown",
+            rule: "r".into(),
+            rule_messages: vec![],
+            cost_usd: Decimal::new(75, 2),
         }
     }
 

@@ -9,9 +9,10 @@ use super::flow::{
 use super::pricing::PricedPayment;
 use super::session::{self, SessionState};
 use super::Engine;
-use crate::approvals::{HoldKind, HoldOutcome, HoldRefused, HoldView};
+use crate::approvals::{networks, HoldKind, HoldOutcome, HoldRefused, HoldView, RuleMessage};
 use crate::ledger::{Outcome, ReservationId};
-use crate::policy::{hex, Policy};
+use crate::policy::rules::RuleAction;
+use crate::policy::{hex, normalize_address, Policy};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::sync::Mutex;
@@ -89,6 +90,16 @@ impl Engine {
         let deadline = now
             .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::MAX))
             .unwrap_or(now);
+        let rule_messages: Vec<RuleMessage> = evaluation
+            .checks
+            .iter()
+            .filter(|c| c.matched && !c.shadow && c.action == RuleAction::RequireApproval)
+            .map(|c| RuleMessage {
+                id: c.id.clone(),
+                message: c.message.clone(),
+            })
+            .collect();
+        let network = networks::label(&priced.network);
         let view = HoldView {
             id: String::new(),
             session: facts.identity.session_id(),
@@ -105,18 +116,18 @@ impl Engine {
             host: facts.host.clone(),
             path: facts.path.clone(),
             tier: evaluation.tier.clone(),
-            rules: evaluation
-                .checks
-                .iter()
-                .filter(|c| {
-                    c.matched
-                        && !c.shadow
-                        && c.action == crate::policy::rules::RuleAction::RequireApproval
-                })
-                .map(|c| c.id.clone())
-                .collect(),
+            rules: rule_messages.iter().map(|r| r.id.clone()).collect(),
             reason: evaluation.reason.clone(),
             digest: hex(&priced.payment.digest),
+            network: priced.network.clone(),
+            network_id: network.id,
+            network_name: network.name,
+            network_kind: network.kind,
+            payer: priced.payment.payer.clone(),
+            trust: self.recipient_trust(policy, &facts.identity.agent, &priced.pay_to),
+            rule: evaluation.rule.clone(),
+            rule_messages,
+            cost_usd: priced.price.usd,
         };
         let event_view = policy.notifications.webhook.is_some().then(|| view.clone());
         let (id, outcome) = self.holds.open(view, hold_limits(policy))?;
@@ -140,6 +151,20 @@ impl Engine {
             tier: evaluation.tier.clone(),
             opened: Instant::now(),
         })
+    }
+
+    /// The recipient's trust, worked out as the decision worked it out (the decision
+    /// does not keep it). They differ only if a payment to the same recipient settled in
+    /// the microseconds between the two.
+    fn recipient_trust(&self, policy: &Policy, agent: &str, pay_to: &str) -> &'static str {
+        let pay_to = normalize_address(pay_to);
+        if policy.verified_recipients.contains(&pay_to) {
+            "verified"
+        } else if self.ledger.has_paid(agent, &pay_to) {
+            "known"
+        } else {
+            "unknown"
+        }
     }
 
     /// Waits for the hold's outcome, then forwards the held payment or refuses it.

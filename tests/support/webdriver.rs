@@ -222,12 +222,34 @@ impl Browser {
         }
     }
 
-    /// Answers the open `prompt()` with `text` (its default when `None`) and accepts it.
-    pub fn answer_prompt(&self, text: Option<&str>) {
-        if let Some(text) = text {
-            self.session_call("POST", "/alert/text", Some(&json!({ "text": text })));
+    /// Resizes the window so that the page's viewport is `width` x `height` CSS pixels
+    /// (as a phone's or a desktop's would be), and checks that it is.
+    pub fn set_viewport(&self, width: u32, height: u32) {
+        let mut outer = (width, height);
+        for _ in 0..3 {
+            let rect = json!({ "width": outer.0, "height": outer.1 });
+            self.session_call("POST", "/window/rect", Some(&rect));
+            let inner = self.viewport();
+            if inner == (width, height) {
+                return;
+            }
+            // The window's frame (if any) takes its share: grow the window by it.
+            outer = (
+                (outer.0 + width).saturating_sub(inner.0),
+                (outer.1 + height).saturating_sub(inner.1),
+            );
         }
-        self.session_call("POST", "/alert/accept", Some(&json!({})));
+        panic!(
+            "cannot make the viewport {width}x{height}: it is {:?}",
+            self.viewport()
+        );
+    }
+
+    /// The viewport's size in CSS pixels.
+    pub fn viewport(&self) -> (u32, u32) {
+        let size = self.execute("return [window.innerWidth, window.innerHeight]", json!([]));
+        let side = |i: usize| size[i].as_u64().unwrap_or(0) as u32;
+        (side(0), side(1))
     }
 
     /// Saves a PNG of the viewport to `path`.
