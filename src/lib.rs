@@ -6,6 +6,7 @@
 //! * [`policy`]: the policy file: loading, validation and the parts the proxy consults.
 //! * [`admin`]: the admin listener: health, metrics and (later) the governance API.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
+//! * [`demo`]: `purser demo`, a governed workflow end to end on loopback.
 //! * [`x402`]: the payment protocol's wire types, parsing and pricing.
 //! * [`telemetry`]: log set-up.
 
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod app;
 pub mod approvals;
 pub mod cli;
+pub mod demo;
 pub mod engine;
 pub mod ledger;
 pub mod policy;

@@ -52,6 +52,8 @@ enum Command {
     Sessions(SessionsArgs),
     /// The proof log, as the admin API serves it.
     Traces(TracesArgs),
+    /// A governed x402 workflow end to end on this machine: no network, no money.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Where the admin API is, for the operator commands.
@@ -224,6 +226,7 @@ pub fn main() -> ExitCode {
             TracesCommand::Verify(args) => trace_files::verify(args),
             TracesCommand::Show(args) => trace_files::show(args),
         },
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
 
