@@ -59,6 +59,9 @@ fn print_agent_env(ca: &CertificateAuthority, bundle: Option<&Path>, proxy: &str
     println!("export HTTPS_PROXY=http://AGENT:TOKEN@{proxy}");
     println!("export HTTP_PROXY=http://AGENT:TOKEN@{proxy}");
     println!("export SSL_CERT_FILE={}", bundle_path.display());
+    // curl prefers its own variable, and a set SSL_CERT_DIR would add roots beside the file.
+    println!("export CURL_CA_BUNDLE={}", bundle_path.display());
+    println!("unset SSL_CERT_DIR");
     println!("export REQUESTS_CA_BUNDLE={}", bundle_path.display());
     println!("export NODE_EXTRA_CA_CERTS={}", ca_path.display());
 }
