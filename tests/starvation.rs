@@ -18,7 +18,11 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use support::origin::Origin;
-use support::{basic, crafted_payment, log_files_text, purser_cli, Purser, PurserOptions};
+use support::pki::upstream_pki;
+use support::{
+    basic, connect_tunnel, crafted_payment, log_files_text, purser_cli, tls_connect, Purser,
+    PurserOptions,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A keep-alive HTTP/1.1 connection to the proxy, sending absolute-form requests.
@@ -573,4 +577,97 @@ async fn the_refusal_rate_and_the_disk_alarm_are_set_on_the_command_line() {
         24.0 * 1024.0
     );
     assert!(purser.stderr().contains("past --trace-alarm-size"));
+}
+
+/// An HTTP/2 connection inside an intercepted `CONNECT` tunnel, as `user`.
+async fn h2_agent(
+    purser: &Purser,
+    authority: &str,
+    user: &str,
+    token: &str,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let (status, tunnel) = connect_tunnel(purser.proxy, authority, Some(&basic(user, token))).await;
+    assert_eq!(status, 200, "CONNECT as {user}");
+    let tls = tls_connect(tunnel.unwrap(), "localhost", &purser.ca_pem(), &[b"h2"])
+        .await
+        .expect("TLS through interception");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    url: &str,
+    payment: &str,
+) -> Response<Bytes> {
+    let request = Request::get(url)
+        .header("payment-signature", payment)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.expect("h2 answer");
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.collect().await.expect("body").to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_intercepted_http2_floods_of_sessions_and_refusals_spare_other_agents() {
+    let upstream = upstream_pki();
+    let origin = Origin::tls(upstream.pki.server_cert(&[]), true).await;
+    let policy = format!("{FLOOD_POLICY}limits:\n  sessions: 32\n");
+    let mut options = PurserOptions::new(&policy);
+    options.upstream_ca = Some(&upstream.pki.ca_path);
+    options.extra_args = vec!["--trace-refusals-per-minute".into(), "10".into()];
+    let purser = Purser::start_with(options);
+    purser.set_phase("bob.work", "COMMIT");
+    let authority = format!("localhost:{}", origin.port());
+    let long = format!("https://{authority}/{}", "l".repeat(20_000));
+    let payment = crafted_payment(9, 10_000);
+    for tunnel in 0..80 {
+        let mut alice = h2_agent(&purser, &authority, &format!("alice.t{tunnel}"), "a-token").await;
+        for _ in 0..3 {
+            let answer = h2_get(&mut alice, &long, &payment).await;
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "tunnel {tunnel}");
+        }
+    }
+    let mut bob = h2_agent(&purser, &authority, "bob.work", "b-token").await;
+    let paid = h2_get(
+        &mut bob,
+        &format!("https://{authority}/settle"),
+        &crafted_payment(10, 10_000),
+    )
+    .await;
+    assert_eq!(
+        paid.status(),
+        StatusCode::OK,
+        "bob's COMMIT session survived: {:?}",
+        paid.body()
+    );
+    assert_eq!(header(&paid, "x-purser-decision"), "ALLOWED");
+
+    let lines = log_lines(&purser);
+    assert!(
+        lines.iter().all(|line| line.len() <= 8 * 1024),
+        "every line is bounded"
+    );
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let refusals = parsed
+        .iter()
+        .filter(|l| l["agent"] == "alice" && l["decision"] == "DENIED")
+        .count();
+    assert!(refusals < 240, "{refusals} lines for 240 refusals");
+    let decision = parsed
+        .iter()
+        .find(|l| l["session"] == "bob.work" && l["kind"] == "decision")
+        .expect("bob's decision line");
+    assert_eq!(decision["decision"], "ALLOWED");
+    assert_eq!(decision["path"], "/settle");
 }

@@ -189,6 +189,12 @@ impl ChallengeStore {
         }
         let bytes = charge(session, &resource, &offers);
         if bytes > settings.challenge_memory_per_agent || bytes > settings.challenge_memory {
+            // The merchant's terms changed: the older challenge must not price payments.
+            let mut shelves = self.shelves();
+            shelves.forget(agent, session, &resource);
+            self.bytes.store(shelves.bytes as u64, Ordering::Relaxed);
+            self.count.store(shelves.count as u64, Ordering::Relaxed);
+            drop(shelves);
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 agent,
