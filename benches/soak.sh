@@ -87,12 +87,14 @@ STUB_PID=$STARTED_PID
 wait_port "$STUB_PID" "$STUB_PORT" || die "paid_upstream did not start"
 
 cp "$POLICY" "$TMP/policy.yaml"
+# Every refusal is written (no per-agent summaries): check 3 matches each answer's trace
+# id to its own decision line, and the one soak agent refuses about 4,000 a minute.
 # Reload outcomes (purser::app for SIGHUP, purser::admin for the API) at INFO, the rest at
 # WARN: a panic or an error shows, a line per request does not.
 RUST_LOG="warn,purser::app=info,purser::admin=info" start_bg "$TMP/purser.log" \
   "$PURSER_BIN" run --listen "$HOST:$PROXY_PORT" --admin-listen "$HOST:$ADMIN_PORT" \
   --policy "$TMP/policy.yaml" --ca-dir "$TMP/ca" --trace-log "$TMP/trace/trace.jsonl" \
-  --trace-rotate-size "$ROTATE"
+  --trace-rotate-size "$ROTATE" --trace-refusals-per-minute 0
 PURSER_PID=$STARTED_PID
 if ! wait_port "$PURSER_PID" "$ADMIN_PORT" 60; then
   sed 's/^/    /' "$TMP/purser.log" | tail -n 20 >&2

@@ -15,7 +15,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
-use crate::trace::{TraceError, TraceLog, TraceSettings};
+use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub trace_log: PathBuf,
     pub trace_rotate_bytes: u64,
     pub trace_fsync: bool,
+    /// Refusal summaries and the disk alarm.
+    pub trace_limits: TraceLimits,
     pub upstream_ca: Option<PathBuf>,
     pub admin_token: Option<String>,
     pub proxy: ProxySettings,
@@ -92,11 +94,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     )?;
     let (trigger, shutdown) = shutdown::channel();
     let metrics = Arc::new(Metrics::default());
-    let trace = TraceLog::open(TraceSettings {
-        path: config.trace_log.clone(),
-        rotate_bytes: config.trace_rotate_bytes,
-        fsync: config.trace_fsync,
-    })?;
+    let trace = TraceLog::open_with(
+        TraceSettings {
+            path: config.trace_log.clone(),
+            rotate_bytes: config.trace_rotate_bytes,
+            fsync: config.trace_fsync,
+        },
+        config.trace_limits,
+    )?;
     tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
     // The webhook and the refund endpoint are the operator's, not an agent's, so they
     // leave through the client that is not held to the policy's `egress` section.

@@ -128,7 +128,7 @@ fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
         agent_spent: budget.agent.spent().normalize(),
         fleet_spent: budget.fleet.spent().normalize(),
         counts: session.counts,
-        challenges: session.challenge_count(),
+        challenges: engine.challenges.count_for(&session.agent, id),
         created: jiff::Timestamp::try_from(session.created)
             .map(|t| t.to_string())
             .unwrap_or_default(),
@@ -222,7 +222,16 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
     };
     let engine = &state.proxy.engine;
     let policy = engine.policy.current();
-    let entry = engine.sessions.get_or_create(id, agent, &policy.limits);
+    let entry = match engine.sessions.get_or_create(id, agent, &policy.limits) {
+        Ok(entry) => entry,
+        Err(refused) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sessions",
+                &refused.to_string(),
+            )
+        }
+    };
     let mut locked = session::lock(&entry);
     match locked.advance(phase, &policy.phases) {
         Ok(previous) => {
@@ -251,6 +260,7 @@ fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
             let previous = phase_name(from);
             locked.reset();
             let agent = locked.agent.clone();
+            state.proxy.engine.challenges.forget_session(&agent, id);
             state.proxy.engine.trace_phase(
                 id,
                 &agent,

@@ -8,6 +8,7 @@
 
 mod api;
 pub mod metrics;
+mod metrics_bounds;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;
@@ -99,7 +100,9 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
                 hits: leaves.hits(),
                 entries: leaves.len() as u64,
             };
-            let mut response = text(StatusCode::OK, state.proxy.metrics.render(figures));
+            let mut body = state.proxy.metrics.render(figures);
+            metrics_bounds::render(&mut body, &state.proxy.engine);
+            let mut response = text(StatusCode::OK, body);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -17,6 +17,7 @@ use crate::policy::Policy;
 use crate::proxy::upstream::UpstreamSettings;
 use crate::proxy::ProxySettings;
 use crate::telemetry::{self, LogFormat};
+use crate::trace::TraceLimits;
 use admin_client::{AdminClient, AdminError};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::future::Future;
@@ -135,6 +136,14 @@ struct RunArgs {
     /// Skip fsync on trace writes (measurements only: decisions are then not durable).
     #[arg(long)]
     trace_no_fsync: bool,
+    /// Refusals per agent and minute written one by one; past it they are counted into
+    /// one summary line a minute (payments that leave are always written). 0: no limit.
+    #[arg(long, default_value_t = 600)]
+    trace_refusals_per_minute: u32,
+    /// Warn, and raise `purser_trace_disk_alarm`, once the proof log and its rotated
+    /// files pass this size (`1GiB`, `512MiB`, or bytes; 0: never).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    trace_alarm_size: u64,
     /// Extra PEM roots to trust for upstream TLS, beside the webpki and system roots.
     #[arg(long)]
     upstream_ca: Option<PathBuf>,
@@ -269,6 +278,10 @@ fn run(args: RunArgs) -> ExitCode {
         trace_log: args.trace_log,
         trace_rotate_bytes: args.trace_rotate_size.max(4096),
         trace_fsync: !args.trace_no_fsync,
+        trace_limits: TraceLimits {
+            refusals_per_minute: args.trace_refusals_per_minute,
+            alarm_bytes: args.trace_alarm_size,
+        },
         upstream_ca: args.upstream_ca,
         admin_token: args.admin_token.filter(|token| !token.is_empty()),
         proxy: ProxySettings {
@@ -358,22 +371,6 @@ fn policy_test(file: &std::path::Path, cases: &std::path::Path) -> ExitCode {
 
 /// `256MiB`, `64KiB`, `1GiB`, or a number of bytes.
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("`{text}` is not a size like 256MiB")),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    crate::policy::values::parse_size(text)
+        .ok_or_else(|| format!("`{}` is not a size like 256MiB", text.trim()))
 }

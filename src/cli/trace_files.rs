@@ -31,7 +31,7 @@ pub struct ShowArgs {
     #[arg(long, value_name = "DECISION|TRACE", value_parser = decision_or_trace)]
     decision: Option<DecisionOrTrace>,
     /// Only this kind, any case: decision, settlement, hold, phase, resolution,
-    /// compensation.
+    /// compensation, summary.
     #[arg(long, value_parser = trace_filter::kind)]
     kind: Option<&'static str>,
     /// At most this many lines, the latest.

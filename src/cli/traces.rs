@@ -32,7 +32,7 @@ pub struct TailArgs {
     #[arg(long, value_parser = trace_filter::decision)]
     decision: Option<&'static str>,
     /// Only this kind, any case: decision, settlement, hold, phase, resolution,
-    /// compensation.
+    /// compensation, summary.
     #[arg(long, value_parser = trace_filter::kind)]
     kind: Option<&'static str>,
     /// Keep polling every second and print new lines until Ctrl-C.

@@ -104,9 +104,14 @@ impl Engine {
     async fn decide_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Decided {
         let policy = self.policy.current();
         let session_id = facts.identity.session_id();
-        let state = self
-            .sessions
-            .get_or_create(&session_id, &facts.identity.agent, &policy.limits);
+        let state =
+            match self
+                .sessions
+                .get_or_create(&session_id, &facts.identity.agent, &policy.limits)
+            {
+                Ok(state) => state,
+                Err(refused) => return Decided::Done(Gate::Answer(refused.answer(&session_id))),
+            };
         headers.remove(TRANSACTION_HEADER);
         if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
             return Decided::Done(Gate::Answer(answer));
@@ -129,12 +134,12 @@ impl Engine {
                 ))
             }
         };
-        let challenge = {
-            let state = session::lock(&state);
-            state
-                .challenge_for(&facts.resource_key(), policy.x402.challenge_ttl)
-                .map(|seen| seen.challenge.clone())
-        };
+        let challenge = self.challenges.lookup(
+            &facts.identity.agent,
+            &session_id,
+            &facts.resource_key(),
+            &policy.x402,
+        );
         let priced = match pricing::price_payment(
             payment,
             challenge.as_ref(),
@@ -252,7 +257,8 @@ impl Engine {
             &evaluation.rule,
             started.elapsed(),
         );
-        if let Err(error) = self.trace.append_durable(&record).await {
+        let written = self.trace.append_durable(&record).await;
+        if let Err(error) = &written {
             tracing::error!(%error, "decision could not be made durable; refusing the payment");
             if let Some(id) = reservation {
                 self.ledger.settle(id, Outcome::Released);
@@ -265,6 +271,8 @@ impl Engine {
                 Some(("DENIED", &trace_id)),
             )));
         }
+        // A refusal past the agent's rate cites the line that summarises it.
+        let trace_id = written.unwrap_or(trace_id);
         tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
         let gate = match (evaluation.verdict, reservation) {
             (Verdict::Allowed, Some(id)) => Gate::Forward(Some(Box::new(Ticket {
@@ -486,12 +494,21 @@ impl Engine {
         }
         self.metrics
             .decision("DENIED", refusal.code, std::time::Duration::ZERO);
-        if let Err(error) = self.trace.append_durable(&record).await {
-            tracing::error!(%error, "refusal could not be traced");
+        // A refusal past the agent's rate cites the line that summarises it.
+        let cited = match self.trace.append_durable(&record).await {
+            Ok(cited) => cited,
+            Err(error) => {
+                tracing::error!(%error, "refusal could not be traced");
+                record.trace_id.clone()
+            }
+        };
+        if cited == record.trace_id {
+            tracing::info!(session = %session_id, trace = %cited, code = refusal.code, reason = %refusal.message, "payment refused");
+        } else {
+            tracing::debug!(session = %session_id, trace = %cited, code = refusal.code, "payment refused; counted in a summary");
         }
-        tracing::info!(session = %session_id, trace = %record.trace_id, code = refusal.code, reason = %refusal.message, "payment refused");
         let reason = format!("{}: {}", refusal.code, refusal.message);
-        refusal_answer(&record.trace_id, refusal.code, &reason, &session_id)
+        refusal_answer(&cited, refusal.code, &reason, &session_id)
     }
 
     /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
@@ -607,14 +624,21 @@ impl Engine {
     pub fn on_challenge(&self, facts: &RequestFacts, challenge: Challenge) {
         let policy = self.policy.current();
         let session_id = facts.identity.session_id();
-        let state = self
-            .sessions
-            .get_or_create(&session_id, &facts.identity.agent, &policy.limits);
+        let Ok(state) =
+            self.sessions
+                .get_or_create(&session_id, &facts.identity.agent, &policy.limits)
+        else {
+            return; // refused: its payments are answered 429 anyway
+        };
+        session::lock(&state).counts.challenges += 1;
         let offers = challenge.accepts.len();
-        session::lock(&state).remember_challenge(
-            facts.resource_key(),
-            challenge,
-            policy.x402.max_challenges_per_session,
+        self.challenges.remember(
+            &facts.identity.agent,
+            &session_id,
+            &facts.resource_key(),
+            &challenge,
+            &policy.x402,
+            &policy.assets,
         );
         tracing::debug!(resource = %facts.resource_key(), offers, "402 challenge remembered");
     }

@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod cases;
+pub mod challenges;
 pub mod compensation;
 pub mod evaluate;
 mod flow;
@@ -19,6 +20,7 @@ pub mod pricing;
 pub mod recovery;
 pub mod replay;
 pub mod session;
+mod session_table;
 
 pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 
@@ -36,6 +38,8 @@ use std::sync::Arc;
 pub struct Engine {
     pub policy: Arc<PolicyStore>,
     pub sessions: Sessions,
+    /// Remembered 402 challenges, bounded in bytes per agent and overall.
+    pub challenges: challenges::ChallengeStore,
     pub ledger: Arc<Ledger>,
     pub trace: TraceLog,
     pub metrics: Arc<Metrics>,
@@ -60,10 +64,17 @@ impl Engine {
         metrics: Arc<Metrics>,
         notifier: Option<Notifier>,
     ) -> Self {
+        let ledger = Arc::new(Ledger::new());
+        let books = ledger.clone();
         Engine {
             policy,
-            sessions: Sessions::default(),
-            ledger: Arc::new(Ledger::new()),
+            // A session with money reserved or unknown is never forgotten for room.
+            sessions: Sessions::with_stakes(Box::new(move |session, agent| {
+                let account = books.view(session, agent).session;
+                !account.reserved.is_zero() || !account.unknown.is_zero()
+            })),
+            challenges: challenges::ChallengeStore::default(),
+            ledger,
             trace,
             metrics,
             holds: Holds::default(),

@@ -193,12 +193,16 @@ impl Engine {
         let now = jiff::Timestamp::now();
         let instant_now = Instant::now();
         for (session_id, (agent, phase)) in replay.phases.drain() {
-            let state = self.sessions.get_or_create(&session_id, &agent, &limits);
+            let Ok(state) = self.sessions.get_or_create(&session_id, &agent, &limits) else {
+                continue; // the caps are full of sessions worth more; refused, and logged
+            };
             session::lock(&state).phase = phase;
         }
         for (session_id, payments) in replay.recent.drain() {
             let agent = session_id.split('.').next().unwrap_or("").to_string();
-            let state = self.sessions.get_or_create(&session_id, &agent, &limits);
+            let Ok(state) = self.sessions.get_or_create(&session_id, &agent, &limits) else {
+                continue;
+            };
             let mut locked = session::lock(&state);
             for (at, mut payment) in payments {
                 let age = now.duration_since(at).unsigned_abs();

@@ -3,7 +3,8 @@
 
 use super::tunnel::TunnelEntry;
 use super::values::{
-    DurationText, EndpointPattern, Money, OneOrMany, OrderedMap, PhaseName, Ratio, TrustName,
+    DurationText, EndpointPattern, Money, OneOrMany, OrderedMap, PhaseName, Ratio, SizeText,
+    TrustName,
 };
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -81,6 +82,10 @@ pub struct LimitsSection {
     /// Sessions whose phase, challenges and frequency windows are kept in memory.
     #[serde(default)]
     pub sessions: Option<usize>,
+    /// Sessions one agent may have in memory. Past it, the agent's own idle EXPLORE
+    /// sessions are forgotten; never another agent's, nor a session past EXPLORE.
+    #[serde(default)]
+    pub sessions_per_agent: Option<usize>,
     /// A session unused this long is forgotten; its spend stays in the ledger.
     #[serde(default)]
     pub session_idle: Option<DurationText>,
@@ -527,6 +532,17 @@ pub struct X402Section {
     /// Challenges remembered per session (least recently used go first).
     #[serde(default)]
     pub max_challenges_per_session: Option<usize>,
+    /// Offers kept per remembered challenge (those Purser can price first).
+    #[serde(default)]
+    pub max_offers_per_challenge: Option<usize>,
+    /// Memory all remembered challenges may take (`64MiB`); past it the agent holding
+    /// the most loses its oldest first.
+    #[serde(default)]
+    pub challenge_memory: Option<SizeText>,
+    /// Memory one agent's remembered challenges may take (`8MiB`); past it the agent's
+    /// own oldest go.
+    #[serde(default)]
+    pub challenge_memory_per_agent: Option<SizeText>,
     /// Refuse payments that answer no challenge Purser saw, even when they carry an amount.
     #[serde(default)]
     pub require_challenge: bool,

@@ -189,6 +189,7 @@ impl PhasePolicy {
 pub struct MemoryLimits {
     pub connections_per_agent: usize,
     pub sessions: usize,
+    pub sessions_per_agent: usize,
     pub session_idle: Duration,
     pub leaf_certificates: usize,
 }
@@ -198,6 +199,7 @@ impl MemoryLimits {
         MemoryLimits {
             connections_per_agent: section.connections_per_agent.unwrap_or(256).max(1),
             sessions: section.sessions.unwrap_or(100_000).max(1),
+            sessions_per_agent: section.sessions_per_agent.unwrap_or(10_000).max(1),
             session_idle: section
                 .session_idle
                 .map(|d| d.0)
@@ -239,6 +241,11 @@ pub struct X402Settings {
     pub challenge_ttl: Duration,
     pub max_challenges_per_session: usize,
     pub require_challenge: bool,
+    pub max_offers_per_challenge: usize,
+    /// Bytes all remembered challenges may take.
+    pub challenge_memory: usize,
+    /// Bytes one agent's remembered challenges may take.
+    pub challenge_memory_per_agent: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -374,6 +381,9 @@ impl Policy {
                 .unwrap_or(Duration::from_secs(3600)),
             max_challenges_per_session: file.x402.max_challenges_per_session.unwrap_or(256).max(1),
             require_challenge: file.x402.require_challenge,
+            max_offers_per_challenge: file.x402.max_offers_per_challenge.unwrap_or(32).max(1),
+            challenge_memory: size_or(file.x402.challenge_memory, 64 << 20),
+            challenge_memory_per_agent: size_or(file.x402.challenge_memory_per_agent, 8 << 20),
         };
         let assets = compile::compile_assets(&file, source)?;
         let notifications = compile::compile_notifications(&file, source)?;
@@ -581,6 +591,12 @@ fn strip_location_suffix(message: &str) -> String {
         Some(index) => message[..index].to_string(),
         None => message.to_string(),
     }
+}
+
+/// A size from the policy in bytes, or the default; at least 4 KiB (one challenge).
+fn size_or(size: Option<values::SizeText>, default: usize) -> usize {
+    size.map_or(default, |s| usize::try_from(s.0).unwrap_or(usize::MAX))
+        .max(4096)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

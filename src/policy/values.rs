@@ -97,6 +97,37 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
+/// A size in bytes: `64MiB`, `512KiB`, `1GiB`, or plain bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeText(pub u64);
+
+impl<'de> Deserialize<'de> for SizeText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = deserializer.deserialize_str(PlainText("a size like 64MiB or 512KiB"))?;
+        parse_size(&text).map(SizeText).ok_or_else(|| {
+            de::Error::custom(format!("`{text}` is not a size like 64MiB or 512KiB"))
+        })
+    }
+}
+
+/// Parses `64MiB`, `512KiB`, `1GiB` (or `kb`, `mb`, `gb`, any case) or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
 /// Parses `30s`, `5m`, `2h`, `1d`, `250ms` or plain seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();

@@ -31,6 +31,7 @@ pub const KINDS: Vocabulary = Vocabulary {
         "phase",
         "resolution",
         "compensation",
+        "summary",
     ],
 };
 

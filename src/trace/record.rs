@@ -35,7 +35,7 @@ pub struct BudgetSnapshot {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceRecord {
     pub trace_id: String,
-    /// `decision`, `settlement`, `hold`, `phase`, `resolution`, `compensation`.
+    /// `decision`, `settlement`, `hold`, `phase`, `resolution`, `compensation`, `summary`.
     pub kind: &'static str,
     /// RFC 3339, UTC.
     pub time: String,
@@ -115,6 +115,10 @@ pub struct TraceRecord {
     /// Compensation lines: refund id, transaction, loss, whether the budget was credited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensation: Option<serde_json::Value>,
+    /// Refusal summaries: on the refusal that opens one (`opens`), and on the `summary`
+    /// line that closes it (how many refusals were counted, by rule and session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

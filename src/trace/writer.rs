@@ -1,13 +1,20 @@
-//! The single writer of the proof log: chains, batches, flushes, rotates.
+//! The single writer of the proof log: chains, batches, flushes, rotates. Every line is
+//! bounded on its way in ([`super::bound`]), and refusals past an agent's rate are
+//! summarised ([`super::refusals`]).
 
+use super::bound::{bounded_line, is_refusal};
+use super::figures::{self, TraceFigures};
 use super::record::TraceRecord;
+use super::refusals::{Admission, RefusalLimiter};
 use super::GENESIS_HASH;
 use crate::policy::hex;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Why a line could not be made durable. A payment decision that cannot be written is
@@ -32,6 +39,21 @@ pub struct TraceSettings {
     pub fsync: bool,
 }
 
+/// What bounds the log's growth (`purser run` sets both; the default bounds nothing, for
+/// tools that open a log to read or replay it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceLimits {
+    /// Refusals per agent and minute written one by one; the rest are summarised. 0
+    /// writes every refusal.
+    pub refusals_per_minute: u32,
+    /// Warn (and raise `purser_trace_disk_alarm`) once the log's files pass this many
+    /// bytes; 0 never warns.
+    pub alarm_bytes: u64,
+}
+
+/// How often the writer looks for refusal windows to close when no line arrives.
+const SUMMARY_TICK: Duration = Duration::from_secs(1);
+
 struct Job {
     /// Empty for a flush barrier: nothing is written, but the ack waits for the fsync.
     line: String,
@@ -43,11 +65,18 @@ struct Job {
 pub struct TraceLog {
     sender: mpsc::Sender<Job>,
     path: PathBuf,
+    limiter: Arc<RefusalLimiter>,
+    figures: Arc<TraceFigures>,
 }
 
 impl TraceLog {
-    /// Opens (or creates) the log, finds the last hash to chain from, starts the writer.
+    /// Opens (or creates) the log with no bound on its growth (see [`TraceLimits`]).
     pub fn open(settings: TraceSettings) -> Result<TraceLog, TraceError> {
+        TraceLog::open_with(settings, TraceLimits::default())
+    }
+
+    /// Opens (or creates) the log, finds the last hash to chain from, starts the writer.
+    pub fn open_with(settings: TraceSettings, limits: TraceLimits) -> Result<TraceLog, TraceError> {
         let log_path = settings.path.clone();
         let io_error = |e: std::io::Error| TraceError::Io {
             path: log_path.clone(),
@@ -64,30 +93,95 @@ impl TraceLog {
             .map_err(io_error)?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let path = settings.path.clone();
+        let limiter = Arc::new(RefusalLimiter::new(limits.refusals_per_minute));
+        let figures = Arc::new(TraceFigures::default());
+        figures
+            .alarm_bytes
+            .store(limits.alarm_bytes, Ordering::Relaxed);
+        let size = std::fs::metadata(&settings.path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let rotated_bytes = figures::rotated_bytes(&settings.path);
+        figures.file_bytes.store(size, Ordering::Relaxed);
+        if figures.set_log_bytes(size + rotated_bytes) {
+            figures::warn_disk_alarm(&path, size + rotated_bytes, limits.alarm_bytes);
+        }
         let writer = Writer {
             file,
-            size: std::fs::metadata(&settings.path)
-                .map(|m| m.len())
-                .unwrap_or(0),
+            size,
+            rotated_bytes,
             last_hash,
             settings,
             broken: None,
+            limiter: limiter.clone(),
+            figures: figures.clone(),
         };
         std::thread::Builder::new()
             .name("purser-trace".into())
             .spawn(move || writer.run(receiver))
             .map_err(io_error)?;
-        Ok(TraceLog { sender, path })
+        Ok(TraceLog {
+            sender,
+            path,
+            limiter,
+            figures,
+        })
+    }
+
+    /// The log's figures, for `/metrics`.
+    pub fn figures(&self) -> &TraceFigures {
+        &self.figures
+    }
+
+    /// The record as one bounded JSON line.
+    fn line_of(&self, record: &TraceRecord) -> Result<String, TraceError> {
+        let (line, cut) = bounded_line(record).map_err(|e| TraceError::Serialize(e.to_string()))?;
+        if cut {
+            self.figures.lines_cut.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(line)
+    }
+
+    fn send_summary(&self, summary: Option<TraceRecord>) {
+        if let Some(summary) = summary {
+            self.figures.summaries.fetch_add(1, Ordering::Relaxed);
+            self.append(&summary);
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends a line and waits until it is on disk.
-    pub async fn append_durable(&self, record: &TraceRecord) -> Result<(), TraceError> {
-        let line =
-            serde_json::to_string(record).map_err(|e| TraceError::Serialize(e.to_string()))?;
+    /// Appends a line and waits until it is on disk. Returns the trace id the caller's
+    /// answer must cite: the record's own, except for a refusal past its agent's rate,
+    /// which is counted into a summary instead of written and cites the line that opened
+    /// that summary (already on disk).
+    pub async fn append_durable(&self, record: &TraceRecord) -> Result<String, TraceError> {
+        let mut opened = None;
+        if is_refusal(record) {
+            let (admission, closed) = self.limiter.admit(record, Instant::now());
+            self.send_summary(closed);
+            match admission {
+                Admission::Write => {}
+                Admission::Open(marker) => opened = Some(marker),
+                Admission::Suppress(cited) => {
+                    self.figures
+                        .refusals_suppressed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(cited);
+                }
+            }
+        }
+        let opened_summary = opened.is_some();
+        let line = match opened {
+            Some(marker) => {
+                let mut marked = record.clone();
+                marked.summary = Some(marker);
+                self.line_of(&marked)?
+            }
+            None => self.line_of(record)?,
+        };
         let (ack, done) = oneshot::channel();
         self.sender
             .send(Job {
@@ -95,12 +189,21 @@ impl TraceLog {
                 ack: Some(ack),
             })
             .map_err(|_| TraceError::Stopped)?;
-        done.await.map_err(|_| TraceError::Stopped)?
+        let written = done.await.map_err(|_| TraceError::Stopped)?;
+        if written.is_err() && opened_summary {
+            // Later refusals must not cite a line that never reached the disk.
+            self.limiter.cancel_opening(&record.agent);
+        }
+        written.map(|()| record.trace_id.clone())
     }
 
     /// Waits until every line queued so far is written and synced (shutdown uses it, so
-    /// lines appended without waiting are not lost when the process exits).
+    /// lines appended without waiting are not lost when the process exits). Open refusal
+    /// summaries are closed first.
     pub async fn flush(&self) -> Result<(), TraceError> {
+        for summary in self.limiter.close_all() {
+            self.send_summary(Some(summary));
+        }
         let (ack, done) = oneshot::channel();
         self.sender
             .send(Job {
@@ -113,7 +216,7 @@ impl TraceLog {
 
     /// Appends a line without waiting (it is still chained and flushed with its group).
     pub fn append(&self, record: &TraceRecord) {
-        match serde_json::to_string(record) {
+        match self.line_of(record) {
             Ok(line) => {
                 if self.sender.send(Job { line, ack: None }).is_err() {
                     tracing::error!("trace writer has stopped; a trace line was lost");
@@ -127,18 +230,39 @@ impl TraceLog {
 struct Writer {
     file: File,
     size: u64,
+    /// The rotated files' sizes, summed (for the disk figures and alarm).
+    rotated_bytes: u64,
     last_hash: String,
     settings: TraceSettings,
     /// Set when a failed batch could not be cut back off the file: appending after it
     /// would break the chain, so every later batch fails until a restart repairs the file.
     broken: Option<String>,
+    limiter: Arc<RefusalLimiter>,
+    figures: Arc<TraceFigures>,
 }
 
 impl Writer {
     fn run(mut self, receiver: mpsc::Receiver<Job>) {
-        while let Ok(first) = receiver.recv() {
-            let mut batch = vec![first];
+        loop {
+            // Woken every tick only while a summary is open: an idle Purser sleeps.
+            let first = if self.limiter.has_open_summaries() {
+                match receiver.recv_timeout(SUMMARY_TICK) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => break,
+                }
+            };
+            let mut batch = self.due_summaries();
+            batch.extend(first);
             batch.extend(receiver.try_iter());
+            if batch.is_empty() {
+                continue;
+            }
             let result = self.write_batch(&batch);
             for job in batch {
                 if let Some(ack) = job.ack {
@@ -146,6 +270,19 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Summary lines of refusal windows that ended, queued ahead of the batch.
+    fn due_summaries(&self) -> Vec<Job> {
+        self.limiter
+            .due(Instant::now())
+            .iter()
+            .filter_map(|record| bounded_line(record).ok())
+            .map(|(line, _)| {
+                self.figures.summaries.fetch_add(1, Ordering::Relaxed);
+                Job { line, ack: None }
+            })
+            .collect()
     }
 
     fn write_batch(&mut self, batch: &[Job]) -> Result<(), TraceError> {
@@ -185,8 +322,24 @@ impl Writer {
         }
         self.last_hash = last_hash;
         self.size += buffer.len() as u64;
+        let lines = batch.iter().filter(|job| !job.line.is_empty()).count() as u64;
+        let crossed = self
+            .figures
+            .wrote(lines, buffer.len() as u64, self.size, self.rotated_bytes);
+        // Warned when the log first passes the alarm size, and again at each rotation
+        // while it stays past it (rotations are rare: one per --trace-rotate-size).
+        let mut warn = crossed;
         if self.size >= self.settings.rotate_bytes {
             self.rotate();
+            warn |= self.figures.set_log_bytes(self.size + self.rotated_bytes)
+                || self.figures.alarm.load(Ordering::Relaxed);
+        }
+        if warn {
+            figures::warn_disk_alarm(
+                &self.settings.path,
+                self.size + self.rotated_bytes,
+                self.figures.alarm_bytes.load(Ordering::Relaxed),
+            );
         }
         Ok(())
     }
@@ -216,6 +369,10 @@ impl Writer {
             Ok(file) => {
                 self.file = file;
                 self.size = 0;
+                // Listed again rather than added up: the operator may have archived some.
+                self.rotated_bytes = figures::rotated_bytes(&self.settings.path);
+                self.figures.rotations.fetch_add(1, Ordering::Relaxed);
+                self.figures.file_bytes.store(0, Ordering::Relaxed);
                 tracing::info!(rotated = %rotated.display(), "trace log rotated");
             }
             Err(error) => {
