@@ -8,6 +8,7 @@
 
 mod api;
 pub mod metrics;
+mod payments;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;
