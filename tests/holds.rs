@@ -361,8 +361,9 @@ fn the_admin_api_wants_its_own_token_and_metrics_count_what_happened() {
         "403",
         "not through the proxy"
     );
-    // Produce a denial and an allowed payment, then scrape.
-    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    // Produce a denial and an allowed payment (the merchant settles it, so its copy is a
+    // replay), then scrape.
+    let url = format!("http://127.0.0.1:{}/settle", origin.port());
     assert_eq!(
         spawn_curl_payment(&purser, "m", url.clone(), crafted_payment(20, 10_000))
             .join()
@@ -408,9 +409,9 @@ fn the_admin_api_wants_its_own_token_and_metrics_count_what_happened() {
         1.0
     );
     assert_eq!(
-        value(r#"purser_settlements_total{outcome="released"}"#),
+        value(r#"purser_settlements_total{outcome="committed"}"#),
         1.0,
-        "the origin sent no receipt"
+        "the origin's receipt says it settled"
     );
     assert_eq!(value("purser_decision_seconds_count"), 1.0);
     assert_eq!(value("purser_holds_pending"), 0.0);

@@ -227,8 +227,8 @@ fn two_hundred_concurrent_payments_never_overspend_a_one_dollar_budget() {
     let allowed = results.iter().filter(|r| r.status == 200).count();
     let denied = results.iter().filter(|r| r.status == 403).count();
     // Under this load the SDK's merchant itself now and then answers a paid retry with a
-    // fresh 402 (it does so without Purser in between too): no receipt, so Purser must
-    // release those reservations rather than count them.
+    // fresh 402 (it does so without Purser in between too): a fresh 402 says it did not
+    // take the payment, so Purser must release those reservations rather than count them.
     let refused_by_merchant = results.iter().filter(|r| r.status == 402).count();
     assert_eq!(allowed + denied + refused_by_merchant, 200);
     assert!(

@@ -90,7 +90,8 @@ fn a_sigkill_mid_load_never_resets_the_budget() {
 fn a_replayed_payment_is_refused_within_a_run_and_after_a_restart() {
     let origin = support::origin::Origin::plain_blocking();
     let mut purser = Purser::start(BUDGET, None);
-    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    // The merchant settles it (a receipt): a copy is a replay, never a retry.
+    let url = format!("http://127.0.0.1:{}/settle", origin.port());
     let payment = crafted_payment(7, 10_000);
     assert_eq!(pay(&purser, "r", &url, &payment).0, 200);
     let (status, body) = pay(&purser, "r", &url, &payment);
@@ -326,7 +327,7 @@ fn the_log_rotates_by_size_and_the_chain_and_the_budget_cross_files() {
     let mut options = support::PurserOptions::new(BUDGET);
     options.extra_args = vec!["--trace-rotate-size".into(), "8KiB".into()];
     let mut purser = Purser::start_with(options);
-    let url = format!("http://127.0.0.1:{}/paid", origin.port());
+    let url = format!("http://127.0.0.1:{}/settle", origin.port());
     for nonce in 40..60 {
         assert_eq!(
             pay(&purser, "rot", &url, &crafted_payment(nonce, 10_000)).0,

@@ -201,12 +201,14 @@ fn every_line_of_a_real_proof_log_matches_the_schema_and_altered_lines_do_not() 
     );
     assert_eq!(status, 403, "{body}");
 
-    // An operator's phase change, an allowed payment (released: no receipt), a replay.
+    // An operator's phase change, an allowed payment (released: the merchant answers a
+    // fresh 402), a replay.
     purser.set_phase("agent.ok", "COMMIT");
     let payment = crafted_payment(2, 10_000);
-    let (status, body) = pay(&proxy(&purser, "ok"), &paid, &[signature(&payment)]);
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = pay(&proxy(&purser, "ok"), &paid, &[signature(&payment)]);
+    let asks_again = format!("http://127.0.0.1:{}/402/notjson", merchant.port());
+    let (status, body) = pay(&proxy(&purser, "ok"), &asks_again, &[signature(&payment)]);
+    assert_eq!(status, 402, "{body}");
+    let (status, body) = pay(&proxy(&purser, "ok"), &asks_again, &[signature(&payment)]);
     assert_eq!(status, 403, "{body}");
 
     // The agent's own phase change, with a payment on the same request.

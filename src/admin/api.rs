@@ -39,11 +39,15 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
         }
         (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id),
         (Method::POST, ["policy", "reload"]) => reload_policy(state),
-        (Method::GET, ["payments", "unknown"]) => unknown_payments(state),
+        (Method::GET, ["payments"]) => {
+            super::payments::list(state, &parse_query(request.uri().query().unwrap_or("")))
+        }
+        (Method::GET, ["payments", "unknown"]) => super::payments::list(state, &[]),
+        (Method::GET, ["payments", id]) => super::payments::show(state, id),
         (Method::POST, ["payments", id, "resolve"]) => {
             let id = id.to_string();
             match read_json(request).await {
-                Ok(body) => resolve_payment(state, &id, &body),
+                Ok(body) => super::payments::resolve(state, &id, &body).await,
                 Err(answer) => answer,
             }
         }
@@ -336,50 +340,6 @@ fn decide_hold(
     }
 }
 
-fn unknown_payments(state: &AdminState) -> Response<ProxyBody> {
-    let unknown: Vec<serde_json::Value> = state
-        .proxy
-        .engine
-        .ledger
-        .unknown_payments()
-        .into_iter()
-        .map(|(trace, payment)| json!({"id": trace, "session": payment.session, "agent": payment.agent, "amount_usd": payment.amount.normalize().to_string(), "pay_to": payment.pay_to}))
-        .collect();
-    json_answer(StatusCode::OK, &json!({ "payments": unknown }), None)
-}
-
-/// `POST /v1/payments/{id}/resolve` `{"outcome": "committed"|"released", "by": "..."}`:
-/// reconciles a payment whose outcome was unknown; `id` is its decision's trace id.
-fn resolve_payment(state: &AdminState, id: &str, body: &serde_json::Value) -> Response<ProxyBody> {
-    let committed = match body.get("outcome").and_then(|v| v.as_str()) {
-        Some("committed") => true,
-        Some("released") => false,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_outcome",
-                "body must be {\"outcome\": \"committed\"|\"released\"}",
-            )
-        }
-    };
-    let by = body
-        .get("by")
-        .and_then(|v| v.as_str())
-        .unwrap_or("admin-api");
-    match state.proxy.engine.resolve_unknown(id, committed, by) {
-        Some(payment) => json_answer(
-            StatusCode::OK,
-            &json!({"id": id, "outcome": if committed { "committed" } else { "released" }, "session": payment.session, "amount_usd": payment.amount.normalize().to_string()}),
-            None,
-        ),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "unknown_payment",
-            &format!("no payment with an unknown outcome has trace id `{id}`"),
-        ),
-    }
-}
-
 fn rollback(state: &AdminState, id: &str) -> Response<ProxyBody> {
     let Some(compensator) = &state.proxy.engine.compensator else {
         return error(
@@ -491,7 +451,7 @@ fn read_tail(path: &std::path::Path) -> std::io::Result<String> {
     })
 }
 
-fn parse_query(query: &str) -> Vec<(String, String)> {
+pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))

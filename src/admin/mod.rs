@@ -9,6 +9,7 @@
 mod api;
 pub mod metrics;
 mod metrics_bounds;
+mod payments;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;

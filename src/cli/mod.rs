@@ -1,12 +1,13 @@
 //! The `purser` command line: a thin layer that parses flags and calls the library.
 //!
-//! `run`, `ca` and `policy` work locally; `approvals`, `sessions` and `traces` are the
-//! operator's view of a running Purser, through its admin API.
+//! `run`, `ca` and `policy` work locally; `approvals`, `payments`, `sessions` and
+//! `traces` are the operator's view of a running Purser, through its admin API.
 
 mod admin_client;
 mod approvals;
 pub mod ca;
 mod format;
+mod payments;
 mod sessions;
 mod tables;
 mod trace_files;
@@ -49,6 +50,8 @@ enum Command {
     Policy(PolicyCommand),
     /// Payments held for a human: list, approve, deny.
     Approvals(ApprovalsArgs),
+    /// Payments whose outcome is unknown: list, show, resolve.
+    Payments(PaymentsArgs),
     /// Sessions: budgets, phases, counts.
     Sessions(SessionsArgs),
     /// The proof log, as the admin API serves it.
@@ -84,6 +87,14 @@ struct ApprovalsArgs {
     admin: AdminArgs,
     #[command(subcommand)]
     command: approvals::ApprovalsCommand,
+}
+
+#[derive(Args, Debug)]
+struct PaymentsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: payments::PaymentsCommand,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +229,11 @@ pub fn main() -> ExitCode {
         Command::Approvals(ApprovalsArgs { admin, command }) => {
             with_admin(admin, |client| async move {
                 approvals::run(&client, command).await
+            })
+        }
+        Command::Payments(PaymentsArgs { admin, command }) => {
+            with_admin(admin, |client| async move {
+                payments::run(&client, command).await
             })
         }
         Command::Sessions(SessionsArgs { admin, command }) => {

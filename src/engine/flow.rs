@@ -8,17 +8,17 @@ use super::evaluate::{
 use super::hold::OpenedHold;
 use super::pricing::{self, PaymentHeader, PricedPayment, Refusal};
 use super::session::{self, parse_phase, SessionState};
+use super::unknown::Claim;
 use super::Engine;
 use crate::ledger::{Outcome, ReservationId, ReserveRequest};
 use crate::policy::rules::Trust;
 use crate::policy::{hex, normalize_address, Identity, Policy};
 use crate::proxy::body::ProxyBody;
 use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
-use crate::x402::{self, Challenge, ReplayKey};
+use crate::x402::Challenge;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +36,8 @@ pub struct RequestFacts {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// The query string, if any: a retry must ask for the same one.
+    pub query: Option<String>,
     /// `X-Purser-Transaction`, when the request is a step of one.
     pub transaction: Option<String>,
 }
@@ -59,9 +61,13 @@ pub struct Ticket {
     pub replay_keys: Vec<String>,
     /// What compensation needs if the payment settles.
     pub settled: Option<super::compensation::SettledPayment>,
+    /// SHA-256 of the decoded payment, kept if its outcome becomes unknown.
+    pub payment_digest: [u8; 32],
     /// Set when this is the agent's retry of a payment whose outcome is unknown: the
-    /// decision trace id of the original. Nothing new is reserved for it.
-    pub retry_of: Option<String>,
+    /// claim on that retry. Nothing new is reserved for it.
+    pub retry: Option<super::unknown::RetryClaim>,
+    /// Settles the payment as `unknown` if the ticket is dropped unsettled.
+    pub guard: Option<super::settle::DropGuard>,
 }
 
 /// What to do with a request.
@@ -73,7 +79,7 @@ pub enum Gate {
 }
 
 /// Where the decision left a request: settled at once, or waiting on a hold.
-enum Decided {
+pub(super) enum Decided {
     Done(Gate),
     Held(Arc<std::sync::Mutex<SessionState>>, Box<OpenedHold>),
 }
@@ -165,33 +171,35 @@ impl Engine {
     ) -> Decided {
         let started = Instant::now();
         let replay_keys = replay_keys(&priced);
-        if let Some(original) = replay_keys
-            .iter()
-            .find_map(|k| self.unknown_by_key.get(k).map(|t| t.clone()))
-        {
-            tracing::info!(session = %facts.identity, original = %original, "retry of a payment whose outcome is unknown; forwarding it without a new reservation");
-            return Decided::Done(Gate::Forward(Some(Box::new(Ticket {
-                trace_id: original.clone(),
-                reservation: 0,
-                amount_usd: priced.price.usd,
-                gate: None,
-                version: priced.payment.version,
-                settled: None,
-                replay_keys,
-                retry_of: Some(original),
-            }))));
-        }
         let now = super::replay::unix_now();
-        if priced.payment.valid_before.is_some_and(|until| until < now) {
-            let refusal = Refusal {
-                code: "expired_payment",
-                message: "the payment's authorization expired (validBefore / deadline is past); \
-                          it could not settle"
-                    .to_string(),
-            };
+        if let Some(refusal) = unkeyed_or_expired(&priced, &replay_keys, now) {
             return Decided::Done(Gate::Answer(
                 self.refuse_priced(facts, policy, &priced, refusal).await,
             ));
+        }
+        match self.claim_retry(facts, &priced, &replay_keys) {
+            Claim::Unrelated => {}
+            Claim::Retry(claim) => {
+                let retry = super::retry::Retry {
+                    priced,
+                    replay_keys,
+                    claim,
+                    started,
+                };
+                return Box::pin(self.decide_retry(facts, policy, state, retry)).await;
+            }
+            Claim::Conflict { original, why } => {
+                let refusal = Refusal {
+                    code: "replayed_payment",
+                    message: format!(
+                        "this payment shares its authorization with payment {original}, whose \
+                         outcome is unknown, and is not its retry: {why}"
+                    ),
+                };
+                return Decided::Done(Gate::Answer(
+                    self.refuse_priced(facts, policy, &priced, refusal).await,
+                ));
+            }
         }
         if let Some(seen) = replay_keys
             .iter()
@@ -212,7 +220,7 @@ impl Engine {
         let session_id = facts.identity.session_id();
         let limits = policy.limits_for(&agent);
         let (mut evaluation, mut reservation, phase) =
-            self.evaluate_and_reserve(facts, policy, state, &priced, &session_id, &agent);
+            self.evaluate_and_reserve(facts, policy, state, &priced, &session_id, &agent, None);
         if let Some(id) = reservation {
             // Inserting is the check that counts: of two copies racing, one loses here.
             let until = super::replay::forget_after(priced.payment.valid_before, now);
@@ -286,7 +294,9 @@ impl Engine {
                     .map(|g| g.as_str()),
                 version: priced.payment.version,
                 replay_keys,
-                retry_of: None,
+                payment_digest: priced.payment.digest,
+                retry: None,
+                guard: Some(self.drop_guard(facts)),
             }))),
             (Verdict::PendingApproval, Some(id)) => {
                 match self.open_hold(
@@ -329,8 +339,11 @@ impl Engine {
     }
 
     /// Decides under the session lock (phase and frequency windows cannot change under
-    /// the decision) and reserves if allowed.
-    fn evaluate_and_reserve(
+    /// the decision) and reserves if allowed. A retry (`already_counted`: the amount its
+    /// unknown original holds) is judged as if that amount were not spent yet, and
+    /// reserves nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn evaluate_and_reserve(
         &self,
         facts: &RequestFacts,
         policy: &Policy,
@@ -338,6 +351,7 @@ impl Engine {
         priced: &PricedPayment,
         session_id: &str,
         agent: &str,
+        already_counted: Option<Decimal>,
     ) -> (
         Evaluation,
         Option<ReservationId>,
@@ -364,7 +378,12 @@ impl Engine {
             host: &facts.host,
             port: facts.port,
             trust,
-            budget: self.ledger.view(session_id, agent),
+            budget: match already_counted {
+                Some(amount) => {
+                    super::retry::without_unknown(self.ledger.view(session_id, agent), amount)
+                }
+                None => self.ledger.view(session_id, agent),
+            },
             limits,
             minute_of_day: minute_of_day(policy),
             now,
@@ -373,10 +392,12 @@ impl Engine {
         let mut evaluation = evaluate(policy, &payment_facts);
         let mut reservation = None;
         // A held payment keeps its amount reserved while it waits.
-        if matches!(
-            evaluation.verdict,
-            Verdict::Allowed | Verdict::PendingApproval
-        ) {
+        if already_counted.is_none()
+            && matches!(
+                evaluation.verdict,
+                Verdict::Allowed | Verdict::PendingApproval
+            )
+        {
             let request = ReserveRequest {
                 session: session_id,
                 agent,
@@ -396,6 +417,8 @@ impl Engine {
             }
         }
         match evaluation.verdict {
+            // A retry is not a new payment for frequency windows: its original counted.
+            Verdict::Allowed if already_counted.is_some() => session.counts.allowed += 1,
             Verdict::Allowed => {
                 session.counts.allowed += 1;
                 session.record_payment(RecentPayment {
@@ -466,7 +489,7 @@ impl Engine {
         self.finish_refusal(facts, record, refusal).await
     }
 
-    async fn refuse_priced(
+    pub(super) async fn refuse_priced(
         &self,
         facts: &RequestFacts,
         policy: &Policy,
@@ -513,7 +536,7 @@ impl Engine {
 
     /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
     /// transaction, every earlier step) at once.
-    fn after_commit(
+    pub(super) fn after_commit(
         &self,
         facts: &RequestFacts,
         payment: super::compensation::SettledPayment,
@@ -560,37 +583,6 @@ impl Engine {
         ) {
             tracing::info!(session = %facts.identity, %transaction, refunds = count, "transaction failed; compensating");
         }
-    }
-
-    /// Reconciles an unknown payment: committed (it settled) or released (it did not).
-    /// Traced as a `resolution` line. `None` when no unknown payment has that id.
-    pub fn resolve_unknown(
-        &self,
-        decision_trace: &str,
-        committed: bool,
-        by: &str,
-    ) -> Option<crate::ledger::UnknownPayment> {
-        let payment = self.ledger.resolve_unknown(decision_trace, committed)?;
-        self.unknown_by_key
-            .retain(|_, trace| trace != decision_trace);
-        let policy = self.policy.current();
-        let record = TraceRecord {
-            trace_id: self.next_trace_id(),
-            kind: "resolution",
-            time: jiff::Timestamp::now().to_string(),
-            session: payment.session.clone(),
-            agent: payment.agent.clone(),
-            decision_trace_id: Some(decision_trace.to_string()),
-            outcome: Some(if committed { "committed" } else { "released" }),
-            amount_usd: Some(payment.amount),
-            pay_to: Some(payment.pay_to.clone()),
-            reason: Some(format!("unknown outcome resolved by {by}")),
-            policy_digest: Some(policy.digest.clone()),
-            purser_version: Some(crate::VERSION),
-            ..TraceRecord::default()
-        };
-        self.trace.append(&record);
-        Some(payment)
     }
 
     /// One `phase` line, so a restart rebuilds phases. Not awaited: losing it in a crash
@@ -642,128 +634,6 @@ impl Engine {
         );
         tracing::debug!(resource = %facts.resource_key(), offers, "402 challenge remembered");
     }
-
-    /// Settles a forwarded payment from its answer, and adds Purser's headers.
-    pub fn on_response(
-        &self,
-        facts: &RequestFacts,
-        ticket: Ticket,
-        status: StatusCode,
-        headers: &mut HeaderMap,
-    ) {
-        let receipt_header = if ticket.version == 1 {
-            "x-payment-response"
-        } else {
-            "payment-response"
-        };
-        let receipt = headers
-            .get(receipt_header)
-            .or_else(|| {
-                headers.get(if ticket.version == 1 {
-                    "payment-response"
-                } else {
-                    "x-payment-response"
-                })
-            })
-            .map(|value| x402::parse_receipt(value.as_bytes()));
-        let (outcome, transaction, note) = match receipt {
-            Some(Ok(receipt)) if receipt.success => (Outcome::Committed, receipt.transaction, None),
-            Some(Ok(receipt)) => (Outcome::Released, receipt.transaction, receipt.error_reason),
-            Some(Err(error)) => (
-                Outcome::Released,
-                None,
-                Some(format!("unreadable receipt: {error}")),
-            ),
-            None => (
-                Outcome::Released,
-                None,
-                Some("no receipt: the merchant did not settle".to_string()),
-            ),
-        };
-        let tx_hash = transaction.clone();
-        self.settle(
-            facts,
-            &ticket,
-            outcome,
-            transaction,
-            note,
-            Some(status.as_u16()),
-        );
-        if outcome == Outcome::Committed {
-            if let Some(mut payment) = ticket.settled.clone() {
-                payment.tx_hash = tx_hash;
-                self.after_commit(facts, payment, status);
-            }
-        }
-        insert_header(headers, "x-purser-decision", "ALLOWED");
-        insert_header(headers, "x-purser-trace", &ticket.trace_id);
-        if let Some(gate) = ticket.gate {
-            insert_header(headers, "x-purser-budget", gate);
-        }
-    }
-
-    /// Settles a payment whose upstream exchange failed. If the request was never sent,
-    /// nothing was paid; otherwise the outcome is unknown and stays counted as spent.
-    pub fn on_upstream_failure(&self, facts: &RequestFacts, ticket: Ticket, request_sent: bool) {
-        let outcome = if request_sent {
-            Outcome::Unknown
-        } else {
-            Outcome::Released
-        };
-        let note = if request_sent {
-            "connection lost after the payment left"
-        } else {
-            "upstream unreachable; the payment never left"
-        };
-        self.settle(facts, &ticket, outcome, None, Some(note.to_string()), None);
-    }
-
-    fn settle(
-        &self,
-        facts: &RequestFacts,
-        ticket: &Ticket,
-        outcome: Outcome,
-        transaction: Option<String>,
-        note: Option<String>,
-        status: Option<u16>,
-    ) {
-        if let Some(original) = &ticket.retry_of {
-            // Only a successful receipt tells: anything else leaves the original unknown.
-            if outcome == Outcome::Committed {
-                self.resolve_unknown(original, true, "agent retry with a receipt");
-            }
-            return;
-        }
-        let settled = match outcome {
-            Outcome::Unknown => {
-                for key in &ticket.replay_keys {
-                    self.unknown_by_key
-                        .insert(key.clone(), ticket.trace_id.clone());
-                }
-                self.ledger
-                    .settle_unknown(ticket.reservation, &ticket.trace_id)
-            }
-            other => self.ledger.settle(ticket.reservation, other),
-        };
-        if settled.is_none() {
-            return;
-        }
-        let policy = self.policy.current();
-        let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, &policy, &trace_id, "settlement");
-        record.decision_trace_id = Some(ticket.trace_id.clone());
-        record.outcome = Some(match outcome {
-            Outcome::Committed => "committed",
-            Outcome::Released => "released",
-            Outcome::Unknown => "unknown",
-        });
-        record.amount_usd = Some(ticket.amount_usd);
-        record.transaction = transaction;
-        record.reason = note;
-        record.upstream_status = status;
-        self.metrics.settlement(record.outcome.unwrap_or("unknown"));
-        self.trace.append(&record);
-    }
 }
 
 pub(super) fn refusal_answer(
@@ -804,34 +674,44 @@ fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderVa
     }
 }
 
-/// Replay keys as written to the trace: a signature is kept only as its digest, so the
-/// log never holds material that could be replayed.
+/// Replay keys as written to the trace (a signature is only ever its digest).
 fn replay_keys(priced: &PricedPayment) -> Vec<String> {
     priced
         .payment
         .replay_keys()
-        .into_iter()
-        .map(|key| match key {
-            ReplayKey::Signature(signature) => {
-                format!(
-                    "signature_sha256:{}",
-                    hex(&Sha256::digest(signature.to_ascii_lowercase().as_bytes()))
-                )
-            }
-            other => other.to_string(),
-        })
+        .iter()
+        .map(ToString::to_string)
         .collect()
+}
+
+/// A payment Purser cannot key cannot be checked for replays; an expired one could not
+/// settle. Either is refused before anything else.
+fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Option<Refusal> {
+    if keys.is_empty() {
+        return Some(Refusal {
+            code: "unsupported_payment",
+            message: format!(
+                "Purser cannot identify a payment on network {} for replay checks, so it \
+                 does not let it through",
+                priced.network
+            ),
+        });
+    }
+    priced
+        .payment
+        .valid_before
+        .is_some_and(|until| until < now)
+        .then(|| Refusal {
+            code: "expired_payment",
+            message: "the payment's authorization expired (validBefore / deadline is past); \
+                      it could not settle"
+                .to_string(),
+        })
 }
 
 fn minute_of_day(policy: &Policy) -> u16 {
     let now = jiff::Timestamp::now().to_zoned(policy.timezone.clone());
     (now.hour() as u16) * 60 + now.minute() as u16
-}
-
-fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
 }
 
 pub(super) fn base_record(
@@ -869,7 +749,7 @@ pub(super) fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
     record.payment_digest = Some(hex(&priced.payment.digest));
 }
 
-fn decision_record(
+pub(super) fn decision_record(
     facts: &RequestFacts,
     policy: &Policy,
     priced: &PricedPayment,
@@ -879,6 +759,7 @@ fn decision_record(
 ) -> TraceRecord {
     let mut record = base_record(facts, policy, trace_id, "decision");
     fill_payment(&mut record, priced);
+    record.resource_digest = Some(super::unknown::resource_digest(facts));
     record.phase = Some(phase);
     record.tier = evaluation.tier.clone();
     let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
@@ -904,7 +785,7 @@ fn decision_record(
     record
 }
 
-fn budget_snapshot(
+pub(super) fn budget_snapshot(
     evaluation: &Evaluation,
     limits: &crate::policy::Limits,
     view: &crate::ledger::BudgetView,

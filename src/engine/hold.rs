@@ -33,6 +33,7 @@ pub struct OpenedHold {
     version: u8,
     gate: Option<&'static str>,
     tier: Option<String>,
+    digest: [u8; 32],
     opened: Instant,
 }
 
@@ -149,6 +150,7 @@ impl Engine {
             version: priced.payment.version,
             gate: evaluation.gate.map(|g| g.as_str()),
             tier: evaluation.tier.clone(),
+            digest: priced.payment.digest,
             opened: Instant::now(),
         })
     }
@@ -227,6 +229,7 @@ impl Engine {
             version,
             gate,
             tier,
+            digest,
             opened,
             ..
         } = *hold;
@@ -263,7 +266,9 @@ impl Engine {
                 version,
                 replay_keys,
                 settled: Some(settled),
-                retry_of: None,
+                payment_digest: digest,
+                retry: None,
+                guard: Some(self.drop_guard(facts)),
             })));
         }
         self.ledger.settle(reservation, Outcome::Released);

@@ -5,6 +5,8 @@
 //! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy.
 //! * [`session`]: phases, remembered challenges and recent payments per session.
 //! * [`answer`]: the `403` the agent gets when a payment does not go out.
+//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
+//! * [`unknown`] and `retry`: payments whose outcome is unknown, and their one retry.
 //!
 //! Reads (no payment header) always pass. A payment is forwarded only after the decision
 //! to forward it is on disk and its amount is reserved in the [`crate::ledger`].
@@ -19,8 +21,11 @@ mod hold;
 pub mod pricing;
 pub mod recovery;
 pub mod replay;
+mod retry;
 pub mod session;
 mod session_table;
+pub mod settle;
+pub mod unknown;
 
 pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 
@@ -51,10 +56,12 @@ pub struct Engine {
     pub compensator: Option<compensation::Compensator>,
     /// Replay keys of payments forwarded, while they could still settle.
     seen_payments: replay::ReplaySet,
-    /// Replay keys of payments whose outcome is unknown, to their decision's trace id:
-    /// the agent's retry of such a payment settles it rather than paying twice.
-    unknown_by_key: dashmap::DashMap<String, String>,
-    trace_ids: TraceIds,
+    /// Payments whose outcome is unknown: their keys, details and the one retry of each
+    /// that may be in flight.
+    unknowns: Arc<unknown::UnknownSet>,
+    /// What a ticket dropped unsettled needs to settle itself.
+    settler: Arc<settle::Settler>,
+    trace_ids: Arc<TraceIds>,
 }
 
 impl Engine {
@@ -66,6 +73,16 @@ impl Engine {
     ) -> Self {
         let ledger = Arc::new(Ledger::new());
         let books = ledger.clone();
+        let unknowns = Arc::<unknown::UnknownSet>::default();
+        let trace_ids = Arc::new(TraceIds::new());
+        let settler = Arc::new(settle::Settler {
+            ledger: ledger.clone(),
+            unknowns: unknowns.clone(),
+            trace: trace.clone(),
+            policy: policy.clone(),
+            metrics: metrics.clone(),
+            trace_ids: trace_ids.clone(),
+        });
         Engine {
             policy,
             // A session with money reserved or unknown is never forgotten for room.
@@ -81,8 +98,9 @@ impl Engine {
             notifier,
             compensator: None,
             seen_payments: replay::ReplaySet::default(),
-            unknown_by_key: dashmap::DashMap::new(),
-            trace_ids: TraceIds::new(),
+            unknowns,
+            settler,
+            trace_ids,
         }
     }
 
@@ -111,7 +129,7 @@ impl Engine {
 }
 
 /// Trace ids: a random per-process prefix and a counter.
-struct TraceIds {
+pub(crate) struct TraceIds {
     prefix: u32,
     counter: AtomicU64,
 }
@@ -129,7 +147,7 @@ impl TraceIds {
         }
     }
 
-    fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("tr_{:08x}{n:08x}", self.prefix)
     }

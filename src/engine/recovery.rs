@@ -7,6 +7,7 @@
 
 use super::evaluate::RecentPayment;
 use super::session;
+use super::unknown::UnknownDetails;
 use super::Engine;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::policy::values::parse_phase;
@@ -81,18 +82,36 @@ struct Line<'a> {
     host: Option<Cow<'a, str>>,
     #[serde(default)]
     compensation: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payment_digest: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    resource_digest: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    retry_of: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    upstream_status: Option<u16>,
 }
 
 struct OpenPayment {
     payment: UnknownPayment,
     keys: Vec<String>,
     held: bool,
+    /// What the unknown set keeps, should its outcome be (or stay) unknown.
+    details: UnknownDetails,
 }
 
 #[derive(Default)]
 struct Replay {
     open: HashMap<String, OpenPayment>,
     settled: Vec<(String, UnknownPayment, Outcome)>,
+    /// Settled as unknown: what the unknown set keeps for each, by decision trace id.
+    unknown: Vec<(String, UnknownDetails)>,
     resolutions: Vec<(String, bool)>,
     credits: Vec<(String, String, Decimal)>,
     refunds: HashMap<String, serde_json::Value>,
@@ -158,13 +177,17 @@ impl Engine {
                 continue;
             }
             replay.report.unknown += 1;
-            for key in &open.keys {
-                self.unknown_by_key.insert(key.clone(), trace.clone());
-            }
+            let mut details = open.details;
+            details.why = Some("Purser stopped before the payment's answer was settled".into());
+            self.unknowns.insert(&trace, details);
             self.ledger.restore(&trace, open.payment, Outcome::Unknown);
+        }
+        for (trace, details) in replay.unknown.drain(..) {
+            self.unknowns.insert(&trace, details);
         }
         for (trace, committed) in replay.resolutions.drain(..) {
             self.ledger.resolve_unknown(&trace, committed);
+            let _ = self.unknowns.take(&trace, true);
         }
         for (session, agent, amount) in replay.credits.drain(..) {
             self.ledger.credit(&session, &agent, amount);
@@ -276,6 +299,13 @@ fn replay_line(line: Line<'_>, replay: &mut Replay) {
                 Outcome::Released => replay.report.released += 1,
                 Outcome::Unknown => replay.report.unknown += 1,
             }
+            if outcome == Outcome::Unknown {
+                let mut details = open.details;
+                details.since = line.time.to_string();
+                details.why = line.reason.as_deref().map(str::to_string);
+                details.upstream_status = line.upstream_status;
+                replay.unknown.push((decision.to_string(), details));
+            }
             if outcome != Outcome::Released {
                 replay
                     .settled
@@ -345,6 +375,10 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
         Some("PENDING_APPROVAL") => true,
         _ => return,
     };
+    // A retry reserved nothing: its amount, keys and frequency were its original's.
+    if line.retry_of.is_some() {
+        return;
+    }
     // Bounded as live pricing bounds it: an amount no payment could have cannot be
     // summed into the ledger (a hostile or corrupt log must not overflow it).
     let Some(amount) = line
@@ -383,12 +417,27 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
         amount,
         pay_to: crate::policy::normalize_address(line.pay_to.as_deref().unwrap_or("")),
     };
+    let text = |field: &Option<Cow<'_, str>>| field.as_deref().unwrap_or("").to_string();
+    let details = UnknownDetails {
+        session: line.session.to_string(),
+        agent: line.agent.to_string(),
+        since: line.time.to_string(),
+        method: text(&line.method),
+        host: text(&line.host),
+        path: text(&line.path),
+        payment_digest: line.payment_digest.as_deref().map(str::to_string),
+        resource: line.resource_digest.as_deref().map(str::to_string),
+        keys: keys.clone(),
+        why: None,
+        upstream_status: None,
+    };
     replay.open.insert(
         line.trace_id.to_string(),
         OpenPayment {
             payment,
             keys,
             held,
+            details,
         },
     );
 }

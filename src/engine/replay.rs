@@ -4,8 +4,9 @@
 //! An EIP-3009 or Permit2 authorization is void after its `validBefore` / `deadline`, and
 //! Purser refuses expired payments outright, so a key is forgotten then, and in any case
 //! after [`RETENTION`]. A key forgotten early costs nothing in accounting: the chain
-//! rejects a reused nonce, the merchant answers without a receipt, and the reservation
-//! is released. Without expiry the set grew by every payment ever forwarded.
+//! rejects a reused nonce, so the copy cannot settle, and its reservation is released on
+//! a failed receipt or stays counted (`unknown`) without one. Without expiry the set grew
+//! by every payment ever forwarded.
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;

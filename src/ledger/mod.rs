@@ -292,6 +292,11 @@ impl Ledger {
         Some(unknown)
     }
 
+    /// The unknown payment of that decision, if its outcome is still unknown.
+    pub fn unknown_payment(&self, decision_trace: &str) -> Option<UnknownPayment> {
+        self.books().unknowns.get(decision_trace).cloned()
+    }
+
     /// Unknown payments by decision trace id.
     pub fn unknown_payments(&self) -> Vec<(String, UnknownPayment)> {
         let mut list: Vec<(String, UnknownPayment)> = self

@@ -102,6 +102,7 @@ fn request_facts(
         host: target.host.clone(),
         port: target.port,
         path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
         transaction: None,
     }
 }

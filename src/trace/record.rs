@@ -80,6 +80,13 @@ pub struct TraceRecord {
     /// SHA-256 of the decoded payment: identifies it without storing the signature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_digest: Option<String>,
+    /// SHA-256 of the request's method, host, port, normalised path and query: what the
+    /// retry of a payment whose outcome is unknown must ask for again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_digest: Option<String>,
+    /// A retry's decision and settlement: the decision trace id of the payment retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     /// Replay keys (payer+nonce, signature digest, transaction digest).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replay_keys: Vec<String>,

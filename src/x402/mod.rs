@@ -5,12 +5,14 @@
 //! * [`wire`]: the messages exactly as they travel (serde types).
 //! * [`challenge`], [`payment`], [`receipt`]: the normalized views the engine uses.
 //! * [`assets`] and [`network`]: the asset table, network names and exact pricing.
+//! * `canonical`: the bytes replay keys are built from, whatever their hex spelling.
 //!
 //! Nothing here panics on any input, and money is `rust_decimal::Decimal` or integer atomic
 //! units, never a float.
 
 pub mod amount;
 pub mod assets;
+mod canonical;
 pub mod challenge;
 pub mod decode;
 mod error;

@@ -16,9 +16,12 @@
 //! (`authorization: {owner, spender, value, deadline, nonce}`) was never shipped by an SDK
 //! and is refused as malformed.
 
-use super::error::X402Error;
+use super::canonical;
+use super::error::{excerpt, X402Error};
 use super::fields::Obj;
+use super::payment::ReplayKey;
 use super::solana;
+use sha2::{Digest, Sha256};
 
 /// How a payment moves money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +48,8 @@ pub(crate) struct Signed {
     pub signature: Option<String>,
     pub solana_transaction: Option<String>,
     pub valid_before: Option<u64>,
+    /// Replay keys from canonical bytes; empty only for [`PaymentKind::Other`].
+    pub keys: Vec<ReplayKey>,
 }
 
 impl Signed {
@@ -59,6 +64,7 @@ impl Signed {
             signature: None,
             solana_transaction: None,
             valid_before: None,
+            keys: Vec::new(),
         }
     }
 }
@@ -87,10 +93,10 @@ pub(crate) fn read(payload: &Obj<'_>, namespace: &str) -> Result<Signed, X402Err
     }
 }
 
-/// EIP-3009: `value` from `from` to `to`, unique by (from, nonce).
+/// EIP-3009: `value` from `from` to `to`, unique by (from, nonce), the nonce a `bytes32`.
 fn eip3009(payload: &Obj<'_>) -> Result<Signed, X402Error> {
     let auth = payload.object("authorization")?;
-    Ok(Signed {
+    let mut signed = Signed {
         payer: Some(auth.string("from")?),
         pay_to: Some(auth.string("to")?),
         amount_atomic: Some(auth.amount("value")?),
@@ -98,16 +104,29 @@ fn eip3009(payload: &Obj<'_>) -> Result<Signed, X402Error> {
         valid_before: auth.opt_timestamp("validBefore")?,
         signature: non_empty(payload.opt_string("signature")?),
         ..Signed::of_kind(PaymentKind::EvmAuthorization)
-    })
+    };
+    let (payer, nonce) = (signed.payer.as_deref(), signed.nonce.as_deref());
+    let payer = address(&auth, "from", payer.unwrap_or_default())?;
+    let nonce_text = nonce.unwrap_or_default();
+    let nonces = canonical::bytes32_nonce(nonce_text)
+        .ok_or_else(|| uncanonical(&auth, "nonce", nonce_text, "a 32-byte nonce in hex"))?;
+    signed.keys = nonces
+        .into_iter()
+        .map(|nonce| ReplayKey::PayerNonce(payer, nonce))
+        .collect();
+    signed
+        .keys
+        .extend(signature_key(payload, signed.signature.as_deref())?);
+    Ok(signed)
 }
 
 /// Permit2: `permitted.amount` of `permitted.token` to `witness.to`, unique by
-/// (from, nonce).
+/// (from, nonce), the nonce a `uint256`.
 fn permit2(payload: &Obj<'_>) -> Result<Signed, X402Error> {
     let auth = payload.object("permit2Authorization")?;
     let permitted = auth.object("permitted")?;
     let witness = auth.object("witness")?;
-    Ok(Signed {
+    let mut signed = Signed {
         payer: Some(auth.string("from")?),
         pay_to: Some(witness.string("to")?),
         amount_atomic: Some(permitted.amount("amount")?),
@@ -116,21 +135,65 @@ fn permit2(payload: &Obj<'_>) -> Result<Signed, X402Error> {
         valid_before: auth.opt_timestamp("deadline")?,
         signature: Some(payload.string("signature")?),
         ..Signed::of_kind(PaymentKind::EvmPermit2)
-    })
+    };
+    let payer = address(&auth, "from", signed.payer.as_deref().unwrap_or_default())?;
+    let nonce_text = signed.nonce.as_deref().unwrap_or_default();
+    let nonce = canonical::uint256(nonce_text).ok_or_else(|| {
+        uncanonical(
+            &auth,
+            "nonce",
+            nonce_text,
+            "a uint256 in decimal digits or 0x hex",
+        )
+    })?;
+    signed.keys = vec![ReplayKey::PayerNonce(payer, nonce)];
+    signed
+        .keys
+        .extend(signature_key(payload, signed.signature.as_deref())?);
+    Ok(signed)
+}
+
+/// The payer as 20 bytes, or why it cannot be keyed.
+fn address(object: &Obj<'_>, key: &str, text: &str) -> Result<[u8; 20], X402Error> {
+    canonical::address(text)
+        .ok_or_else(|| uncanonical(object, key, text, "a 20-byte address in hex"))
+}
+
+/// The key of a signature: SHA-256 of its bytes, whatever their hex spelling.
+fn signature_key(
+    payload: &Obj<'_>,
+    signature: Option<&str>,
+) -> Result<Option<ReplayKey>, X402Error> {
+    let Some(text) = signature else {
+        return Ok(None);
+    };
+    let bytes = canonical::hex_bytes(text)
+        .ok_or_else(|| uncanonical(payload, "signature", text, "hex bytes (with or without 0x)"))?;
+    Ok(Some(ReplayKey::Signature(Sha256::digest(&bytes).into())))
+}
+
+/// A field a replay key is built from, which does not read as the bytes it must be.
+fn uncanonical(object: &Obj<'_>, key: &str, text: &str, expected: &str) -> X402Error {
+    X402Error::WrongShape(format!(
+        "{} must be {expected}, not {}",
+        object.path_of(key),
+        excerpt(text)
+    ))
 }
 
 /// Solana: the transaction must at least be base64 of a signed transaction, so its replay
 /// identity is well defined.
 fn solana_transaction(payload: &Obj<'_>) -> Result<Signed, X402Error> {
     let transaction = payload.string("transaction")?;
-    if solana::message_id(&transaction).is_none() {
+    let Some(message) = solana::message_id(&transaction) else {
         return Err(X402Error::WrongShape(format!(
             "{} must be a base64 serialized Solana transaction",
             payload.path_of("transaction")
         )));
-    }
+    };
     Ok(Signed {
         solana_transaction: Some(transaction),
+        keys: vec![ReplayKey::SolanaTransaction(message)],
         ..Signed::of_kind(PaymentKind::Solana)
     })
 }

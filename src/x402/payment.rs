@@ -1,14 +1,14 @@
 //! Payments, v1 (`X-PAYMENT`) and v2 (`PAYMENT-SIGNATURE`), as one normalized [`Payment`],
 //! plus what identifies a payment for replay checks and how it compares to a challenge.
 
-use super::assets::{is_hex_address, same_address};
+use super::assets::same_address;
 use super::challenge::{expect_version, requirement_v2, resource_url, Requirement};
 use super::decode::decode_header_json;
 use super::error::X402Error;
 use super::fields::Obj;
 use super::network::{canonical_network, namespace};
 use super::payload::{self, Signed};
-use super::solana;
+use super::solana::hex;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -48,27 +48,35 @@ pub struct Payment {
     /// SHA-256 of the decoded JSON bytes: identifies this exact payment (approvals bind
     /// to it).
     pub digest: [u8; 32],
+    /// Built while parsing, from canonical bytes: a payment that cannot be keyed is not
+    /// a payment Purser accepts.
+    keys: Vec<ReplayKey>,
 }
 
-/// What makes a payment single-use. Any key seen before means a replay.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What makes a payment single-use. Any key seen before means a replay. Keys hold
+/// canonical bytes (see [`super::canonical`]), so a re-spelled payment has the same keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReplayKey {
-    /// EVM: (payer, nonce), lowercased; the token contracts' own uniqueness rule.
-    PayerNonce(String, String),
-    /// The signature, lowercased when it is 0x hex.
-    Signature(String),
-    /// Solana: hex SHA-256 of the transaction's signed message (see `solana.rs` for why
-    /// not the transaction bytes), or the transaction text if it cannot be read.
-    SolanaTransaction(String),
+    /// EVM: (payer, nonce); the token contracts' own uniqueness rule. A Permit2 nonce is
+    /// its `uint256` as 32 big-endian bytes.
+    PayerNonce([u8; 20], [u8; 32]),
+    /// SHA-256 of the signature's bytes: the log never holds material that could be
+    /// replayed.
+    Signature([u8; 32]),
+    /// Solana: SHA-256 of the transaction's signed message (see `solana.rs` for why not
+    /// the transaction bytes).
+    SolanaTransaction([u8; 32]),
 }
 
 impl fmt::Display for ReplayKey {
     /// A stable text form, for the trace log the replay set is rebuilt from.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReplayKey::PayerNonce(payer, nonce) => write!(f, "payer_nonce:{payer}:{nonce}"),
-            ReplayKey::Signature(signature) => write!(f, "signature:{signature}"),
-            ReplayKey::SolanaTransaction(id) => write!(f, "solana_tx:{id}"),
+            ReplayKey::PayerNonce(payer, nonce) => {
+                write!(f, "payer_nonce:0x{}:0x{}", hex(payer), hex(nonce))
+            }
+            ReplayKey::Signature(digest) => write!(f, "signature_sha256:{}", hex(digest)),
+            ReplayKey::SolanaTransaction(id) => write!(f, "solana_tx:{}", hex(id)),
         }
     }
 }
@@ -137,6 +145,7 @@ fn assemble(
         solana_transaction: signed.solana_transaction,
         valid_before: signed.valid_before,
         digest: Sha256::digest(decoded).into(),
+        keys: signed.keys,
     }
 }
 
@@ -156,27 +165,14 @@ fn namespace_of(network: &str) -> Result<String, X402Error> {
 
 impl Payment {
     /// Every key that identifies this payment; a payment whose key was seen is a replay.
+    /// Empty only for a network family Purser does not read payloads for.
     pub fn replay_keys(&self) -> Vec<ReplayKey> {
-        let mut keys = Vec::new();
-        if let (Some(payer), Some(nonce)) = (&self.payer, &self.nonce) {
-            keys.push(ReplayKey::PayerNonce(
-                canonical_address(payer),
-                nonce.to_ascii_lowercase(),
-            ));
-        }
-        if let Some(signature) = &self.signature {
-            keys.push(ReplayKey::Signature(canonical_address(signature)));
-        }
-        if let Some(transaction) = &self.solana_transaction {
-            let id = solana::message_id(transaction).unwrap_or_else(|| transaction.clone());
-            keys.push(ReplayKey::SolanaTransaction(id));
-        }
-        keys
+        self.keys.clone()
     }
 
     /// The digest as lowercase hex.
     pub fn digest_hex(&self) -> String {
-        solana::hex(&self.digest)
+        hex(&self.digest)
     }
 
     /// The most this payment can move according to what it carries itself: the larger
@@ -236,14 +232,5 @@ impl Payment {
             )),
             _ => None,
         }
-    }
-}
-
-/// 0x hex compares case-insensitively, so it is lowercased; other text is kept.
-fn canonical_address(text: &str) -> String {
-    if is_hex_address(text) {
-        text.to_ascii_lowercase()
-    } else {
-        text.to_string()
     }
 }

@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 
 const SIGNATURE_BYTES: usize = 64;
 
-/// Hex SHA-256 of the signed message of a base64 transaction; `None` if it is not one.
-pub(crate) fn message_id(transaction_base64: &str) -> Option<String> {
+/// SHA-256 of the signed message of a base64 transaction; `None` if it is not one.
+pub(crate) fn message_id(transaction_base64: &str) -> Option<[u8; 32]> {
     let bytes = STANDARD.decode(transaction_base64.trim_ascii()).ok()?;
     let message = message_of(&bytes)?;
-    Some(hex(&Sha256::digest(message)))
+    Some(Sha256::digest(message).into())
 }
 
 /// The message part of a serialized transaction with at least one signature slot.
@@ -74,7 +74,6 @@ mod tests {
         let c = message_id(&transaction(0, b"pay 2 usdc")).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a.len(), 64);
     }
 
     #[test]

@@ -236,36 +236,105 @@ fn replay_keys_of_the_captured_payments() {
     let keys = v2.replay_keys();
     assert_eq!(keys.len(), 2);
     assert_eq!(
-        keys[0],
-        ReplayKey::PayerNonce(
+        keys[0].to_string(),
+        format!(
+            "payer_nonce:{}:{}",
             PAYER.to_ascii_lowercase(),
-            "0xf1ed9951c5f6b6c8cc595218205f620c260688803acde8036d33d78110905837".into()
+            "0xf1ed9951c5f6b6c8cc595218205f620c260688803acde8036d33d78110905837"
         )
     );
-    assert!(matches!(&keys[1], ReplayKey::Signature(s) if s.starts_with("0xa4947771")));
-    assert!(keys[0].to_string().starts_with("payer_nonce:0x19e7e376"));
+    assert!(matches!(&keys[1], ReplayKey::Signature(_)));
+    assert!(keys[1].to_string().starts_with("signature_sha256:"));
+    assert_eq!(keys[1].to_string().len(), "signature_sha256:".len() + 64);
 
     // The v1 capture is another payment: nothing in common.
     let v1 = parse_payment_v1(text("/v1/X-PAYMENT").as_bytes()).unwrap();
     assert!(v1.replay_keys().iter().all(|k| !keys.contains(k)));
 }
 
-#[test]
-fn replay_keys_ignore_hex_case() {
+/// The captured v2 payment, decoded, with `edit` applied to its JSON.
+fn respelled(edit: impl FnOnce(&mut serde_json::Value)) -> Payment {
     let header = text("/v2/paid_retry_request_headers/PAYMENT-SIGNATURE");
-    let json = String::from_utf8(decode::decode_header(header.as_bytes()).unwrap()).unwrap();
-    let shouted = json
-        .replace(
-            "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A",
-            "0x19E7E376E7C213B7E7E7E46CC70A5DD086DAFF2A",
-        )
-        .replace("0xf1ed9951c5f6", "0xF1ED9951C5F6")
-        .replace("0xa4947771b794", "0xA4947771B794");
-    assert_ne!(json, shouted);
-    let original = parse_payment_v2(header.as_bytes()).unwrap();
-    let replayed = parse_payment_v2(b64(&shouted).as_bytes()).unwrap();
-    assert_ne!(original.digest, replayed.digest);
-    assert_eq!(original.replay_keys(), replayed.replay_keys());
+    let json = decode::decode_header(header.as_bytes()).unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    edit(&mut value);
+    parse_payment_v2(b64(&value.to_string()).as_bytes()).unwrap()
+}
+
+fn rewrite(value: &mut serde_json::Value, pointer: &str, change: impl Fn(&str) -> String) {
+    let field = value.pointer_mut(pointer).unwrap();
+    *field = serde_json::Value::String(change(field.as_str().unwrap()));
+}
+
+#[test]
+fn replay_keys_do_not_depend_on_hex_spelling() {
+    let original = respelled(|_| {});
+    let without_prefix = |t: &str| t.trim_start_matches("0x").to_string();
+    let upper = |t: &str| format!("0x{}", t[2..].to_ascii_uppercase());
+    let fields = [
+        "/payload/authorization/from",
+        "/payload/authorization/nonce",
+        "/payload/signature",
+    ];
+    for change in [&without_prefix as &dyn Fn(&str) -> String, &upper] {
+        for field in fields {
+            let variant = respelled(|v| rewrite(v, field, change));
+            assert_ne!(original.digest, variant.digest, "{field}");
+            assert_eq!(original.replay_keys(), variant.replay_keys(), "{field}");
+        }
+    }
+}
+
+#[test]
+fn a_nonce_without_its_zero_padding_shares_a_key_with_the_padded_one() {
+    let padded = respelled(|v| {
+        rewrite(v, "/payload/authorization/nonce", |_| {
+            format!("0x{:064x}", 0xabcd)
+        })
+    });
+    for short in ["0xabcd", "abcd", "0xABCD", "0x0000abcd"] {
+        let unpadded = respelled(|v| rewrite(v, "/payload/authorization/nonce", |_| short.into()));
+        assert!(
+            unpadded.replay_keys().contains(&padded.replay_keys()[0]),
+            "{short}"
+        );
+    }
+    // Read as an ABI bytes32 (zeros on the right) it is also the same authorization.
+    let right = respelled(|v| {
+        rewrite(v, "/payload/authorization/nonce", |_| {
+            format!("0xabcd{}", "0".repeat(60))
+        })
+    });
+    let short = respelled(|v| rewrite(v, "/payload/authorization/nonce", |_| "0xabcd".into()));
+    assert!(short.replay_keys().contains(&right.replay_keys()[0]));
+}
+
+#[test]
+fn payments_whose_key_fields_are_not_bytes_are_refused() {
+    let header = text("/v2/paid_retry_request_headers/PAYMENT-SIGNATURE");
+    let json = decode::decode_header(header.as_bytes()).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    for (field, bad) in [
+        ("/payload/authorization/from", "alice"),
+        (
+            "/payload/authorization/from",
+            "0x01ffffffffffffffffffffffffffffffffffffffff",
+        ),
+        ("/payload/authorization/nonce", "0xnot-hex"),
+        ("/payload/authorization/nonce", "nonce-1"),
+        (
+            "/payload/authorization/nonce",
+            &format!("0x01{}", "0".repeat(64)),
+        ),
+        ("/payload/signature", "0xsig"),
+        ("/payload/signature", "not hex at all"),
+    ] {
+        let mut value = value.clone();
+        *value.pointer_mut(field).unwrap() = serde_json::Value::String(bad.into());
+        let error = parse_payment_v2(b64(&value.to_string()).as_bytes()).unwrap_err();
+        assert_eq!(error.reason(), "malformed_payment", "{field} = {bad}");
+        assert!(error.to_string().contains("must be"), "{error}");
+    }
 }
 
 #[test]

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use purser::x402::payment::KNOWN_SCHEMES;
 use purser::x402::{
-    canonical_network, price, AssetTable, Challenge, Payment, PaymentKind, Receipt, Requirement,
-    X402Error,
+    canonical_network, price, AssetTable, Challenge, Payment, PaymentKind, Receipt, ReplayKey,
+    Requirement, X402Error,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
@@ -91,9 +91,7 @@ pub fn check_payment(payment: &Payment, version: u8, header: &[u8]) {
         .expect("a parsed header is base64");
     assert_eq!(payment.digest, <[u8; 32]>::from(Sha256::digest(&decoded)));
     assert_eq!(payment.digest_hex().len(), 64);
-    for key in payment.replay_keys() {
-        assert!(!key.to_string().is_empty());
-    }
+    check_replay_keys(payment, version, &decoded);
     if let Some(accepted) = &payment.accepted {
         assert_eq!(accepted.scheme, payment.scheme);
         check_requirement(accepted);
@@ -101,6 +99,64 @@ pub fn check_payment(payment: &Payment, version: u8, header: &[u8]) {
     }
     if let (Some(asset), Some(amount)) = (&payment.asset, payment.amount_atomic) {
         check_price(&payment.network, asset, amount);
+    }
+}
+
+/// Every payment Purser accepts has keys of its kind, and re-spelling its hex fields
+/// (no `0x`, upper case) gives other bytes but the same keys.
+fn check_replay_keys(payment: &Payment, version: u8, decoded: &[u8]) {
+    let keys = payment.replay_keys();
+    for key in &keys {
+        let text = key.to_string();
+        assert!(!text.is_empty() && text.is_ascii(), "{text}");
+    }
+    let payer_nonce = keys
+        .iter()
+        .any(|k| matches!(k, ReplayKey::PayerNonce(..)));
+    match payment.kind {
+        PaymentKind::EvmAuthorization | PaymentKind::EvmPermit2 => assert!(payer_nonce),
+        PaymentKind::Solana => {
+            assert!(matches!(keys.as_slice(), [ReplayKey::SolanaTransaction(_)]))
+        }
+        PaymentKind::Other => assert!(keys.is_empty()),
+    }
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(decoded) else {
+        return;
+    };
+    let (auth, nonce_too) = match payment.kind {
+        PaymentKind::EvmAuthorization => ("authorization", true),
+        // A Permit2 nonce without `0x` reads as decimal: only its case may change.
+        PaymentKind::EvmPermit2 => ("permit2Authorization", false),
+        _ => return,
+    };
+    let mut respell = |pointer: &str, drop_prefix: bool| {
+        if let Some(serde_json::Value::String(text)) = json.pointer_mut(pointer) {
+            let digits = text
+                .strip_prefix("0x")
+                .or_else(|| text.strip_prefix("0X"))
+                .unwrap_or(text)
+                .to_ascii_uppercase();
+            *text = if drop_prefix {
+                digits
+            } else if text.len() > digits.len() {
+                format!("0x{digits}")
+            } else {
+                text.clone()
+            };
+        }
+    };
+    respell(&format!("/payload/{auth}/from"), true);
+    respell("/payload/signature", true);
+    respell(&format!("/payload/{auth}/nonce"), nonce_too);
+    let header = STANDARD.encode(json.to_string());
+    let again = match version {
+        1 => purser::x402::parse_payment_v1(header.as_bytes()),
+        _ => purser::x402::parse_payment_v2(header.as_bytes()),
+    };
+    // Re-serialising can change other fields (number spellings), so only a payment that
+    // still parses is compared.
+    if let Ok(again) = again {
+        assert_eq!(again.replay_keys(), keys, "{json}");
     }
 }
 
