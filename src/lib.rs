@@ -7,12 +7,15 @@
 //! * [`admin`]: the admin listener: health, metrics and (later) the governance API.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
 //! * [`x402`]: the payment protocol's wire types, parsing and pricing.
+//! * [`detect`]: the one payment detector: which payment a request carries, in which
+//!   protocol, and whether Purser can govern it.
 //! * [`telemetry`]: log set-up.
 
 pub mod admin;
 pub mod app;
 pub mod approvals;
 pub mod cli;
+pub mod detect;
 pub mod engine;
 pub mod ledger;
 pub mod policy;

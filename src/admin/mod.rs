@@ -8,6 +8,7 @@
 
 mod api;
 pub mod metrics;
+pub mod wire_metrics;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;

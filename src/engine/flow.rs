@@ -14,7 +14,7 @@ use crate::policy::rules::Trust;
 use crate::policy::{hex, normalize_address, Identity, Policy};
 use crate::proxy::body::ProxyBody;
 use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
-use crate::x402::{self, Challenge, ReplayKey};
+use crate::x402::{Challenge, ReplayKey};
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use rust_decimal::Decimal;
@@ -25,8 +25,6 @@ use std::time::Instant;
 const PHASE_HEADER: &str = "x-purser-phase";
 /// Groups requests into a transaction for compensation (SPEC §3).
 pub const TRANSACTION_HEADER: &str = "x-purser-transaction";
-const V1_PAYMENT: &str = "x-payment";
-const V2_PAYMENT: &str = "payment-signature";
 
 /// What the engine knows about a request.
 #[derive(Clone, Debug)]
@@ -79,13 +77,11 @@ enum Decided {
 }
 
 impl Engine {
-    /// Whether a request needs the engine at all: it carries a payment or a phase change.
-    /// Reads without either pass without touching any session state.
+    /// Whether a request needs the engine at all: it carries a payment, a payment
+    /// credential or a control header, in any spelling ([`crate::detect::inspects`]).
+    /// Reads without any of these pass without touching any session state.
     pub fn inspects(headers: &HeaderMap) -> bool {
-        headers.contains_key(V1_PAYMENT)
-            || headers.contains_key(V2_PAYMENT)
-            || headers.contains_key(PHASE_HEADER)
-            || headers.contains_key(TRANSACTION_HEADER)
+        crate::detect::inspects(headers)
     }
 
     /// Looks at a request before it goes upstream: phase header, payment headers, the
@@ -107,6 +103,7 @@ impl Engine {
         let state = self
             .sessions
             .get_or_create(&session_id, &facts.identity.agent, &policy.limits);
+        crate::detect::strip_control_spellings(headers);
         headers.remove(TRANSACTION_HEADER);
         if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
             return Decided::Done(Gate::Answer(answer));
@@ -444,7 +441,7 @@ impl Engine {
         }
     }
 
-    async fn refuse_unparsed(
+    pub(super) async fn refuse_unparsed(
         &self,
         facts: &RequestFacts,
         policy: &Policy,
@@ -627,21 +624,8 @@ impl Engine {
         status: StatusCode,
         headers: &mut HeaderMap,
     ) {
-        let receipt_header = if ticket.version == 1 {
-            "x-payment-response"
-        } else {
-            "payment-response"
-        };
-        let receipt = headers
-            .get(receipt_header)
-            .or_else(|| {
-                headers.get(if ticket.version == 1 {
-                    "payment-response"
-                } else {
-                    "x-payment-response"
-                })
-            })
-            .map(|value| x402::parse_receipt(value.as_bytes()));
+        // Any spelling of either receipt header (`PAYMENT_RESPONSE` too): the detector's.
+        let receipt = crate::detect::receipt(headers);
         let (outcome, transaction, note) = match receipt {
             Some(Ok(receipt)) if receipt.success => (Outcome::Committed, receipt.transaction, None),
             Some(Ok(receipt)) => (Outcome::Released, receipt.transaction, receipt.error_reason),
@@ -758,25 +742,15 @@ pub(super) fn refusal_answer(
     })
 }
 
-/// The payment header, if exactly one is present. Two kinds at once, or one repeated, is
-/// ambiguous: which would the merchant honour?
+/// The payment header, if exactly one payment is present in any spelling; two, or a
+/// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
 fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Refusal> {
-    let v1: Vec<&HeaderValue> = headers.get_all(V1_PAYMENT).iter().collect();
-    let v2: Vec<&HeaderValue> = headers.get_all(V2_PAYMENT).iter().collect();
-    let ambiguous = |message: &str| Refusal {
-        code: "ambiguous_payment",
-        message: message.to_string(),
-    };
-    match (v1.len(), v2.len()) {
-        (0, 0) => Ok(None),
-        (1, 0) => Ok(Some((PaymentHeader::V1, v1[0].clone()))),
-        (0, 1) => Ok(Some((PaymentHeader::V2, v2[0].clone()))),
-        (0, _) | (_, 0) => Err(ambiguous(
-            "the payment header is repeated; send exactly one",
-        )),
-        _ => Err(ambiguous(
-            "both X-PAYMENT and PAYMENT-SIGNATURE are present; send exactly one",
-        )),
+    match crate::detect::head_payment(headers) {
+        Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
+        Err(undecidable) => Err(Refusal {
+            code: undecidable.code,
+            message: undecidable.message,
+        }),
     }
 }
 

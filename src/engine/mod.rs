@@ -19,6 +19,7 @@ pub mod pricing;
 pub mod recovery;
 pub mod replay;
 pub mod session;
+mod unsupported;
 
 pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 

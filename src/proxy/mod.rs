@@ -11,8 +11,10 @@
 //! 3. [`mitm`]: [`sniff`]s what the agent opens the tunnel with, terminates the agent's
 //!    TLS with a leaf from [`leaf_cache`] and serves HTTP/1.1 or HTTP/2 inside it, or
 //!    serves plaintext HTTP/1.1 with the same governance.
-//! 4. [`forward`]: strips hop-by-hop headers and credentials, sends the request through
-//!    [`upstream`] and streams the answer back.
+//! 4. [`forward`]: refuses protocol switches other than WebSocket ([`upgrade`]), reads
+//!    JSON bodies for payments ([`inspect_body`]), strips hop-by-hop headers and
+//!    credentials, sends the request through [`upstream`] and streams the answer back.
+//!    Where a payment is, on every one of these paths, is [`crate::detect`]'s answer.
 
 pub mod agent_connections;
 pub mod agent_tls;
@@ -23,12 +25,14 @@ pub mod connect;
 pub mod egress;
 pub mod forward;
 pub mod headers;
+pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
 pub mod server;
 pub mod shutdown;
 pub mod sniff;
 pub mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 pub mod workers;
 
