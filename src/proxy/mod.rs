@@ -16,6 +16,7 @@
 //!    credentials, sends the request through [`upstream`] and streams the answer back.
 //!    Where a payment is, on every one of these paths, is [`crate::detect`]'s answer.
 
+pub mod admission;
 pub mod agent_connections;
 pub mod agent_tls;
 pub mod answers;
@@ -58,6 +59,13 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// How long `SIGTERM` waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Agent connections open at once; 0 derives it from the open-files limit
+    /// ([`admission`]).
+    pub max_connections: usize,
+    /// Connections one peer address may hold before they authenticate.
+    pub max_unauthenticated_per_peer: usize,
+    /// Time a new connection has to send its first byte.
+    pub first_byte_timeout: Duration,
 }
 
 impl Default for ProxySettings {
@@ -68,6 +76,9 @@ impl Default for ProxySettings {
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            max_unauthenticated_per_peer: 512,
+            first_byte_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -80,6 +91,8 @@ pub struct ProxyState {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub settings: ProxySettings,
+    /// The connection caps before authentication ([`admission`]).
+    pub admission: Arc<admission::Admission>,
     /// Open connections per agent, bounded by `limits.connections_per_agent`.
     pub agent_connections: Arc<agent_connections::AgentConnections>,
     /// Purser's own listeners: requests aimed at them through the proxy are refused, so
