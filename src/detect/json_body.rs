@@ -341,6 +341,12 @@ fn payment_namespace(key: &[u8], length: usize) -> Option<Protocol> {
     })
 }
 
+/// The payment protocol an object key names, if it is in a payment namespace.
+pub fn payment_key(key: &str) -> Option<Protocol> {
+    let bytes = key.as_bytes();
+    payment_namespace(&bytes[..bytes.len().min(KEY_PREFIX)], bytes.len())
+}
+
 /// One whole body, scanned.
 pub fn scan(body: &[u8]) -> Scan {
     let mut scanner = JsonScanner::default();

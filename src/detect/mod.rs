@@ -192,6 +192,27 @@ pub fn carries_payment(headers: &HeaderMap) -> bool {
     !matches!(head_payment(headers), Ok(None))
 }
 
+/// Removes every payment, payment credential and control field, in any spelling: for
+/// places the engine does not decide on, such as a request's trailers.
+pub fn strip_payment_fields(fields: &mut HeaderMap) {
+    let payment_like: Vec<header::HeaderName> = fields
+        .keys()
+        .filter(|name| match names::role(name.as_str()) {
+            Some(Role::Payment(_) | Role::Control(_) | Role::Http2Settings) => true,
+            Some(Role::Authorization) => fields
+                .get_all(*name)
+                .iter()
+                .any(|value| credentials::payment_scheme(value.as_bytes()).is_some()),
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    for name in payment_like {
+        tracing::warn!(field = %name, "dropping a payment-like trailer field");
+        fields.remove(name);
+    }
+}
+
 /// Removes every spelling of Purser's control headers but the canonical one, which the
 /// engine reads and strips itself: `X_Purser_Phase` is neither honoured nor forwarded.
 pub fn strip_control_spellings(headers: &mut HeaderMap) {

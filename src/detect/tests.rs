@@ -79,6 +79,19 @@ fn control_headers_in_other_spellings_are_stripped() {
 }
 
 #[test]
+fn payment_fields_are_stripped_from_trailers() {
+    let mut trailers = headers(&[
+        ("payment_signature", "a"),
+        ("authorization", "Payment x"),
+        ("x-purser-transaction", "t"),
+        ("x-checksum", "1"),
+    ]);
+    strip_payment_fields(&mut trailers);
+    assert_eq!(trailers.len(), 1);
+    assert!(trailers.contains_key("x-checksum"));
+}
+
+#[test]
 fn receipts_are_read_in_any_spelling_and_disagreeing_ones_are_unreadable() {
     use base64::Engine as _;
     let receipt = base64::engine::general_purpose::STANDARD
