@@ -197,7 +197,10 @@ impl Pass {
     /// The connection's first request passed authentication: it is no longer a
     /// candidate for eviction. Cheap after the first call.
     pub fn authenticated(&self) {
-        if !self.authenticated.swap(true, Ordering::AcqRel) {
+        // A load first: every request calls this, and only the first one writes.
+        if !self.authenticated.load(Ordering::Acquire)
+            && !self.authenticated.swap(true, Ordering::AcqRel)
+        {
             self.admission.forget(self.id);
         }
     }

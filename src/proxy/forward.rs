@@ -55,7 +55,7 @@ pub fn forward_logged(
         let response = 'answered: {
             if let Some(reason) = super::upgrade::request_refusal(&method, request.headers()) {
                 state.metrics.wire.upgrade_refused();
-                tracing::warn!(%reason, "refusing a protocol switch");
+                tracing::info!(%reason, "refusing a protocol switch");
                 break 'answered answers::error(ErrorCode::UpgradeRefused, reason);
             }
             // A JSON body may carry a payment (MCP): its start is read before anything
