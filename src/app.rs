@@ -14,7 +14,7 @@ use crate::proxy::egress::EgressGuard;
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
-use crate::proxy::{server, shutdown, ProxySettings, ProxyState};
+use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
 use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -133,11 +133,20 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // The leaf cache is sized once: a reload that shrank it would have to evict live
     // leaves mid-handshake for no gain.
     let leaf_certificates = policy.current().limits.leaf_certificates;
+    let open_files = admission::open_files_limit();
+    let connection_limits = admission::limits_for(&config.proxy, open_files);
+    tracing::info!(
+        max_connections = connection_limits.max_connections,
+        open_files_limit = ?open_files,
+        max_unauthenticated_per_peer = connection_limits.max_unauthenticated_per_peer,
+        "agent connection caps"
+    );
     let state = Arc::new(ProxyState {
         policy,
         engine,
         leaves: LeafCache::new(ca, leaf_certificates),
         agent_connections: Default::default(),
+        admission: admission::Admission::new(connection_limits, metrics.clone()),
         upstream,
         metrics,
         settings: config.proxy.clone(),

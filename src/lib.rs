@@ -8,6 +8,8 @@
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
 //! * [`demo`]: `purser demo`, a governed workflow end to end on loopback.
 //! * [`x402`]: the payment protocol's wire types, parsing and pricing.
+//! * [`detect`]: the one payment detector: which payment a request carries, in which
+//!   protocol, and whether Purser can govern it.
 //! * [`telemetry`]: log set-up.
 
 pub mod admin;
@@ -15,6 +17,7 @@ pub mod app;
 pub mod approvals;
 pub mod cli;
 pub mod demo;
+pub mod detect;
 pub mod engine;
 pub mod ledger;
 pub mod policy;

@@ -93,7 +93,7 @@ fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
         (
             "unknown scheme",
             v2_with("100", "2", "stream", "eip155:84532", USDC),
-            "unknown_scheme",
+            "unsupported_payment",
         ),
         (
             "unknown network",

@@ -512,7 +512,20 @@ async fn thousands_of_idle_connections_do_not_lock_out_new_agents() {
         "the open-files limit is too low for this test"
     );
     let origin = Origin::plain().await;
-    let purser = start(ANONYMOUS, &["--header-timeout", "30"], None);
+    // Every idle connection is let in here (no per-peer cap to speak of), so the test is
+    // about the timeouts; the caps have their own tests in `evasion.rs`.
+    let purser = start(
+        ANONYMOUS,
+        &[
+            "--header-timeout",
+            "30",
+            "--first-byte-timeout",
+            "30",
+            "--max-unauthenticated-per-peer",
+            "100000",
+        ],
+        None,
+    );
     let mut idle = Vec::with_capacity(count);
     while idle.len() < count {
         let batch = (count - idle.len()).min(250);
@@ -531,7 +544,7 @@ async fn thousands_of_idle_connections_do_not_lock_out_new_agents() {
     }
     // With all of them open and silent, a new agent is served.
     assert_still_serving(&purser, &origin).await;
-    // The header timeout closes every one of them.
+    // The first-byte timeout closes every one of them.
     let closed = futures_util::future::join_all(idle.iter_mut().map(|stream| async move {
         let mut byte = [0u8; 1];
         matches!(
@@ -543,7 +556,7 @@ async fn thousands_of_idle_connections_do_not_lock_out_new_agents() {
     let still_open = closed.iter().filter(|c| !**c).count();
     assert_eq!(
         still_open, 0,
-        "idle connections are closed by the header timeout"
+        "idle connections are closed by the first-byte timeout"
     );
     wait_for("Purser's count of open connections falls back", || {
         purser.metric("purser_agent_connections_open") <= 1.0

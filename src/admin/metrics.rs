@@ -95,6 +95,8 @@ pub struct Metrics {
     holds_pending: AtomicI64,
     hold_outcomes: DashMap<&'static str, AtomicU64>,
     hold_wait: Histogram,
+    /// What the wire guards turned away (connection caps, upgrades).
+    pub wire: super::wire_metrics::WireMetrics,
 }
 
 impl Default for Metrics {
@@ -114,6 +116,7 @@ impl Default for Metrics {
             holds_pending: AtomicI64::new(0),
             hold_outcomes: DashMap::new(),
             hold_wait: Histogram::new(&WAIT_BUCKETS),
+            wire: Default::default(),
         }
     }
 }
@@ -373,6 +376,7 @@ impl Metrics {
             leaves.entries,
         );
         self.render_decisions(&mut out);
+        self.wire.render(&mut out);
         out
     }
 }
@@ -385,11 +389,17 @@ pub struct LeafFigures {
     pub entries: u64,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(super) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -10,6 +10,7 @@ mod api;
 pub mod metrics;
 mod metrics_bounds;
 mod payments;
+pub mod wire_metrics;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;
@@ -31,9 +32,15 @@ pub struct AdminState {
     pub token: Option<String>,
 }
 
+/// Admin connections open at once. The admin API is for operators and their tools, not
+/// for crowds; past this, new connections are closed, so a flood of idle connections to
+/// it cannot use up the descriptors the agents' connections need.
+const MAX_ADMIN_CONNECTIONS: usize = 128;
+
 /// Serves the admin API until a drain begins.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let mut shutdown = state.proxy.shutdown.clone();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -43,8 +50,16 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        if open.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_ADMIN_CONNECTIONS {
+            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            tracing::debug!("admin API at its connection limit; closing a new connection");
+            drop(stream);
+            continue;
+        }
         let state = state.clone();
+        let open = open.clone();
         tokio::spawn(async move {
+            let _open = AdminConnection(open);
             let service_state = state.clone();
             let service = service_fn(move |request| {
                 let state = service_state.clone();
@@ -193,6 +208,15 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Counts an open admin connection until it closes.
+struct AdminConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for AdminConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]

@@ -176,6 +176,19 @@ struct RunArgs {
     /// Seconds SIGTERM waits for in-flight requests.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Agent connections open at once; 0 means half of what the open-files limit
+    /// leaves after 256 for Purser itself. Over it, the oldest unauthenticated
+    /// connection is closed to make room; if every one has authenticated, the new one
+    /// gets 503.
+    #[arg(long, env = "PURSER_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
+    /// Connections one peer address may hold before they authenticate; past it, that
+    /// address's oldest unauthenticated connection is closed.
+    #[arg(long, default_value_t = 512)]
+    max_unauthenticated_per_peer: usize,
+    /// Seconds a new connection has to send its first byte.
+    #[arg(long, default_value_t = 10)]
+    first_byte_timeout: u64,
     /// Threads serving agent connections; 0 means one per core.
     #[arg(long, env = "PURSER_WORKERS", default_value_t = 0)]
     workers: usize,
@@ -304,6 +317,9 @@ fn run(args: RunArgs) -> ExitCode {
             header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
             body_idle_timeout: Duration::from_secs(args.body_idle_timeout.max(1)),
             drain_timeout: Duration::from_secs(args.drain_timeout),
+            max_connections: args.max_connections,
+            max_unauthenticated_per_peer: args.max_unauthenticated_per_peer.max(1),
+            first_byte_timeout: Duration::from_secs(args.first_byte_timeout.max(1)),
             ..ProxySettings::default()
         },
         upstream: UpstreamSettings::default(),

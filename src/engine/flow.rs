@@ -25,8 +25,6 @@ use std::time::Instant;
 const PHASE_HEADER: &str = "x-purser-phase";
 /// Groups requests into a transaction for compensation (SPEC §3).
 pub const TRANSACTION_HEADER: &str = "x-purser-transaction";
-const V1_PAYMENT: &str = "x-payment";
-const V2_PAYMENT: &str = "payment-signature";
 
 /// What the engine knows about a request.
 #[derive(Clone, Debug)]
@@ -85,13 +83,11 @@ pub(super) enum Decided {
 }
 
 impl Engine {
-    /// Whether a request needs the engine at all: it carries a payment or a phase change.
-    /// Reads without either pass without touching any session state.
+    /// Whether a request needs the engine at all: it carries a payment, a payment
+    /// credential or a control header, in any spelling ([`crate::detect::inspects`]).
+    /// Reads without any of these pass without touching any session state.
     pub fn inspects(headers: &HeaderMap) -> bool {
-        headers.contains_key(V1_PAYMENT)
-            || headers.contains_key(V2_PAYMENT)
-            || headers.contains_key(PHASE_HEADER)
-            || headers.contains_key(TRANSACTION_HEADER)
+        crate::detect::inspects(headers)
     }
 
     /// Looks at a request before it goes upstream: phase header, payment headers, the
@@ -118,6 +114,7 @@ impl Engine {
                 Ok(state) => state,
                 Err(refused) => return Decided::Done(Gate::Answer(refused.answer(&session_id))),
             };
+        crate::detect::strip_control_spellings(headers);
         headers.remove(TRANSACTION_HEADER);
         if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
             return Decided::Done(Gate::Answer(answer));
@@ -475,7 +472,7 @@ impl Engine {
         }
     }
 
-    async fn refuse_unparsed(
+    pub(super) async fn refuse_unparsed(
         &self,
         facts: &RequestFacts,
         policy: &Policy,
@@ -652,25 +649,15 @@ pub(super) fn refusal_answer(
     })
 }
 
-/// The payment header, if exactly one is present. Two kinds at once, or one repeated, is
-/// ambiguous: which would the merchant honour?
+/// The payment header, if exactly one payment is present in any spelling; two, or a
+/// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
 fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Refusal> {
-    let v1: Vec<&HeaderValue> = headers.get_all(V1_PAYMENT).iter().collect();
-    let v2: Vec<&HeaderValue> = headers.get_all(V2_PAYMENT).iter().collect();
-    let ambiguous = |message: &str| Refusal {
-        code: "ambiguous_payment",
-        message: message.to_string(),
-    };
-    match (v1.len(), v2.len()) {
-        (0, 0) => Ok(None),
-        (1, 0) => Ok(Some((PaymentHeader::V1, v1[0].clone()))),
-        (0, 1) => Ok(Some((PaymentHeader::V2, v2[0].clone()))),
-        (0, _) | (_, 0) => Err(ambiguous(
-            "the payment header is repeated; send exactly one",
-        )),
-        _ => Err(ambiguous(
-            "both X-PAYMENT and PAYMENT-SIGNATURE are present; send exactly one",
-        )),
+    match crate::detect::head_payment(headers) {
+        Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
+        Err(undecidable) => Err(Refusal {
+            code: undecidable.code,
+            message: undecidable.message,
+        }),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod session;
 mod session_table;
 pub mod settle;
 pub mod unknown;
+mod unsupported;
 
 pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 

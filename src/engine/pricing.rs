@@ -49,14 +49,8 @@ pub struct PricedPayment {
     pub quoted: bool,
 }
 
-/// Which header carried the payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaymentHeader {
-    /// `X-PAYMENT`
-    V1,
-    /// `PAYMENT-SIGNATURE`
-    V2,
-}
+/// Which header carried the payment (found by [`crate::detect`]).
+pub use crate::detect::PaymentHeader;
 
 /// Parses the header's value.
 pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Refusal> {

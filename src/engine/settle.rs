@@ -20,12 +20,8 @@ use crate::admin::metrics::Metrics;
 use crate::ledger::{Ledger, Outcome, UnknownPayment};
 use crate::policy::{hex, PolicyStore};
 use crate::trace::{TraceError, TraceLog, TraceRecord};
-use crate::x402;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
-
-/// Receipt headers: v2 and v1 names.
-const RECEIPT_HEADERS: [&str; 2] = ["payment-response", "x-payment-response"];
 
 /// What an answer says about the payment it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,44 +33,38 @@ pub struct AnswerSettlement {
     pub note: Option<String>,
 }
 
-/// Reads the answer to a payment: its receipt (either version's header) and its status.
+/// Reads the answer to a payment: its receipt (either version's header, in any spelling
+/// the detector knows) and its status.
 pub fn read_answer(status: StatusCode, headers: &HeaderMap) -> AnswerSettlement {
-    let mut receipts: Vec<&HeaderValue> = RECEIPT_HEADERS
-        .iter()
-        .flat_map(|name| headers.get_all(*name).iter())
-        .collect();
-    receipts.dedup_by(|a, b| a.as_bytes() == b.as_bytes());
     let unknown = |note: String| AnswerSettlement {
         outcome: Outcome::Unknown,
         transaction: None,
         note: Some(note),
     };
-    match receipts.as_slice() {
-        [] if status == StatusCode::PAYMENT_REQUIRED => AnswerSettlement {
+    match crate::detect::receipt(headers) {
+        None if status == StatusCode::PAYMENT_REQUIRED => AnswerSettlement {
             outcome: Outcome::Released,
             transaction: None,
             note: Some("the merchant answered a fresh 402: it did not take the payment".into()),
         },
-        [] => unknown(format!(
+        None => unknown(format!(
             "answered {status} without a receipt: whether the payment settled is unknown"
         )),
-        [receipt] => match x402::parse_receipt(receipt.as_bytes()) {
-            Ok(receipt) if receipt.success => AnswerSettlement {
-                outcome: Outcome::Committed,
-                transaction: receipt.transaction,
-                note: None,
-            },
-            Ok(receipt) => AnswerSettlement {
-                outcome: Outcome::Released,
-                transaction: receipt.transaction,
-                note: Some(match receipt.error_reason {
-                    Some(reason) => format!("the receipt says settlement failed: {reason}"),
-                    None => "the receipt says settlement failed".to_string(),
-                }),
-            },
-            Err(error) => unknown(format!("unreadable receipt: {error}")),
+        Some(Ok(receipt)) if receipt.success => AnswerSettlement {
+            outcome: Outcome::Committed,
+            transaction: receipt.transaction,
+            note: None,
         },
-        _ => unknown("the answer carries more than one receipt, which differ".to_string()),
+        Some(Ok(receipt)) => AnswerSettlement {
+            outcome: Outcome::Released,
+            transaction: receipt.transaction,
+            note: Some(match receipt.error_reason {
+                Some(reason) => format!("the receipt says settlement failed: {reason}"),
+                None => "the receipt says settlement failed".to_string(),
+            }),
+        },
+        // Two receipts that differ tell nothing either.
+        Some(Err(error)) => unknown(format!("unreadable receipt: {error}")),
     }
 }
 
@@ -399,6 +389,13 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    const RECEIPT_HEADERS: [&str; 4] = [
+        "payment-response",
+        "x-payment-response",
+        "payment_response",
+        "x_payment_response",
+    ];
 
     fn receipt(success: bool) -> HeaderValue {
         let json = serde_json::json!({"success": success, "transaction": "0xabc",

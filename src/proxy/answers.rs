@@ -26,6 +26,9 @@ pub enum ErrorCode {
     TunnelUntrusted,
     /// The agent already holds as many connections as `limits.connections_per_agent`.
     TooManyConnections,
+    /// A protocol switch other than WebSocket (`h2c`, `HTTP2-Settings`), or a `CONNECT`
+    /// inside a tunnel: it would carry requests Purser never sees.
+    UpgradeRefused,
 }
 
 impl ErrorCode {
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::TunnelUntrusted => "tunnel_untrusted",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::UpgradeRefused => "upgrade_refused",
         }
     }
 
@@ -52,7 +56,9 @@ impl ErrorCode {
             ErrorCode::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            ErrorCode::Forbidden | ErrorCode::TunnelUntrusted => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::TunnelUntrusted | ErrorCode::UpgradeRefused => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,

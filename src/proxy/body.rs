@@ -30,13 +30,22 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// An agent's request body: empty bodies (most GETs) skip the idle timer.
+/// An agent's request body: empty bodies (most GETs) skip the idle timer. Trailers lose
+/// any payment, credential or control field they carry ([`crate::detect`]): the engine
+/// decides on the head, so nothing payment-like may follow the body unseen.
 pub fn request_body(body: hyper::body::Incoming, idle: Duration) -> ProxyBody {
     if body.is_end_stream() {
         empty()
     } else {
-        with_idle_timeout(body, idle)
+        with_idle_timeout(body.map_frame(strip_payment_trailers), idle)
     }
+}
+
+fn strip_payment_trailers(mut frame: Frame<Bytes>) -> Frame<Bytes> {
+    if let Some(trailers) = frame.trailers_mut() {
+        crate::detect::strip_payment_fields(trailers);
+    }
+    frame
 }
 
 /// Wraps a streaming body so that a stall longer than `idle` ends it with an error.

@@ -7,6 +7,7 @@
 use super::answers::{self, ErrorCode};
 use super::body::{buffer_bounded, full, request_body, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{detach_head, is_upgrade_request, strip_hop_by_hop};
+use super::inspect_body::{self, BodyWatch, Inspected};
 use super::upstream::classify;
 use super::{ProxyState, Target};
 use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
@@ -52,6 +53,25 @@ pub fn forward_logged(
         // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
         let mut facts = None;
         let response = 'answered: {
+            if let Some(reason) = super::upgrade::request_refusal(&method, request.headers()) {
+                state.metrics.wire.upgrade_refused();
+                tracing::info!(%reason, "refusing a protocol switch");
+                break 'answered answers::error(ErrorCode::UpgradeRefused, reason);
+            }
+            // A JSON body may carry a payment (MCP): its start is read before anything
+            // leaves, the rest is scanned as it streams (`inspect_body`).
+            let mut watch = None;
+            if inspect_body::worth_reading(&request) {
+                match Box::pin(inspect_body::inspect(&mut request)).await {
+                    Inspected::Forward(streaming) => watch = streaming,
+                    Inspected::Refuse(refusal) => {
+                        let facts = facts.insert(request_facts(&identity, &target, &method, &uri));
+                        break 'answered Box::pin(state.engine.refuse_undecidable(facts, refusal))
+                            .await;
+                    }
+                    Inspected::Failed(answer) => break 'answered answer,
+                }
+            }
             let mut ticket = None;
             if Engine::inspects(request.headers()) {
                 let inspected = facts.insert(request_facts(&identity, &target, &method, &uri));
@@ -66,6 +86,12 @@ pub fn forward_logged(
                 }
             }
             let response = Box::pin(send(&state, request, &target, facts.as_ref(), ticket)).await;
+            if let Some(found) = watch.as_ref().and_then(BodyWatch::found) {
+                // The upstream request was cut off before the payment left.
+                let facts =
+                    facts.get_or_insert_with(|| request_facts(&identity, &target, &method, &uri));
+                break 'answered Box::pin(state.engine.refuse_undecidable(facts, found)).await;
+            }
             if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
                 if response.status().is_server_error() {
                     state.engine.transaction_failed(facts, response.status());
@@ -139,16 +165,26 @@ async fn send(
     };
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
+        // Only a switch to WebSocket is spliced (`upgrade`).
+        let refused = super::upgrade::switch_refusal(response.headers());
         match (
+            refused,
             agent_upgrade,
             response.extensions_mut().remove::<OnUpgrade>(),
         ) {
-            (Some(agent_side), Some(upstream_side)) => splice_upgrade(agent_side, upstream_side),
-            _ => {
-                return answers::error(
-                    ErrorCode::UpstreamFailed,
-                    "upstream switched protocols without an upgrade request",
-                )
+            (None, Some(agent_side), Some(upstream_side)) => {
+                splice_upgrade(agent_side, upstream_side)
+            }
+            (refused, ..) => {
+                if let (Some(ticket), Some(facts)) = (ticket, facts) {
+                    // The payment left with the handshake: its outcome is unknown.
+                    state.engine.on_upstream_failure(facts, *ticket, true);
+                }
+                let reason = refused.unwrap_or_else(|| {
+                    "upstream switched protocols without an upgrade request".to_string()
+                });
+                tracing::warn!(%reason, "not splicing a protocol switch");
+                return answers::error(ErrorCode::UpstreamFailed, reason);
             }
         }
     }

@@ -5,7 +5,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one hop and are never forwarded. Typed names, so removing them
 /// is a hash look-up rather than a parse per name per request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -15,6 +15,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    // Only an h2c upgrade sends it, and h2c never passes ([`super::upgrade`]).
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Whether a request asks to switch protocols (WebSocket and the like).

@@ -11,9 +11,12 @@
 //! 3. [`mitm`]: [`sniff`]s what the agent opens the tunnel with, terminates the agent's
 //!    TLS with a leaf from [`leaf_cache`] and serves HTTP/1.1 or HTTP/2 inside it, or
 //!    serves plaintext HTTP/1.1 with the same governance.
-//! 4. [`forward`]: strips hop-by-hop headers and credentials, sends the request through
-//!    [`upstream`] and streams the answer back.
+//! 4. [`forward`]: refuses protocol switches other than WebSocket ([`upgrade`]), reads
+//!    JSON bodies for payments ([`inspect_body`]), strips hop-by-hop headers and
+//!    credentials, sends the request through [`upstream`] and streams the answer back.
+//!    Where a payment is, on every one of these paths, is [`crate::detect`]'s answer.
 
+pub mod admission;
 pub mod agent_connections;
 pub mod agent_tls;
 pub mod answers;
@@ -23,12 +26,14 @@ pub mod connect;
 pub mod egress;
 pub mod forward;
 pub mod headers;
+pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
 pub mod server;
 pub mod shutdown;
 pub mod sniff;
 pub mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 pub mod workers;
 
@@ -54,6 +59,13 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// How long `SIGTERM` waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Agent connections open at once; 0 derives it from the open-files limit
+    /// ([`admission`]).
+    pub max_connections: usize,
+    /// Connections one peer address may hold before they authenticate.
+    pub max_unauthenticated_per_peer: usize,
+    /// Time a new connection has to send its first byte.
+    pub first_byte_timeout: Duration,
 }
 
 impl Default for ProxySettings {
@@ -64,6 +76,9 @@ impl Default for ProxySettings {
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            max_unauthenticated_per_peer: 512,
+            first_byte_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +91,8 @@ pub struct ProxyState {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub settings: ProxySettings,
+    /// The connection caps before authentication ([`admission`]).
+    pub admission: Arc<admission::Admission>,
     /// Open connections per agent, bounded by `limits.connections_per_agent`.
     pub agent_connections: Arc<agent_connections::AgentConnections>,
     /// Purser's own listeners: requests aimed at them through the proxy are refused, so

@@ -1,9 +1,14 @@
 //! The agent-facing listener: accept, serve HTTP/1.1, authenticate, dispatch.
 //!
+//! A connection is admitted first ([`super::admission`]: the connection cap, the cap on
+//! unauthenticated connections per peer, the first-byte timeout); it stops being a
+//! candidate for eviction once a request on it authenticates.
+//!
 //! Every request is authenticated on its own (a `CONNECT` carries the credentials for
 //! the whole tunnel) and handled inside a span carrying its session, so every log line
 //! it produces says which agent session it belongs to.
 
+use super::admission::{self, Admitted, Pass};
 use super::agent_connections::{claim_for, ConnectionClaim};
 use super::answers::{self, ErrorCode};
 use super::body::ProxyBody;
@@ -35,7 +40,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
             _ = shutdown.requested() => break,
         };
         match accepted {
-            Ok((stream, peer)) => hand_over(&workers, &state, stream, peer),
+            Ok((stream, peer)) => match state.admission.admit(peer.ip()) {
+                Some(pass) => hand_over(&workers, &state, stream, peer, pass),
+                None => turn_away(stream, peer),
+            },
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -48,7 +56,13 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
 
 /// Moves an accepted connection onto a worker's runtime: the socket is re-registered
 /// with that worker's reactor, so its wake-ups happen on that worker's thread.
-fn hand_over(workers: &Workers, state: &Arc<ProxyState>, stream: TcpStream, peer: SocketAddr) {
+fn hand_over(
+    workers: &Workers,
+    state: &Arc<ProxyState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pass: Arc<Pass>,
+) {
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(error) => {
@@ -59,39 +73,68 @@ fn hand_over(workers: &Workers, state: &Arc<ProxyState>, stream: TcpStream, peer
     let state = state.clone();
     workers.spawn(async move {
         match TcpStream::from_std(stream) {
-            Ok(stream) => serve_connection(state, stream, peer).await,
+            Ok(stream) => serve_connection(state, stream, peer, pass).await,
             Err(error) => tracing::warn!(%peer, %error, "worker could not register a connection"),
         }
     });
 }
 
-async fn serve_connection(state: Arc<ProxyState>, stream: TcpStream, peer: SocketAddr) {
+/// At the connection cap with every connection authenticated: a `503`, if the socket
+/// takes it at once, and the connection is closed.
+fn turn_away(stream: TcpStream, peer: SocketAddr) {
+    tracing::debug!(%peer, "at the connection cap; turning a connection away");
+    let _ = stream.try_write(admission::TURNED_AWAY);
+}
+
+async fn serve_connection(
+    state: Arc<ProxyState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pass: Arc<Pass>,
+) {
     let _ = stream.set_nodelay(true);
     let guard = state.shutdown.track();
     state.metrics.connection_opened();
+    if admission::first_byte(&stream, &pass, &state.metrics, state.shutdown.clone()).await {
+        serve_http1(&state, stream, peer, pass).await;
+    }
+    state.metrics.connection_closed();
+    drop(guard);
+}
+
+/// HTTP/1.1 on an admitted connection, until it closes or is pushed out to make room.
+async fn serve_http1(
+    state: &Arc<ProxyState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pass: Arc<Pass>,
+) {
     let service_state = state.clone();
     let claim = ConnectionClaim::default();
+    let service_pass = pass.clone();
     let service = service_fn(move |mut request| {
         detach_governed_head(&mut request);
-        handle_request(&service_state, request, &claim)
+        handle_request(&service_state, request, &claim, &service_pass)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(state.settings.header_read_timeout)
         .max_header_size(state.settings.max_header_bytes);
+    let io = Admitted::new(stream, pass.clone());
     let conn = std::pin::pin!(builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
-    if let Err(error) = drive(conn, state.shutdown.clone(), |conn| {
-        conn.graceful_shutdown()
-    })
-    .await
-    {
+    let served = tokio::select! {
+        served = drive(conn, state.shutdown.clone(), |conn| conn.graceful_shutdown()) => served,
+        () = pass.evicted() => {
+            tracing::debug!(%peer, "closing an unauthenticated connection to make room");
+            Ok(())
+        }
+    };
+    if let Err(error) = served {
         tracing::debug!(%peer, %error, "agent connection ended with an error");
     }
-    state.metrics.connection_closed();
-    drop(guard);
 }
 
 /// The service future of an agent-facing connection. hyper keeps a slot of its size on
@@ -131,11 +174,13 @@ fn handle_request(
     state: &Arc<ProxyState>,
     request: Request<Incoming>,
     claim: &ConnectionClaim,
+    pass: &Pass,
 ) -> Answering {
     let identity = match admit(state, &request, claim) {
         Ok(identity) => identity,
         Err(refusal) => return refusal,
     };
+    pass.authenticated();
     let span = tracing::debug_span!("request", session = %identity);
     if request.method() == Method::CONNECT {
         // The tunnel outlives this connection's hyper future: it carries the slot.

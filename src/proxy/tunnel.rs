@@ -28,9 +28,6 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// The x402 payment headers, v1 and v2.
-const PAYMENT_HEADERS: [&str; 2] = ["x-payment", "payment-signature"];
-
 /// The refusal for a plain (absolute-form) request that carries a payment to a `tunnel`
 /// host the policy does not trust with payments; `None` when the request may go on.
 pub fn payment_refusal(
@@ -39,7 +36,8 @@ pub fn payment_refusal(
     headers: &HeaderMap,
 ) -> Option<Response<ProxyBody>> {
     let entry = policy.tunnel_entry(&target.host, target.port)?;
-    if entry.trust_payments || !PAYMENT_HEADERS.iter().any(|h| headers.contains_key(*h)) {
+    // Any payment in any spelling or protocol ([`crate::detect`]).
+    if entry.trust_payments || !crate::detect::carries_payment(headers) {
         return None;
     }
     tracing::warn!(target = %target.display(), tunnel = %entry.pattern, "refusing a payment to an untrusted tunnel host");

@@ -69,7 +69,8 @@ impl X402Error {
             | X402Error::WrongShape(_)
             | X402Error::MissingField(_) => "malformed_payment",
             X402Error::UnsupportedVersion(_) => "unsupported_version",
-            X402Error::UnknownScheme(_) => "unknown_scheme",
+            // A scheme Purser cannot price is a payment it cannot decide (SPEC §1).
+            X402Error::UnknownScheme(_) => "unsupported_payment",
             X402Error::UnknownNetwork(_) => "unknown_network",
             X402Error::UnknownAsset { .. } => "unknown_asset",
             X402Error::BadAmount(_) => "bad_amount",
