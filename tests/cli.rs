@@ -536,21 +536,7 @@ fn held_payment(purser: &Purser, session: &str, port: u16, nonce: u8) -> JoinHan
     let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
     let header = format!("PAYMENT-SIGNATURE: {}", crafted_payment(nonce, 600_000));
     let url = format!("http://127.0.0.1:{port}/paid");
-    std::thread::spawn(move || {
-        let output = curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-x",
-            &proxy,
-            "-H",
-            &header,
-            &url,
-        ]);
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (status.trim().parse().unwrap_or(0), body.to_string())
-    })
+    std::thread::spawn(move || support::curl_answer(&["-x", &proxy, "-H", &header, &url]))
 }
 
 /// Polls `approvals list` until it shows `count` holds; returns the table.

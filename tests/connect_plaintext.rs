@@ -7,7 +7,7 @@ mod support;
 
 use support::node::undici_fetch;
 use support::origin::Origin;
-use support::{crafted_payment, curl, Purser};
+use support::{crafted_payment, curl_answer, Purser};
 
 const POLICY: &str = r#"
 agents:
@@ -22,15 +22,12 @@ budget:
 fn curl_tunnel(purser: &Purser, session: &str, url: &str, payment: Option<&str>) -> (u16, String) {
     let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
     let header = payment.map(|p| format!("PAYMENT-SIGNATURE: {p}"));
-    let mut args = vec!["-s", "-i", "-p", "-x", &proxy, "-w", "\n%{http_code}"];
+    let mut args = vec!["-i", "-p", "-x", &proxy];
     if let Some(header) = header.as_deref() {
         args.extend(["-H", header]);
     }
     args.push(url);
-    let output = curl(&args);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (answer, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), answer.to_string())
+    curl_answer(&args)
 }
 
 fn payments_seen(origin: &Origin) -> Vec<String> {

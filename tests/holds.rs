@@ -51,19 +51,8 @@ fn spawn_curl_payment(
 ) -> JoinHandle<(u16, String)> {
     let proxy = proxy(purser, session);
     std::thread::spawn(move || {
-        let output = curl(&[
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-x",
-            &proxy,
-            "-H",
-            &format!("PAYMENT-SIGNATURE: {header}"),
-            &url,
-        ]);
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (status.trim().parse().unwrap_or(0), body.to_string())
+        let payment = format!("PAYMENT-SIGNATURE: {header}");
+        support::curl_answer(&["-x", &proxy, "-H", &payment, &url])
     })
 }
 

@@ -6,7 +6,7 @@
 mod support;
 
 use support::origin::Origin;
-use support::{crafted_payment, curl, Purser};
+use support::{crafted_payment, curl_answer, Purser};
 
 const POLICY: &str = r#"
 agents:
@@ -29,22 +29,10 @@ fn pay_path(purser: &Purser, base: &str, path: &str, nonce: u8, extra: &[&str]) 
     let proxy = purser.proxy_url(Some(("agent.routes", "t0ken")));
     let header = format!("PAYMENT-SIGNATURE: {}", crafted_payment(nonce, 10_000));
     let url = format!("{base}{path}");
-    let mut args = vec![
-        "-s",
-        "--path-as-is",
-        "-w",
-        "\n%{http_code}",
-        "-x",
-        &proxy,
-        "-H",
-        &header,
-    ];
+    let mut args = vec!["--path-as-is", "-x", &proxy, "-H", &header];
     args.extend_from_slice(extra);
     args.push(&url);
-    let output = curl(&args);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
+    curl_answer(&args)
 }
 
 fn paid_paths(origin: &Origin) -> Vec<String> {

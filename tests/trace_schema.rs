@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::origin::Origin;
 use support::python::{agent, paid_server, python, Facilitator};
-use support::{crafted_payment, curl, Purser, TempDir};
+use support::{crafted_payment, Purser, TempDir};
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -88,15 +88,12 @@ fn proxy(purser: &Purser, session: &str) -> String {
 
 /// A curl through the proxy with extra headers: `(status, body)`.
 fn pay(proxy: &str, url: &str, headers: &[String]) -> (u16, String) {
-    let mut args: Vec<&str> = vec!["-s", "-w", "\n%{http_code}", "-x", proxy];
+    let mut args: Vec<&str> = vec!["-x", proxy];
     for header in headers {
         args.extend(["-H", header.as_str()]);
     }
     args.push(url);
-    let output = curl(&args);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
+    support::curl_answer(&args)
 }
 
 fn signature(header: &str) -> String {

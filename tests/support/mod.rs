@@ -336,6 +336,15 @@ pub fn http_status(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs curl with `args` and returns `(status, what it printed)`: the body, or with `-i`
+/// the head and body. The status is 0 when curl got no answer.
+pub fn curl_answer(args: &[&str]) -> (u16, String) {
+    let output = curl(&[&["-s", "-w", "\n%{http_code}"], args].concat());
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// Runs curl with no proxy settings from the environment.
 pub fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
@@ -480,19 +489,8 @@ pub fn crafted_payment(nonce: u8, amount: u64) -> String {
 /// Sends `payment` through the proxy as `agent.SESSION:t0ken`: `(status, body)`.
 pub fn pay(purser: &Purser, session: &str, url: &str, payment: &str) -> (u16, String) {
     let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
-    let output = curl(&[
-        "-s",
-        "-w",
-        "\n%{http_code}",
-        "-x",
-        &proxy,
-        "-H",
-        &format!("PAYMENT-SIGNATURE: {payment}"),
-        url,
-    ]);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
+    let header = format!("PAYMENT-SIGNATURE: {payment}");
+    curl_answer(&["-x", &proxy, "-H", &header, url])
 }
 
 /// Runs `purser ARGS...` (no server): its output.
