@@ -167,6 +167,28 @@ pub fn array<'a>(answer: &'a Value, key: &str) -> Result<&'a [Value], AdminError
         .ok_or_else(|| AdminError::BadAnswer(format!("no `{key}` list in the answer")))
 }
 
+/// Prints the list under `key` of an answer: the JSON itself with `raw`, `empty` when
+/// there is nothing, else the table `table` renders.
+pub fn print_list(
+    answer: &Value,
+    key: &str,
+    raw: bool,
+    empty: &str,
+    table: impl FnOnce(&[Value]) -> super::tables::Table,
+) -> Result<(), AdminError> {
+    if raw {
+        super::tables::print_json(answer);
+        return Ok(());
+    }
+    let items = array(answer, key)?;
+    if items.is_empty() {
+        println!("{empty}");
+    } else {
+        print!("{}", table(items).render());
+    }
+    Ok(())
+}
+
 /// Percent-encodes one path segment or query value.
 pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

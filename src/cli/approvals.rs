@@ -1,8 +1,8 @@
 //! `purser approvals list | approve | deny`: the payments waiting for a human.
 
-use super::admin_client::{array, encode, AdminClient, AdminError};
+use super::admin_client::{encode, print_list, AdminClient, AdminError};
 use super::format::{self, NONE};
-use super::tables::{print_json, Table};
+use super::tables::Table;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -62,17 +62,13 @@ pub async fn run(client: &AdminClient, command: ApprovalsCommand) -> Result<(), 
 
 async fn list(client: &AdminClient, raw: bool) -> Result<(), AdminError> {
     let answer = client.get("/v1/approvals").await?;
-    if raw {
-        print_json(&answer);
-        return Ok(());
-    }
-    let holds = array(&answer, "approvals")?;
-    if holds.is_empty() {
-        println!("no payments are waiting for approval");
-        return Ok(());
-    }
-    print!("{}", table(holds, jiff::Timestamp::now()).render());
-    Ok(())
+    print_list(
+        &answer,
+        "approvals",
+        raw,
+        "no payments are waiting for approval",
+        |holds| table(holds, jiff::Timestamp::now()),
+    )
 }
 
 fn table(holds: &[Value], now: jiff::Timestamp) -> Table {

@@ -1,7 +1,7 @@
 //! `purser payments list | show | resolve`: the payments whose outcome is unknown (they
 //! left, and no answer said whether they settled), and their reconciliation.
 
-use super::admin_client::{array, encode, AdminClient, AdminError};
+use super::admin_client::{encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
 use clap::Subcommand;
@@ -91,17 +91,13 @@ async fn list(
         }
     }
     let answer = client.get(&path).await?;
-    if raw {
-        print_json(&answer);
-        return Ok(());
-    }
-    let payments = array(&answer, "payments")?;
-    if payments.is_empty() {
-        println!("no payments with an unknown outcome");
-        return Ok(());
-    }
-    print!("{}", table(payments).render());
-    Ok(())
+    print_list(
+        &answer,
+        "payments",
+        raw,
+        "no payments with an unknown outcome",
+        table,
+    )
 }
 
 fn table(payments: &[Value]) -> Table {

@@ -1,6 +1,6 @@
 //! `purser sessions list | show | phase | reset`: budgets and phases per session.
 
-use super::admin_client::{array, encode, AdminClient, AdminError};
+use super::admin_client::{encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
 use crate::engine::evaluate::phase_name;
@@ -60,17 +60,7 @@ pub async fn run(client: &AdminClient, command: SessionsCommand) -> Result<(), A
 
 async fn list(client: &AdminClient, raw: bool) -> Result<(), AdminError> {
     let answer = client.get("/v1/sessions").await?;
-    if raw {
-        print_json(&answer);
-        return Ok(());
-    }
-    let sessions = array(&answer, "sessions")?;
-    if sessions.is_empty() {
-        println!("no sessions yet");
-        return Ok(());
-    }
-    print!("{}", table(sessions).render());
-    Ok(())
+    print_list(&answer, "sessions", raw, "no sessions yet", table)
 }
 
 fn table(sessions: &[Value]) -> Table {
