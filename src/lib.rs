@@ -1,15 +1,26 @@
 //! Purser: an x402-aware forward HTTP proxy that enforces payment governance on the wire.
 //!
-//! The modules follow the data path of a request:
+//! The modules, in the order a payment meets them (each depends only on those above it,
+//! with the exceptions #16 is removing):
 //!
-//! * [`proxy`]: the listener, `CONNECT` handling, TLS interception and the upstream client.
-//! * [`policy`]: the policy file: loading, validation and the parts the proxy consults.
-//! * [`admin`]: the admin listener: health, metrics and (later) the governance API.
+//! * [`x402`]: the payment protocol's wire types, parsing, canonical replay keys, assets.
+//! * [`detect`]: the one payment detector: which payment a request carries, in which
+//!   protocol, and whether Purser can govern it (header spellings, MPP and L402
+//!   credentials, payment keys in JSON bodies).
+//! * [`policy`]: the policy file: loading, validation, rules, and route normalisation
+//!   (`policy::route`) for matching requests as merchants route them.
+//! * [`ledger`]: budgets: reservations, commits, releases and unknown outcomes.
+//! * [`trace`]: the hash-chained proof log: bounded lines, refusal summaries, rotation,
+//!   verification, filters.
+//! * [`approvals`]: holds waiting for a human, and their notifications.
+//! * [`engine`]: the decision: sessions and phases, pricing, rules, holds, settlement,
+//!   retries of unknown payments, compensation, recovery from the proof log.
+//! * [`proxy`]: the wire: admission, the listener, `CONNECT` (TLS interception or
+//!   plaintext), upgrades, body inspection, forwarding and the upstream client.
+//! * [`admin`]: the admin listener: the governance API, the console and metrics.
+//! * [`app`]: `purser run`, assembling the above.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
 //! * [`demo`]: `purser demo`, a governed workflow end to end on loopback.
-//! * [`x402`]: the payment protocol's wire types, parsing and pricing.
-//! * [`detect`]: the one payment detector: which payment a request carries, in which
-//!   protocol, and whether Purser can govern it.
 //! * [`telemetry`]: log set-up.
 
 pub mod admin;
