@@ -59,11 +59,11 @@ pub fn forward_logged(
                 break 'answered answers::error(ErrorCode::UpgradeRefused, reason);
             }
             // A JSON body may carry a payment (MCP): its start is read before anything
-            // leaves, the rest is scanned as it streams (`inspect_body`).
-            let mut watch = None;
-            if inspect_body::worth_reading(&request) {
+            // leaves, the rest is scanned as it streams; any other body streams through
+            // the scanner unheld (`inspect_body`).
+            let watch = if inspect_body::worth_reading(&request) {
                 match Box::pin(inspect_body::inspect(&mut request)).await {
-                    Inspected::Forward(streaming) => watch = streaming,
+                    Inspected::Forward(streaming) => streaming,
                     Inspected::Refuse(refusal) => {
                         let facts = facts.insert(request_facts(&identity, &target, &method, &uri));
                         break 'answered Box::pin(state.engine.refuse_undecidable(facts, refusal))
@@ -71,7 +71,9 @@ pub fn forward_logged(
                     }
                     Inspected::Failed(answer) => break 'answered answer,
                 }
-            }
+            } else {
+                inspect_body::watch_undeclared(&mut request)
+            };
             let mut ticket = None;
             if Engine::inspects(request.headers()) {
                 let inspected = facts.insert(request_facts(&identity, &target, &method, &uri));

@@ -10,7 +10,9 @@
 //! the upstream request is cut off before the chunk that carries it leaves, and the agent
 //! gets the same `403 unsupported_payment` (see [`BodyWatch`]). A body that declares
 //! JSON but is not strict JSON is refused the same way; one that only might be JSON (no
-//! content type, `text/plain`) passes once it proves not to be JSON.
+//! content type, `text/plain`) passes once it proves not to be JSON. Bodies of any other
+//! type are not held back at all but stream through the scanner too
+//! ([`watch_undeclared`]): some servers parse JSON whatever the content type says.
 //!
 //! Trailers of an inspected body are not forwarded: a payment could ride in them.
 
@@ -90,6 +92,28 @@ fn verdict(scan: Scan, declared: bool) -> Verdict {
 pub fn worth_reading(request: &Request<ProxyBody>) -> bool {
     !request.body().is_end_stream()
         && detect::body_inspection(request.headers()) != BodyInspection::Skip
+}
+
+/// Any other body (another content type, or compressed without saying it is JSON) still
+/// streams through the scanner, holding nothing back: a server that parses JSON whatever
+/// the content type says must not receive a payment either. The first bytes of a body
+/// that is not JSON end the scan; one that is JSON and carries a payment key is cut off
+/// before the chunk with the key leaves, as a large JSON body is. `None` for no body.
+pub fn watch_undeclared(request: &mut Request<ProxyBody>) -> Option<BodyWatch> {
+    if request.body().is_end_stream() {
+        return None;
+    }
+    let inner = std::mem::replace(request.body_mut(), super::body::empty());
+    let watch = BodyWatch::default();
+    let scanned = ScannedBody {
+        inner,
+        scanner: JsonScanner::default(),
+        declared: false,
+        watch: watch.clone(),
+        done: false,
+    };
+    *request.body_mut() = scanned.boxed_unsync();
+    Some(watch)
 }
 
 /// Reads and scans the start of the request's body if it may be JSON; see the module.

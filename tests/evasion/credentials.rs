@@ -133,6 +133,39 @@ async fn x402_and_mpp_over_mcp_are_refused_on_every_path() {
     assert!(rig.received().is_empty(), "{:?}", rig.received());
 }
 
+/// A JSON-RPC payment under a content type no JSON-RPC server should read: some servers
+/// parse JSON whatever the header says, so the payment is cut off before it leaves and
+/// refused all the same, while the body is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_payment_under_another_content_type_never_leaves() {
+    let rig = Rig::start(POLICY, &[]).await;
+    let body = tools_call("x402/payment");
+    let types = [
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "image/png",
+    ];
+    for (index, path) in EVERY_PATH.into_iter().enumerate() {
+        let session = format!("typed{index}");
+        for content_type in types {
+            let headers = [("content-type", content_type)];
+            let answer = rig
+                .send(path, &session, "POST", "/mcp", &headers, body.clone())
+                .await;
+            assert_unsupported(&answer, &format!("{path:?} {content_type}"));
+        }
+        assert_traced(&rig.purser, &session, types.len());
+    }
+    for request in rig.received() {
+        let seen = String::from_utf8_lossy(&request.body_prefix);
+        assert!(
+            !seen.contains("x402"),
+            "the payment reached the merchant: {seen}"
+        );
+    }
+}
+
 /// 64 KiB of padding first, the payment after: the body streams on, and is cut off
 /// before the part that carries the payment leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
