@@ -323,3 +323,72 @@ fn a_payment_denied_from_a_phone_tells_the_agent_the_typed_reason() {
         browser.find("#traces").text().contains(reason)
     });
 }
+
+/// A payment the merchant answered without a receipt is `unknown` and counted; the
+/// console lists it, and a person reconciles it (here: no money moved), with their name
+/// and reason in the proof log and the amount back in the budget.
+#[test]
+fn an_unknown_payment_is_reconciled_from_the_console() {
+    let Some(browser) = Browser::start_or_skip("console-unknown") else {
+        return;
+    };
+    let dir = TempDir::new("console-unknown");
+    let origin = support::origin::Origin::plain_blocking();
+    let purser = Purser::start(POLICY, None);
+    let url = format!("http://127.0.0.1:{}/paid/report", origin.port());
+    let (status, body) = support::pay(
+        &purser,
+        "unknown",
+        &url,
+        &support::crafted_payment(9, 250_000),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = purser.admin("GET", "/v1/payments?outcome=unknown", None);
+    let listed: Value = serde_json::from_str(&listed).expect("payments JSON");
+    let id = listed["payments"][0]["id"]
+        .as_str()
+        .expect("an unknown payment")
+        .to_string();
+
+    open_console(&browser, &purser);
+    let row = format!(r#"tr[data-payment-id="{id}"]"#);
+    let shown = browser.find(&row).text();
+    for expected in [
+        "$0.25",
+        "/paid/report",
+        "agent.unknown",
+        "without a receipt",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "the row shows {expected}: {shown}"
+        );
+    }
+    screenshot(&browser, dir.path(), "console-unknown.png");
+    browser
+        .find(&format!("{row} input.deny-reason"))
+        .type_text("no transfer on chain for this nonce");
+    browser
+        .find(&format!(r#"{row} button[data-outcome="released"]"#))
+        .click();
+    browser.wait_until("the row to go", || browser.try_find(&row).is_none());
+
+    let (_, left) = purser.admin("GET", "/v1/payments?outcome=unknown", None);
+    let left: Value = serde_json::from_str(&left).expect("payments JSON");
+    assert_eq!(left["payments"], json!([]), "{left}");
+    let resolution = purser
+        .trace_lines()
+        .into_iter()
+        .find(|line| line["kind"] == "resolution")
+        .expect("a resolution line");
+    let text = resolution.to_string();
+    assert!(text.contains(APPROVER), "{text}");
+    assert!(
+        text.contains("no transfer on chain for this nonce"),
+        "{text}"
+    );
+    assert!(text.contains("released"), "{text}");
+    let (_, session) = purser.admin("GET", "/v1/sessions/agent.unknown", None);
+    let session: Value = serde_json::from_str(&session).expect("session JSON");
+    assert_eq!(session["unknown"], "0", "{session}");
+}
