@@ -230,11 +230,10 @@ fn two_hundred_concurrent_payments_never_overspend_a_one_dollar_budget() {
     // fresh 402 (it does so without Purser in between too): a fresh 402 says it did not
     // take the payment, so Purser must release those reservations rather than count them.
     let refused_by_merchant = results.iter().filter(|r| r.status == 402).count();
+    // How many it refuses depends on the merchant's load, not on Purser (a fresh clone
+    // under CI saw 12 of 200): what Purser owes is that each one is released, below, and
+    // that the budget is still spent in full (`allowed`, at the end).
     assert_eq!(allowed + denied + refused_by_merchant, 200);
-    assert!(
-        refused_by_merchant <= 10,
-        "{refused_by_merchant} merchant refusals"
-    );
     let released = purser
         .trace_lines()
         .iter()
