@@ -128,10 +128,7 @@ pub async fn buffer_bounded(mut body: ProxyBody, limit: usize) -> Buffered {
                 if let Ok(data) = frame.into_data() {
                     collected.extend_from_slice(&data);
                     if collected.len() > limit {
-                        let chained = Chained {
-                            prefix: Some(collected.freeze()),
-                            rest: body,
-                        };
+                        let chained = Chained::new(collected.freeze(), body);
                         return Buffered::Partial(chained.boxed_unsync());
                     }
                 }
@@ -140,13 +137,26 @@ pub async fn buffer_bounded(mut body: ProxyBody, limit: usize) -> Buffered {
     }
 }
 
-/// Bytes already read, then the rest of the body.
-struct Chained {
+/// Bytes already read, then the rest of a body: what a reader that looked at a body's
+/// start hands on (a 402 challenge's, a request body inspected for payments).
+pub(super) struct Chained<B = ProxyBody> {
     prefix: Option<Bytes>,
-    rest: ProxyBody,
+    rest: B,
 }
 
-impl Body for Chained {
+impl<B> Chained<B> {
+    pub(super) fn new(prefix: Bytes, rest: B) -> Self {
+        Chained {
+            prefix: Some(prefix).filter(|p| !p.is_empty()),
+            rest,
+        }
+    }
+}
+
+impl<B> Body for Chained<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

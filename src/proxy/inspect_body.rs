@@ -17,7 +17,7 @@
 //! Trailers of an inspected body are not forwarded: a payment could ride in them.
 
 use super::answers::{self, ErrorCode};
-use super::body::{full, BoxError, ProxyBody};
+use super::body::{full, BoxError, Chained, ProxyBody};
 use crate::detect::json_body::{JsonScanner, Scan};
 use crate::detect::{self, BodyInspection, Undecidable};
 use bytes::{Bytes, BytesMut};
@@ -149,7 +149,7 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
         match outcome {
             Verdict::Refuse(refusal) => return Inspected::Refuse(refusal),
             Verdict::NotJson => {
-                *request.body_mut() = Prefixed::new(prefix.freeze(), body).boxed_unsync();
+                *request.body_mut() = Chained::new(prefix.freeze(), body).boxed_unsync();
                 return Inspected::Forward(None);
             }
             Verdict::Continue if prefix.len() > INSPECTED_PREFIX_BYTES => {
@@ -161,7 +161,7 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
                     watch: watch.clone(),
                     done: false,
                 };
-                *request.body_mut() = Prefixed::new(prefix.freeze(), rest).boxed_unsync();
+                *request.body_mut() = Chained::new(prefix.freeze(), rest).boxed_unsync();
                 return Inspected::Forward(Some(watch));
             }
             Verdict::Continue => {}
@@ -176,43 +176,6 @@ fn broken_body(error: &BoxError) -> Response<ProxyBody> {
         ErrorCode::BadRequest
     };
     answers::error(code, format!("the request body broke off: {error}"))
-}
-
-/// Bytes already read, then the rest of a body.
-struct Prefixed<B> {
-    prefix: Option<Bytes>,
-    rest: B,
-}
-
-impl<B> Prefixed<B> {
-    fn new(prefix: Bytes, rest: B) -> Self {
-        Prefixed {
-            prefix: Some(prefix).filter(|p| !p.is_empty()),
-            rest,
-        }
-    }
-}
-
-impl<B> Body for Prefixed<B>
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
 }
 
 /// The rest of a large body, each chunk scanned before it is handed on.
