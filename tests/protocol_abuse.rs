@@ -66,23 +66,7 @@ async fn assert_still_serving(purser: &Purser, origin: &Origin) {
 
 /// Reads until the peer closes (or resets) the connection.
 async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(DEADLINE, async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(
-        read.is_ok(),
-        "the connection must be closed; read so far: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    answer
+    support::read_until_closed(stream, DEADLINE).await
 }
 
 /// Sends `bytes` on a fresh connection to the proxy and reads until Purser closes it.

@@ -189,6 +189,14 @@ pub fn print_list(
     Ok(())
 }
 
+/// Who decides when `--by` is not given: the login name, else `cli`.
+pub fn default_decider() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "cli".to_string())
+}
+
 /// Percent-encodes one path segment or query value.
 pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

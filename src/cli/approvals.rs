@@ -1,6 +1,6 @@
 //! `purser approvals list | approve | deny`: the payments waiting for a human.
 
-use super::admin_client::{encode, print_list, AdminClient, AdminError};
+use super::admin_client::{default_decider, encode, print_list, AdminClient, AdminError};
 use super::format::{self, NONE};
 use super::tables::Table;
 use clap::Subcommand;
@@ -152,13 +152,6 @@ fn decision_body(by: Option<String>, reason: Option<String>, digest: Option<Stri
         body["digest"] = json!(digest);
     }
     body
-}
-
-fn default_decider() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| "cli".to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `purser payments list | show | resolve`: the payments whose outcome is unknown (they
 //! left, and no answer said whether they settled), and their reconciliation.
 
-use super::admin_client::{encode, print_list, AdminClient, AdminError};
+use super::admin_client::{default_decider, encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
 use clap::Subcommand;
@@ -186,13 +186,6 @@ async fn resolve(client: &AdminClient, id: &str, body: &Value) -> Result<(), Adm
         format::usd(format::decimal(budget, "session_spent")),
     );
     Ok(())
-}
-
-fn default_decider() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| "cli".to_string())
 }
 
 #[cfg(test)]

@@ -336,6 +336,32 @@ pub fn http_status(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Reads until the peer closes (or resets) the connection, failing the test if that
+/// takes longer than `deadline`.
+pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Duration,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(deadline, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection must be closed; read so far: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    answer
+}
+
 /// Runs curl with `args` and returns `(status, what it printed)`: the body, or with `-i`
 /// the head and body. The status is 0 when curl got no answer.
 pub fn curl_answer(args: &[&str]) -> (u16, String) {
