@@ -6,7 +6,7 @@
 use crate::admin::{self, metrics::Metrics, AdminState};
 use crate::approvals::notify::Notifier;
 use crate::approvals::HoldOutcome;
-use crate::engine::recovery::{log_files, RecoveryError};
+use crate::engine::recovery::RecoveryError;
 use crate::engine::Engine;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
@@ -15,7 +15,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
-use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
+use crate::trace::{log_files, TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,10 +3,11 @@
 use super::AdminState;
 use crate::approvals::{DecideError, HoldOutcome};
 use crate::engine::answer::json_answer;
-use crate::engine::evaluate::phase_name;
-use crate::engine::session::{self, parse_phase, SessionState};
+use crate::engine::session::{self, SessionState};
 use crate::ledger::Account;
+use crate::policy::{Phase, SessionId};
 use crate::proxy::body::ProxyBody;
+use crate::trace::TraceRecord;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -118,7 +119,7 @@ fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
     SessionView {
         id: id.to_string(),
         agent: session.agent.clone(),
-        phase: phase_name(session.phase),
+        phase: session.phase.as_str(),
         limit: limits.session,
         spent: account.spent().normalize(),
         reserved: account.reserved.normalize(),
@@ -210,14 +211,14 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
             "body must be {\"phase\": \"EXPLORE|DECIDE|COMMIT\"}",
         );
     };
-    let Some(phase) = parse_phase(text) else {
+    let Some(phase) = Phase::parse(text) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_phase",
             &format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"),
         );
     };
-    let Some(agent) = agent_of(id) else {
+    let Some(id) = SessionId::parse(id) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_session",
@@ -226,7 +227,10 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
     };
     let engine = &state.proxy.engine;
     let policy = engine.policy.current();
-    let entry = match engine.sessions.get_or_create(id, agent, &policy.limits) {
+    let entry = match engine
+        .sessions
+        .get_or_create(&id, id.agent(), &policy.limits)
+    {
         Ok(entry) => entry,
         Err(refused) => {
             return error(
@@ -239,39 +243,39 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
     let mut locked = session::lock(&entry);
     match locked.advance(phase, &policy.phases) {
         Ok(previous) => {
-            tracing::info!(session = %id, from = phase_name(previous), to = phase_name(phase), "phase changed by the admin API");
+            tracing::info!(session = %id, from = previous.as_str(), to = phase.as_str(), "phase changed by the admin API");
             if previous != phase {
-                engine.trace_phase(id, agent, previous, phase, "admin");
+                engine.trace_phase(&id, id.agent(), previous, phase, "admin");
             }
             json_answer(
                 StatusCode::OK,
-                &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
+                &json!({"id": id, "phase": phase.as_str(), "previous": previous.as_str()}),
                 None,
             )
         }
         Err(transition) => {
-            let body = json!({"error": "invalid_transition", "reason": transition.to_string(), "id": id, "phase": phase_name(locked.phase)});
+            let body = json!({"error": "invalid_transition", "reason": transition.to_string(), "id": id, "phase": locked.phase.as_str()});
             json_answer(StatusCode::CONFLICT, &body, None)
         }
     }
 }
 
 fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    match state.proxy.engine.sessions.get(id) {
-        Some(entry) => {
+    // Sessions are only ever created under a well-formed id.
+    let found =
+        SessionId::parse(id).and_then(|id| Some((state.proxy.engine.sessions.get(&id)?, id)));
+    match found {
+        Some((entry, id)) => {
             let mut locked = session::lock(&entry);
             let from = locked.phase;
-            let previous = phase_name(from);
+            let previous = from.as_str();
             locked.reset();
             let agent = locked.agent.clone();
-            state.proxy.engine.challenges.forget_session(&agent, id);
-            state.proxy.engine.trace_phase(
-                id,
-                &agent,
-                from,
-                crate::policy::rules::Phase::Explore,
-                "admin reset",
-            );
+            state.proxy.engine.challenges.forget_session(&agent, &id);
+            state
+                .proxy
+                .engine
+                .trace_phase(&id, &agent, from, Phase::Explore, "admin reset");
             tracing::info!(session = %id, from = previous, "session reset to EXPLORE");
             json_answer(
                 StatusCode::OK,
@@ -419,14 +423,14 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
             )
         }
     };
-    let mut lines: Vec<serde_json::Value> = text
+    let mut lines: Vec<TraceRecord> = text
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| TraceRecord::from_line(line).ok())
         .filter(|line| filter.matches(line))
         .collect();
     let skip = lines.len().saturating_sub(limit);
     lines.drain(..skip);
-    json_answer(StatusCode::OK, &json!({ "traces": lines }), None)
+    list_answer("traces", &lines)
 }
 
 fn read_tail(path: &std::path::Path) -> std::io::Result<String> {
@@ -485,11 +489,6 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn agent_of(session_id: &str) -> Option<&str> {
-    let (agent, session) = session_id.split_once('.')?;
-    (!agent.is_empty() && !session.is_empty()).then_some(agent)
 }
 
 async fn read_json(request: Request<Incoming>) -> Result<serde_json::Value, Response<ProxyBody>> {

@@ -2,19 +2,17 @@
 //! settlement out.
 
 use super::answer::{json_answer, refusal, RefusalBody};
-use super::evaluate::{
-    action_name, evaluate, phase_name, Evaluation, PaymentFacts, RecentPayment, Verdict,
-};
+use super::evaluate::{evaluate, phase_name, Evaluation, PaymentFacts, RecentPayment, Verdict};
 use super::hold::OpenedHold;
 use super::pricing::{self, PaymentHeader, PricedPayment, Refusal};
-use super::session::{self, parse_phase, SessionState};
+use super::session::{self, SessionState};
 use super::unknown::Claim;
 use super::Engine;
 use crate::ledger::{Outcome, ReservationId, ReserveRequest};
-use crate::policy::rules::Trust;
+use crate::policy::rules::{Phase, Trust};
 use crate::policy::{hex, normalize_address, Identity, Policy};
 use crate::proxy::body::ProxyBody;
-use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
+use crate::trace::{BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord};
 use crate::x402::Challenge;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -228,7 +226,7 @@ impl Engine {
                 self.ledger.settle(id, Outcome::Released);
                 reservation = None;
                 evaluation.verdict = Verdict::Denied;
-                evaluation.rule = "replayed_payment".to_string();
+                evaluation.rule = Decider::refusal("replayed_payment");
                 evaluation.reason = "this payment was already forwarded once".to_string();
             }
         }
@@ -241,25 +239,18 @@ impl Engine {
                 self.forget_replay_keys(&replay_keys);
                 reservation = None;
                 evaluation.verdict = Verdict::Denied;
-                evaluation.rule = "hold_limit".to_string();
+                evaluation.rule = Decider::refusal("hold_limit");
                 evaluation.reason = refused.to_string();
             }
         }
         self.notify_decision(facts, &priced, &evaluation, &trace_id);
         let view_after = self.ledger.view(&session_id, &agent);
-        let mut record = decision_record(
-            facts,
-            policy,
-            &priced,
-            &evaluation,
-            &trace_id,
-            phase_name(phase),
-        );
+        let mut record = decision_record(facts, policy, &priced, &evaluation, &trace_id, phase);
         record.replay_keys = replay_keys.clone();
         record.budget = Some(budget_snapshot(&evaluation, &limits, &view_after));
         self.metrics.decision(
             evaluation.verdict.as_str(),
-            &evaluation.rule,
+            &evaluation.rule.name(),
             started.elapsed(),
         );
         let written = self.trace.append_durable(&record).await;
@@ -324,7 +315,7 @@ impl Engine {
                 let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
                 Gate::Answer(refusal(&RefusalBody {
                     decision: "DENIED",
-                    rule: &evaluation.rule,
+                    rule: &evaluation.rule.name(),
                     reason: &reason,
                     code: "denied",
                     trace_id: &trace_id,
@@ -408,7 +399,7 @@ impl Engine {
                 Err(over) => {
                     // Another payment took the room between the look and the booking.
                     evaluation.verdict = Verdict::Denied;
-                    evaluation.rule = "budget_limit".to_string();
+                    evaluation.rule = Decider::BudgetLimit;
                     evaluation.reason = over.to_string();
                 }
             }
@@ -438,7 +429,7 @@ impl Engine {
     fn apply_phase_header(
         &self,
         policy: &Policy,
-        session_id: &str,
+        session_id: &crate::policy::SessionId,
         state: &std::sync::Mutex<SessionState>,
         headers: &mut HeaderMap,
     ) -> Option<Response<ProxyBody>> {
@@ -448,7 +439,7 @@ impl Engine {
             return None;
         }
         let text = value.to_str().unwrap_or("");
-        let Some(target) = parse_phase(text) else {
+        let Some(target) = Phase::parse(text) else {
             let body = serde_json::json!({"error": "bad_phase", "reason": format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"), "session": session_id});
             return Some(json_answer(StatusCode::BAD_REQUEST, &body, None));
         };
@@ -479,9 +470,9 @@ impl Engine {
         refusal: Refusal,
     ) -> Response<ProxyBody> {
         let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, policy, &trace_id, "decision");
-        record.decision = Some("DENIED");
-        record.rule = Some(refusal.code.to_string());
+        let mut record = base_record(facts, policy, &trace_id, Kind::Decision);
+        record.decision = Some(Verdict::Denied);
+        record.rule = Some(Decider::refusal(refusal.code));
         record.reason = Some(refusal.message.clone());
         self.finish_refusal(facts, record, refusal).await
     }
@@ -494,10 +485,10 @@ impl Engine {
         refusal: Refusal,
     ) -> Response<ProxyBody> {
         let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, policy, &trace_id, "decision");
+        let mut record = base_record(facts, policy, &trace_id, Kind::Decision);
         fill_payment(&mut record, priced);
-        record.decision = Some("DENIED");
-        record.rule = Some(refusal.code.to_string());
+        record.decision = Some(Verdict::Denied);
+        record.rule = Some(Decider::refusal(refusal.code));
         record.reason = Some(refusal.message.clone());
         self.finish_refusal(facts, record, refusal).await
     }
@@ -586,24 +577,24 @@ impl Engine {
     /// leaves the session in an earlier, stricter phase.
     pub fn trace_phase(
         &self,
-        session_id: &str,
+        session_id: &crate::policy::SessionId,
         agent: &str,
-        from: crate::policy::rules::Phase,
-        to: crate::policy::rules::Phase,
+        from: Phase,
+        to: Phase,
         by: &str,
     ) {
         let policy = self.policy.current();
         let trace_id = self.next_trace_id();
         let record = TraceRecord {
             trace_id,
-            kind: "phase",
+            kind: Kind::Phase,
             time: jiff::Timestamp::now().to_string(),
-            session: session_id.to_string(),
+            session: session_id.clone(),
             agent: agent.to_string(),
-            phase: Some(phase_name(to)),
-            reason: Some(format!("{} → {} by {by}", phase_name(from), phase_name(to))),
+            phase: Some(to),
+            reason: Some(format!("{from} → {to} by {by}")),
             policy_digest: Some(policy.digest.clone()),
-            purser_version: Some(crate::VERSION),
+            purser_version: Some(crate::VERSION.into()),
             ..TraceRecord::default()
         };
         self.trace.append(&record);
@@ -705,7 +696,7 @@ pub(super) fn base_record(
     facts: &RequestFacts,
     policy: &Policy,
     trace_id: &str,
-    kind: &'static str,
+    kind: Kind,
 ) -> TraceRecord {
     TraceRecord {
         trace_id: trace_id.to_string(),
@@ -717,7 +708,7 @@ pub(super) fn base_record(
         host: Some(facts.host.clone()),
         path: Some(facts.path.clone()),
         policy_digest: Some(policy.digest.clone()),
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
     }
 }
@@ -742,9 +733,9 @@ pub(super) fn decision_record(
     priced: &PricedPayment,
     evaluation: &Evaluation,
     trace_id: &str,
-    phase: &'static str,
+    phase: Phase,
 ) -> TraceRecord {
-    let mut record = base_record(facts, policy, trace_id, "decision");
+    let mut record = base_record(facts, policy, trace_id, Kind::Decision);
     fill_payment(&mut record, priced);
     record.resource_digest = Some(super::unknown::resource_digest(facts));
     record.phase = Some(phase);
@@ -759,16 +750,16 @@ pub(super) fn decision_record(
         .iter()
         .map(|check| RuleOutcome {
             id: check.id.clone(),
-            action: action_name(check.action),
+            action: check.action,
             matched: check.matched,
             shadow: check.shadow,
             detail: None,
         })
         .collect();
-    record.decision = Some(evaluation.verdict.as_str());
+    record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());
     record.reason = Some(evaluation.reason.clone());
-    record.gate = evaluation.gate.map(|g| g.as_str());
+    record.gate = evaluation.gate;
     record
 }
 
@@ -785,7 +776,7 @@ pub(super) fn budget_snapshot(
         Level::Fleet => (view.fleet, limits.fleet),
     };
     BudgetSnapshot {
-        level: level.as_str(),
+        level: level.as_str().into(),
         limit,
         spent: account.spent(),
         reserved: account.reserved,

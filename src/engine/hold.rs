@@ -13,6 +13,7 @@ use crate::approvals::{networks, HoldKind, HoldOutcome, HoldRefused, HoldView, R
 use crate::ledger::{Outcome, ReservationId};
 use crate::policy::rules::RuleAction;
 use crate::policy::{hex, normalize_address, Policy};
+use crate::trace::{Approval, Approver, Decider, HoldEnd, Kind, Verdict};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::sync::Mutex;
@@ -96,14 +97,14 @@ impl Engine {
             .iter()
             .filter(|c| c.matched && !c.shadow && c.action == RuleAction::RequireApproval)
             .map(|c| RuleMessage {
-                id: c.id.clone(),
+                id: c.id.to_string(),
                 message: c.message.clone(),
             })
             .collect();
         let network = networks::label(&priced.network);
         let view = HoldView {
             id: String::new(),
-            session: facts.identity.session_id(),
+            session: facts.identity.session_id().into(),
             agent: facts.identity.agent.to_string(),
             trace_id: trace_id.to_string(),
             created: now.to_string(),
@@ -126,7 +127,7 @@ impl Engine {
             network_kind: network.kind,
             payer: priced.payment.payer.clone(),
             trust: self.recipient_trust(policy, &facts.identity.agent, &priced.pay_to),
-            rule: evaluation.rule.clone(),
+            rule: evaluation.rule.to_string(),
             rule_messages,
             cost_usd: priced.price.usd,
         };
@@ -320,22 +321,29 @@ impl Engine {
     ) -> crate::trace::TraceRecord {
         let policy = self.policy.current();
         let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, &policy, &trace_id, "hold");
+        let mut record = base_record(facts, &policy, &trace_id, Kind::Hold);
         record.decision_trace_id = Some(decision_trace.to_string());
         record.decision = Some(if outcome.approved() {
-            "ALLOWED"
+            Verdict::Allowed
         } else {
-            "DENIED"
+            Verdict::Denied
         });
         record.amount_usd = Some(amount_usd);
         record.reason = Some(denial_reason(outcome));
-        record.approval = Some(json!({
-            "hold_id": hold_id,
-            "outcome": outcome.label(),
-            "by": outcome.by(),
-            "at": jiff::Timestamp::now().to_string(),
-            "waited_ms": waited.as_millis() as u64,
-        }));
+        let (end, by) = match outcome {
+            HoldOutcome::Approved { by } => (HoldEnd::Approved, Approver::Person(by.clone())),
+            HoldOutcome::Denied { by, .. } => (HoldEnd::Denied, Approver::Person(by.clone())),
+            HoldOutcome::TimedOut => (HoldEnd::TimedOut, Approver::Timeout),
+            HoldOutcome::VetoWindowPassed => (HoldEnd::VetoWindowPassed, Approver::VetoWindow),
+            HoldOutcome::ShuttingDown => (HoldEnd::ShuttingDown, Approver::Shutdown),
+        };
+        record.approval = Some(Approval {
+            at: jiff::Timestamp::now().to_string(),
+            by,
+            hold_id: hold_id.to_string(),
+            outcome: end,
+            waited_ms: waited.as_millis() as u64,
+        });
         record
     }
 
@@ -377,8 +385,8 @@ impl Engine {
             event["ratio"] = json!(evaluation.ratio.map(|r| r.1.round_dp(4).to_string()));
             notifier.send(event);
         }
-        let prohibited = evaluation.rule.starts_with("tier:")
-            && evaluation.verdict == super::evaluate::Verdict::Denied;
+        let prohibited =
+            matches!(evaluation.rule, Decider::Tier(_)) && evaluation.verdict == Verdict::Denied;
         if prohibited {
             let mut event = base;
             event["event"] = json!("prohibited_attempt");

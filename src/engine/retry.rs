@@ -9,7 +9,7 @@
 //! [`super::unknown`]'s business.
 
 use super::answer::{json_answer, refusal, RefusalBody};
-use super::evaluate::{phase_name, Verdict};
+use super::evaluate::{Decider, Verdict};
 use super::flow::{
     budget_snapshot, decision_record, settled_payment, Decided, Gate, RequestFacts, Ticket,
 };
@@ -42,7 +42,7 @@ impl Engine {
     ) -> Claim {
         self.unknowns.claim(keys, || RetryIdentity {
             digest: hex(&priced.payment.digest),
-            session: facts.identity.session_id(),
+            session: facts.identity.session_id().into(),
             resource: resource_digest(facts),
         })
     }
@@ -92,25 +92,18 @@ impl Engine {
                  approval: an operator can resolve {original} instead",
                 evaluation.rule, evaluation.reason
             );
-            evaluation.rule = "retry_needs_approval".to_string();
+            evaluation.rule = Decider::refusal("retry_needs_approval");
         }
         let trace_id = self.next_trace_id();
         self.notify_decision(facts, &priced, &evaluation, &trace_id);
         let view = self.ledger.view(&session_id, &agent);
-        let mut record = decision_record(
-            facts,
-            policy,
-            &priced,
-            &evaluation,
-            &trace_id,
-            phase_name(phase),
-        );
+        let mut record = decision_record(facts, policy, &priced, &evaluation, &trace_id, phase);
         record.replay_keys = replay_keys.clone();
         record.retry_of = Some(original.clone());
         record.budget = Some(budget_snapshot(&evaluation, &limits, &view));
         self.metrics.decision(
             evaluation.verdict.as_str(),
-            &evaluation.rule,
+            &evaluation.rule.name(),
             started.elapsed(),
         );
         // A refusal past its agent's rate is summarised, not written: the answer cites
@@ -132,7 +125,7 @@ impl Engine {
             let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
             return Decided::Done(Gate::Answer(refusal(&RefusalBody {
                 decision: "DENIED",
-                rule: &evaluation.rule,
+                rule: &evaluation.rule.name(),
                 reason: &reason,
                 code: "denied",
                 trace_id: &cited,

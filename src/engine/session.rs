@@ -96,8 +96,3 @@ pub fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
-/// Parses a phase name from a header or the admin API.
-pub fn parse_phase(text: &str) -> Option<Phase> {
-    crate::policy::values::parse_phase(text)
-}

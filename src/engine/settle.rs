@@ -18,8 +18,8 @@ use super::unknown::{resource_digest, RetryInFlight, UnknownDetails, UnknownSet,
 use super::{Engine, TraceIds};
 use crate::admin::metrics::Metrics;
 use crate::ledger::{Ledger, Outcome, UnknownPayment};
-use crate::policy::{hex, PolicyStore};
-use crate::trace::{TraceError, TraceLog, TraceRecord};
+use crate::policy::{hex, PolicyStore, SessionId};
+use crate::trace::{self, Kind, TraceError, TraceLog, TraceRecord};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
 
@@ -130,9 +130,9 @@ impl Drop for Ticket {
         settler.unknowns.insert(&self.trace_id, details);
         let policy = settler.policy.current();
         let trace_id = settler.trace_ids.next();
-        let mut record = base_record(&guard.facts, &policy, &trace_id, "settlement");
+        let mut record = base_record(&guard.facts, &policy, &trace_id, Kind::Settlement);
         record.decision_trace_id = Some(self.trace_id.clone());
-        record.outcome = Some("unknown");
+        record.outcome = Some(trace::Outcome::Unknown);
         record.amount_usd = Some(self.amount_usd);
         record.reason = Some(why.to_string());
         settler.metrics.settlement("unknown");
@@ -236,15 +236,15 @@ impl Engine {
         }
         let policy = self.policy.current();
         let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, &policy, &trace_id, "settlement");
+        let mut record = base_record(facts, &policy, &trace_id, Kind::Settlement);
         record.decision_trace_id = Some(ticket.trace_id.clone());
-        record.outcome = Some(outcome_name(outcome));
+        record.outcome = Some(traced(outcome));
         record.amount_usd = Some(ticket.amount_usd);
         record.transaction = transaction;
         record.reason = note;
         record.upstream_status = status;
         record.retry_of = retry_of;
-        self.metrics.settlement(outcome_name(outcome));
+        self.metrics.settlement(traced(outcome).as_str());
         self.trace.append(&record);
     }
 
@@ -309,17 +309,22 @@ impl Engine {
         let policy = self.policy.current();
         TraceRecord {
             trace_id: self.next_trace_id(),
-            kind: "resolution",
+            kind: Kind::Resolution,
             time: jiff::Timestamp::now().to_string(),
-            session: payment.session.clone(),
+            // The ledger keeps session ids as text; each came from a `SessionId`.
+            session: SessionId::parse(&payment.session).unwrap_or_default(),
             agent: payment.agent.clone(),
             decision_trace_id: Some(decision_trace.to_string()),
-            outcome: Some(if committed { "committed" } else { "released" }),
+            outcome: Some(if committed {
+                trace::Outcome::Committed
+            } else {
+                trace::Outcome::Released
+            }),
             amount_usd: Some(payment.amount),
             pay_to: Some(payment.pay_to.clone()),
             reason: Some(reason.to_string()),
             policy_digest: Some(policy.digest.clone()),
-            purser_version: Some(crate::VERSION),
+            purser_version: Some(crate::VERSION.into()),
             ..TraceRecord::default()
         }
     }
@@ -357,7 +362,7 @@ fn unknown_details(
     upstream_status: Option<u16>,
 ) -> UnknownDetails {
     UnknownDetails {
-        session: facts.identity.session_id(),
+        session: facts.identity.session_id().into(),
         agent: facts.identity.agent.to_string(),
         since: jiff::Timestamp::now().to_string(),
         method: facts.method.clone(),
@@ -371,11 +376,12 @@ fn unknown_details(
     }
 }
 
-pub(super) fn outcome_name(outcome: Outcome) -> &'static str {
+/// A settled reservation's outcome as the proof log (and the metrics) name it.
+pub(super) fn traced(outcome: Outcome) -> trace::Outcome {
     match outcome {
-        Outcome::Committed => "committed",
-        Outcome::Released => "released",
-        Outcome::Unknown => "unknown",
+        Outcome::Committed => trace::Outcome::Committed,
+        Outcome::Released => trace::Outcome::Released,
+        Outcome::Unknown => trace::Outcome::Unknown,
     }
 }
 

@@ -104,6 +104,13 @@ mod tests {
     use crate::trace::writer::chain_line;
 
     #[test]
+    fn a_log_written_before_typed_records_still_verifies() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace/testdata/lines-v0.1.0.jsonl");
+        assert_eq!(verify_files(&[path]).unwrap().lines, 30);
+    }
+
+    #[test]
     fn a_line_that_is_not_utf8_is_named_not_an_io_error() {
         let first = chain_line(GENESIS_HASH, r#"{"kind":"decision"}"#);
         let second = chain_line(
