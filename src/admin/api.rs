@@ -1,5 +1,6 @@
 //! The governance API under `/v1`: sessions and phases, policy reload, trace queries.
 
+use super::reply::error;
 use super::AdminState;
 use crate::approvals::{DecideError, HoldOutcome};
 use crate::engine::answer::json_answer;
@@ -513,8 +514,4 @@ async fn read_json(request: Request<Incoming>) -> Result<serde_json::Value, Resp
             &format!("body is not JSON: {e}"),
         )
     })
-}
-
-pub(super) fn error(status: StatusCode, code: &str, reason: &str) -> Response<ProxyBody> {
-    json_answer(status, &json!({"error": code, "reason": reason}), None)
 }

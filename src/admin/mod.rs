@@ -10,6 +10,7 @@ mod api;
 pub mod metrics;
 mod metrics_bounds;
 mod payments;
+mod reply;
 pub mod wire_metrics;
 
 use crate::proxy::body::{full, ProxyBody};
@@ -105,7 +106,7 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
         if let Some(response) = api::route(state, request).await {
             return response;
         }
-        return api::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
+        return reply::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),

@@ -11,7 +11,7 @@
 //! `id` is the payment's decision trace id. Only unknown outcomes are kept in memory;
 //! committed and released payments are in the proof log (`GET /v1/traces`).
 
-use super::api::error;
+use super::reply::error;
 use super::AdminState;
 use crate::engine::answer::json_answer;
 use crate::engine::settle::ResolveError;

@@ -10,6 +10,7 @@
 //! 16 KiB). A refusal, which recovery does not read, is also held to [`MAX_REFUSAL_LINE`]
 //! as a whole: past it, every remaining long field is cut and the rule list dropped.
 
+use super::checks::Checks;
 use super::decider::Decider;
 use super::record::TraceRecord;
 use super::vocabulary::{Kind, Verdict};
@@ -151,7 +152,7 @@ pub fn bounded_line(record: &TraceRecord) -> Result<(String, bool), serde_json::
         let mut harder = bounded.into_owned();
         cut_in_place(&mut harder.path, MAX_FIELD);
         cut_in_place(&mut harder.reason, MAX_FIELD);
-        harder.rules.clear();
+        harder.rules = Checks::default();
         harder.replay_keys.truncate(4);
         for key in &mut harder.replay_keys {
             if let Cow::Owned(shorter) = cut(key, MAX_FIELD) {

@@ -7,26 +7,13 @@
 //! tolerant: unknown fields are ignored and every field but `trace_id` and `kind` may be
 //! missing.
 
+use super::checks::Checks;
 use super::decider::{Approver, Decider};
 use super::vocabulary::{Gate, HoldEnd, Kind, Outcome, Verdict};
-use crate::policy::rules::RuleAction;
 use crate::policy::{Phase, SessionId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-
-/// One rule as evaluated for a decision.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RuleOutcome {
-    pub id: Decider,
-    pub action: RuleAction,
-    pub matched: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub shadow: bool,
-    /// Why it matched or not, briefly.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
 
 /// The budget as seen by a decision.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,7 +40,7 @@ pub struct Approval {
 }
 
 /// One line of the proof log.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TraceRecord {
     /// The previous line's hash, on a line read back from the log. The writer chains
     /// every line it writes itself ([`super::writer`]), so a record to write leaves it
@@ -120,8 +107,8 @@ pub struct TraceRecord {
     pub replay_keys: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSnapshot>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<RuleOutcome>,
+    #[serde(default, skip_serializing_if = "Checks::is_empty")]
+    pub rules: Checks,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Verdict>,
     /// The rule or check that decided.
@@ -176,7 +163,7 @@ impl TraceRecord {
 mod tests {
     use super::*;
     use crate::trace::bound::bounded_line;
-    use crate::trace::writer::chain_line;
+    use crate::trace::chain::chain_line;
     use crate::trace::Vocabulary;
     use std::collections::BTreeSet;
 
