@@ -89,3 +89,10 @@ pub fn error(code: ErrorCode, reason: impl std::fmt::Display) -> Response<ProxyB
     }
     response
 }
+
+/// `200` to a `CONNECT`: the tunnel is open.
+pub fn tunnel_open() -> Response<ProxyBody> {
+    let mut response = Response::new(super::body::empty());
+    *response.status_mut() = StatusCode::OK;
+    response
+}
