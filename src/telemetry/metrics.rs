@@ -3,7 +3,7 @@
 //! Plain atomics: recording a metric on the hot path is one relaxed add, and nothing here
 //! allocates per request.
 
-use crate::proxy::answers::ErrorCode;
+use crate::codes::ErrorCode;
 use dashmap::DashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
