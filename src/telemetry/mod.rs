@@ -5,6 +5,7 @@
 
 mod logs;
 pub mod metrics;
+mod prometheus;
 pub mod wire_metrics;
 
 pub use logs::{init, LogFormat, LogGuard};
