@@ -6,13 +6,15 @@
 //! * the wire: [`server`] accepts agent connections and deals each to one of the
 //!   [`workers`] (a single-threaded runtime per core with its own upstream pools), after
 //!   [`admission`] and the first-byte timeout; [`connect`] splices ([`tunnel`]) or
-//!   intercepts ([`mitm`], [`sniff`], [`agent_tls`], [`leaf_cache`], [`ca`]) a `CONNECT`;
+//!   intercepts ([`mitm`], [`sniff`], [`agent_tls`], [`leaf_cache`], [`ca`]) a
+//!   `CONNECT`; [`trust_bundle`] is what agents trust for it;
 //! * the service: [`service`] composes the stack of layers every request passes,
 //!   however it arrived ([`arrival`]): who is asking ([`authenticate`],
 //!   [`agent_connections`]), where it goes ([`destination`], [`target`]), protocol
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
 //!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]);
-//! * the upstream: [`upstream`] clients whose every connection passes [`egress`];
+//! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
+//!   Purser's own [`outbound`] client for webhooks and refund requests;
 //! * shared pieces: [`settings`], [`state`] (what every connection shares),
 //!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`].
 
@@ -33,6 +35,7 @@ pub mod headers;
 pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
+pub mod outbound;
 pub mod server;
 pub mod service;
 pub mod settings;
@@ -40,6 +43,7 @@ pub mod shutdown;
 pub mod sniff;
 pub mod state;
 pub mod target;
+pub mod trust_bundle;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;

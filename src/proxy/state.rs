@@ -6,8 +6,8 @@ use super::leaf_cache::LeafCache;
 use super::settings::ProxySettings;
 use super::shutdown::Shutdown;
 use super::upstream::Upstream;
-use crate::admin::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::telemetry::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
