@@ -204,3 +204,77 @@ fn named_host<B>(request: &Request<B>) -> Option<String> {
                 .to_string()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: &str, host: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(host) = host {
+            builder = builder.header(header::HOST, host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn target(https: bool, host: &str, port: u16) -> Target {
+        Target {
+            https,
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn absolute_form_names_scheme_host_and_port() {
+        let absolute = |uri| absolute_target(&request("GET", uri, None));
+        assert_eq!(
+            absolute("http://Shop.Example/x"),
+            Ok(target(false, "shop.example", 80))
+        );
+        assert_eq!(
+            absolute("https://shop.example:8443/"),
+            Ok(target(true, "shop.example", 8443))
+        );
+        assert_eq!(
+            absolute("http://[::1]:8080/"),
+            Ok(target(false, "::1", 8080))
+        );
+        assert!(absolute("/relative").unwrap_err().contains("forward proxy"));
+        assert!(absolute("ftp://shop.example/").unwrap_err().contains("ftp"));
+    }
+
+    #[test]
+    fn a_connect_target_needs_a_port_and_a_nameable_host() {
+        let connect = |uri| connect_target(&request("CONNECT", uri, None));
+        assert_eq!(
+            connect("Shop.Example:443"),
+            Ok(target(true, "shop.example", 443))
+        );
+        assert_eq!(connect("[::1]:8443"), Ok(target(true, "::1", 8443)));
+        assert!(connect("shop.example:0").unwrap_err().contains("port 0"));
+    }
+
+    #[test]
+    fn inside_a_tunnel_the_named_host_comes_from_authority_or_host() {
+        let h2 = request("GET", "https://shop.example/x", None);
+        assert_eq!(named_host(&h2).as_deref(), Some("shop.example"));
+        let h1 = request("GET", "/x", Some("other.example:8443"));
+        assert_eq!(named_host(&h1).as_deref(), Some("other.example"));
+        let v6 = request("GET", "/x", Some("[::1]:8443"));
+        assert_eq!(named_host(&v6).as_deref(), Some("::1"));
+        assert_eq!(named_host(&request("GET", "/x", None)), None);
+    }
+
+    #[test]
+    fn own_listeners_are_recognised_by_literal_address_or_localhost() {
+        let own: Vec<SocketAddr> = vec!["127.0.0.1:8402".parse().unwrap()];
+        assert!(is_own_address(&own, &target(false, "127.0.0.1", 8402)));
+        assert!(is_own_address(&own, &target(false, "localhost", 8402)));
+        assert!(!is_own_address(&own, &target(false, "127.0.0.1", 8080)));
+        assert!(
+            !is_own_address(&own, &target(false, "shop.example", 8402)),
+            "names are judged when they are resolved (egress)"
+        );
+    }
+}

@@ -68,6 +68,9 @@ pub fn serve(
     let idle = state.settings.body_idle_timeout;
     let mut request = request.map(|body| request_body(body, idle));
     let mut exchange = Exchange::new(state.clone(), identity, target, &request);
+    // What waits is one async block over owned inputs, not a chain of async fns (each
+    // would keep the request again, rust-lang/rust#62958): a held payment's connection
+    // keeps this future for the whole hold.
     let answering = async move {
         let response = 'answered: {
             // Protocol switches: only WebSocket passes; `h2c` or a `CONNECT` inside a
