@@ -18,8 +18,9 @@ use super::unknown::{resource_digest, RetryInFlight, UnknownDetails, UnknownSet,
 use super::{Engine, TraceIds};
 use crate::admin::metrics::Metrics;
 use crate::ledger::{Ledger, Outcome, UnknownPayment};
-use crate::policy::{hex, PolicyStore};
+use crate::policy::PolicyStore;
 use crate::trace::{TraceError, TraceLog, TraceRecord};
+use crate::x402::hex;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
 
