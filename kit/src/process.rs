@@ -99,13 +99,14 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<i32> {
     None
 }
 
-/// One `/proc/PID/status` figure in kB or a count (`VmRSS:`, `VmHWM:`, `Threads:`); 0
-/// when the process or the field is gone.
+/// One `/proc/PID/status` figure in kB or a count (`VmRSS`, `VmHWM`, `Threads`, with or
+/// without the colon); 0 when the process or the field is gone.
 pub fn status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let name = field.trim_end_matches(':');
     status
         .lines()
-        .find_map(|line| line.strip_prefix(field))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
