@@ -8,9 +8,9 @@
 //! signature is a dummy of the right shape: the facilitator stub does not verify it, and
 //! Purser never does (checking signatures is the facilitator's job).
 
+use super::error::DemoError;
 use super::http::{send, Reply};
 use super::merchant::Product;
-use super::DemoError;
 use crate::x402::decode::{decode_body_json, decode_header_as};
 use crate::x402::wire::{PaymentPayloadV1, PaymentPayloadV2, PaymentRequiredV1, PaymentRequiredV2};
 use base64::engine::general_purpose::STANDARD;
@@ -248,8 +248,8 @@ fn signed_authorization(
     let second = Sha256::digest(format!("demo-signature-s:{nonce}").as_bytes());
     let signature = format!(
         "0x{}{}1b",
-        crate::policy::hex(&first),
-        crate::policy::hex(&second)
+        crate::x402::hex(&first),
+        crate::x402::hex(&second)
     );
     let payload = json!({
         "authorization": {
@@ -278,5 +278,5 @@ fn random_nonce() -> String {
         let seed = format!("{}:{count}", jiff::Timestamp::now().as_nanosecond());
         bytes.copy_from_slice(&Sha256::digest(seed.as_bytes()));
     }
-    format!("0x{}", crate::policy::hex(&bytes))
+    format!("0x{}", crate::x402::hex(&bytes))
 }

@@ -8,8 +8,8 @@
 //! * `POST /refunds`: the demo policy's `compensation.endpoint`; records the request.
 //! * `GET /settlements`, `GET /refunds`: what it recorded, for the curious.
 
+use super::error::DemoError;
 use super::http::{bind_loopback, json_response, read_body, serve};
-use super::DemoError;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -189,7 +189,7 @@ fn settle_refused(reason: &str, payer: &str, network: &str) -> Response<Full<Byt
 /// A 32-byte hex "transaction hash", unique per settlement. It names no real transaction.
 fn made_up_transaction_hash(nonce: &str, index: usize) -> String {
     let digest = Sha256::digest(format!("purser-demo-settlement:{nonce}:{index}").as_bytes());
-    format!("0x{}", crate::policy::hex(&digest))
+    format!("0x{}", crate::x402::hex(&digest))
 }
 
 fn settlement_json(settlement: &Settlement) -> Value {

@@ -10,10 +10,10 @@ use super::unknown::Claim;
 use super::Engine;
 use crate::ledger::{Outcome, ReservationId, ReserveRequest};
 use crate::policy::rules::{Phase, Trust};
-use crate::policy::{hex, normalize_address, Identity, Policy};
+use crate::policy::{Identity, Policy};
 use crate::proxy::body::ProxyBody;
 use crate::trace::{BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord};
-use crate::x402::Challenge;
+use crate::x402::{hex, normalize_address, Challenge};
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use rust_decimal::Decimal;

@@ -326,7 +326,7 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
         session: line.session.to_string(),
         agent: line.agent.clone(),
         amount,
-        pay_to: crate::policy::normalize_address(line.pay_to.as_deref().unwrap_or("")),
+        pay_to: crate::x402::normalize_address(line.pay_to.as_deref().unwrap_or("")),
     };
     let details = UnknownDetails {
         session: line.session.into(),
@@ -355,7 +355,7 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::metrics::Metrics;
+    use crate::telemetry::metrics::Metrics;
     use crate::policy::{Policy, PolicyStore};
     use crate::trace::{TraceLog, TraceSettings};
     use std::str::FromStr;

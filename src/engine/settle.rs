@@ -16,10 +16,11 @@
 use super::flow::{base_record, RequestFacts, Ticket};
 use super::unknown::{resource_digest, RetryInFlight, UnknownDetails, UnknownSet, UnknownView};
 use super::{Engine, TraceIds};
-use crate::admin::metrics::Metrics;
 use crate::ledger::{Ledger, Outcome, UnknownPayment};
-use crate::policy::{hex, PolicyStore, SessionId};
+use crate::policy::{PolicyStore, SessionId};
+use crate::telemetry::metrics::Metrics;
 use crate::trace::{self, Kind, TraceError, TraceLog, TraceRecord};
+use crate::x402::hex;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
 

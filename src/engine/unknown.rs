@@ -9,7 +9,7 @@
 //! away). Anything else carrying one of its keys is a replay.
 
 use super::flow::RequestFacts;
-use crate::policy::hex;
+use crate::x402::hex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -21,8 +21,8 @@
 //! * a connection that sends nothing within [`ConnectionLimits::first_byte_timeout`] is
 //!   closed (the header timeout, which is longer, still bounds a slow request head).
 
-use crate::admin::metrics::Metrics;
-use crate::admin::wire_metrics::Eviction;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::wire_metrics::Eviction;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -225,7 +225,10 @@ impl Drop for Pass {
 }
 
 /// The caps for `settings` under an open-files limit (`None`: unknown, taken as 1024).
-pub fn limits_for(settings: &super::ProxySettings, open_files: Option<u64>) -> ConnectionLimits {
+pub fn limits_for(
+    settings: &super::settings::ProxySettings,
+    open_files: Option<u64>,
+) -> ConnectionLimits {
     let max_connections = match settings.max_connections {
         0 => default_max_connections(open_files.unwrap_or(1024)),
         configured => configured,

@@ -14,7 +14,7 @@ use super::checks::Checks;
 use super::decider::Decider;
 use super::record::TraceRecord;
 use super::vocabulary::{Kind, Verdict};
-use crate::policy::hex;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 

@@ -3,7 +3,7 @@
 //! [`GENESIS_HASH`]. Any edit, insertion or deletion then breaks the chain at the next
 //! line ([`super::verify`]).
 
-use crate::policy::hex;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 
 /// The hash a chain starts from.
