@@ -355,8 +355,8 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::metrics::Metrics;
     use crate::policy::{Policy, PolicyStore};
+    use crate::telemetry::metrics::Metrics;
     use crate::trace::{TraceLog, TraceSettings};
     use std::str::FromStr;
     use std::sync::Arc;

@@ -38,7 +38,8 @@ impl Identity {
 ///
 /// Built from an [`Identity`], or read once from text (an admin API path, a proof-log
 /// line); the agent and the session name then come from the id, never from splitting the
-/// text again. It reads as the `&str` `AGENT.SESSION` wherever one is expected.
+/// text again. It reads as the `&str` `AGENT.SESSION` wherever one is expected. The
+/// default, empty id only stands for a proof-log line that names no session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId {
     /// `AGENT.SESSION`.

@@ -5,7 +5,7 @@
 //! The field order is the line's (the hash chain covers exact bytes): a line Purser wrote
 //! reads into a [`TraceRecord`] and serialises back to the same bytes. Reading is
 //! tolerant: unknown fields are ignored and every field but `trace_id` and `kind` may be
-//! missing.
+//! missing. A decision's checks are kept as written when read back ([`Checks`]).
 
 use super::checks::Checks;
 use super::decider::{Approver, Decider};
@@ -43,7 +43,7 @@ pub struct Approval {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TraceRecord {
     /// The previous line's hash, on a line read back from the log. The writer chains
-    /// every line it writes itself ([`super::writer`]), so a record to write leaves it
+    /// every line it writes itself ([`super::TraceLog`]), so a record to write leaves it
     /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_hash: Option<String>,
