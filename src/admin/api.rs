@@ -2,11 +2,11 @@
 
 use super::AdminState;
 use crate::approvals::{DecideError, HoldOutcome};
-use crate::engine::answer::json_answer;
 use crate::engine::evaluate::phase_name;
 use crate::engine::session::{self, parse_phase, SessionState};
 use crate::ledger::Account;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::render::json_answer;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};

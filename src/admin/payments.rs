@@ -13,11 +13,11 @@
 
 use super::api::error;
 use super::AdminState;
-use crate::engine::answer::json_answer;
 use crate::engine::settle::ResolveError;
 use crate::engine::unknown::UnknownView;
 use crate::ledger::UnknownPayment;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::render::json_answer;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,23 +1,22 @@
 //! The data-path flow: a request with a payment in, a decision out; an answer in, a
 //! settlement out.
 
-use super::answer::{json_answer, refusal, RefusalBody};
 use super::evaluate::{
     action_name, evaluate, phase_name, Evaluation, PaymentFacts, RecentPayment, Verdict,
 };
+use super::gate::{Gate, Refusal, RefusalStatus};
 use super::hold::OpenedHold;
-use super::pricing::{self, PaymentHeader, PricedPayment, Refusal};
+use super::pricing::{self, PaymentHeader, PricedPayment, Rejection};
 use super::session::{self, parse_phase, SessionState};
 use super::unknown::Claim;
 use super::Engine;
 use crate::ledger::{Outcome, ReservationId, ReserveRequest};
 use crate::policy::rules::Trust;
 use crate::policy::{hex, normalize_address, Identity, Policy};
-use crate::proxy::body::ProxyBody;
 use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
 use crate::x402::Challenge;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,14 +67,6 @@ pub struct Ticket {
     pub guard: Option<super::settle::DropGuard>,
 }
 
-/// What to do with a request.
-pub enum Gate {
-    /// Send it upstream (with a ticket if it carries an allowed payment).
-    Forward(Option<Box<Ticket>>),
-    /// Answer the agent instead.
-    Answer(Response<ProxyBody>),
-}
-
 /// Where the decision left a request: settled at once, or waiting on a hold.
 pub(super) enum Decided {
     Done(Gate),
@@ -112,29 +103,25 @@ impl Engine {
                 .get_or_create(&session_id, &facts.identity.agent, &policy.limits)
             {
                 Ok(state) => state,
-                Err(refused) => return Decided::Done(Gate::Answer(refused.answer(&session_id))),
+                Err(refused) => return Decided::Done(refuse(refused.refusal(&session_id))),
             };
         crate::detect::strip_control_spellings(headers);
         headers.remove(TRANSACTION_HEADER);
-        if let Some(answer) = self.apply_phase_header(&policy, &session_id, &state, headers) {
-            return Decided::Done(Gate::Answer(answer));
+        if let Some(refusal) = self.apply_phase_header(&policy, &session_id, &state, headers) {
+            return Decided::Done(refuse(refusal));
         }
         let header = match payment_header(headers) {
             Ok(None) => return Decided::Done(Gate::Forward(None)),
             Ok(Some(found)) => found,
             Err(refusal) => {
-                return Decided::Done(Gate::Answer(
-                    self.refuse_unparsed(facts, &policy, refusal).await,
-                ))
+                return Decided::Done(refuse(self.refuse_unparsed(facts, &policy, refusal).await))
             }
         };
         let (kind, value) = header;
         let payment = match pricing::parse(kind, value.as_bytes()) {
             Ok(payment) => payment,
             Err(refusal) => {
-                return Decided::Done(Gate::Answer(
-                    self.refuse_unparsed(facts, &policy, refusal).await,
-                ))
+                return Decided::Done(refuse(self.refuse_unparsed(facts, &policy, refusal).await))
             }
         };
         let challenge = self.challenges.lookup(
@@ -151,9 +138,7 @@ impl Engine {
         ) {
             Ok(priced) => priced,
             Err(refusal) => {
-                return Decided::Done(Gate::Answer(
-                    self.refuse_unparsed(facts, &policy, refusal).await,
-                ))
+                return Decided::Done(refuse(self.refuse_unparsed(facts, &policy, refusal).await))
             }
         };
         self.decide(facts, &policy, &state, priced).await
@@ -170,7 +155,7 @@ impl Engine {
         let replay_keys = replay_keys(&priced);
         let now = super::replay::unix_now();
         if let Some(refusal) = unkeyed_or_expired(&priced, &replay_keys, now) {
-            return Decided::Done(Gate::Answer(
+            return Decided::Done(refuse(
                 self.refuse_priced(facts, policy, &priced, refusal).await,
             ));
         }
@@ -186,14 +171,14 @@ impl Engine {
                 return Box::pin(self.decide_retry(facts, policy, state, retry)).await;
             }
             Claim::Conflict { original, why } => {
-                let refusal = Refusal {
+                let refusal = Rejection {
                     code: "replayed_payment",
                     message: format!(
                         "this payment shares its authorization with payment {original}, whose \
                          outcome is unknown, and is not its retry: {why}"
                     ),
                 };
-                return Decided::Done(Gate::Answer(
+                return Decided::Done(refuse(
                     self.refuse_priced(facts, policy, &priced, refusal).await,
                 ));
             }
@@ -202,14 +187,14 @@ impl Engine {
             .iter()
             .find(|key| self.seen_payments.contains(key, now))
         {
-            let refusal = Refusal {
+            let refusal = Rejection {
                 code: "replayed_payment",
                 message: format!(
                     "this payment was already seen ({})",
                     seen.split(':').next().unwrap_or("key")
                 ),
             };
-            return Decided::Done(Gate::Answer(
+            return Decided::Done(refuse(
                 self.refuse_priced(facts, policy, &priced, refusal).await,
             ));
         }
@@ -269,11 +254,10 @@ impl Engine {
                 self.ledger.settle(id, Outcome::Released);
                 self.forget_replay_keys(&replay_keys);
             }
-            let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
-            return Decided::Done(Gate::Answer(json_answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &body,
-                Some(("DENIED", &trace_id)),
+            return Decided::Done(refuse(Refusal::trace_unavailable(
+                error,
+                &trace_id,
+                &session_id,
             )));
         }
         // A refusal past the agent's rate cites the line that summarises it.
@@ -310,27 +294,22 @@ impl Engine {
                         // Another hold took the last place since the check above.
                         self.ledger.settle(id, Outcome::Released);
                         self.forget_replay_keys(&replay_keys);
-                        let reason = format!("hold_limit: {refused}");
-                        Gate::Answer(refusal_answer(
-                            &trace_id,
+                        refuse(Refusal::rejected(
                             "hold_limit",
-                            &reason,
+                            &refused.to_string(),
+                            &trace_id,
                             &session_id,
                         ))
                     }
                 }
             }
-            _ => {
-                let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
-                Gate::Answer(refusal(&RefusalBody {
-                    decision: "DENIED",
-                    rule: &evaluation.rule,
-                    reason: &reason,
-                    code: "denied",
-                    trace_id: &trace_id,
-                    session: &session_id,
-                }))
-            }
+            _ => refuse(Refusal::denied(
+                "denied",
+                &evaluation.rule,
+                &evaluation.reason,
+                &trace_id,
+                &session_id,
+            )),
         };
         Decided::Done(gate)
     }
@@ -441,7 +420,7 @@ impl Engine {
         session_id: &str,
         state: &std::sync::Mutex<SessionState>,
         headers: &mut HeaderMap,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Refusal> {
         let value = headers.remove(PHASE_HEADER)?;
         if !policy.phases.agent_header {
             tracing::warn!("ignoring X-Purser-Phase: the policy does not let agents change phase");
@@ -449,8 +428,13 @@ impl Engine {
         }
         let text = value.to_str().unwrap_or("");
         let Some(target) = parse_phase(text) else {
-            let body = serde_json::json!({"error": "bad_phase", "reason": format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"), "session": session_id});
-            return Some(json_answer(StatusCode::BAD_REQUEST, &body, None));
+            let reason = format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT");
+            return Some(Refusal::control(
+                RefusalStatus::BadRequest,
+                "bad_phase",
+                reason,
+                session_id,
+            ));
         };
         let mut session = session::lock(state);
         match session.advance(target, &policy.phases) {
@@ -466,8 +450,14 @@ impl Engine {
                 None
             }
             Err(error) => {
-                let body = serde_json::json!({"error": "invalid_transition", "reason": error.to_string(), "session": session_id, "phase": phase_name(session.phase)});
-                Some(json_answer(StatusCode::CONFLICT, &body, None))
+                let mut refusal = Refusal::control(
+                    RefusalStatus::Conflict,
+                    "invalid_transition",
+                    error.to_string(),
+                    session_id,
+                );
+                refusal.phase = Some(phase_name(session.phase));
+                Some(refusal)
             }
         }
     }
@@ -476,8 +466,8 @@ impl Engine {
         &self,
         facts: &RequestFacts,
         policy: &Policy,
-        refusal: Refusal,
-    ) -> Response<ProxyBody> {
+        refusal: Rejection,
+    ) -> Refusal {
         let trace_id = self.next_trace_id();
         let mut record = base_record(facts, policy, &trace_id, "decision");
         record.decision = Some("DENIED");
@@ -491,8 +481,8 @@ impl Engine {
         facts: &RequestFacts,
         policy: &Policy,
         priced: &PricedPayment,
-        refusal: Refusal,
-    ) -> Response<ProxyBody> {
+        refusal: Rejection,
+    ) -> Refusal {
         let trace_id = self.next_trace_id();
         let mut record = base_record(facts, policy, &trace_id, "decision");
         fill_payment(&mut record, priced);
@@ -506,8 +496,8 @@ impl Engine {
         &self,
         facts: &RequestFacts,
         record: TraceRecord,
-        refusal: Refusal,
-    ) -> Response<ProxyBody> {
+        refusal: Rejection,
+    ) -> Refusal {
         let session_id = facts.identity.session_id();
         if let Some(state) = self.sessions.get(&session_id) {
             session::lock(&state).counts.denied += 1;
@@ -527,8 +517,7 @@ impl Engine {
         } else {
             tracing::debug!(session = %session_id, trace = %cited, code = refusal.code, "payment refused; counted in a summary");
         }
-        let reason = format!("{}: {}", refusal.code, refusal.message);
-        refusal_answer(&cited, refusal.code, &reason, &session_id)
+        Refusal::rejected(refusal.code, &refusal.message, &cited, &session_id)
     }
 
     /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
@@ -633,28 +622,17 @@ impl Engine {
     }
 }
 
-pub(super) fn refusal_answer(
-    trace_id: &str,
-    code: &str,
-    reason: &str,
-    session: &str,
-) -> Response<ProxyBody> {
-    refusal(&RefusalBody {
-        decision: "DENIED",
-        rule: code,
-        reason,
-        code,
-        trace_id,
-        session,
-    })
+/// The gate for a refusal.
+pub(super) fn refuse(refusal: Refusal) -> Gate {
+    Gate::Refuse(Box::new(refusal))
 }
 
 /// The payment header, if exactly one payment is present in any spelling; two, or a
 /// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
-fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Refusal> {
+fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Rejection> {
     match crate::detect::head_payment(headers) {
         Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
-        Err(undecidable) => Err(Refusal {
+        Err(undecidable) => Err(Rejection {
             code: undecidable.code,
             message: undecidable.message,
         }),
@@ -673,9 +651,9 @@ fn replay_keys(priced: &PricedPayment) -> Vec<String> {
 
 /// A payment Purser cannot key cannot be checked for replays; an expired one could not
 /// settle. Either is refused before anything else.
-fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Option<Refusal> {
+fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Option<Rejection> {
     if keys.is_empty() {
-        return Some(Refusal {
+        return Some(Rejection {
             code: "unsupported_payment",
             message: format!(
                 "Purser cannot identify a payment on network {} for replay checks, so it \
@@ -688,7 +666,7 @@ fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Opti
         .payment
         .valid_before
         .is_some_and(|until| until < now)
-        .then(|| Refusal {
+        .then(|| Rejection {
             code: "expired_payment",
             message: "the payment's authorization expired (validBefore / deadline is past); \
                       it could not settle"

@@ -3,9 +3,8 @@
 //! the held payment or answers `403`.
 
 use super::evaluate::{Evaluation, RecentPayment};
-use super::flow::{
-    base_record, hold_limits, refusal_answer, settled_payment, Gate, RequestFacts, Ticket,
-};
+use super::flow::{base_record, hold_limits, refuse, settled_payment, RequestFacts, Ticket};
+use super::gate::{Gate, Refusal};
 use super::pricing::PricedPayment;
 use super::session::{self, SessionState};
 use super::Engine;
@@ -245,11 +244,10 @@ impl Engine {
                 tracing::error!(%error, hold = %id, "approval could not be made durable; refusing the payment");
                 self.ledger.settle(reservation, Outcome::Released);
                 self.forget_replay_keys(&replay_keys);
-                let reason = format!("trace_unavailable: {error}");
-                return Gate::Answer(refusal_answer(
-                    &trace_id,
+                return refuse(Refusal::rejected(
                     "trace_unavailable",
-                    &reason,
+                    &error.to_string(),
+                    &trace_id,
                     &facts.identity.session_id(),
                 ));
             }
@@ -278,11 +276,10 @@ impl Engine {
             HoldOutcome::ShuttingDown => "shutting_down",
             _ => "approval_denied",
         };
-        let reason = format!("{code}: {}", denial_reason(&decided));
-        Gate::Answer(refusal_answer(
-            &trace_id,
+        refuse(Refusal::rejected(
             code,
-            &reason,
+            &denial_reason(&decided),
+            &trace_id,
             &facts.identity.session_id(),
         ))
     }

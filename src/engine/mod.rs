@@ -4,19 +4,19 @@
 //! * [`pricing`]: parse the payment, match it to its challenge, price it.
 //! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy.
 //! * [`session`]: phases, remembered challenges and recent payments per session.
-//! * [`answer`]: the `403` the agent gets when a payment does not go out.
+//! * [`gate`]: what the proxy is told to do: forward, or a typed [`Refusal`] it renders.
 //! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
 //! * [`unknown`] and `retry`: payments whose outcome is unknown, and their one retry.
 //!
 //! Reads (no payment header) always pass. A payment is forwarded only after the decision
 //! to forward it is on disk and its amount is reserved in the [`crate::ledger`].
 
-pub mod answer;
 pub mod cases;
 pub mod challenges;
 pub mod compensation;
 pub mod evaluate;
 mod flow;
+pub mod gate;
 mod hold;
 pub mod pricing;
 pub mod recovery;
@@ -28,7 +28,8 @@ pub mod settle;
 pub mod unknown;
 mod unsupported;
 
-pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
+pub use flow::{RequestFacts, Ticket, TRANSACTION_HEADER};
+pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
 
 use crate::admin::metrics::Metrics;
 use crate::approvals::notify::Notifier;

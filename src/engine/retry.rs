@@ -8,18 +8,17 @@
 //! Which copies count as the retry, and that only one is in flight, is
 //! [`super::unknown`]'s business.
 
-use super::answer::{json_answer, refusal, RefusalBody};
 use super::evaluate::{phase_name, Verdict};
 use super::flow::{
-    budget_snapshot, decision_record, settled_payment, Decided, Gate, RequestFacts, Ticket,
+    budget_snapshot, decision_record, refuse, settled_payment, Decided, RequestFacts, Ticket,
 };
-use super::pricing::{PricedPayment, Refusal};
+use super::gate::{Gate, Refusal};
+use super::pricing::{PricedPayment, Rejection};
 use super::session::SessionState;
 use super::unknown::{resource_digest, Claim, RetryClaim, RetryIdentity};
 use super::Engine;
 use crate::ledger::BudgetView;
 use crate::policy::{hex, Policy};
-use http::StatusCode;
 use rust_decimal::Decimal;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -67,12 +66,12 @@ impl Engine {
         let agent = facts.identity.agent.to_string();
         let Some(counted) = self.ledger.unknown_payment(&original).map(|p| p.amount) else {
             // Resolved between the claim and now: it is no longer a retry of anything.
-            let refusal = Refusal {
+            let rejection = Rejection {
                 code: "replayed_payment",
                 message: format!("payment {original} was resolved while this copy arrived"),
             };
-            return Decided::Done(Gate::Answer(
-                self.refuse_priced(facts, policy, &priced, refusal).await,
+            return Decided::Done(refuse(
+                self.refuse_priced(facts, policy, &priced, rejection).await,
             ));
         };
         let limits = policy.limits_for(&agent);
@@ -119,25 +118,22 @@ impl Engine {
             Ok(cited) => cited,
             Err(error) => {
                 tracing::error!(%error, "retry decision could not be made durable; refusing it");
-                let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
-                return Decided::Done(Gate::Answer(json_answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &body,
-                    Some(("DENIED", &trace_id)),
+                return Decided::Done(refuse(Refusal::trace_unavailable(
+                    &error,
+                    &trace_id,
+                    &session_id,
                 )));
             }
         };
         tracing::info!(session = %session_id, trace = %trace_id, %original, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, "retry of a payment whose outcome is unknown");
         if evaluation.verdict != Verdict::Allowed {
-            let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
-            return Decided::Done(Gate::Answer(refusal(&RefusalBody {
-                decision: "DENIED",
-                rule: &evaluation.rule,
-                reason: &reason,
-                code: "denied",
-                trace_id: &cited,
-                session: &session_id,
-            })));
+            return Decided::Done(refuse(Refusal::denied(
+                "denied",
+                &evaluation.rule,
+                &evaluation.reason,
+                &cited,
+                &session_id,
+            )));
         }
         Decided::Done(Gate::Forward(Some(Box::new(Ticket {
             settled: Some(settled_payment(facts, &priced, &original)),

@@ -45,20 +45,14 @@ pub enum SessionRefused {
 }
 
 impl SessionRefused {
-    /// What the agent is told: `429`, `X-Purser-Error: too_many_sessions`, and why.
-    pub fn answer(&self, session: &str) -> http::Response<crate::proxy::body::ProxyBody> {
-        let body = serde_json::json!({
-            "error": "too_many_sessions",
-            "reason": self.to_string(),
-            "session": session,
-        });
-        let mut answer =
-            super::answer::json_answer(http::StatusCode::TOO_MANY_REQUESTS, &body, None);
-        answer.headers_mut().insert(
-            "x-purser-error",
-            http::HeaderValue::from_static("too_many_sessions"),
-        );
-        answer
+    /// What the agent is told: `429 too_many_sessions`, and why.
+    pub fn refusal(&self, session: &str) -> super::gate::Refusal {
+        super::gate::Refusal::control(
+            super::gate::RefusalStatus::TooManyRequests,
+            "too_many_sessions",
+            self.to_string(),
+            session,
+        )
     }
 }
 

@@ -3,11 +3,10 @@
 //! cannot read. They are refused like any payment that fails its checks: `403`, the
 //! refusal's code as rule and reason, and a durable decision line (`DENIED`).
 
-use super::pricing::Refusal;
+use super::gate::Refusal;
+use super::pricing::Rejection;
 use super::{Engine, RequestFacts};
 use crate::detect::Undecidable;
-use crate::proxy::body::ProxyBody;
-use http::Response;
 
 impl Engine {
     /// Refuses a request whose payment cannot be decided, with a decision line.
@@ -15,12 +14,12 @@ impl Engine {
         &self,
         facts: &RequestFacts,
         undecidable: Undecidable,
-    ) -> Response<ProxyBody> {
+    ) -> Refusal {
         let policy = self.policy.current();
-        let refusal = Refusal {
+        let rejection = Rejection {
             code: undecidable.code,
             message: undecidable.message,
         };
-        self.refuse_unparsed(facts, &policy, refusal).await
+        self.refuse_unparsed(facts, &policy, rejection).await
     }
 }

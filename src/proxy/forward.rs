@@ -8,6 +8,7 @@ use super::answers::{self, ErrorCode};
 use super::body::{buffer_bounded, full, request_body, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{detach_head, is_upgrade_request, strip_hop_by_hop};
 use super::inspect_body::{self, BodyWatch, Inspected};
+use super::render;
 use super::upstream::classify;
 use super::{ProxyState, Target};
 use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
@@ -66,8 +67,9 @@ pub fn forward_logged(
                     Inspected::Forward(streaming) => streaming,
                     Inspected::Refuse(refusal) => {
                         let facts = facts.insert(request_facts(&identity, &target, &method, &uri));
-                        break 'answered Box::pin(state.engine.refuse_undecidable(facts, refusal))
-                            .await;
+                        let refused =
+                            Box::pin(state.engine.refuse_undecidable(facts, refusal)).await;
+                        break 'answered render::refusal(&refused);
                     }
                     Inspected::Failed(answer) => break 'answered answer,
                 }
@@ -84,7 +86,7 @@ pub fn forward_logged(
                     .map(|v| v.chars().take(128).collect());
                 match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
                     Gate::Forward(granted) => ticket = granted,
-                    Gate::Answer(answer) => break 'answered answer,
+                    Gate::Refuse(refusal) => break 'answered render::refusal(&refusal),
                 }
             }
             let response = Box::pin(send(&state, request, &target, facts.as_ref(), ticket)).await;
@@ -92,7 +94,8 @@ pub fn forward_logged(
                 // The upstream request was cut off before the payment left.
                 let facts =
                     facts.get_or_insert_with(|| request_facts(&identity, &target, &method, &uri));
-                break 'answered Box::pin(state.engine.refuse_undecidable(facts, found)).await;
+                let refused = Box::pin(state.engine.refuse_undecidable(facts, found)).await;
+                break 'answered render::refusal(&refused);
             }
             if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
                 if response.status().is_server_error() {

@@ -29,6 +29,7 @@ pub mod headers;
 pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
+pub mod render;
 pub mod server;
 pub mod shutdown;
 pub mod sniff;
