@@ -3,11 +3,12 @@
 //! `SIGHUP` reloads the policy (a bad file keeps the old one); `SIGTERM` or `SIGINT`
 //! stops accepting, lets in-flight requests finish for up to the drain timeout, and exits.
 
-use crate::admin::{self, metrics::Metrics, AdminState};
+use crate::admin::{self, AdminState};
 use crate::approvals::notify::Notifier;
 use crate::approvals::HoldOutcome;
 use crate::engine::recovery::{log_files, RecoveryError};
 use crate::engine::Engine;
+use crate::outbound::SharedOutbound;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
 use crate::proxy::egress::EgressGuard;
@@ -15,6 +16,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
+use crate::telemetry::metrics::Metrics;
 use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,7 +80,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let (ca, created) = CertificateAuthority::load_or_create(&config.ca_dir)?;
     if created {
         tracing::info!(cert = %ca.cert_path().display(), "created a new interception CA");
-        crate::cli::ca::write_agent_bundle(&ca);
+        crate::proxy::trust_bundle::write_agent_bundle(&ca);
     }
     let policy = Arc::new(PolicyStore::new(policy));
     let egress = Arc::new(EgressGuard::new(policy.clone()));
@@ -105,10 +107,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     tracing::info!(trace_log = %config.trace_log.display(), "proof log open");
     // The webhook and the refund endpoint are the operator's, not an agent's, so they
     // leave through the client that is not held to the policy's `egress` section.
-    let notifier = Notifier::start(policy.clone(), upstream.internal_client.clone());
+    let outbound: SharedOutbound = Arc::new(upstream.internal_client.clone());
+    let notifier = Notifier::start(policy.clone(), outbound.clone());
     let engine = Arc::new(
         Engine::new(policy.clone(), trace, metrics.clone(), Some(notifier))
-            .with_compensator(upstream.internal_client.clone()),
+            .with_compensator(outbound),
     );
     spawn_session_sweeper(engine.clone());
     let started = std::time::Instant::now();

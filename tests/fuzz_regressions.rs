@@ -85,9 +85,9 @@ fn policy_load_token_sha256_with_a_multibyte_character() {
 /// Purser could have priced are now skipped on replay, as live pricing refuses them.
 #[test]
 fn trace_recover_amounts_that_would_overflow_the_ledger() {
-    use purser::admin::metrics::Metrics;
     use purser::engine::Engine;
     use purser::policy::PolicyStore;
+    use purser::telemetry::metrics::Metrics;
     use purser::trace::{TraceLog, TraceSettings};
     use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use purser::admin::metrics::Metrics;
+use purser::telemetry::metrics::Metrics;
 use purser::engine::Engine;
 use purser::policy::{Policy, PolicyStore};
 use purser::trace::{TraceLog, TraceSettings};

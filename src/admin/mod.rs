@@ -7,19 +7,17 @@
 //! loopback without a token.
 
 mod api;
-pub mod metrics;
 mod metrics_bounds;
 mod payments;
-pub mod wire_metrics;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;
 use crate::proxy::ProxyState;
+use crate::telemetry::metrics::LeafFigures;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics::LeafFigures;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;

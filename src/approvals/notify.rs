@@ -2,10 +2,8 @@
 //! attempt. Events go into a bounded queue drained by one task, so the decision path
 //! never waits on a webhook; when the queue is full, events are dropped and counted.
 
+use crate::outbound::{JsonPost, SharedOutbound};
 use crate::policy::PolicyStore;
-use crate::proxy::body::full;
-use crate::proxy::upstream::UpstreamClient;
-use http::{header, Method, Request};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +23,7 @@ pub struct Notifier {
 impl Notifier {
     /// Starts the delivery task. The webhook URL is read from the policy per event, so a
     /// reload takes effect at once.
-    pub fn start(policy: Arc<PolicyStore>, client: UpstreamClient) -> Notifier {
+    pub fn start(policy: Arc<PolicyStore>, client: SharedOutbound) -> Notifier {
         let (queue, mut events) = mpsc::channel::<Value>(QUEUE);
         let delivered = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -36,7 +34,15 @@ impl Notifier {
                 let Some(url) = settings.webhook else {
                     continue;
                 };
-                if deliver(&client, &url, &event, settings.timeout, settings.retries).await {
+                if deliver(
+                    client.as_ref(),
+                    &url,
+                    &event,
+                    settings.timeout,
+                    settings.retries,
+                )
+                .await
+                {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
                     bad.fetch_add(1, Ordering::Relaxed);
@@ -61,7 +67,7 @@ impl Notifier {
 }
 
 async fn deliver(
-    client: &UpstreamClient,
+    client: &dyn crate::outbound::Outbound,
     url: &http::Uri,
     event: &Value,
     timeout: Duration,
@@ -70,20 +76,15 @@ async fn deliver(
     let body = event.to_string();
     let mut backoff = Duration::from_millis(250);
     for attempt in 0..=retries {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("purser/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(full(body.clone()));
-        let Ok(request) = request else { return false };
-        match tokio::time::timeout(timeout, client.request(request)).await {
-            Ok(Ok(response)) if response.status().is_success() => return true,
-            Ok(Ok(response)) => tracing::warn!(
-                status = response.status().as_u16(),
+        let post = JsonPost {
+            url,
+            body: &body,
+            idempotency_key: None,
+        };
+        match tokio::time::timeout(timeout, client.post_json(post)).await {
+            Ok(Ok(status)) if status.is_success() => return true,
+            Ok(Ok(status)) => tracing::warn!(
+                status = status.as_u16(),
                 attempt,
                 "webhook refused a notification"
             ),

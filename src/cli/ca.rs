@@ -1,22 +1,10 @@
-//! `purser ca init`, and the trust bundle agents point at.
-//!
-//! Agents that replace their trust store (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`) still
-//! need the public roots for `tunnel` hosts, which Purser does not intercept. So beside
-//! the CA, Purser writes `agent-bundle.pem`: the system roots plus its own CA.
+//! `purser ca init`: creates the CA, writes the agents' trust bundle
+//! ([`crate::proxy::trust_bundle`]) and prints the variables agents need.
 
 use crate::proxy::ca::CertificateAuthority;
-use std::path::{Path, PathBuf};
+use crate::proxy::trust_bundle::write_agent_bundle;
+use std::path::Path;
 use std::process::ExitCode;
-
-pub const AGENT_BUNDLE_FILE: &str = "agent-bundle.pem";
-
-/// Where Debian, Alpine, Fedora and friends keep their bundle.
-const SYSTEM_BUNDLES: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-    "/etc/ssl/ca-bundle.pem",
-];
 
 pub fn init(dir: &Path, force: bool, proxy: &str) -> ExitCode {
     match CertificateAuthority::create(dir, force) {
@@ -28,24 +16,6 @@ pub fn init(dir: &Path, force: bool, proxy: &str) -> ExitCode {
         Err(error) => {
             eprintln!("purser: {error}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Writes the system roots plus the CA next to the CA; returns its path when written.
-pub fn write_agent_bundle(ca: &CertificateAuthority) -> Option<PathBuf> {
-    let ca_pem = std::fs::read_to_string(ca.cert_path()).ok()?;
-    let system = SYSTEM_BUNDLES
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .unwrap_or_default();
-    let path = ca.cert_path().parent()?.join(AGENT_BUNDLE_FILE);
-    let contents = format!("{system}\n# Purser interception CA\n{ca_pem}");
-    match std::fs::write(&path, contents) {
-        Ok(()) => Some(path),
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "cannot write the agent trust bundle");
-            None
         }
     }
 }

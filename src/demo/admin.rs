@@ -1,8 +1,8 @@
 //! The demo's view of Purser's admin API: the same endpoints the console and the
 //! `purser approvals|sessions|traces` commands use (sessions, holds, the proof log).
 
+use super::error::DemoError;
 use super::http::send;
-use super::DemoError;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::Full;

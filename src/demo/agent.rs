@@ -8,9 +8,9 @@
 //! signature is a dummy of the right shape: the facilitator stub does not verify it, and
 //! Purser never does (checking signatures is the facilitator's job).
 
+use super::error::DemoError;
 use super::http::{send, Reply};
 use super::merchant::Product;
-use super::DemoError;
 use crate::x402::decode::{decode_body_json, decode_header_as};
 use crate::x402::wire::{PaymentPayloadV1, PaymentPayloadV2, PaymentRequiredV1, PaymentRequiredV2};
 use base64::engine::general_purpose::STANDARD;

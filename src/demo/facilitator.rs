@@ -8,8 +8,8 @@
 //! * `POST /refunds`: the demo policy's `compensation.endpoint`; records the request.
 //! * `GET /settlements`, `GET /refunds`: what it recorded, for the curious.
 
+use super::error::DemoError;
 use super::http::{bind_loopback, json_response, read_body, serve};
-use super::DemoError;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;

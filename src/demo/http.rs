@@ -126,8 +126,8 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 /// Binds a loopback listener on a port the system picks.
-pub async fn bind_loopback(what: &'static str) -> Result<TcpListener, super::DemoError> {
+pub async fn bind_loopback(what: &'static str) -> Result<TcpListener, super::error::DemoError> {
     TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|source| super::DemoError::Bind { what, source })
+        .map_err(|source| super::error::DemoError::Bind { what, source })
 }

@@ -3,7 +3,7 @@
 //! Nothing about Purser's own path is special-cased: the agent talks to exactly what an
 //! operator runs. Its log goes to a file in the working directory.
 
-use super::DemoError;
+use super::error::DemoError;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,9 +12,9 @@
 //! product settles and then fails with a `500`, as a merchant whose back end breaks after
 //! taking the money would: that is what Purser's compensation is for.
 
+use super::error::DemoError;
 use super::facilitator::Facilitator;
 use super::http::{bind_loopback, json_response, send, serve};
-use super::DemoError;
 use crate::x402::{decode::decode_header_json, parse_payment_v1, parse_payment_v2, same_address};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

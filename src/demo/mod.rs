@@ -19,6 +19,7 @@
 
 mod admin;
 mod agent;
+mod error;
 mod facilitator;
 mod http;
 mod launch;
@@ -27,6 +28,7 @@ mod narrative;
 mod script;
 mod script_later;
 
+pub use error::DemoError;
 use facilitator::Facilitator;
 use launch::{PurserFiles, PurserProcess};
 use merchant::Merchant;
@@ -56,37 +58,6 @@ pub struct DemoArgs {
     /// sessions from it.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-/// Why the demo stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("cannot prepare the working directory {path}: {source}")]
-    Workspace {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{0} already holds a proof log from an earlier run; give --dir an empty or new directory"
-    )]
-    UsedDirectory(PathBuf),
-    #[error("cannot listen on loopback for the {what}: {source}")]
-    Bind {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Launch(String),
-    #[error("{what}: {message}")]
-    Http { what: String, message: String },
-    #[error("step {step} did not behave as expected: {detail}")]
-    Step { step: u8, detail: String },
-    #[error("the proof log does not verify: {0}")]
-    ProofLog(String),
-    #[error("interrupted")]
-    Interrupted,
-    #[error("{0}")]
-    Policy(String),
 }
 
 /// Runs the demo; exits 0 when every step behaved as expected.
@@ -152,7 +123,7 @@ async fn run_steps(args: &DemoArgs, workspace: &Workspace) -> Result<(), DemoErr
     let stage = script::Stage::new(&purser, merchant, facilitator, args.pause_at_hold);
     introduce(&stage, &purser, workspace);
     let steps = tokio::select! {
-        outcome = script::run_all(&stage) => outcome,
+        outcome = run_all(&stage) => outcome,
         // Only a delivered Ctrl-C: should the handler fail to install, the steps run on.
         Ok(()) = tokio::signal::ctrl_c() => Err(DemoError::Interrupted),
     };
@@ -316,6 +287,16 @@ impl Workspace {
 fn temporary_directory() -> PathBuf {
     let stamp = jiff::Timestamp::now().as_microsecond();
     std::env::temp_dir().join(format!("purser-demo-{}-{stamp}", std::process::id()))
+}
+
+/// Runs every step in order; stops at the first that does not behave as expected.
+async fn run_all(stage: &script::Stage) -> Result<(), DemoError> {
+    script::read_freely(stage).await?;
+    script::refused_while_exploring(stage).await?;
+    script::commit_and_pay(stage).await?;
+    script_later::held_for_a_person(stage).await?;
+    script_later::failed_transaction(stage).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,13 +8,12 @@
 
 use super::admin::Admin;
 use super::agent::{Agent, Purchase, Terms};
+use super::error::DemoError;
 use super::facilitator::Facilitator;
 use super::http::Reply;
 use super::launch::PurserProcess;
 use super::merchant::{Merchant, Product, ANALYST_NOTES, CATALOG_PATH, MARKET_SNAPSHOT};
 use super::narrative::{self, detail, more, passed, say, usd, why};
-use super::script_later;
-use super::DemoError;
 use http::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
@@ -54,16 +53,6 @@ pub fn expect(step: u8, holds: bool, detail: impl FnOnce() -> String) -> Result<
             detail: detail(),
         })
     }
-}
-
-/// Runs every step in order; stops at the first that does not behave as expected.
-pub async fn run_all(stage: &Stage) -> Result<(), DemoError> {
-    read_freely(stage).await?;
-    refused_while_exploring(stage).await?;
-    commit_and_pay(stage).await?;
-    script_later::held_for_a_person(stage).await?;
-    script_later::failed_transaction(stage).await?;
-    Ok(())
 }
 
 impl Stage {
@@ -267,7 +256,7 @@ pub fn status_text(status: StatusCode) -> String {
 }
 
 /// Step 1: reads without payment pass untouched; a 402 is passed back and remembered.
-async fn read_freely(stage: &Stage) -> Result<(), DemoError> {
+pub(super) async fn read_freely(stage: &Stage) -> Result<(), DemoError> {
     const STEP: u8 = 1;
     narrative::heading(STEP, STEPS, "Reading is free");
     say("The agent's session starts in the EXPLORE phase. It looks around the shop.");
@@ -332,7 +321,7 @@ async fn read_freely(stage: &Stage) -> Result<(), DemoError> {
 }
 
 /// Step 2: a payment in EXPLORE is refused by the `phase` rule and never leaves.
-async fn refused_while_exploring(stage: &Stage) -> Result<(), DemoError> {
+pub(super) async fn refused_while_exploring(stage: &Stage) -> Result<(), DemoError> {
     const STEP: u8 = 2;
     narrative::heading(STEP, STEPS, "A payment while exploring is refused");
     let session = stage.session().await?;
@@ -379,7 +368,7 @@ async fn refused_while_exploring(stage: &Stage) -> Result<(), DemoError> {
 }
 
 /// Step 3: the agent moves its session to COMMIT; two payments, v2 and v1, settle.
-async fn commit_and_pay(stage: &Stage) -> Result<(), DemoError> {
+pub(super) async fn commit_and_pay(stage: &Stage) -> Result<(), DemoError> {
     const STEP: u8 = 3;
     narrative::heading(STEP, STEPS, "Commit, pay, settle");
     say(

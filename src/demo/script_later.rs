@@ -2,11 +2,11 @@
 //! the demo, or by you with `--pause-at-hold`), and a transaction whose last step fails
 //! after paying, so that Purser asks for every payment of it to be refunded.
 
+use super::error::DemoError;
 use super::facilitator::RefundRequest;
 use super::merchant::{Product, CAR, FLIGHT, FULL_HISTORY, HOTEL};
 use super::narrative::{self, detail, gap, line, more, passed, say, usd, why};
 use super::script::{announce, challenge_lines, expect, expect_settled, Stage, STEPS};
-use super::DemoError;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::time::Duration;

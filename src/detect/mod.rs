@@ -24,6 +24,7 @@ pub mod names;
 
 use crate::x402::{self, Receipt, X402Error};
 use http::{header, HeaderMap, HeaderValue};
+pub use names::PaymentHeader;
 use names::Role;
 
 /// The refusal code of a payment Purser cannot price or decide.
@@ -58,24 +59,6 @@ impl Protocol {
             Protocol::L402 => "an L402/LSAT credential (Authorization: L402)",
             Protocol::X402Mcp => "an x402 payment in a JSON-RPC (MCP) body's _meta",
             Protocol::MppMcp => "an MPP credential in a JSON-RPC (MCP) body's _meta",
-        }
-    }
-}
-
-/// Which x402 header carries a payment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PaymentHeader {
-    /// `X-PAYMENT`
-    V1,
-    /// `PAYMENT-SIGNATURE`
-    V2,
-}
-
-impl PaymentHeader {
-    fn protocol(self) -> Protocol {
-        match self {
-            PaymentHeader::V1 => Protocol::X402V1,
-            PaymentHeader::V2 => Protocol::X402V2,
         }
     }
 }
@@ -167,7 +150,7 @@ pub fn head_payment(headers: &HeaderMap) -> Result<Option<X402Header>, Undecidab
     for (name, value) in headers {
         match names::role(name.as_str()) {
             Some(Role::Payment(kind)) => {
-                found.push(kind.protocol());
+                found.push(x402_protocol(kind));
                 x402 = Some(X402Header {
                     kind,
                     value: value.clone(),
@@ -316,6 +299,14 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
     haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The protocol version an x402 payment header carries.
+fn x402_protocol(kind: PaymentHeader) -> Protocol {
+    match kind {
+        PaymentHeader::V1 => Protocol::X402V1,
+        PaymentHeader::V2 => Protocol::X402V2,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,14 @@
 //! or digit to `-`: whatever a framework could read as a payment header, Purser reads as
 //! one too.
 
-use super::PaymentHeader;
+/// Which x402 header carries a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentHeader {
+    /// `X-PAYMENT`
+    V1,
+    /// `PAYMENT-SIGNATURE`
+    V2,
+}
 
 /// What a header name means to Purser, whatever its spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

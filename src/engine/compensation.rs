@@ -7,12 +7,11 @@
 //! ones still pending.
 
 use crate::ledger::Ledger;
+use crate::outbound::{JsonPost, Outbound, SharedOutbound};
 use crate::policy::PolicyStore;
-use crate::proxy::body::full;
-use crate::proxy::upstream::UpstreamClient;
 use crate::trace::{TraceLog, TraceRecord};
 use dashmap::DashMap;
-use http::{header, Method, Request};
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,7 +72,7 @@ pub struct Compensator {
 /// What the refund task needs.
 pub struct RefundContext {
     pub policy: Arc<PolicyStore>,
-    pub client: UpstreamClient,
+    pub client: SharedOutbound,
     pub trace: TraceLog,
     pub ledger: Arc<Ledger>,
 }
@@ -182,7 +181,7 @@ async fn run_refunds(context: RefundContext, mut jobs: mpsc::UnboundedReceiver<R
         trace_refund(&context, &job, "pending", false, None);
         let settings = context.policy.current().compensation.clone();
         let result = match settings.endpoint.as_deref() {
-            Some(endpoint) => request_refund(&context.client, endpoint, &job).await,
+            Some(endpoint) => request_refund(context.client.as_ref(), endpoint, &job).await,
             None => Err("no compensation.endpoint in the policy".to_string()),
         };
         match result {
@@ -206,7 +205,7 @@ async fn run_refunds(context: RefundContext, mut jobs: mpsc::UnboundedReceiver<R
 }
 
 async fn request_refund(
-    client: &UpstreamClient,
+    client: &dyn Outbound,
     endpoint: &str,
     job: &RefundJob,
 ) -> Result<(), String> {
@@ -231,16 +230,14 @@ async fn request_refund(
     let mut backoff = Duration::from_millis(250);
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(uri.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", job.id.as_str())
-            .body(full(body.clone()))
-            .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(Duration::from_secs(10), client.request(request)).await {
-            Ok(Ok(response)) if response.status().is_success() => return Ok(()),
-            Ok(Ok(response)) => last_error = format!("endpoint answered {}", response.status()),
+        let post = JsonPost {
+            url: &uri,
+            body: &body,
+            idempotency_key: Some(job.id.as_str()),
+        };
+        match tokio::time::timeout(Duration::from_secs(10), client.post_json(post)).await {
+            Ok(Ok(status)) if status.is_success() => return Ok(()),
+            Ok(Ok(status)) => last_error = format!("endpoint answered {status}"),
             Ok(Err(error)) => last_error = format!("endpoint unreachable: {error}"),
             Err(_) => last_error = "endpoint timed out".to_string(),
         }

@@ -31,11 +31,11 @@ mod unsupported;
 pub use flow::{RequestFacts, Ticket, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
 
-use crate::admin::metrics::Metrics;
 use crate::approvals::notify::Notifier;
 use crate::approvals::Holds;
 use crate::ledger::Ledger;
 use crate::policy::PolicyStore;
+use crate::telemetry::metrics::Metrics;
 use crate::trace::TraceLog;
 use session::Sessions;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +112,7 @@ impl Engine {
     }
 
     /// Adds the refund task (needs a runtime and an HTTP client).
-    pub fn with_compensator(mut self, client: crate::proxy::upstream::UpstreamClient) -> Self {
+    pub fn with_compensator(mut self, client: crate::outbound::SharedOutbound) -> Self {
         self.compensator = Some(compensation::Compensator::start(
             compensation::RefundContext {
                 policy: self.policy.clone(),

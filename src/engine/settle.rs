@@ -16,9 +16,9 @@
 use super::flow::{base_record, RequestFacts, Ticket};
 use super::unknown::{resource_digest, RetryInFlight, UnknownDetails, UnknownSet, UnknownView};
 use super::{Engine, TraceIds};
-use crate::admin::metrics::Metrics;
 use crate::ledger::{Ledger, Outcome, UnknownPayment};
 use crate::policy::{hex, PolicyStore};
+use crate::telemetry::metrics::Metrics;
 use crate::trace::{TraceError, TraceLog, TraceRecord};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;

@@ -21,8 +21,8 @@
 //! * a connection that sends nothing within [`ConnectionLimits::first_byte_timeout`] is
 //!   closed (the header timeout, which is longer, still bounds a slow request head).
 
-use crate::admin::metrics::Metrics;
-use crate::admin::wire_metrics::Eviction;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::wire_metrics::Eviction;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::pin::Pin;

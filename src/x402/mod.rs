@@ -21,6 +21,7 @@ pub mod network;
 mod payload;
 pub mod payment;
 pub mod receipt;
+mod replay_key;
 mod solana;
 pub mod wire;
 
@@ -29,8 +30,9 @@ pub use challenge::{parse_challenge_v1_body, parse_challenge_v2_header, Challeng
 pub use decode::{MAX_CHALLENGE_BODY_BYTES, MAX_PAYMENT_HEADER_BYTES};
 pub use error::X402Error;
 pub use network::canonical_network;
-pub use payment::{parse_payment_v1, parse_payment_v2, Payment, PaymentKind, ReplayKey};
+pub use payment::{parse_payment_v1, parse_payment_v2, Payment, PaymentKind};
 pub use receipt::{parse_receipt, Receipt};
+pub use replay_key::ReplayKey;
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@
 use super::canonical;
 use super::error::{excerpt, X402Error};
 use super::fields::Obj;
-use super::payment::ReplayKey;
+use super::replay_key::ReplayKey;
 use super::solana;
 use sha2::{Digest, Sha256};
 

@@ -8,9 +8,9 @@ use super::error::X402Error;
 use super::fields::Obj;
 use super::network::{canonical_network, namespace};
 use super::payload::{self, Signed};
+use super::replay_key::ReplayKey;
 use super::solana::hex;
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 pub use super::payload::PaymentKind;
 
@@ -51,34 +51,6 @@ pub struct Payment {
     /// Built while parsing, from canonical bytes: a payment that cannot be keyed is not
     /// a payment Purser accepts.
     keys: Vec<ReplayKey>,
-}
-
-/// What makes a payment single-use. Any key seen before means a replay. Keys hold
-/// canonical bytes (see [`super::canonical`]), so a re-spelled payment has the same keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReplayKey {
-    /// EVM: (payer, nonce); the token contracts' own uniqueness rule. A Permit2 nonce is
-    /// its `uint256` as 32 big-endian bytes.
-    PayerNonce([u8; 20], [u8; 32]),
-    /// SHA-256 of the signature's bytes: the log never holds material that could be
-    /// replayed.
-    Signature([u8; 32]),
-    /// Solana: SHA-256 of the transaction's signed message (see `solana.rs` for why not
-    /// the transaction bytes).
-    SolanaTransaction([u8; 32]),
-}
-
-impl fmt::Display for ReplayKey {
-    /// A stable text form, for the trace log the replay set is rebuilt from.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplayKey::PayerNonce(payer, nonce) => {
-                write!(f, "payer_nonce:0x{}:0x{}", hex(payer), hex(nonce))
-            }
-            ReplayKey::Signature(digest) => write!(f, "signature_sha256:{}", hex(digest)),
-            ReplayKey::SolanaTransaction(id) => write!(f, "solana_tx:{}", hex(id)),
-        }
-    }
 }
 
 /// Parses a v1 `X-PAYMENT` header.

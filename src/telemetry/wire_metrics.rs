@@ -2,7 +2,7 @@
 //! connections silent past the first-byte timeout, and protocol switches other than
 //! WebSocket. Bumped by [`crate::proxy::admission`] and [`crate::proxy::forward`].
 
-use super::metrics::{family, single};
+use super::prometheus::{family, single};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 

@@ -3,7 +3,8 @@
 //! Plain atomics: recording a metric on the hot path is one relaxed add, and nothing here
 //! allocates per request.
 
-use crate::proxy::answers::ErrorCode;
+use super::prometheus::{escape_label, family, single};
+use crate::codes::ErrorCode;
 use dashmap::DashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -387,26 +388,4 @@ pub struct LeafFigures {
     pub minted: u64,
     pub hits: u64,
     pub entries: u64,
-}
-
-pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-pub(super) fn single(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: impl std::fmt::Display,
-) {
-    family(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
