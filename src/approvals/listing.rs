@@ -1,10 +1,10 @@
 //! What `GET /v1/approvals` shows of each pending hold: the hold as it was opened, plus
 //! the session's and the agent's budgets as they would stand if it were approved. The
-//! budgets are read from the ledger at listing time, not when the hold opened: other
-//! payments settle and reserve while a hold waits, and the approver decides on now.
+//! budgets are read at listing time, not when the hold opened: other payments settle and
+//! reserve while a hold waits, and the approver decides on now.
 
 use super::HoldView;
-use crate::ledger::{Account, Ledger};
+use crate::ledger::{Account, BudgetView};
 use crate::policy::Policy;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -49,10 +49,11 @@ pub struct GateRatios {
     pub halt: Option<Decimal>,
 }
 
-/// Lists `holds` with their budgets after approval under `policy`.
+/// Lists `holds` with their budgets after approval under `policy`; `budgets` are each
+/// hold's session and agent accounts now, in the same order.
 pub fn list<'a>(
     holds: &'a [std::sync::Arc<HoldView>],
-    ledger: &Ledger,
+    budgets: &[BudgetView],
     policy: &Policy,
 ) -> Vec<HoldListing<'a>> {
     let gates = policy.budget.gates;
@@ -63,8 +64,8 @@ pub fn list<'a>(
     };
     holds
         .iter()
-        .map(|hold| {
-            let budget = ledger.view(&hold.session, &hold.agent);
+        .zip(budgets)
+        .map(|(hold, budget)| {
             let limits = policy.limits_for(&hold.agent);
             HoldListing {
                 hold,

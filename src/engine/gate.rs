@@ -6,7 +6,7 @@
 //! turning it into bytes is the proxy's business (`proxy::render`), once per protocol.
 
 use super::evaluate::Verdict;
-use super::flow::Ticket;
+use super::ticket::Ticket;
 
 /// What to do with a request.
 pub enum Gate {

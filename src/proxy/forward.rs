@@ -99,7 +99,8 @@ pub fn forward_logged(
             }
             if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
                 if response.status().is_server_error() {
-                    state.engine.transaction_failed(facts, response.status());
+                    // Boxed: this future is kept for a whole hold, and this path is rare.
+                    Box::pin(state.engine.transaction_failed(facts, response.status())).await;
                 }
             }
             if response.status() != StatusCode::PAYMENT_REQUIRED {
@@ -198,7 +199,8 @@ async fn send(
         let status = response.status();
         state
             .engine
-            .on_response(facts, *ticket, status, response.headers_mut());
+            .on_response(facts, *ticket, status, response.headers_mut())
+            .await;
     }
     let idle = state.settings.body_idle_timeout;
     response.map(|body| with_idle_timeout(body, idle))
@@ -213,7 +215,7 @@ async fn observe_challenge(
 ) -> Response<ProxyBody> {
     if let Some(value) = response.headers().get("payment-required") {
         match x402::parse_challenge_v2_header(value.as_bytes()) {
-            Ok(challenge) => state.engine.on_challenge(facts, challenge),
+            Ok(challenge) => state.engine.on_challenge(facts, challenge).await,
             Err(error) => {
                 tracing::warn!(%error, "unreadable PAYMENT-REQUIRED challenge; passing it through unremembered")
             }
@@ -233,7 +235,7 @@ async fn observe_challenge(
     match buffer_bounded(body, x402::MAX_CHALLENGE_BODY_BYTES).await {
         Buffered::Complete(bytes) => {
             match x402::parse_challenge_v1_body(&bytes) {
-                Ok(challenge) => state.engine.on_challenge(facts, challenge),
+                Ok(challenge) => state.engine.on_challenge(facts, challenge).await,
                 Err(error) => tracing::info!(%error, "402 body is not a v1 x402 challenge"),
             }
             Response::from_parts(parts, full(bytes))
