@@ -248,8 +248,8 @@ fn signed_authorization(
     let second = Sha256::digest(format!("demo-signature-s:{nonce}").as_bytes());
     let signature = format!(
         "0x{}{}1b",
-        crate::policy::hex(&first),
-        crate::policy::hex(&second)
+        crate::x402::hex(&first),
+        crate::x402::hex(&second)
     );
     let payload = json!({
         "authorization": {
@@ -278,5 +278,5 @@ fn random_nonce() -> String {
         let seed = format!("{}:{count}", jiff::Timestamp::now().as_nanosecond());
         bytes.copy_from_slice(&Sha256::digest(seed.as_bytes()));
     }
-    format!("0x{}", crate::policy::hex(&bytes))
+    format!("0x{}", crate::x402::hex(&bytes))
 }

@@ -189,7 +189,7 @@ fn settle_refused(reason: &str, payer: &str, network: &str) -> Response<Full<Byt
 /// A 32-byte hex "transaction hash", unique per settlement. It names no real transaction.
 fn made_up_transaction_hash(nonce: &str, index: usize) -> String {
     let digest = Sha256::digest(format!("purser-demo-settlement:{nonce}:{index}").as_bytes());
-    format!("0x{}", crate::policy::hex(&digest))
+    format!("0x{}", crate::x402::hex(&digest))
 }
 
 fn settlement_json(settlement: &Settlement) -> Value {

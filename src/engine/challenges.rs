@@ -16,8 +16,8 @@
 //! * `challenge_memory`: past it, the oldest challenges of whichever agent holds the most
 //!   bytes go, so a light agent loses nothing to a heavy one.
 
-use crate::policy::{hex, X402Settings};
-use crate::x402::{AssetTable, Challenge, Requirement};
+use crate::policy::X402Settings;
+use crate::x402::{hex, AssetTable, Challenge, Requirement};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

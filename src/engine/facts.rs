@@ -1,7 +1,8 @@
 //! [`RequestFacts`]: what the engine knows about a request (who sent it, where it goes),
 //! and the digest a retry of an unknown payment must match.
 
-use crate::policy::{hex, Identity};
+use crate::policy::Identity;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 
 /// Groups requests into a transaction for compensation (SPEC §3).

@@ -14,8 +14,9 @@ use crate::approvals::{
     networks, HoldKind, HoldLimits, HoldOutcome, HoldRefused, HoldView, RuleMessage,
 };
 use crate::policy::rules::{RuleAction, Trust};
-use crate::policy::{hex, Policy};
+use crate::policy::Policy;
 use crate::store::{Booking, Session};
+use crate::x402::hex;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,8 +7,9 @@ use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
 use crate::policy::rules::{phase_name, Phase};
-use crate::policy::{hex, Limits, Policy};
+use crate::policy::{Limits, Policy};
 use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
+use crate::x402::hex;
 
 /// The fields every line about a request carries.
 pub(super) fn base_record(

@@ -408,7 +408,7 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
         session: line.session.to_string(),
         agent: line.agent.to_string(),
         amount,
-        pay_to: crate::policy::normalize_address(line.pay_to.as_deref().unwrap_or("")),
+        pay_to: crate::x402::normalize_address(line.pay_to.as_deref().unwrap_or("")),
     };
     let text = |field: &Option<Cow<'_, str>>| field.as_deref().unwrap_or("").to_string();
     let details = UnknownDetails {

@@ -11,8 +11,8 @@ use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use super::records::{settlement_record, Settlement};
 use crate::ledger::{Outcome, ReservationId};
-use crate::policy::hex;
 use crate::store::{Booking, RetryClaim, SettledPayment, UnknownDetails};
+use crate::x402::hex;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 

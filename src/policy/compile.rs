@@ -1,188 +1,215 @@
-//! From the file's shape to the policy the engine runs: defaults filled in, DSL parsed,
-//! and every cross-reference (tool, category, tier, profile) checked. Errors carry the
-//! `file:line:column` of what they refer to.
+//! From the file's shape to the [`Policy`] the engine runs: [`Policy::load`] and
+//! [`Policy::from_yaml`] parse the YAML, then every section is compiled here with its
+//! defaults filled in and its values checked (the `rules` section in `compile_rules`).
+//! Errors carry the `file:line:column` of what they refer to.
 
-use super::dsl;
-use super::file::{PolicyFile, RuleEntry, RuleItem, TierBody};
+use super::compile_rules::{check_references, compile_rules};
+use super::egress::EgressRules;
+use super::error::{PolicyError, SourceText};
+use super::file::{LimitsSection, PolicyFile, TierBody};
+use super::identity::AgentDirectory;
 use super::rules::{phase_name, Phase};
-use super::rules::{Condition, RuleAction, RuleAst, RuleTarget};
-use super::values::EndpointPattern;
-use super::{
-    ApprovalMode, Category, CompiledBudget, Gates, PhasePolicy, PolicyError, Rule, Tier, Tool,
+use super::settings::{
+    AgentSettings, ApprovalMode, ApprovalSettings, Category, CompensationSettings, CompiledBudget,
+    Gates, MemoryLimits, NotificationSettings, PhasePolicy, Tier, Tool, X402Settings,
 };
+use super::values::{EndpointPattern, SizeText};
+use super::Policy;
+use crate::x402::{hex, normalize_address, AssetInfo, AssetTable};
 use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-/// Turns located-by-search errors into `PolicyError::Invalid`.
-pub(super) struct SourceText<'a> {
-    pub path: &'a Path,
-    pub text: &'a str,
+impl Policy {
+    /// Reads and validates the policy at `path`.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::from_yaml(path, &text)
+    }
+
+    /// Validates policy text; `path` only labels errors.
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let source = SourceText { path, text };
+        let parsed: PolicyFile = if text.trim().is_empty() {
+            PolicyFile::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|err| source.yaml_error(&err))?
+        };
+        Policy::compile(parsed, &source, hex(&Sha256::digest(text.as_bytes())))
+    }
+
+    /// Every section in the order its errors are reported.
+    fn compile(
+        file: PolicyFile,
+        source: &SourceText<'_>,
+        digest: String,
+    ) -> Result<Policy, PolicyError> {
+        let timezone = compile_timezone(&file, source)?;
+        let approvals = compile_approvals(&file);
+        let tier_defaults = TierDefaults {
+            veto_window: approvals.veto_window,
+            timeout: approvals.timeout,
+        };
+        let rules = compile_rules(&file, source)?;
+        let tools = compile_tools(&file);
+        let categories = compile_categories(&file);
+        let tiers = compile_tiers(&file, &tier_defaults, source)?;
+        check_references(&rules, &tools, &categories, &tiers, source)?;
+        let budget = compile_budget(&file, source)?;
+        let agent_settings = compile_agent_settings(&file, source)?;
+        let phases = compile_phases(&file, source)?;
+        check_compensation_action(&file, source)?;
+        let assets = compile_assets(&file, source)?;
+        let notifications = compile_notifications(&file, source)?;
+        Ok(Policy {
+            source: source.path.to_path_buf(),
+            digest,
+            name: file.name.clone().unwrap_or_else(|| "unnamed".to_string()),
+            timezone,
+            phases,
+            budget,
+            rules,
+            tiers,
+            tools,
+            categories,
+            verified_recipients: compile_verified_recipients(&file),
+            assets,
+            approvals,
+            compensation: compile_compensation(&file),
+            x402: compile_x402(&file),
+            notifications,
+            egress: EgressRules {
+                allow_link_local: file.egress.allow_link_local,
+                loopback_ports: file.egress.loopback_ports.clone(),
+            },
+            limits: compile_limits(&file.limits),
+            agent_settings,
+            agents: AgentDirectory::new(file.agents, file.anonymous),
+            tunnel: file.tunnel,
+            profiles: file.profiles,
+        })
+    }
 }
 
-impl SourceText<'_> {
-    /// An error at the first place `needle` appears (line 1 if it cannot be found).
-    pub fn error_at(&self, needle: &str, extra_column: usize, message: String) -> PolicyError {
-        let (line, column) = self.locate(needle);
-        PolicyError::Invalid {
-            path: self.path.to_path_buf(),
-            line,
-            column: column + extra_column,
-            message,
-        }
-    }
-
-    fn locate(&self, needle: &str) -> (usize, usize) {
-        let needle = needle.trim();
-        for (index, line) in self.text.lines().enumerate() {
-            if let Some(column) = line.find(needle).filter(|_| !needle.is_empty()) {
-                return (index + 1, line[..column].chars().count() + 1);
-            }
-        }
-        (1, 1)
-    }
-
-    fn line_of(&self, needle: &str) -> usize {
-        self.locate(needle).0
-    }
-}
-
-/// Parses every rule in the `rules` section.
-pub(super) fn compile_rules(
+/// `timezone`: an IANA name; UTC when absent.
+fn compile_timezone(
     file: &PolicyFile,
     source: &SourceText<'_>,
-) -> Result<Vec<Rule>, PolicyError> {
-    let mut rules = Vec::new();
-    for (index, item) in file.rules.0.iter().enumerate() {
-        match item {
-            RuleItem::Dsl(text) => {
-                for line in text.lines() {
-                    let line = strip_comment(line);
-                    if !line.trim().is_empty() {
-                        rules.push(compile_dsl_line(line, source)?);
-                    }
-                }
-            }
-            RuleItem::Structured(entry) => rules.push(compile_entry(entry, index, source)?),
-        }
-    }
-    ensure_unique_ids(&rules, source)?;
-    Ok(rules)
-}
-
-fn strip_comment(line: &str) -> &str {
-    match line.find('#') {
-        Some(index) => &line[..index],
-        None => line,
+) -> Result<jiff::tz::TimeZone, PolicyError> {
+    match &file.timezone {
+        None => Ok(jiff::tz::TimeZone::UTC),
+        Some(name) => jiff::tz::TimeZone::get(name)
+            .map_err(|e| source.error_at(name, 0, format!("unknown time zone `{name}`: {e}"))),
     }
 }
 
-fn compile_dsl_line(text: &str, source: &SourceText<'_>) -> Result<Rule, PolicyError> {
-    let ast = dsl::parse_rule(text)
-        .map_err(|e| source.error_at(text, e.column.saturating_sub(1), e.message))?;
-    let line = source.line_of(text);
-    let id = ast.id.clone().unwrap_or_else(|| format!("line-{line}"));
-    Ok(Rule {
-        id,
-        line,
-        ast,
-        message: None,
-    })
+/// `approvals`: how long holds wait, and how many may be pending.
+fn compile_approvals(file: &PolicyFile) -> ApprovalSettings {
+    ApprovalSettings {
+        timeout: file
+            .approvals
+            .timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(300)),
+        veto_window: file
+            .approvals
+            .veto_window
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(30)),
+        max_pending_per_session: file.approvals.max_pending_per_session.unwrap_or(16),
+        max_pending_total: file.approvals.max_pending_total.unwrap_or(1024),
+    }
 }
 
-fn compile_entry(
-    entry: &RuleEntry,
-    index: usize,
+/// Each agent's own budget and profile; a profile it names must exist.
+fn compile_agent_settings(
+    file: &PolicyFile,
     source: &SourceText<'_>,
-) -> Result<Rule, PolicyError> {
-    let locate_text = entry
-        .condition
-        .as_deref()
-        .or(entry.id.as_deref())
-        .unwrap_or(&entry.action);
-    let action = parse_action(&entry.action).ok_or_else(|| {
-        source.error_at(
-            &entry.action,
-            0,
-            format!(
-                "rule action `{}` must be BLOCK (or DENY), REQUIRE_APPROVAL (or PENDING_APPROVAL), FLAG or ALLOW",
-                entry.action
-            ),
-        )
-    })?;
-    let target = match entry.target.as_deref() {
-        None | Some("*") => RuleTarget::Any,
-        Some(text) => {
-            let probe = format!("ALLOW {text}");
-            dsl::parse_rule(&probe).map(|ast| ast.target).map_err(|e| {
-                source.error_at(text, 0, format!("rule target `{text}`: {}", e.message))
-            })?
+) -> Result<BTreeMap<String, AgentSettings>, PolicyError> {
+    for (agent, entry) in &file.agents {
+        if let Some(profile) = &entry.profile {
+            if !file.profiles.contains_key(profile) {
+                return Err(source.error_at(
+                    profile,
+                    0,
+                    format!("agent `{agent}` names unknown profile `{profile}`"),
+                ));
+            }
         }
-    };
-    let conditions: Vec<Condition> = match entry.condition.as_deref() {
-        None => Vec::new(),
-        Some(text) if text.trim().is_empty() => Vec::new(),
-        Some(text) => dsl::parse_conditions(text)
-            .map_err(|e| source.error_at(text, e.column.saturating_sub(1), e.message))?,
-    };
-    let line = source.line_of(locate_text);
-    let id = entry
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("rules[{index}]"));
-    Ok(Rule {
-        id,
-        line,
-        ast: RuleAst {
-            id: entry.id.clone(),
-            shadow: entry.shadow,
-            action,
-            target,
-            conditions,
-        },
-        message: entry.message.clone(),
-    })
+    }
+    let settings = file.agents.iter().map(|(name, entry)| {
+        let settings = AgentSettings {
+            budget: entry.budget.map(|m| m.0),
+            profile: entry.profile.clone(),
+        };
+        (name.clone(), settings)
+    });
+    Ok(settings.collect())
 }
 
-fn parse_action(text: &str) -> Option<RuleAction> {
-    let normalized: String = text
-        .trim()
-        .to_ascii_uppercase()
-        .chars()
-        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
-        .collect();
-    match normalized.as_str() {
-        "BLOCK" | "DENY" => Some(RuleAction::Block),
-        "REQUIRE_APPROVAL" | "REQUIRE_APPROVAL_FOR" | "PENDING_APPROVAL" | "APPROVE" | "HOLD" => {
-            Some(RuleAction::RequireApproval)
-        }
-        "FLAG" | "WARN" => Some(RuleAction::Flag),
-        "ALLOW" => Some(RuleAction::Allow),
-        _ => None,
+/// `recipients.verified`, in the form payTo addresses are compared in. The entries are
+/// trimmed because a person typed them (payTo addresses from the wire never are).
+fn compile_verified_recipients(file: &PolicyFile) -> HashSet<String> {
+    let verified = file.recipients.verified.iter();
+    verified.map(|a| normalize_address(a.trim())).collect()
+}
+
+/// `compensation`: whether and how refunds are asked for.
+fn compile_compensation(file: &PolicyFile) -> CompensationSettings {
+    CompensationSettings {
+        enabled: file.compensation.enabled,
+        timeout: file.compensation.timeout.map(|d| d.0),
+        endpoint: file.compensation.endpoint.clone(),
+        credit_budget: file.compensation.credit_budget,
     }
 }
 
-fn ensure_unique_ids(rules: &[Rule], source: &SourceText<'_>) -> Result<(), PolicyError> {
-    for (index, rule) in rules.iter().enumerate() {
-        if rules[..index].iter().any(|earlier| earlier.id == rule.id) {
-            return Err(source.error_at(
-                &rule.id,
-                0,
-                format!("rule id `{}` is used twice", rule.id),
-            ));
-        }
+/// `x402`: how challenges are remembered and bounded.
+fn compile_x402(file: &PolicyFile) -> X402Settings {
+    X402Settings {
+        challenge_ttl: file
+            .x402
+            .challenge_ttl
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(3600)),
+        max_challenges_per_session: file.x402.max_challenges_per_session.unwrap_or(256).max(1),
+        require_challenge: file.x402.require_challenge,
+        max_offers_per_challenge: file.x402.max_offers_per_challenge.unwrap_or(32).max(1),
+        challenge_memory: size_or(file.x402.challenge_memory, 64 << 20),
+        challenge_memory_per_agent: size_or(file.x402.challenge_memory_per_agent, 8 << 20),
     }
-    Ok(())
+}
+
+/// A size from the policy in bytes, or the default; at least 4 KiB (one challenge).
+fn size_or(size: Option<SizeText>, default: usize) -> usize {
+    size.map_or(default, |s| usize::try_from(s.0).unwrap_or(usize::MAX))
+        .max(4096)
+}
+
+/// `limits`, with defaults; a count of 0 reads as 1.
+fn compile_limits(section: &LimitsSection) -> MemoryLimits {
+    MemoryLimits {
+        connections_per_agent: section.connections_per_agent.unwrap_or(256).max(1),
+        sessions: section.sessions.unwrap_or(100_000).max(1),
+        sessions_per_agent: section.sessions_per_agent.unwrap_or(10_000).max(1),
+        session_idle: section
+            .session_idle
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(24 * 3600)),
+        leaf_certificates: section.leaf_certificates.unwrap_or(10_000).max(1),
+    }
 }
 
 /// `phases`: the payment phase and the moves sessions may make. The map form of
 /// `transition_rules` lists every allowed move; phases still only go forward (`reset`
 /// starts a session over), so a backward move is a load error rather than a rule that
 /// could never apply.
-pub(super) fn compile_phases(
-    file: &PolicyFile,
-    source: &SourceText<'_>,
-) -> Result<PhasePolicy, PolicyError> {
+fn compile_phases(file: &PolicyFile, source: &SourceText<'_>) -> Result<PhasePolicy, PolicyError> {
     let allowed_payment_phase = file
         .phases
         .allowed_payment_phase
@@ -230,7 +257,7 @@ pub(super) fn compile_phases(
 
 /// `compensation.default_action`: compensating means asking for a refund (the seed writes
 /// `REFUND_REQUEST`). Anything else would be an action Purser silently does not take.
-pub(super) fn check_compensation_action(
+fn check_compensation_action(
     file: &PolicyFile,
     source: &SourceText<'_>,
 ) -> Result<(), PolicyError> {
@@ -252,7 +279,7 @@ pub(super) fn check_compensation_action(
 }
 
 /// Tools in file order.
-pub(super) fn compile_tools(file: &PolicyFile) -> Vec<Tool> {
+fn compile_tools(file: &PolicyFile) -> Vec<Tool> {
     file.tools
         .0
         .iter()
@@ -265,7 +292,7 @@ pub(super) fn compile_tools(file: &PolicyFile) -> Vec<Tool> {
 }
 
 /// Categories in file order, plus any a tool names that the `categories` map does not.
-pub(super) fn compile_categories(file: &PolicyFile) -> Vec<Category> {
+fn compile_categories(file: &PolicyFile) -> Vec<Category> {
     let mut categories: Vec<Category> = file
         .categories
         .0
@@ -288,13 +315,14 @@ pub(super) fn compile_categories(file: &PolicyFile) -> Vec<Category> {
     categories
 }
 
-pub(super) struct TierDefaults {
-    pub veto_window: Duration,
-    pub timeout: Duration,
+/// What a tier inherits from `approvals` when it does not say.
+struct TierDefaults {
+    veto_window: Duration,
+    timeout: Duration,
 }
 
 /// Tiers in file order.
-pub(super) fn compile_tiers(
+fn compile_tiers(
     file: &PolicyFile,
     defaults: &TierDefaults,
     source: &SourceText<'_>,
@@ -345,7 +373,7 @@ fn compile_tier(
 }
 
 /// Budget limits and gates; gates must rise warning ≤ restrict ≤ halt.
-pub(super) fn compile_budget(
+fn compile_budget(
     file: &PolicyFile,
     source: &SourceText<'_>,
 ) -> Result<CompiledBudget, PolicyError> {
@@ -382,65 +410,9 @@ pub(super) fn compile_budget(
     })
 }
 
-/// Every tool, category and tier a rule, tier or tool names must exist.
-pub(super) fn check_references(
-    rules: &[Rule],
-    tools: &[Tool],
-    categories: &[Category],
-    tiers: &[Tier],
-    source: &SourceText<'_>,
-) -> Result<(), PolicyError> {
-    let category_exists = |name: &str| categories.iter().any(|c| c.name == name);
-    let tier_exists = |name: &str| tiers.iter().any(|t| t.name == name);
-    for rule in rules {
-        let where_ = |name: &str, what: &str| {
-            source.error_at(
-                name,
-                0,
-                format!("rule `{}` names unknown {what} `{name}`", rule.id),
-            )
-        };
-        match &rule.ast.target {
-            RuleTarget::Tool(name) if !tools.iter().any(|t| &t.name == name) => {
-                return Err(where_(name, "tool (define it under `tools`)"))
-            }
-            RuleTarget::Category(name) if !category_exists(name) => {
-                return Err(where_(name, "category"))
-            }
-            _ => {}
-        }
-        for condition in &rule.ast.conditions {
-            match condition {
-                Condition::Category { name, .. } if !category_exists(name) => {
-                    return Err(where_(name, "category"))
-                }
-                Condition::Tier { name, .. } if !tier_exists(name) => {
-                    return Err(where_(name, "tier"))
-                }
-                _ => {}
-            }
-        }
-    }
-    for tier in tiers {
-        for name in tier.categories.iter().flatten() {
-            if !category_exists(name) {
-                return Err(source.error_at(
-                    name,
-                    0,
-                    format!("tier `{}` names unknown category `{name}`", tier.name),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The built-in asset table, extended (or overridden) by the policy's `assets`.
-pub(super) fn compile_assets(
-    file: &PolicyFile,
-    source: &SourceText<'_>,
-) -> Result<crate::x402::AssetTable, PolicyError> {
-    let mut table = crate::x402::AssetTable::builtin();
+fn compile_assets(file: &PolicyFile, source: &SourceText<'_>) -> Result<AssetTable, PolicyError> {
+    let mut table = AssetTable::builtin();
     for entry in &file.assets {
         if entry.decimals > 28 {
             return Err(source.error_at(
@@ -452,7 +424,7 @@ pub(super) fn compile_assets(
                 ),
             ));
         }
-        let info = crate::x402::AssetInfo {
+        let info = AssetInfo {
             symbol: entry.symbol.clone(),
             decimals: entry.decimals,
             usd_peg: entry.usd_peg.0,
@@ -465,10 +437,10 @@ pub(super) fn compile_assets(
 }
 
 /// The webhook URL must be absolute http(s); a typo here would silently drop alerts.
-pub(super) fn compile_notifications(
+fn compile_notifications(
     file: &PolicyFile,
     source: &SourceText<'_>,
-) -> Result<super::NotificationSettings, PolicyError> {
+) -> Result<NotificationSettings, PolicyError> {
     let section = &file.notifications;
     let webhook = match &section.webhook {
         None => None,
@@ -490,12 +462,12 @@ pub(super) fn compile_notifications(
             Some(uri)
         }
     };
-    Ok(super::NotificationSettings {
+    Ok(NotificationSettings {
         webhook,
         timeout: section
             .timeout
             .map(|d| d.0)
-            .unwrap_or(std::time::Duration::from_secs(5)),
+            .unwrap_or(Duration::from_secs(5)),
         retries: section.retries.unwrap_or(3).min(10),
     })
 }

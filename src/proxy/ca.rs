@@ -191,7 +191,7 @@ fn random_serial() -> SerialNumber {
 }
 
 fn random_hex_suffix() -> String {
-    crate::policy::hex(&random_bytes::<4>())
+    crate::x402::hex(&random_bytes::<4>())
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, replace: bool) -> Result<(), CaError> {

@@ -11,7 +11,7 @@
 //! as a whole: past it, every remaining long field is cut and the rule list dropped.
 
 use super::record::TraceRecord;
-use crate::policy::hex;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 

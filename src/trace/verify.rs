@@ -1,7 +1,7 @@
 //! `purser traces verify`: walk the chain and name the first line that breaks it.
 
 use super::GENESIS_HASH;
-use crate::policy::hex;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

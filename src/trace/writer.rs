@@ -7,7 +7,7 @@ use super::figures::{self, TraceFigures};
 use super::record::TraceRecord;
 use super::refusals::{Admission, RefusalLimiter};
 use super::GENESIS_HASH;
-use crate::policy::hex;
+use crate::x402::hex;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};

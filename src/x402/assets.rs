@@ -7,6 +7,7 @@
 //! `x402/src/types/shared/evm/config.ts` (Avalanche Fuji). Polygon Amoy's USDC is Circle's
 //! testnet deployment (not in the SDK tables). All are 6 decimals.
 
+use super::address::normalize_address;
 use super::error::X402Error;
 pub use super::network::canonical_network;
 use super::network::{SOLANA_DEVNET, SOLANA_MAINNET};
@@ -70,7 +71,7 @@ impl AssetTable {
         let entries = BUILTIN_USDC
             .iter()
             .map(|(network, asset)| {
-                let key = ((*network).to_string(), normalize_asset(asset));
+                let key = ((*network).to_string(), normalize_address(asset));
                 (key, usdc.clone())
             })
             .collect();
@@ -100,7 +101,7 @@ impl AssetTable {
             )));
         }
         self.entries
-            .insert((network_id, normalize_asset(asset)), info);
+            .insert((network_id, normalize_address(asset)), info);
         Ok(())
     }
 
@@ -109,7 +110,7 @@ impl AssetTable {
         let network_id = canonical_network(network)
             .ok_or_else(|| X402Error::UnknownNetwork(network.to_string()))?;
         self.entries
-            .get(&(network_id, normalize_asset(asset)))
+            .get(&(network_id, normalize_address(asset)))
             .ok_or_else(|| X402Error::UnknownAsset {
                 network: network.to_string(),
                 asset: asset.to_string(),
@@ -121,31 +122,6 @@ impl AssetTable {
         self.entries
             .iter()
             .map(|((network, asset), info)| (network.as_str(), asset.as_str(), info))
-    }
-}
-
-/// EVM addresses are hex and compare case-insensitively (EIP-55 case is only a checksum);
-/// anything else (Solana base58 mints) is case-sensitive and kept as is.
-fn normalize_asset(asset: &str) -> String {
-    if is_hex_address(asset) {
-        asset.to_ascii_lowercase()
-    } else {
-        asset.to_string()
-    }
-}
-
-/// `0x`-prefixed (either case of x) text.
-pub(crate) fn is_hex_address(text: &str) -> bool {
-    text.starts_with("0x") || text.starts_with("0X")
-}
-
-/// Whether two addresses are the same account: 0x hex addresses case-insensitively,
-/// everything else (Solana base58) exactly.
-pub fn same_address(a: &str, b: &str) -> bool {
-    if is_hex_address(a) && is_hex_address(b) {
-        a[2..].eq_ignore_ascii_case(&b[2..])
-    } else {
-        a == b
     }
 }
 

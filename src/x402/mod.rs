@@ -5,11 +5,14 @@
 //! * [`wire`]: the messages exactly as they travel (serde types).
 //! * [`challenge`], [`payment`], [`receipt`]: the normalized views the engine uses.
 //! * [`assets`] and [`network`]: the asset table, network names and exact pricing.
+//! * `address`: when two payment addresses are the same account, and their one stored form.
+//! * `hex`: lowercase hex text of bytes, for the whole crate.
 //! * `canonical`: the bytes replay keys are built from, whatever their hex spelling.
 //!
 //! Nothing here panics on any input, and money is `rust_decimal::Decimal` or integer atomic
 //! units, never a float.
 
+mod address;
 pub mod amount;
 pub mod assets;
 mod canonical;
@@ -17,6 +20,7 @@ pub mod challenge;
 pub mod decode;
 mod error;
 mod fields;
+mod hex;
 pub mod network;
 mod payload;
 pub mod payment;
@@ -25,10 +29,12 @@ mod replay_key;
 mod solana;
 pub mod wire;
 
-pub use assets::{max_payment_usd, price, same_address, AssetInfo, AssetTable, Price};
+pub use address::{normalize_address, same_address};
+pub use assets::{max_payment_usd, price, AssetInfo, AssetTable, Price};
 pub use challenge::{parse_challenge_v1_body, parse_challenge_v2_header, Challenge, Requirement};
 pub use decode::{MAX_CHALLENGE_BODY_BYTES, MAX_PAYMENT_HEADER_BYTES};
 pub use error::X402Error;
+pub(crate) use hex::hex;
 pub use network::canonical_network;
 pub use payment::{parse_payment_v1, parse_payment_v2, Payment, PaymentKind};
 pub use receipt::{parse_receipt, Receipt};

@@ -1,15 +1,15 @@
 //! Payments, v1 (`X-PAYMENT`) and v2 (`PAYMENT-SIGNATURE`), as one normalized [`Payment`],
 //! plus what identifies a payment for replay checks and how it compares to a challenge.
 
-use super::assets::same_address;
+use super::address::same_address;
 use super::challenge::{expect_version, requirement_v2, resource_url, Requirement};
 use super::decode::decode_header_json;
 use super::error::X402Error;
 use super::fields::Obj;
+use super::hex::hex;
 use super::network::{canonical_network, namespace};
 use super::payload::{self, Signed};
 use super::replay_key::ReplayKey;
-use super::solana::hex;
 use sha2::{Digest, Sha256};
 
 pub use super::payload::PaymentKind;

@@ -2,7 +2,7 @@
 //! because both the payload readers (which build keys) and the payment (which carries
 //! them) need it.
 
-use super::solana::hex;
+use super::hex::hex;
 use std::fmt;
 
 /// What makes a payment single-use. Any key seen before means a replay. Keys hold
