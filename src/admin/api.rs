@@ -179,17 +179,7 @@ impl<T: serde::Serialize> serde::Serialize for Listing<'_, T> {
 
 /// Pending holds, each with the budgets it would leave if approved.
 async fn list_approvals(state: &AdminState) -> Response<ProxyBody> {
-    let engine = &state.proxy.engine;
-    let holds = engine.pending_holds().await;
-    let mut budgets = Vec::with_capacity(holds.len());
-    for hold in &holds {
-        budgets.push(engine.budget(&hold.session, &hold.agent).await);
-    }
-    let policy = engine.policy();
-    list_answer(
-        "approvals",
-        &crate::approvals::listing::list(&holds, &budgets, &policy),
-    )
+    list_answer("approvals", &state.proxy.engine.list_approvals().await)
 }
 
 async fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {

@@ -16,6 +16,7 @@
 //! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
 //! * [`compensation`]: refunds for transactions that failed after paying.
 //! * [`recovery`]: reading the proof log back into the store on start.
+//! * [`listing`]: pending holds as the approver sees them, with their budgets.
 //! * [`challenges`]: remembered 402 challenges; `records` and `events`: the proof-log
 //!   lines and the webhook events the engine writes.
 //!
@@ -33,6 +34,7 @@ pub mod facts;
 pub mod gate;
 mod hold;
 mod judge;
+pub mod listing;
 mod phases;
 pub mod pricing;
 mod records;
@@ -304,9 +306,10 @@ impl Engine {
         Some(from)
     }
 
-    /// Pending holds, oldest first.
-    pub async fn pending_holds(&self) -> Vec<Arc<HoldView>> {
-        self.shared.store.pending_holds().await
+    /// Pending holds, oldest first, each with the budgets it would leave if approved.
+    pub async fn list_approvals(&self) -> Vec<listing::HoldListing> {
+        let policy = self.shared.policy.current();
+        listing::list(self.shared.store.as_ref(), &policy).await
     }
 
     /// A person's decision on a hold; `digest`, when given, must be the held payment's.

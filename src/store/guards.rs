@@ -128,3 +128,84 @@ pub async fn check_retry(
         Claim::Conflict { original, why } => RetryCheck::Conflict { original, why },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BudgetView, OverBudget, ReserveRequest};
+    use crate::policy::{Limits, MemoryLimits};
+    use crate::store::{Embedded, Judge, SessionState};
+    use rust_decimal::Decimal;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Books whatever it is asked to.
+    struct BookIt(Option<ReservationId>);
+
+    impl Judge for BookIt {
+        fn judge(
+            &mut self,
+            _: &mut SessionState,
+            _: BudgetView,
+            book: &mut dyn FnMut() -> Result<ReservationId, OverBudget>,
+        ) {
+            self.0 = book().ok();
+        }
+    }
+
+    const LIMITS: MemoryLimits = MemoryLimits {
+        connections_per_agent: 1,
+        sessions: 10,
+        sessions_per_agent: 10,
+        session_idle: Duration::from_secs(60),
+        leaf_certificates: 1,
+    };
+
+    async fn book(store: &SharedStore) -> Booking {
+        let session = store.session("a.s", "a", &LIMITS).await.unwrap();
+        let request = ReserveRequest {
+            session: "a.s",
+            agent: "a",
+            pay_to: "0x1",
+            amount: Decimal::ONE,
+            limits: Limits::default(),
+            halt_ratio: None,
+        };
+        let mut judge = BookIt(None);
+        store.decide_in(&session, request, &mut judge).await;
+        Booking::new(store, judge.0.expect("booked"))
+    }
+
+    async fn reserved(store: &SharedStore) -> Decimal {
+        store.budget("a.s", "a").await.session.reserved
+    }
+
+    #[tokio::test]
+    async fn a_dropped_booking_gives_its_reservation_and_keys_back() {
+        let store: SharedStore = Arc::new(Embedded::new());
+        let keys = vec!["k1".to_string()];
+        assert!(store.claim_replay_keys(&keys, 100, 10).await);
+        let booking = book(&store).await.with_keys(keys.clone());
+        assert_eq!(reserved(&store).await, Decimal::ONE);
+        drop(booking);
+        assert_eq!(reserved(&store).await, Decimal::ZERO);
+        assert_eq!(store.first_seen_replay_key(&keys, 10).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_kept_booking_stays_until_settled_and_a_released_one_names_its_keys() {
+        let store: SharedStore = Arc::new(Embedded::new());
+        let keys = vec!["k1".to_string()];
+        assert!(store.claim_replay_keys(&keys, 100, 10).await);
+        let (id, kept_keys) = book(&store).await.with_keys(keys.clone()).keep();
+        assert_eq!(kept_keys, keys);
+        assert_eq!(reserved(&store).await, Decimal::ONE);
+        assert_eq!(store.first_seen_replay_key(&keys, 10).await, Some(0));
+        store.settle(id, Outcome::Committed);
+        assert_eq!(reserved(&store).await, Decimal::ZERO);
+        let released = book(&store).await.with_keys(keys.clone()).release();
+        assert_eq!(released, keys);
+        assert_eq!(reserved(&store).await, Decimal::ZERO);
+        assert_eq!(store.first_seen_replay_key(&keys, 10).await, None);
+    }
+}
