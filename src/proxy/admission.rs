@@ -225,7 +225,10 @@ impl Drop for Pass {
 }
 
 /// The caps for `settings` under an open-files limit (`None`: unknown, taken as 1024).
-pub fn limits_for(settings: &super::ProxySettings, open_files: Option<u64>) -> ConnectionLimits {
+pub fn limits_for(
+    settings: &super::settings::ProxySettings,
+    open_files: Option<u64>,
+) -> ConnectionLimits {
     let max_connections = match settings.max_connections {
         0 => default_max_connections(open_files.unwrap_or(1024)),
         configured => configured,

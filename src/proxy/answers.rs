@@ -3,7 +3,7 @@
 //! `X-Purser-Error` code a program can branch on.
 
 use super::body::{full, ProxyBody};
-use http::{header, HeaderValue, Response};
+use http::{header, HeaderValue, Response, StatusCode};
 
 pub use crate::codes::ErrorCode;
 
@@ -23,5 +23,12 @@ pub fn error(code: ErrorCode, reason: impl std::fmt::Display) -> Response<ProxyB
             HeaderValue::from_static("Basic realm=\"purser\""),
         );
     }
+    response
+}
+
+/// `200` to a `CONNECT`: the tunnel is open.
+pub fn tunnel_open() -> Response<ProxyBody> {
+    let mut response = Response::new(super::body::empty());
+    *response.status_mut() = StatusCode::OK;
     response
 }

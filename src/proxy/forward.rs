@@ -1,124 +1,223 @@
-//! Sending one request upstream and streaming the answer back.
+//! The engine and the upstream: the layers of the service ([`super::service`]) that run
+//! once a request's destination is known, for one request however it arrived.
 //!
 //! This is the single exit of the data path: plain `http://` requests and requests inside
-//! intercepted TLS both leave here, so header hygiene and error reporting are the same for
-//! both.
+//! tunnels all leave here ([`Exchange::send`]), so header hygiene, the engine's part and
+//! error reporting are the same for every one. The layers are composed in
+//! [`super::service::serve`]; each is a method of [`Exchange`] here.
 
 use super::answers::{self, ErrorCode};
-use super::body::{buffer_bounded, full, request_body, with_idle_timeout, Buffered, ProxyBody};
-use super::headers::{detach_head, is_upgrade_request, strip_hop_by_hop};
+use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
+use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::inspect_body::{self, BodyWatch, Inspected};
 use super::render;
+use super::state::ProxyState;
+use super::target::Target;
 use super::upstream::classify;
-use super::{ProxyState, Target};
-use crate::engine::{Engine, Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
+use crate::engine::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
 use crate::policy::Identity;
 use crate::x402;
-use http::{header, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-/// Run by the agent connection's service closure, synchronously as hyper hands the request
-/// over and before hyper reads the connection again: a request the engine may hold lets go
-/// of hyper's read buffer here, so hyper can reuse it (see [`detach_head`]).
-pub fn detach_governed_head<B>(request: &mut Request<B>) {
-    if Engine::inspects(request.headers()) {
-        detach_head(request);
+/// One request on its way through the engine and upstream, and what its later layers
+/// need to know about it.
+///
+/// The service's future keeps this for as long as the request lives (minutes, for a
+/// held payment), so every step that needs room of its own is boxed, each only on the
+/// path that takes it, and a step that takes the request by value is boxed at once:
+/// an async fn keeps its by-value arguments beside the locals they are moved into
+/// (rust-lang/rust#62958).
+pub struct Exchange {
+    state: Arc<ProxyState>,
+    identity: Identity,
+    target: Target,
+    method: Method,
+    uri: Uri,
+    /// What the engine is told. They cost allocations, so they are built only once a
+    /// payment, a control header or a `402` needs them: ordinary reads never do.
+    facts: Option<RequestFacts>,
+}
+
+impl Exchange {
+    pub fn new<B>(
+        state: Arc<ProxyState>,
+        identity: Identity,
+        target: Target,
+        request: &Request<B>,
+    ) -> Self {
+        Exchange {
+            state,
+            identity,
+            target,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            facts: None,
+        }
+    }
+
+    /// The refusal of a protocol switch other than WebSocket ([`super::upgrade`]).
+    pub fn refuse_switch(&self, headers: &HeaderMap) -> Option<Response<ProxyBody>> {
+        let reason = super::upgrade::request_refusal(&self.method, headers)?;
+        self.state.metrics.wire.upgrade_refused();
+        tracing::info!(%reason, "refusing a protocol switch");
+        Some(answers::error(ErrorCode::UpgradeRefused, reason))
+    }
+
+    /// The request body, looked at for payments before it leaves ([`inspect_body`]): a
+    /// JSON body's start is read and scanned first, the rest as it streams; any other
+    /// body streams through the scanner unheld. A payment found in the start is refused
+    /// by the engine, with nothing sent; the watch tells of one found later.
+    pub async fn inspect_body(
+        &mut self,
+        request: &mut Request<ProxyBody>,
+    ) -> Result<Option<BodyWatch>, Response<ProxyBody>> {
+        if !inspect_body::worth_reading(request) {
+            return Ok(inspect_body::watch_undeclared(request));
+        }
+        let refusal = match Box::pin(inspect_body::inspect(request)).await {
+            Inspected::Forward(streaming) => return Ok(streaming),
+            Inspected::Failed(answer) => return Err(answer),
+            Inspected::Refuse(refusal) => refusal,
+        };
+        let (state, facts) = self.facts();
+        let refused = Box::pin(state.engine.refuse_undecidable(facts, refusal)).await;
+        Err(render::refusal(&refused))
+    }
+
+    /// The engine's decision on a request that carries a payment or one of Purser's
+    /// control headers: forward it (with the ticket its answer settles), or answer now.
+    pub async fn decide(
+        &mut self,
+        request: &mut Request<ProxyBody>,
+    ) -> Result<Option<Box<Ticket>>, Response<ProxyBody>> {
+        let (state, inspected) = self.facts_for(request.headers());
+        match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
+            Gate::Forward(granted) => Ok(granted),
+            Gate::Refuse(refusal) => Err(render::refusal(&refusal)),
+        }
+    }
+
+    /// The request sent upstream and the upstream's answer, its headers cleaned and its
+    /// body under the idle timeout; the ticket is settled by the answer.
+    pub fn send(
+        &self,
+        request: Request<ProxyBody>,
+        ticket: Option<Box<Ticket>>,
+    ) -> Pin<Box<impl Future<Output = Response<ProxyBody>> + Send + '_>> {
+        Box::pin(send(
+            &self.state,
+            request,
+            &self.target,
+            self.facts.as_ref(),
+            ticket,
+        ))
+    }
+
+    /// The answer, looked at before the agent gets it: a payment the body scanner found
+    /// after the body began to stream is refused (the upstream request was cut off
+    /// before it left); a failed step of a transaction is reported; a `402`'s challenge
+    /// is remembered for the payment that answers it. Most answers need none of it and
+    /// pass at once.
+    pub fn inspect_answer(
+        &mut self,
+        response: Response<ProxyBody>,
+        watch: Option<BodyWatch>,
+    ) -> Step<'_, Response<ProxyBody>> {
+        if let Some(found) = watch.as_ref().and_then(BodyWatch::found) {
+            let (state, facts) = self.facts();
+            return Step::Later(Box::pin(async move {
+                render::refusal(&state.engine.refuse_undecidable(facts, found).await)
+            }));
+        }
+        let in_transaction = self.facts.as_ref().is_some_and(|f| f.transaction.is_some());
+        if in_transaction && response.status().is_server_error() {
+            // A 5xx is no `402`: once the engine is told, the answer goes on.
+            let (state, facts) = (&self.state, self.facts.as_ref());
+            return Step::Later(Box::pin(async move {
+                if let Some(facts) = facts {
+                    let status = response.status();
+                    state.engine.transaction_failed(facts, status).await;
+                }
+                response
+            }));
+        }
+        if response.status() != StatusCode::PAYMENT_REQUIRED {
+            return Step::Now(Some(response));
+        }
+        let (state, facts) = self.facts();
+        Step::Later(Box::pin(observe_challenge(state, facts, response)))
+    }
+
+    /// One line per request, tagged with its session: at DEBUG for ordinary answers (a
+    /// line per request at INFO would cost a fifth of the plain path's throughput), at
+    /// INFO when the answer is a server-side failure.
+    pub fn log_access(&self, scheme: &str, status: StatusCode) {
+        let (identity, method) = (&self.identity, &self.method);
+        let (host, path) = (&self.target.host, self.uri.path());
+        if status.is_server_error() {
+            tracing::info!(session = %identity, %method, host, path, status = status.as_u16(), scheme, "request failed upstream");
+        } else {
+            tracing::debug!(session = %identity, %method, host, path, status = status.as_u16(), scheme, "request");
+        }
+    }
+
+    /// The facts, built on first use, beside the state whose engine is told them.
+    fn facts(&mut self) -> (&Arc<ProxyState>, &RequestFacts) {
+        let Exchange {
+            state,
+            identity,
+            target,
+            method,
+            uri,
+            facts,
+        } = self;
+        let facts = facts.get_or_insert_with(|| request_facts(identity, target, method, uri));
+        (state, facts)
+    }
+
+    /// The facts with the request's `X-Purser-Transaction`, for the engine's decision.
+    fn facts_for(&mut self, headers: &HeaderMap) -> (&Arc<ProxyState>, &RequestFacts) {
+        let Exchange {
+            state,
+            identity,
+            target,
+            method,
+            uri,
+            facts,
+        } = self;
+        let inspected = facts.insert(request_facts(identity, target, method, uri));
+        inspected.transaction = headers
+            .get(TRANSACTION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect());
+        (state, inspected)
     }
 }
 
-/// An agent's request, its body under the idle timeout, through the engine and upstream,
-/// then its access line. A request that carries a payment goes through the engine first,
-/// and its answer settles it.
-///
-/// This is the future a held payment's connection keeps for the whole hold, so it is an
-/// async block over owned inputs rather than a chain of async fns: each async fn keeps its
-/// by-value arguments beside the locals they are moved into (rust-lang/rust#62958), and a
-/// chain of them stored the request three times. Here the request is stored once; the
-/// steps that need more room (`on_request`, `send`, `observe_challenge`) are boxed, each
-/// only on the path that takes it.
-pub fn forward_logged(
-    state: Arc<ProxyState>,
-    request: Request<Incoming>,
-    target: Target,
-    identity: Identity,
-    scheme: &'static str,
-) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + 'static {
-    let idle = state.settings.body_idle_timeout;
-    let mut request = request.map(|body| request_body(body, idle));
-    async move {
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        // Facts cost allocations; ordinary reads never need them unless a 402 comes back.
-        let mut facts = None;
-        let response = 'answered: {
-            if let Some(reason) = super::upgrade::request_refusal(&method, request.headers()) {
-                state.metrics.wire.upgrade_refused();
-                tracing::info!(%reason, "refusing a protocol switch");
-                break 'answered answers::error(ErrorCode::UpgradeRefused, reason);
-            }
-            // A JSON body may carry a payment (MCP): its start is read before anything
-            // leaves, the rest is scanned as it streams; any other body streams through
-            // the scanner unheld (`inspect_body`).
-            let watch = if inspect_body::worth_reading(&request) {
-                match Box::pin(inspect_body::inspect(&mut request)).await {
-                    Inspected::Forward(streaming) => streaming,
-                    Inspected::Refuse(refusal) => {
-                        let facts = facts.insert(request_facts(&identity, &target, &method, &uri));
-                        let refused =
-                            Box::pin(state.engine.refuse_undecidable(facts, refusal)).await;
-                        break 'answered render::refusal(&refused);
-                    }
-                    Inspected::Failed(answer) => break 'answered answer,
-                }
-            } else {
-                inspect_body::watch_undeclared(&mut request)
-            };
-            let mut ticket = None;
-            if Engine::inspects(request.headers()) {
-                let inspected = facts.insert(request_facts(&identity, &target, &method, &uri));
-                inspected.transaction = request
-                    .headers()
-                    .get(TRANSACTION_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.chars().take(128).collect());
-                match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
-                    Gate::Forward(granted) => ticket = granted,
-                    Gate::Refuse(refusal) => break 'answered render::refusal(&refusal),
-                }
-            }
-            let response = Box::pin(send(&state, request, &target, facts.as_ref(), ticket)).await;
-            if let Some(found) = watch.as_ref().and_then(BodyWatch::found) {
-                // The upstream request was cut off before the payment left.
-                let facts =
-                    facts.get_or_insert_with(|| request_facts(&identity, &target, &method, &uri));
-                let refused = Box::pin(state.engine.refuse_undecidable(facts, found)).await;
-                break 'answered render::refusal(&refused);
-            }
-            if let Some(facts) = facts.as_ref().filter(|f| f.transaction.is_some()) {
-                if response.status().is_server_error() {
-                    // Boxed: this future is kept for a whole hold, and this path is rare.
-                    Box::pin(state.engine.transaction_failed(facts, response.status())).await;
-                }
-            }
-            if response.status() != StatusCode::PAYMENT_REQUIRED {
-                break 'answered response;
-            }
-            let facts =
-                facts.get_or_insert_with(|| request_facts(&identity, &target, &method, &uri));
-            Box::pin(observe_challenge(&state, facts, response)).await
-        };
-        super::log_access(
-            scheme,
-            &identity,
-            &method,
-            &target.host,
-            uri.path(),
-            response.status(),
-        );
-        response
+/// A layer's result: at once, with nothing allocated (the common case), or after a
+/// wait that is boxed because it needs room of its own (see [`Exchange`]).
+pub enum Step<'a, T> {
+    Now(Option<T>),
+    Later(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
+}
+
+impl<T: Unpin> Future for Step<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Step::Now(ready) => match ready.take() {
+                Some(value) => Poll::Ready(value),
+                None => panic!("a Step polled after it completed"),
+            },
+            Step::Later(waiting) => waiting.as_mut().poll(cx),
+        }
     }
 }
 

@@ -1,32 +1,27 @@
 //! Inside an intercepted `CONNECT`: terminate the agent's TLS with the host's leaf and
-//! serve HTTP/1.1 or HTTP/2, as ALPN chose, forwarding each request to the `CONNECT`
-//! target. A tunnel the agent opens with plaintext HTTP (undici's `EnvHttpProxyAgent`,
-//! `curl -p` for `http://` URLs) is served as HTTP/1.1 to the target over plain HTTP,
-//! through exactly the same forwarding, decision and trace path.
+//! serve HTTP/1.1 or HTTP/2, as ALPN chose. A tunnel the agent opens with plaintext HTTP
+//! (undici's `EnvHttpProxyAgent`, `curl -p` for `http://` URLs) is served as HTTP/1.1 to
+//! the target over plain HTTP.
 //!
-//! The `CONNECT` target is the only upstream for the tunnel: a request inside it that
-//! names another host gets `421 Misdirected Request` rather than being routed by its
-//! `Host` header, so an agent cannot smuggle a request past host-based policy.
+//! Like hudsucker's MITM core, this knows no policy: each request inside is handed to
+//! the service it was given ([`super::service::serve`], the same stack as every other
+//! request), with the tunnel as its [`Arrival`]. The tunnel's target is the only
+//! upstream; the service holds each request to it ([`super::destination`]).
 
 use super::agent_tls::AgentTlsStream;
-use super::answers::{self, ErrorCode};
-use super::forward::forward_logged;
-use super::server::Answering;
+use super::arrival::{Arrival, Service, Tunnel};
 use super::shutdown::drive;
 use super::sniff::{self, Opening, Prefixed};
-use super::{ProxyState, Target};
-use crate::policy::Identity;
-use http::{header, Request};
-use hyper::body::Incoming;
+use super::state::ProxyState;
+use super::target::Target;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::Instrument;
 
 /// Serves the agent's side of an intercepted tunnel until it closes.
 ///
@@ -36,29 +31,33 @@ use tracing::Instrument;
 pub async fn serve(
     state: Arc<ProxyState>,
     upgraded: Upgraded,
-    target: Target,
-    identity: Identity,
+    tunnel: Tunnel,
     tls: Arc<ServerConfig>,
+    service: Service,
 ) {
     let wait = state.settings.tls_handshake_timeout;
     let (opening, agent) = Box::pin(sniff::opening(TokioIo::new(upgraded), wait)).await;
     let served = match opening {
         Opening::Tls => {
-            let Some(stream) = Box::pin(accept_agent_tls(&state, agent, &target, tls)).await else {
+            let Some(stream) = Box::pin(accept_agent_tls(&state, agent, &tunnel.target, tls)).await
+            else {
                 return;
             };
             let http2 = stream.alpn_protocol() == Some(b"h2");
-            serve_http(&state, stream, http2, target, identity)
+            serve_http(&state, stream, Inside::Tls { http2 }, tunnel, service)
         }
         Opening::Plaintext if sniff::looks_like_http(&agent) => {
-            let plain = Target {
-                https: false,
-                ..target
+            let plain = Tunnel {
+                target: Target {
+                    https: false,
+                    ..tunnel.target
+                },
+                identity: tunnel.identity,
             };
-            serve_http(&state, agent, false, plain, identity)
+            serve_http(&state, agent, Inside::Plaintext, plain, service)
         }
         Opening::Plaintext => {
-            tracing::info!(target = %target.display(), "neither TLS nor HTTP inside CONNECT; closing");
+            tracing::info!(target = %tunnel.target.display(), "neither TLS nor HTTP inside CONNECT; closing");
             state.metrics.refused_connect();
             return;
         }
@@ -101,13 +100,23 @@ async fn accept_agent_tls(
     }
 }
 
-/// HTTP/2 or HTTP/1.1 (as ALPN chose) over the agent's stream, until the connection ends.
+/// What the agent speaks inside the tunnel, once Purser sees it.
+#[derive(Clone, Copy)]
+enum Inside {
+    /// TLS that Purser terminated; HTTP/2 when ALPN chose `h2`.
+    Tls { http2: bool },
+    /// Plaintext HTTP/1.1.
+    Plaintext,
+}
+
+/// HTTP/2 or HTTP/1.1 over the agent's stream, until the connection ends; each request
+/// goes to `service`, arrived through `tunnel`.
 fn serve_http<S>(
     state: &Arc<ProxyState>,
     stream: S,
-    http2: bool,
-    target: Target,
-    identity: Identity,
+    inside: Inside,
+    tunnel: Tunnel,
+    service: Service,
 ) -> Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -115,73 +124,24 @@ where
     let io = TokioIo::new(stream);
     let shutdown = state.shutdown.clone();
     let service_state = state.clone();
-    let service = service_fn(move |mut request| {
-        super::forward::detach_governed_head(&mut request);
-        inner_request(&service_state, request, &target, &identity)
+    let per_request = service_fn(move |request| {
+        let arrival = match inside {
+            Inside::Tls { .. } => Arrival::Intercepted(&tunnel),
+            Inside::Plaintext => Arrival::Plaintext(&tunnel),
+        };
+        service(&service_state, arrival, request)
     });
-    if http2 {
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_header_list_size(state.settings.max_header_bytes as u32)
-            .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
-        let mut conn = Box::pin(builder.serve_connection(io, service));
+    if let Inside::Tls { http2: true } = inside {
+        let builder = state.settings.http2_server();
+        let mut conn = Box::pin(builder.serve_connection(io, per_request));
         Box::pin(
             async move { drive(conn.as_mut(), shutdown, |conn| conn.graceful_shutdown()).await },
         )
     } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.settings.header_read_timeout)
-            .max_header_size(state.settings.max_header_bytes);
-        let mut conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
+        let builder = state.settings.http1_server();
+        let mut conn = Box::pin(builder.serve_connection(io, per_request).with_upgrades());
         Box::pin(
             async move { drive(conn.as_mut(), shutdown, |conn| conn.graceful_shutdown()).await },
         )
     }
-}
-
-/// One request inside the tunnel: checked here, forwarded in the returned future.
-fn inner_request(
-    state: &Arc<ProxyState>,
-    request: Request<Incoming>,
-    target: &Target,
-    identity: &Identity,
-) -> Answering {
-    if let Some(named) = named_host(&request) {
-        if !named.eq_ignore_ascii_case(&target.host) {
-            return Answering::now(answers::error(
-                ErrorCode::Misdirected,
-                format!("this tunnel is for {}, not {named}", target.host),
-            ));
-        }
-    }
-    state.metrics.request(target.https);
-    let span = tracing::debug_span!("request", session = %identity);
-    let scheme = if target.https { "https" } else { "http" };
-    let forwarding = forward_logged(
-        state.clone(),
-        request,
-        target.clone(),
-        identity.clone(),
-        scheme,
-    );
-    Answering::later(forwarding.instrument(span))
-}
-
-/// The host a request inside the tunnel names: `:authority` (HTTP/2) or `Host`.
-fn named_host(request: &Request<Incoming>) -> Option<String> {
-    let authority = request.uri().authority().map(|a| a.host().to_string());
-    authority
-        .or_else(|| {
-            let host = request.headers().get(header::HOST)?.to_str().ok()?;
-            let parsed: http::uri::Authority = host.parse().ok()?;
-            Some(parsed.host().to_string())
-        })
-        .map(|host| {
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
-        })
 }

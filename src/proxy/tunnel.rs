@@ -6,7 +6,7 @@
 //! govern payments to that host. Unless the entry says `trust_payments: true`:
 //!
 //! * a plain `http://` request to the host that carries a payment header is refused
-//!   ([`payment_refusal`]), although Purser could read it: the challenge it answers
+//!   ([`super::destination`]), although Purser could read it: the challenge it answers
 //!   and the rest of the host's traffic went by unseen;
 //! * inside the splice, the agent must speak TLS: plaintext (an HTTP request, payment
 //!   headers and all, that Purser would pass unread) gets a `403` in the stream and the
@@ -17,43 +17,18 @@
 use super::agent_connections::ConnectionSlot;
 use super::answers::{self, ErrorCode};
 use super::body::ProxyBody;
+use super::destination::untrusted_tunnel_reason;
 use super::egress::SpliceConnectError;
 use super::sniff::{self, Opening};
+use super::state::ProxyState;
+use super::target::Target;
 use super::upstream::classify;
-use super::{ProxyState, Target};
-use crate::policy::{Policy, TunnelEntry};
-use http::{HeaderMap, Request, Response};
+use crate::policy::TunnelEntry;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-
-/// The refusal for a plain (absolute-form) request that carries a payment to a `tunnel`
-/// host the policy does not trust with payments; `None` when the request may go on.
-pub fn payment_refusal(
-    policy: &Policy,
-    target: &Target,
-    headers: &HeaderMap,
-) -> Option<Response<ProxyBody>> {
-    let entry = policy.tunnel_entry(&target.host, target.port)?;
-    // Any payment in any spelling or protocol ([`crate::detect`]).
-    if entry.trust_payments || !crate::detect::carries_payment(headers) {
-        return None;
-    }
-    tracing::warn!(target = %target.display(), tunnel = %entry.pattern, "refusing a payment to an untrusted tunnel host");
-    Some(answers::error(
-        ErrorCode::TunnelUntrusted,
-        untrusted_reason(target, &entry.pattern.to_string()),
-    ))
-}
-
-fn untrusted_reason(target: &Target, pattern: &str) -> String {
-    format!(
-        "{} is a `tunnel` host (`{pattern}`): its HTTPS traffic, 402 challenges included, is spliced without inspection, \
-         so Purser cannot govern payments to it; the policy must list it as {{host: '{pattern}', trust_payments: true}} to allow them",
-        target.display()
-    )
-}
 
 /// Splices a `tunnel` host. The upstream connection is made first so that a dead host is
 /// a `502`, as it would be for any other request; its addresses pass the egress checks.
@@ -122,7 +97,7 @@ pub async fn open(
                 tracing::warn!(target = %target.display(), "refusing plaintext inside a splice to an untrusted tunnel host");
                 let reason = format!(
                     "only TLS may cross this tunnel; {}",
-                    untrusted_reason(&target, &pattern)
+                    untrusted_tunnel_reason(&target, &pattern)
                 );
                 let _ = agent.write_all(&refusal_bytes(&reason)).await;
                 let _ = agent.shutdown().await;
@@ -130,7 +105,7 @@ pub async fn open(
             Opening::Closed => {}
         }
     });
-    super::connect::ok_response()
+    answers::tunnel_open()
 }
 
 async fn splice<A, U>(agent: &mut A, upstream: &mut U)
