@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by benches/load.sh, benches/paid.sh and benches/run: logging, a temp dir and
+# Shared by benches/paid.sh and benches/run: logging, a temp dir and
 # the cleanup of every child started, ports, VmRSS, medians, the busy-machine note, and
 # the squid and tinyproxy set-ups. Source it from the repository root, then call
 # `bench_init NAME`. Everything listens on $HOST (127.0.0.1).
@@ -106,12 +106,6 @@ ports_free() {
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
-
-rss_mib() {
-  local kb
-  kb=$(rss_kb "$1")
-  if [[ -n "$kb" ]]; then awk -v k="$kb" 'BEGIN {printf "%.1f", k / 1024}'; else echo "-"; fi
-}
 
 # median / range of the numbers on stdin, one a line.
 median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "-"}'; }

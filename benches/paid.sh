@@ -3,8 +3,9 @@
 #
 # Usage (from anywhere):  bash benches/paid.sh
 #
-# Builds release binaries, then measures, each against a fresh Purser with its own
-# temporary proof log and CA (all on 127.0.0.1):
+# Builds release binaries (purser, and `bench`, whose `load`, `approve`, `holds`,
+# `fsync`, `gen-log` and `merchant` subcommands do the work), then measures, each
+# against a fresh Purser with its own temporary proof log and CA (all on 127.0.0.1):
 #   1. durable paid decisions/s (PAYMENT-SIGNATURE on every request, decision line fsynced
 #      before forwarding) with C keep-alive connections; the same with --trace-no-fsync;
 #      the plain path (no payment header) for reference; the disk's raw fsync rate and
@@ -49,8 +50,7 @@ PORT_BASE=${PORT_BASE:-18280}
 QUIET_WAIT=${QUIET_WAIT:-900}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 PURSER_BIN=$TARGET_DIR/release/purser
-LOAD_BIN=$TARGET_DIR/release/examples/paid_load
-UPSTREAM_BIN=$TARGET_DIR/release/examples/paid_upstream
+BENCH=$TARGET_DIR/release/examples/bench
 AUTH=bench.s1:bench-token
 
 UPSTREAM_PORT=$PORT_BASE
@@ -58,7 +58,7 @@ PROXY_PORT=$((PORT_BASE + 1))
 ADMIN_PORT=$((PORT_BASE + 2))
 TARGET_URL="http://$HOST:$UPSTREAM_PORT/paid"
 
-# result FILE KEY: a value from the RESULT line of a paid_load output file.
+# result FILE KEY: a value from the RESULT line of a `bench` output file.
 result() { grep -m1 '^RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # start_purser NAME POLICY [EXTRA ARGS...]: a fresh Purser with its own log and CA.
@@ -107,11 +107,11 @@ load_run() {
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$PURSER_PID")
   out=$RUN_DIR/load.out
-  log "$key (run $run/$RUNS): $LOAD_BIN load ${largs[*]}"
-  if ! "$LOAD_BIN" load --proxy "$HOST:$PROXY_PORT" --target "$TARGET_URL" --auth "$AUTH" \
+  log "$key (run $run/$RUNS): $BENCH load ${largs[*]}"
+  if ! "$BENCH" load --proxy "$HOST:$PROXY_PORT" --target "$TARGET_URL" --auth "$AUTH" \
     --duration "$DURATION" --warmup "$WARMUP" "${largs[@]}" >"$out" 2>"$RUN_DIR/load.err"; then
     sed 's/^/    /' "$RUN_DIR/load.err" >&2
-    die "paid_load failed ($key)"
+    die "bench load failed ($key)"
   fi
   cpu_after=$(cpu_ticks "$PURSER_PID")
   stop_pid "$PURSER_PID"
@@ -145,7 +145,7 @@ load_run() {
     CELL[$key,per_fsync]+="$(awk -v d="$decisions" -v f="$fsyncs" 'BEGIN {printf "%.1f", d / f}') "
   fi
   local expect_decisions=$sent
-  [[ "$load_args" == *--no-payment* ]] && expect_decisions=0
+  [[ "$load_args" == *--pay* ]] || expect_decisions=0
   local check="$key run $run: sent $sent, decision lines $decisions, settlements $settlements, errors $errors, verify $verify"
   if [[ "$decisions" != "$expect_decisions" || "$errors" != 0 || "$verify" != ok ]]; then
     check="**MISMATCH** $check"; FAILED=1
@@ -183,10 +183,10 @@ cell() { # cell KEY FIELD: "median (min–max)" over the runs
 ports_free "$UPSTREAM_PORT" "$PROXY_PORT" "$ADMIN_PORT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "cargo build --release --bin purser --example paid_load --example paid_upstream"
-  cargo build --release --bin purser --example paid_load --example paid_upstream
+  log "cargo build --release --bin purser --example bench"
+  cargo build --release --bin purser --example bench
 fi
-for bin in "$PURSER_BIN" "$LOAD_BIN" "$UPSTREAM_BIN"; do
+for bin in "$PURSER_BIN" "$BENCH"; do
   [[ -x "$bin" ]] || die "missing $bin"
 done
 HAVE_PERF=0
@@ -202,30 +202,30 @@ STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
 # Raw fsync rate of the disk the proof logs are on.
 log "raw fsync rate in $TMP"
-"$LOAD_BIN" fsync --dir "$TMP" --count 1000 >"$TMP/fsync.out"
+"$BENCH" fsync --dir "$TMP" --count 1000 >"$TMP/fsync.out"
 FSYNC_RATE=$(result "$TMP/fsync.out" per_s)
 FSYNC_P50=$(result "$TMP/fsync.out" p50_us)
 FSYNC_P99=$(result "$TMP/fsync.out" p99_us)
 log "raw: $FSYNC_RATE fsyncs/s (p50 ${FSYNC_P50}us, p99 ${FSYNC_P99}us)"
 
-start_bg "$TMP/upstream.log" "$UPSTREAM_BIN" --listen "$HOST:$UPSTREAM_PORT"
-wait_port "$STARTED_PID" "$UPSTREAM_PORT" || die "paid_upstream did not start"
+start_bg "$TMP/upstream.log" "$BENCH" merchant --listen "$HOST:$UPSTREAM_PORT"
+wait_port "$STARTED_PID" "$UPSTREAM_PORT" || die "bench merchant did not start"
 
-config "durable-$CONNS" "paid, durable (fsync)" benches/paid-policy.yaml "" "--conns $CONNS"
-config "nofsync-$CONNS" "paid, --trace-no-fsync" benches/paid-policy.yaml "--trace-no-fsync" "--conns $CONNS"
-config "plain-$CONNS" "plain, no payment header" benches/paid-policy.yaml "" "--conns $CONNS --no-payment"
-config "veto-$CONNS" "paid, held 1 ms (notify_with_veto), durable" benches/paid-veto-policy.yaml "" "--conns $CONNS"
-config "sessions-$CONNS" "paid, durable, a session per connection" benches/paid-policy.yaml "" "--conns $CONNS --sessions $CONNS"
+config "durable-$CONNS" "paid, durable (fsync)" benches/paid-policy.yaml "" "--conns $CONNS --pay 1"
+config "nofsync-$CONNS" "paid, --trace-no-fsync" benches/paid-policy.yaml "--trace-no-fsync" "--conns $CONNS --pay 1"
+config "plain-$CONNS" "plain, no payment header" benches/paid-policy.yaml "" "--conns $CONNS"
+config "veto-$CONNS" "paid, held 1 ms (notify_with_veto), durable" benches/paid-veto-policy.yaml "" "--conns $CONNS --pay 1"
+config "sessions-$CONNS" "paid, durable, a session per connection" benches/paid-policy.yaml "" "--conns $CONNS --pay 1 --sessions $CONNS"
 for c in $SWEEP; do
-  config "durable-$c" "paid, durable (fsync)" benches/paid-policy.yaml "" "--conns $c"
+  config "durable-$c" "paid, durable (fsync)" benches/paid-policy.yaml "" "--conns $c --pay 1"
 done
 
 # Optional profile of the durable path.
 PROFILE_TEXT=""
 if [[ "$PROFILE" == 1 ]] && ((HAVE_PERF)); then
   start_purser profile benches/paid-policy.yaml
-  "$LOAD_BIN" load --proxy "$HOST:$PROXY_PORT" --target "$TARGET_URL" --auth "$AUTH" \
-    --conns "$CONNS" --duration 8 --warmup 1 >"$RUN_DIR/load.out" 2>/dev/null &
+  "$BENCH" load --proxy "$HOST:$PROXY_PORT" --target "$TARGET_URL" --auth "$AUTH" \
+    --pay 1 --conns "$CONNS" --duration 8 --warmup 1 >"$RUN_DIR/load.out" 2>/dev/null &
   LOAD_PID=$!
   sleep 2
   perf record -q -F 499 -p "$PURSER_PID" -o "$RUN_DIR/perf.data" -- sleep 5 >/dev/null 2>&1 || true
@@ -241,7 +241,7 @@ fi
 busy_note "approval latency"
 start_purser approve benches/paid-hold-policy.yaml
 log "approval latency: $APPROVALS sequential holds"
-"$LOAD_BIN" approve --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
+"$BENCH" approve --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
   --count "$APPROVALS" --think-ms "$THINK_MS" >"$RUN_DIR/approve.out" 2>"$RUN_DIR/approve.err" ||
   { cat "$RUN_DIR/approve.err" >&2; die "approval latency run failed"; }
 APPROVE_OUT=$(cat "$RUN_DIR/approve.out")
@@ -251,14 +251,14 @@ stop_pid "$PURSER_PID"
 # RSS of concurrent holds.
 busy_note "holds RSS"
 # hold_rss NAME WHAT [LOAD_ARGS...]: a fresh Purser ($TMP/NAME) on the hold policy, then
-# `paid_load holds` with LOAD_ARGS; its RESULT line is left in HOLD_RSS.
+# `bench holds` with LOAD_ARGS; its RESULT line is left in HOLD_RSS.
 hold_rss() {
   local name=$1 what=$2
   shift 2
   start_purser "$name" benches/paid-hold-policy.yaml
   sleep 1
   log "$HOLDS $what"
-  "$LOAD_BIN" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
+  "$BENCH" holds --proxy "$HOST:$PROXY_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
     --count "$HOLDS" --pid "$PURSER_PID" "$@" >"$RUN_DIR/holds.out" 2>"$RUN_DIR/holds.err" ||
     { cat "$RUN_DIR/holds.err" >&2; die "$HOLDS $what: run failed"; }
   HOLD_RSS=$(cat "$RUN_DIR/holds.out")
@@ -286,7 +286,7 @@ busy_note "recovery"
 REC_DIR=$TMP/recovery
 mkdir -p "$REC_DIR"
 log "generating a $RECOVERY_LINES-line proof log"
-"$LOAD_BIN" gen-log --template "$TMP/template.jsonl" --out "$REC_DIR/trace.jsonl" \
+"$BENCH" gen-log --template "$TMP/template.jsonl" --out "$REC_DIR/trace.jsonl" \
   --lines "$RECOVERY_LINES" >"$REC_DIR/gen.out"
 REC_BYTES=$(result "$REC_DIR/gen.out" bytes)
 REC_LINES=$(result "$REC_DIR/gen.out" lines)

@@ -1,11 +1,11 @@
--- wrk script used by benches/load.sh and benches/run.
+-- wrk script used by benches/run.
 --
 -- WRK_TARGET_URL  (optional) absolute-form URL of the origin; when set, wrk is
 --                 pointed at a forward proxy and sends `GET http://... HTTP/1.1`
 --                 with a matching Host header.
 -- WRK_PROXY_AUTH  (optional) value for a Proxy-Authorization header.
 --
--- done() prints one machine-readable RESULT line that load.sh and run parse.
+-- done() prints one machine-readable RESULT line that run parses.
 
 local target = os.getenv("WRK_TARGET_URL")
 local auth = os.getenv("WRK_PROXY_AUTH")

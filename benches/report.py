@@ -235,10 +235,10 @@ class Report:
         targets = [t for t in PLAIN_TARGETS if d.has("plain", t)]
         self.w("## 1. Plain HTTP path", "")
         self.w(
-            f"Keep-alive `GET`s of a 6-byte body from `bench_origin`, {conns} connections, through each "
+            f"Keep-alive `GET`s of a 6-byte body from `bench origin`, {conns} connections, through each "
             "proxy (absolute-form `http://` URLs; Purser with proxy credentials and the "
             "`benches/bench-policy.yaml` agent, no payment). **Saturation**: `wrk -t1 "
-            f"-c{conns}` (`benches/proxy.lua`) after a warm-up. **Fixed rate**: `loadgen load "
+            f"-c{conns}` (`benches/proxy.lua`) after a warm-up. **Fixed rate**: `bench load "
             f"--rate {rate:.0f}`, an open loop that schedules every request at a fixed time and "
             "measures from that time whenever the connection was still busy then (no coordinated "
             "omission). squid runs with caching and its access log off; tinyproxy closes the "
@@ -356,7 +356,7 @@ class Report:
         targets = [t for t in MITM_TARGETS if d.has("mitm", t)]
         self.w("## 2. MITM path (TLS interception)", "")
         self.w(
-            "HTTPS to `bench_origin`'s TLS listener (a test CA's certificate for 127.0.0.1) "
+            "HTTPS to `bench origin`'s TLS listener (a test CA's certificate for 127.0.0.1) "
             "through each proxy's `CONNECT` interception; the load generator trusts the proxy's "
             "CA and the proxy verifies the origin against the test CA. TLS 1.3, ALPN http/1.1, "
             "no session resumption on the agent side: every handshake is a full one. "
@@ -630,7 +630,7 @@ class Report:
             if key in m:
                 self.w(f"| {key} | {m[key]} |")
         self.w("", "Load generator, origin and proxy share the machine's cores on loopback "
-               "(`benches/loadgen.rs`, `benches/origin.rs`, one load-generator thread like `wrk -t1`). "
+               "(`bench load`, `bench origin`, one load-generator thread like `wrk -t1`). "
                "Each configuration ran RUNS times, the targets in a rotating order within each run; "
                "cells give the median and, in brackets, min–max over the runs.", "")
         if self.summary:

@@ -4,9 +4,9 @@
 
 mod support;
 
-use base64::Engine as _;
+use purser_kit::x402::{Pay, USDC_BASE_SEPOLIA as USDC};
 use support::origin::Origin;
-use support::{crafted_payment, curl, http_status, pay, Purser};
+use support::{crafted, crafted_payment, curl, http_status, pay, Purser};
 
 const POLICY: &str = r#"
 agents:
@@ -18,28 +18,19 @@ budget:
 "#;
 
 fn b64(text: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text)
+    purser_kit::x402::b64(text)
 }
 
-/// A v2 payment with one field of `authorization` or the root replaced.
-fn v2_with(amount: &str, version: &str, scheme: &str, network: &str, asset: &str) -> String {
-    b64(&format!(
-        r#"{{"x402Version":{version},"payload":{{"authorization":{{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"{amount}","validAfter":"0","validBefore":"4102444800","nonce":"0x01"}},"signature":"0x02"}},"accepted":{{"scheme":"{scheme}","network":"{network}","asset":"{asset}","amount":"{amount}","payTo":"0x2096000000000000000000000000000000000287","maxTimeoutSeconds":300}}}}"#
-    ))
+/// A v2 payment (nonce `0x01`, no `extra`, no resource) with the version, scheme,
+/// network, asset or amount (both the signed value and the offer's) replaced.
+fn v2_with(amount: &str, version: u8, scheme: &str, network: &str, asset: &str) -> Pay {
+    Pay::usdc(amount)
+        .version(version)
+        .scheme(scheme)
+        .network(network)
+        .asset(asset)
+        .extra(None)
 }
-
-/// The same payment, expired: `validBefore` a second after the epoch.
-fn expired(payment: String) -> String {
-    let json = base64::engine::general_purpose::STANDARD
-        .decode(payment)
-        .expect("base64");
-    let text = String::from_utf8(json)
-        .expect("utf-8")
-        .replace("\"validBefore\":\"4102444800\"", "\"validBefore\":\"1\"");
-    b64(&text)
-}
-
-const USDC: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 
 #[test]
 fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
@@ -67,48 +58,49 @@ fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
         ),
         (
             "negative amount",
-            v2_with("-5", "2", "exact", "eip155:84532", USDC),
+            v2_with("-5", 2, "exact", "eip155:84532", USDC).header(),
             "bad_amount",
         ),
         (
             "fractional amount",
-            v2_with("1.5", "2", "exact", "eip155:84532", USDC),
+            v2_with("1.5", 2, "exact", "eip155:84532", USDC).header(),
             "bad_amount",
         ),
         (
             "huge amount",
-            v2_with(&thirty_one, "2", "exact", "eip155:84532", USDC),
+            v2_with(&thirty_one, 2, "exact", "eip155:84532", USDC).header(),
             "bad_amount",
         ),
         (
             "80-digit amount",
-            v2_with(&eighty_digits, "2", "exact", "eip155:84532", USDC),
+            v2_with(&eighty_digits, 2, "exact", "eip155:84532", USDC).header(),
             "bad_amount",
         ),
         (
             "unknown version",
-            v2_with("100", "3", "exact", "eip155:84532", USDC),
+            v2_with("100", 3, "exact", "eip155:84532", USDC).header(),
             "unsupported_version",
         ),
         (
             "unknown scheme",
-            v2_with("100", "2", "stream", "eip155:84532", USDC),
+            v2_with("100", 2, "stream", "eip155:84532", USDC).header(),
             "unsupported_payment",
         ),
         (
             "unknown network",
-            v2_with("100", "2", "exact", "moonchain", USDC),
+            v2_with("100", 2, "exact", "moonchain", USDC).header(),
             "unknown_network",
         ),
         (
             "unknown asset",
             v2_with(
                 "100",
-                "2",
+                2,
                 "exact",
                 "eip155:84532",
                 "0x00000000000000000000000000000000000000aa",
-            ),
+            )
+            .header(),
             "unknown_asset",
         ),
         (
@@ -118,7 +110,9 @@ fn malformed_payments_are_refused_with_a_reason_and_never_reach_the_merchant() {
         ),
         (
             "an authorization whose validBefore is past",
-            expired(v2_with("100", "2", "exact", "eip155:84532", USDC)),
+            v2_with("100", 2, "exact", "eip155:84532", USDC)
+                .valid_before(1)
+                .header(),
             "expired_payment",
         ),
     ];
@@ -200,9 +194,10 @@ fn bad_402_challenges_pass_through_unremembered_and_cannot_price_a_payment() {
         );
     }
     // A v1 payment names no asset: with no readable challenge it cannot be priced.
-    let v1 = b64(
-        r#"{"x402Version":1,"scheme":"exact","network":"base-sepolia","payload":{"authorization":{"from":"0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A","to":"0x2096000000000000000000000000000000000287","value":"50000","validAfter":"0","validBefore":"4102444800","nonce":"0x03"},"signature":"0x04"}}"#,
-    );
+    let v1 = Pay::usdc(50_000)
+        .nonce("0x03")
+        .signature("0x04")
+        .v1_header("base-sepolia");
     let output = curl(&[
         "-s",
         "-x",
@@ -219,19 +214,6 @@ fn bad_402_challenges_pass_through_unremembered_and_cannot_price_a_payment() {
         .filter(|r| r.headers.contains_key("x-payment"))
         .collect();
     assert!(paid.is_empty());
-}
-
-/// `crafted_payment` with some of its JSON replaced.
-fn altered(payment: String, replacements: &[(&str, &str)]) -> String {
-    let json = base64::engine::general_purpose::STANDARD
-        .decode(payment)
-        .expect("base64");
-    let mut text = String::from_utf8(json).expect("utf-8");
-    for (from, to) in replacements {
-        assert!(text.contains(from), "{from} is in the payment");
-        text = text.replace(from, to);
-    }
-    b64(&text)
 }
 
 #[test]
@@ -254,20 +236,11 @@ fn payments_that_differ_from_what_was_offered_are_payload_mismatch_and_never_lea
     let cases = [
         (
             "signs 20,000 while its accepted offer says 10,000",
-            altered(
-                crafted_payment(1, 10_000),
-                &[(r#""value":"10000""#, r#""value":"20000""#)],
-            ),
+            crafted(1, 10_000).signed_value(20_000).header(),
         ),
         (
             "signs to another payTo than its accepted offer",
-            altered(
-                crafted_payment(2, 10_000),
-                &[(
-                    r#""to":"0x2096000000000000000000000000000000000287""#,
-                    &format!(r#""to":"{other_pay_to}""#),
-                )],
-            ),
+            crafted(2, 10_000).signed_to(other_pay_to).header(),
         ),
     ];
     for (label, payment) in &cases {
@@ -291,10 +264,7 @@ fn payments_that_differ_from_what_was_offered_are_payload_mismatch_and_never_lea
         body.contains("50000") && body.contains("10000"),
         "the reason names both: {body}"
     );
-    let elsewhere = altered(
-        crafted_payment(4, 10_000),
-        &[("0x2096000000000000000000000000000000000287", other_pay_to)],
-    );
+    let elsewhere = crafted(4, 10_000).pay_to(other_pay_to).header();
     let (status, code, body) = code_of(&elsewhere);
     assert_eq!((status, code.as_str()), (403, "payload_mismatch"), "{body}");
 

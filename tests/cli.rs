@@ -5,14 +5,14 @@
 
 mod support;
 
-use base64::Engine as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use support::{curl, Purser, PurserOptions};
+use support::origin::Origin;
+use support::{crafted_payment, curl, Purser, PurserOptions};
 
 const POLICY: &str = r#"
 agents:
@@ -229,12 +229,12 @@ fn approvals_are_listed_approved_and_denied() {
     let purser = Purser::start(POLICY, None);
     let listed = cli(&purser, &["approvals", "list"]).ok();
     assert_eq!(listed, "no payments are waiting for approval\n");
-    let origin = OkOrigin::start();
+    let origin = Origin::plain_blocking();
     for session in ["agent.h1", "agent.h2"] {
         cli(&purser, &["sessions", "phase", session, "COMMIT"]).ok();
     }
-    let denied = held_payment(&purser, "h1", origin.port, 1);
-    let approved = held_payment(&purser, "h2", origin.port, 2);
+    let denied = held_payment(&purser, "h1", origin.port(), 1);
+    let approved = held_payment(&purser, "h2", origin.port(), 2);
     let table = wait_for_holds(&purser, 2);
     let header = table.lines().next().unwrap();
     for column in [
@@ -465,9 +465,9 @@ fn filter_values_match_in_any_case_and_unknown_ones_are_refused() {
 #[test]
 fn traces_show_and_tail_print_amounts_and_approvers_alike() {
     let purser = Purser::start(POLICY, None);
-    let origin = OkOrigin::start();
+    let origin = Origin::plain_blocking();
     cli(&purser, &["sessions", "phase", "agent.a1", "COMMIT"]).ok();
-    let approved = held_payment(&purser, "a1", origin.port, 7);
+    let approved = held_payment(&purser, "a1", origin.port(), 7);
     let table = wait_for_holds(&purser, 1);
     let id = row(&table, "agent.a1")
         .split_whitespace()
@@ -549,53 +549,4 @@ fn wait_for_holds(purser: &Purser, count: usize) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{count} holds never showed up:\n{}", purser.stderr());
-}
-
-/// A v2 payment header for `amount` atomic USDC on Base Sepolia, unique (nonce and
-/// signature) by `nonce`.
-fn crafted_payment(nonce: u8, amount: u64) -> String {
-    let pay_to = "0x2096000000000000000000000000000000000287";
-    let accepted = serde_json::json!({
-        "scheme": "exact", "network": "eip155:84532",
-        "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-        "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300,
-        "extra": {"name": "USDC", "version": "2"}
-    });
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {
-                "from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to,
-                "value": amount.to_string(), "validAfter": "0", "validBefore": "4102444800",
-                "nonce": format!("0x{:064x}", nonce)
-            },
-            "signature": format!("0x{nonce:02x}{}", "ab".repeat(64))
-        },
-        "accepted": accepted,
-        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
-}
-
-/// A merchant that answers every request `200 ok` (enough for an approved payment).
-struct OkOrigin {
-    port: u16,
-}
-
-impl OkOrigin {
-    fn start() -> OkOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buffer = [0u8; 8192];
-                let _ = stream.read(&mut buffer);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                );
-            }
-        });
-        OkOrigin { port }
-    }
 }

@@ -4,8 +4,8 @@
 //! rule's own message, the budgets after approval), at desktop and at phone width. A
 //! person approves, and the agent's request settles with the approver's name in the
 //! trace; or denies with a typed reason, and the agent hears that reason. Needs
-//! `chromium` and `chromium-driver` (skipped without them, except under CI, where a
-//! missing browser fails the test).
+//! `chromium` and `chromium-driver`: without them each test fails, saying how to install
+//! them (never a silent pass).
 
 mod support;
 
@@ -119,9 +119,7 @@ fn assert_no_horizontal_overflow(browser: &Browser) {
 
 #[test]
 fn a_held_payment_shows_what_the_approver_needs_and_is_approved() {
-    let Some(browser) = Browser::start_or_skip("console") else {
-        return;
-    };
+    let browser = Browser::start_or_fail("console");
     let held = hold_a_payment("console", "eip155:84532");
     browser.set_viewport(DESKTOP.0, DESKTOP.1);
     open_console(&browser, &held.purser);
@@ -263,9 +261,7 @@ fn a_held_payment_shows_what_the_approver_needs_and_is_approved() {
 
 #[test]
 fn a_payment_denied_from_a_phone_tells_the_agent_the_typed_reason() {
-    let Some(browser) = Browser::start_or_skip("console") else {
-        return;
-    };
+    let browser = Browser::start_or_fail("console");
     let held = hold_a_payment("console-deny", "eip155:8453");
     browser.set_viewport(PHONE.0, PHONE.1);
     open_console(&browser, &held.purser);
@@ -329,9 +325,7 @@ fn a_payment_denied_from_a_phone_tells_the_agent_the_typed_reason() {
 /// and reason in the proof log and the amount back in the budget.
 #[test]
 fn an_unknown_payment_is_reconciled_from_the_console() {
-    let Some(browser) = Browser::start_or_skip("console-unknown") else {
-        return;
-    };
+    let browser = Browser::start_or_fail("console-unknown");
     let dir = TempDir::new("console-unknown");
     let origin = support::origin::Origin::plain_blocking();
     let purser = Purser::start(POLICY, None);

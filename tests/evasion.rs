@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::origin::Origin;
 use support::pki::{upstream_pki, UpstreamPki};
-use support::{connect_tunnel, send_over, tls_connect, Purser, PurserOptions};
+use support::{connect_tunnel, send_over, Purser, PurserOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -142,11 +142,12 @@ impl Rig {
             }
             Path::Tls1 | Path::Tls2 => {
                 let http2 = path == Path::Tls2;
-                let tunnel = self.tunnel(&authority, session).await;
                 let alpn: &[&[u8]] = if http2 { &[b"h2"] } else { &[b"http/1.1"] };
-                let tls = tls_connect(tunnel, "localhost", &self.purser.ca_pem(), alpn)
-                    .await
-                    .expect("TLS through Purser");
+                let credentials = agent(session);
+                let tls = self
+                    .purser
+                    .intercept(&authority, Some(&credentials), alpn)
+                    .await;
                 send_over(tls, http2, request).await
             }
         }

@@ -11,11 +11,10 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use support::origin::Origin;
 use support::pki::{upstream_pki, TestPki};
-use support::{
-    basic, connect_tunnel, curl_async, send_over, tls_connect, Purser, PurserOptions, TempDir,
-};
+use support::{basic, connect_tunnel, curl_async, send_over, Purser, PurserOptions, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -143,12 +142,9 @@ async fn an_http2_client_through_mitm_reaches_an_http1_only_origin() {
     let origin = Origin::tls(upstream.pki.server_cert(&[]), false).await;
     let purser = Purser::start(AGENTS, Some(&upstream.pki.ca_path));
     let authority = format!("localhost:{}", origin.port());
-    let (status, tunnel) =
-        connect_tunnel(purser.proxy, &authority, Some(&basic("bot", "s3cret"))).await;
-    assert_eq!(status, 200);
-    let tls = tls_connect(tunnel.unwrap(), "localhost", &purser.ca_pem(), &[b"h2"])
-        .await
-        .unwrap();
+    let tls = purser
+        .intercept(&authority, Some(&basic("bot", "s3cret")), &[b"h2"])
+        .await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let request = Request::post(format!("https://{authority}/echo"))
         .header("x-h2-client", "yes")
@@ -201,15 +197,7 @@ async fn a_large_upload_streams_intact_through_interception() {
     let origin = Origin::tls(upstream.pki.server_cert(&[]), true).await;
     let purser = Purser::start(ANONYMOUS, Some(&upstream.pki.ca_path));
     let authority = format!("localhost:{}", origin.port());
-    let (_, tunnel) = connect_tunnel(purser.proxy, &authority, None).await;
-    let tls = tls_connect(
-        tunnel.unwrap(),
-        "localhost",
-        &purser.ca_pem(),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
+    let tls = purser.intercept(&authority, None, &[b"http/1.1"]).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -241,16 +229,9 @@ async fn websocket_echo_through_interception() {
     let origin = Origin::tls(upstream.pki.server_cert(&[]), false).await;
     let purser = Purser::start(AGENTS, Some(&upstream.pki.ca_path));
     let authority = format!("localhost:{}", origin.port());
-    let (_, tunnel) =
-        connect_tunnel(purser.proxy, &authority, Some(&basic("bot.ws", "s3cret"))).await;
-    let tls = tls_connect(
-        tunnel.unwrap(),
-        "localhost",
-        &purser.ca_pem(),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
+    let tls = purser
+        .intercept(&authority, Some(&basic("bot.ws", "s3cret")), &[b"http/1.1"])
+        .await;
     let (mut socket, response) =
         tokio_tungstenite::client_async(format!("wss://{authority}/ws"), tls)
             .await
@@ -368,17 +349,10 @@ async fn tunnel_hosts_are_spliced_with_the_origin_certificate() {
     let origin = Origin::tls(upstream.pki.server_cert(&[]), false).await;
     let purser = Purser::start("anonymous: {}\ntunnel: ['localhost']\n", None);
     let authority = format!("localhost:{}", origin.port());
-    let (status, tunnel) = connect_tunnel(purser.proxy, &authority, None).await;
-    assert_eq!(status, 200);
     // Only the origin's own CA is trusted here: success proves Purser did not intercept.
-    let tls = tls_connect(
-        tunnel.unwrap(),
-        "localhost",
-        &upstream.pki.ca_path,
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
+    let tls = purser
+        .tls_tunnel(&authority, None, &upstream.pki.ca_path, &[b"http/1.1"])
+        .await;
     let request = Request::get(format!("https://{authority}/spliced"))
         .header("host", &authority)
         .body(Full::new(Bytes::new()))
@@ -438,19 +412,14 @@ async fn upstream_failures_answer_502_with_a_plain_reason() {
 async fn concurrent_first_connects_to_a_new_host_mint_one_certificate() {
     let upstream = upstream_pki();
     let origin = Origin::tls(upstream.pki.server_cert(&[]), true).await;
-    let purser = Purser::start(ANONYMOUS, Some(&upstream.pki.ca_path));
+    let purser = Arc::new(Purser::start(ANONYMOUS, Some(&upstream.pki.ca_path)));
     let authority = format!("localhost:{}", origin.port());
-    let ca = purser.ca_pem();
     let tasks: Vec<_> = (0..24)
         .map(|index| {
             let authority = authority.clone();
-            let ca = ca.clone();
-            let proxy = purser.proxy;
+            let purser = purser.clone();
             tokio::spawn(async move {
-                let (_, tunnel) = connect_tunnel(proxy, &authority, None).await;
-                let tls = tls_connect(tunnel.unwrap(), "localhost", &ca, &[b"http/1.1"])
-                    .await
-                    .unwrap();
+                let tls = purser.intercept(&authority, None, &[b"http/1.1"]).await;
                 let request = Request::get(format!("https://{authority}/n{index}"))
                     .header("host", &authority)
                     .body(Full::new(Bytes::new()))
@@ -473,15 +442,7 @@ async fn a_request_inside_a_tunnel_for_another_host_is_misdirected() {
     let origin = Origin::tls(upstream.pki.server_cert(&[]), false).await;
     let purser = Purser::start(ANONYMOUS, Some(&upstream.pki.ca_path));
     let authority = format!("localhost:{}", origin.port());
-    let (_, tunnel) = connect_tunnel(purser.proxy, &authority, None).await;
-    let tls = tls_connect(
-        tunnel.unwrap(),
-        "localhost",
-        &purser.ca_pem(),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
+    let tls = purser.intercept(&authority, None, &[b"http/1.1"]).await;
     let request = Request::get("/")
         .header("host", "paid.example")
         .body(Full::new(Bytes::new()))

@@ -7,13 +7,15 @@
 #[path = "support/merchant.rs"]
 mod merchant;
 mod support;
+#[path = "settlement/unknown.rs"]
+mod unknown;
 
-use base64::Engine as _;
 use merchant::{Merchant, Seen};
+use purser_kit::x402::{resource_url, Pay, PAYER};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{pay, Purser};
+use support::{crafted, pay, Purser};
 
 const POLICY: &str = r#"
 agents:
@@ -24,25 +26,13 @@ budget:
   session_limit: 0.50
 "#;
 
-const PAYER: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
-const PAY_TO: &str = "0x2096000000000000000000000000000000000287";
-
 /// A v2 payment of `amount` atomic USDC whose key fields are spelled as given.
 fn payment_spelled(from: &str, nonce: &str, signature: &str, amount: u64) -> String {
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": from, "to": PAY_TO, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "4102444800", "nonce": nonce},
-            "signature": signature
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532",
-                     "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-                     "amount": amount.to_string(), "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-                     "extra": {"name": "USDC", "version": "2"}},
-        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+    crafted(0, amount)
+        .from(from)
+        .nonce(nonce)
+        .signature(signature)
+        .header()
 }
 
 fn nonce(n: u64) -> String {
@@ -55,7 +45,7 @@ fn signature(n: u64) -> String {
 
 /// A well-formed payment unique by `n`.
 fn payment(n: u64, amount: u64) -> String {
-    payment_spelled(PAYER, &nonce(n), &signature(n), amount)
+    crafted(n, amount).header()
 }
 
 fn session(purser: &Purser, id: &str) -> Value {
@@ -436,196 +426,16 @@ fn a_payment_purser_cannot_key_for_replays_is_refused() {
     );
     let merchant = Merchant::start();
     let purser = Purser::start(&policy, None);
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {"transaction": "anything", "signature": "anything"},
-        "accepted": {"scheme": "exact", "network": "aptos:1",
-                     "asset": "0x1::aptos_coin::AptosCoin", "amount": "1000",
-                     "payTo": "0xmerchant", "maxTimeoutSeconds": 300},
-        "resource": {"url": "http://127.0.0.1/paid"}
-    });
-    let sent = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    let payload = serde_json::json!({"transaction": "anything", "signature": "anything"});
+    let sent = Pay::usdc(1000)
+        .network("aptos:1")
+        .asset("0x1::aptos_coin::AptosCoin")
+        .pay_to("0xmerchant")
+        .extra(None)
+        .payload(payload.as_object().cloned().unwrap_or_default())
+        .resource(Some(resource_url("http://127.0.0.1/paid")))
+        .header();
     let result = pay(&purser, "k", &merchant.url("/settled"), &sent);
     assert!(refused_as(&result, "unsupported_payment"), "{result:?}");
     assert!(merchant.paid().is_empty());
-}
-
-#[test]
-fn unknown_payments_are_reconciled_through_the_api_and_the_cli() {
-    let merchant = Merchant::start();
-    let mut purser = Purser::start(POLICY, None);
-    assert_eq!(
-        pay(
-            &purser,
-            "u",
-            &merchant.url("/ok/x?id=1"),
-            &payment(14, 250_000)
-        )
-        .0,
-        200
-    );
-    assert_eq!(
-        pay(
-            &purser,
-            "u",
-            &merchant.url("/error/y"),
-            &payment(15, 150_000)
-        )
-        .0,
-        500
-    );
-    let listed = unknown_payments(&purser, "?outcome=unknown&agent=agent");
-    assert_eq!(listed.len(), 2, "{listed:?}");
-    let first = &listed[0];
-    for (key, value) in [
-        ("session", "agent.u"),
-        ("agent", "agent"),
-        ("amount_usd", "0.25"),
-        ("method", "GET"),
-        ("host", "127.0.0.1"),
-        ("path", "/ok/x"),
-        ("outcome", "unknown"),
-    ] {
-        assert_eq!(first[key], value, "{key}: {first}");
-    }
-    assert_eq!(first["upstream_status"], 200);
-    assert_eq!(first["payment_digest"].as_str().unwrap().len(), 64);
-    let id = first["id"].as_str().unwrap().to_string();
-    let second = listed[1]["id"].as_str().unwrap().to_string();
-    let (status, body) = purser.admin("GET", &format!("/v1/payments/{id}"), None);
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = purser.admin("GET", "/v1/payments?outcome=committed", None);
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("bad_filter"), "{body}");
-
-    let table = cli(&purser, &["payments", "list"]);
-    assert!(table.status.success(), "{table:?}");
-    let table = String::from_utf8_lossy(&table.stdout).into_owned();
-    let row = table.lines().find(|l| l.contains(&id)).expect(&table);
-    for cell in ["agent.u", "0.25", "GET 127.0.0.1/ok/x", "without a receipt"] {
-        assert!(row.contains(cell), "{cell} missing: {row}");
-    }
-    let resolved = cli(
-        &purser,
-        &[
-            "payments",
-            "resolve",
-            &id,
-            "--outcome",
-            "Released",
-            "--by",
-            "ana",
-            "--reason",
-            "the merchant never settled it",
-        ],
-    );
-    let out = String::from_utf8_lossy(&resolved.stdout).into_owned();
-    assert!(resolved.status.success(), "{resolved:?}");
-    assert!(
-        out.starts_with(&format!("released payment {id} (0.25 USD")),
-        "{out}"
-    );
-    assert_eq!(spent(&purser, "u"), ("0.15".into(), "0.15".into()));
-    let (status, body) = purser.admin(
-        "POST",
-        &format!("/v1/payments/{second}/resolve"),
-        Some(r#"{"outcome":"committed","by":"ops","reason":"tx 0xabc on chain"}"#),
-    );
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(answer["budget"]["session_spent"], "0.15");
-    assert_eq!(answer["budget"]["session_unknown"], "0");
-
-    let resolutions: Vec<Value> = purser
-        .trace_lines()
-        .into_iter()
-        .filter(|l| l["kind"] == "resolution")
-        .collect();
-    assert_eq!(resolutions.len(), 2);
-    assert_eq!(resolutions[0]["decision_trace_id"], *id);
-    assert_eq!(resolutions[0]["outcome"], "released");
-    let reason = resolutions[0]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("ana") && reason.contains("never settled"),
-        "{reason}"
-    );
-
-    let empty = cli(&purser, &["payments", "list"]);
-    assert_eq!(
-        String::from_utf8_lossy(&empty.stdout),
-        "no payments with an unknown outcome\n"
-    );
-    let again = cli(
-        &purser,
-        &[
-            "payments",
-            "resolve",
-            &id,
-            "--outcome",
-            "released",
-            "--reason",
-            "twice",
-        ],
-    );
-    assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("no payment with an unknown outcome"));
-    let bad = cli(
-        &purser,
-        &[
-            "payments",
-            "resolve",
-            &id,
-            "--outcome",
-            "settled",
-            "--reason",
-            "x",
-        ],
-    );
-    assert_eq!(bad.status.code(), Some(2), "clap refuses the outcome");
-
-    // The resolutions survive a restart.
-    purser.restart();
-    assert_eq!(spent(&purser, "u"), ("0.15".into(), "0".into()));
-    assert!(unknown_payments(&purser, "").is_empty());
-}
-
-#[test]
-fn a_payment_whose_request_goes_away_upstream_stays_counted_as_unknown() {
-    let merchant = Merchant::start();
-    let purser = Purser::start(POLICY, None);
-    merchant.hold(true);
-    let _release = ReleaseOnDrop(&merchant);
-    let url = merchant.url("/hold/abandoned");
-    let sent = payment(16, 250_000);
-    let request = format!(
-        "GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nProxy-Authorization: {}\r\n\
-         PAYMENT-SIGNATURE: {sent}\r\n\r\n",
-        merchant.port,
-        support::basic("agent.gone", "t0ken")
-    );
-    let mut agent = std::net::TcpStream::connect(purser.proxy).unwrap();
-    std::io::Write::write_all(&mut agent, request.as_bytes()).unwrap();
-    wait_for("the payment at the merchant", || merchant.waiting() == 1);
-    // The agent hangs up while its payment is upstream.
-    agent.shutdown(std::net::Shutdown::Both).unwrap();
-    drop(agent);
-    wait_for("the payment to become unknown", || {
-        spent(&purser, "gone") == ("0.25".into(), "0.25".into())
-    });
-    assert_eq!(session(&purser, "gone")["reserved"], "0");
-    let listed = unknown_payments(&purser, "?outcome=unknown");
-    assert!(listed[0]["why"].as_str().unwrap().contains("went away"));
-    // Its identical retry is a retry.
-    merchant.hold(false);
-    assert_eq!(pay(&purser, "gone", &url, &sent).0, 200);
-    assert_eq!(merchant.paid().len(), 2);
-}
-
-fn cli(purser: &Purser, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_purser"))
-        .args(args)
-        .args(["--admin", &format!("http://{}", purser.admin)])
-        .env_remove("PURSER_ADMIN_TOKEN")
-        .output()
-        .expect("run purser cli")
 }

@@ -83,7 +83,7 @@ async fn mpp_and_l402_credentials_are_refused_as_unsupported_on_every_path() {
 
 /// An MCP `tools/call` with `_meta`, as x402's MCP transport sends it.
 fn tools_call(meta_key: &str) -> String {
-    let payment = serde_json::json!({"x402Version": 2, "payload": {"signature": "0xab"}});
+    let payment = serde_json::to_value(crate::support::crafted(0xab, 1000).wire()).unwrap();
     serde_json::json!({
         "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": "get_weather", "arguments": {"city": "Paris"}, "_meta": {meta_key: payment}}

@@ -2,34 +2,35 @@
 //! sends absolute-form requests to the proxy, an HTTP/2 agent inside an intercepted
 //! tunnel, and a merchant whose every answer is a large 402 challenge.
 
-use super::support::{basic, connect_tunnel, tls_connect, Purser};
+use super::support::{basic, Purser};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use purser_kit::client::{basic as kit_basic, proxied_get, Conn};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// A keep-alive HTTP/1.1 connection to the proxy, sending absolute-form requests.
 pub struct Agent {
-    proxy: SocketAddr,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    conn: Conn,
 }
 
 impl Agent {
     pub fn new(proxy: SocketAddr) -> Agent {
         Agent {
-            proxy,
-            sender: None,
+            conn: Conn::new(proxy),
         }
     }
 
-    /// `GET url` as `user:token`, with extra headers; the whole answer.
+    /// `GET url` as `user:token`, with extra headers; the whole answer. A request that
+    /// fails (the proxy closed the connection) is sent again on a new connection, up to
+    /// three times.
     pub async fn get(
         &mut self,
         user: &str,
@@ -37,36 +38,11 @@ impl Agent {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Response<Bytes> {
+        let auth = kit_basic(&format!("{user}:{token}"));
         for _ in 0..3 {
-            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-                let tcp = TcpStream::connect(self.proxy)
-                    .await
-                    .expect("connect to the proxy");
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .expect("handshake");
-                tokio::spawn(conn);
-                self.sender = Some(sender);
-            }
-            let mut request = Request::get(url)
-                .header("host", url.split('/').nth(2).unwrap_or(""))
-                .header("proxy-authorization", basic(user, token));
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let request = request.body(Full::new(Bytes::new())).expect("request");
-            let sender = self.sender.as_mut().expect("sender");
-            if sender.ready().await.is_err() {
-                self.sender = None;
-                continue;
-            }
-            match sender.send_request(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let bytes = body.collect().await.expect("body").to_bytes();
-                    return Response::from_parts(parts, bytes);
-                }
-                Err(_) => self.sender = None,
+            let request = proxied_get(url, Some(&auth), headers).expect("request");
+            if let Ok(answer) = self.conn.send(request, Duration::from_secs(60)).await {
+                return answer.into();
             }
         }
         panic!("the proxy did not answer {url}");
@@ -170,11 +146,9 @@ pub async fn h2_agent(
     user: &str,
     token: &str,
 ) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let (status, tunnel) = connect_tunnel(purser.proxy, authority, Some(&basic(user, token))).await;
-    assert_eq!(status, 200, "CONNECT as {user}");
-    let tls = tls_connect(tunnel.unwrap(), "localhost", &purser.ca_pem(), &[b"h2"])
-        .await
-        .expect("TLS through interception");
+    let tls = purser
+        .intercept(authority, Some(&basic(user, token)), &[b"h2"])
+        .await;
     let (sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         TokioIo::new(tls),

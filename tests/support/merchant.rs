@@ -13,7 +13,7 @@
 //! It records every request, and what the proof log held when the request arrived (so a
 //! test can tell whether a decision line was on disk before its payment left).
 
-use base64::Engine as _;
+use purser_kit::x402::{encode, receipt, PAYER};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -146,18 +146,17 @@ fn serve(stream: TcpStream, shared: &Shared) {
     if target.starts_with("/hold") {
         wait_while_held(shared);
     }
-    let receipt = |success: bool| {
-        let json = serde_json::json!({"success": success, "network": "eip155:84532",
-            "transaction": "0x5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e77",
-            "payer": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A",
-            "errorReason": if success { None } else { Some("insufficient_funds") }});
-        let encoded = base64::engine::general_purpose::STANDARD.encode(json.to_string());
-        format!("payment-response: {encoded}\r\n")
+    let receipt_line = |success: bool| {
+        let tx = "0x5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e771e5e77";
+        format!(
+            "payment-response: {}\r\n",
+            encode(&receipt(success, tx, PAYER))
+        )
     };
     let (status, extra) = match target.split('?').next().unwrap_or("") {
         t if t.starts_with("/error") => ("500 Internal Server Error", String::new()),
-        t if t.starts_with("/settled") => ("200 OK", receipt(true)),
-        t if t.starts_with("/failed") => ("200 OK", receipt(false)),
+        t if t.starts_with("/settled") => ("200 OK", receipt_line(true)),
+        t if t.starts_with("/failed") => ("200 OK", receipt_line(false)),
         t if t.starts_with("/garbage") => {
             ("200 OK", "payment-response: !!not-a-receipt!!\r\n".into())
         }

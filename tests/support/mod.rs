@@ -1,26 +1,27 @@
-//! Shared parts of the integration tests: the real `purser` binary on loopback, origin
-//! servers that record what they received, a test PKI, and clients that speak through
-//! the proxy.
+//! Shared parts of the integration tests: the real `purser` binary on loopback, and
+//! clients that speak through the proxy. The origins, the PKI, the x402 payment builder
+//! and the admin client come from the kit the benches share (`purser_kit`).
 #![allow(dead_code)]
 
 pub mod node;
-pub mod origin;
 pub mod pki;
 pub mod python;
 pub mod webdriver;
 
-use base64::Engine;
+// Not every test binary uses each of these.
+#[allow(unused_imports)]
+pub use purser_kit::{origin, tunnel::Tunnel};
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::io::{BufRead, BufReader};
+use purser_kit::x402::{resource, Pay};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// A scratch directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -165,52 +166,20 @@ impl Purser {
 
     /// A `/proc/PID/status` figure in kB (VmRSS, VmHWM).
     pub fn memory_kb(&self, field: &str) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find(|line| line.starts_with(field))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse().ok())
-            .expect("memory field")
+        let kb = purser_kit::process::status_field(self.pid(), field);
+        assert!(kb > 0, "no {field} in /proc/{}/status", self.pid());
+        kb
     }
 
     /// The admin `/metrics` text.
     pub fn metrics(&self) -> String {
-        let output = Command::new("curl")
-            .args(["-sS", "--noproxy", "*"])
-            .arg(format!("http://{}/metrics", self.admin))
-            .output()
-            .expect("curl metrics");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.admin("GET", "/metrics", None).1
     }
 
-    /// Calls the admin API: `(status, body)`.
+    /// Calls the admin API: `(status, body)`; status 0 when no answer came.
     pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut command = Command::new("curl");
-        command
-            .args([
-                "-sS",
-                "--noproxy",
-                "*",
-                "-X",
-                method,
-                "-w",
-                "\n%{http_code}",
-            ])
-            .arg(format!("http://{}{path}", self.admin));
-        if let Some(body) = body {
-            command.args([
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                body,
-            ]);
-        }
-        let output = command.output().expect("curl admin");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (status.trim().parse().unwrap_or(0), body.to_string())
+        purser_kit::admin::call_blocking(self.admin, method, path, body)
+            .unwrap_or_else(|e| (0, e.to_string()))
     }
 
     /// Moves a session to `phase` through the admin API.
@@ -238,12 +207,38 @@ impl Purser {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        purser_kit::process::signal(self.pid(), signal).expect("kill");
+    }
+
+    /// A `CONNECT` tunnel to `authority` (which must answer 200), then TLS inside it to
+    /// the authority's host trusting Purser's CA: an intercepted connection, offering
+    /// `alpn`.
+    pub async fn intercept(
+        &self,
+        authority: &str,
+        credentials: Option<&str>,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<Tunnel> {
+        self.tls_tunnel(authority, credentials, &self.ca_pem(), alpn)
+            .await
+    }
+
+    /// A `CONNECT` tunnel to `authority` (which must answer 200), then TLS inside it
+    /// trusting only `ca_pem`: Purser's CA when it intercepts, the origin's when it
+    /// splices.
+    pub async fn tls_tunnel(
+        &self,
+        authority: &str,
+        credentials: Option<&str>,
+        ca_pem: &Path,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<Tunnel> {
+        let (status, tunnel) = connect_tunnel(self.proxy, authority, credentials).await;
+        assert_eq!(status, 200, "CONNECT {authority}");
+        let host = purser_kit::tunnel::host_of(authority);
+        tls_connect(tunnel.unwrap(), host, ca_pem, alpn)
+            .await
+            .expect("TLS inside the tunnel")
     }
 }
 
@@ -259,11 +254,6 @@ fn spawn_purser(
     stderr_path: &Path,
     file_size_limit_kib: Option<u64>,
 ) -> (Child, SocketAddr, SocketAddr) {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(stderr_path)
-        .expect("stderr file");
     let binary = env!("CARGO_BIN_EXE_purser");
     let mut command = match file_size_limit_kib {
         // bash sets the limit and execs Purser; SIGXFSZ is ignored across exec, so a write
@@ -283,50 +273,16 @@ fn spawn_purser(
         Some(_) => "warn",
         None => "purser=debug,info",
     };
-    let mut child = command
-        .args(args)
-        .env("RUST_LOG", log_level)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn purser");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("listening on") => break line,
-            Some(Ok(_)) => continue,
-            _ => {
-                let _ = child.wait();
-                panic!(
-                    "purser did not start: {}",
-                    std::fs::read_to_string(stderr_path).unwrap_or_default()
-                );
-            }
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let (proxy, admin) = parse_listening(&line);
-    (child, proxy, admin)
-}
-
-fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
-    let addresses: Vec<SocketAddr> = line
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .filter_map(|word| word.strip_prefix("http://"))
-        .filter_map(|addr| addr.parse().ok())
-        .collect();
-    assert_eq!(addresses.len(), 2, "unexpected banner: {line}");
-    (addresses[0], addresses[1])
+    command.args(args).env("RUST_LOG", log_level);
+    let launched =
+        purser_kit::process::launch(command, stderr_path).unwrap_or_else(|e| panic!("{e}"));
+    (launched.child, launched.proxy, launched.admin)
 }
 
 /// `Basic base64(user:token)`.
 pub fn basic(user: &str, token: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-    )
+    let value = purser_kit::client::basic(&format!("{user}:{token}"));
+    value.to_str().expect("base64").to_string()
 }
 
 /// The HTTP status curl gets for `args` (its URL, proxy and headers), as curl prints it
@@ -402,24 +358,10 @@ pub async fn connect_tunnel(
     proxy: SocketAddr,
     authority: &str,
     credentials: Option<&str>,
-) -> (u16, Option<TokioIo<hyper::upgrade::Upgraded>>) {
-    let tcp = TcpStream::connect(proxy).await.expect("connect to proxy");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+) -> (u16, Option<Tunnel>) {
+    purser_kit::tunnel::connect_tunnel(proxy, authority, credentials)
         .await
-        .expect("handshake with proxy");
-    tokio::spawn(conn.with_upgrades());
-    let mut builder = Request::connect(authority).header("host", authority);
-    if let Some(credentials) = credentials {
-        builder = builder.header("proxy-authorization", credentials);
-    }
-    let request = builder.body(Full::new(Bytes::new())).expect("request");
-    let response = sender.send_request(request).await.expect("CONNECT");
-    let status = response.status().as_u16();
-    if status != 200 {
-        return (status, None);
-    }
-    let upgraded = hyper::upgrade::on(response).await.expect("upgrade");
-    (status, Some(TokioIo::new(upgraded)))
+        .expect("CONNECT through the proxy")
 }
 
 /// TLS over `stream`, trusting only `ca_pem`, offering `alpn`.
@@ -432,28 +374,11 @@ pub async fn tls_connect<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let config = client_tls_config(ca_pem, alpn);
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let name =
-        rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
-    connector.connect(name, stream).await
+    purser_kit::tunnel::tls_connect(stream, server_name, client_tls_config(ca_pem, alpn)).await
 }
 
 pub fn client_tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem).expect("read CA") {
-        roots.add(cert.expect("CA cert")).expect("add CA");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
+    purser_kit::tunnel::tls_config(&[ca_pem], alpn, true).expect("read CA")
 }
 
 /// Sends one request over an established stream with HTTP/1.1 or HTTP/2, collecting the
@@ -497,19 +422,14 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 /// Sepolia, unique by `nonce` (its nonce and signature differ). The signature is not
 /// valid; Purser does not verify signatures, the facilitator does.
 pub fn crafted_payment(nonce: u8, amount: u64) -> String {
-    let pay_to = "0x2096000000000000000000000000000000000287";
-    let payment = serde_json::json!({
-        "x402Version": 2,
-        "payload": {
-            "authorization": {"from": "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "to": pay_to, "value": amount.to_string(),
-                              "validAfter": "0", "validBefore": "4102444800", "nonce": format!("0x{:064x}", nonce)},
-            "signature": format!("0x{:02x}{}", nonce, "ab".repeat(64))
-        },
-        "accepted": {"scheme": "exact", "network": "eip155:84532", "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-                     "amount": amount.to_string(), "payTo": pay_to, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}},
-        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}
-    });
-    base64::engine::general_purpose::STANDARD.encode(payment.to_string())
+    crafted(u64::from(nonce), amount).header()
+}
+
+/// [`crafted_payment`] before it is encoded, for a test that changes one field.
+pub fn crafted(nonce: u64, amount: u64) -> Pay {
+    Pay::usdc(amount)
+        .numbered(nonce)
+        .resource(Some(resource("http://127.0.0.1/paid", "", "")))
 }
 
 /// Sends `payment` through the proxy as `agent.SESSION:t0ken`: `(status, body)`.

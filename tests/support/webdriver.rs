@@ -38,32 +38,23 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts a browser, or says why not. When Chromium or chromedriver is missing this
-    /// fails the test under CI (env `CI` set) and otherwise returns `None` after a loud
-    /// note on stderr, so a developer without a browser can still run `cargo test`.
-    pub fn start_or_skip(test: &str) -> Option<Browser> {
+    /// Starts a browser, or fails the test saying how to install one. A browser test
+    /// without a browser fails everywhere (under CI and on a developer's machine alike):
+    /// a test that returns early would pass without testing anything.
+    pub fn start_or_fail(test: &str) -> Browser {
         let missing: Vec<String> = [chromium_path(), chromedriver_path()]
             .into_iter()
             .filter(|path| !path.exists())
             .map(|path| path.display().to_string())
             .collect();
-        if missing.is_empty() {
-            return Some(Browser::start());
-        }
-        let message = format!(
-            "{test}: {} not found; install the Debian packages `chromium chromium-driver` \
-             (or set PURSER_CHROMIUM / PURSER_CHROMEDRIVER)",
+        assert!(
+            missing.is_empty(),
+            "{test}: {} not found. Install them with `apt-get install chromium \
+             chromium-driver` (Debian, Ubuntu), or point PURSER_CHROMIUM and \
+             PURSER_CHROMEDRIVER at a Chromium and the chromedriver of the same version.",
             missing.join(" and ")
         );
-        if std::env::var_os("CI").is_some() {
-            panic!("{message}");
-        }
-        eprintln!(
-            "\n{}\n!! skipping: install chromium chromium-driver\n!! {message}\n{}\n",
-            "!".repeat(78),
-            "!".repeat(78)
-        );
-        None
+        Browser::start()
     }
 
     /// Starts chromedriver on a free loopback port and opens a headless session.

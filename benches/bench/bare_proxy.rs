@@ -1,6 +1,6 @@
-//! Baseline "bare hyper pass-through" forward proxy: the yardstick for Purser.
+//! `bare-proxy`: the "bare hyper pass-through" forward proxy, the yardstick for Purser.
 //!
-//! `bare_proxy --listen 127.0.0.1:PORT`. HTTP/1.1, absolute-form `http://`
+//! `bench bare-proxy --listen 127.0.0.1:PORT`. HTTP/1.1, absolute-form `http://`
 //! requests only (no CONNECT, no TLS). Forwards with the hyper-util legacy
 //! pooled client, strips hop-by-hop headers both ways, streams bodies and
 //! answers 502 on upstream error. Deliberately minimal: no policy, no logging.
@@ -77,25 +77,13 @@ async fn proxy(
     }
 }
 
-fn listen_addr() -> SocketAddr {
-    let mut args = std::env::args().skip(1);
-    let mut listen = String::from("127.0.0.1:18081");
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--listen" => listen = args.next().expect("--listen needs an address"),
-            other => panic!("unknown argument: {other} (usage: bare_proxy --listen ADDR)"),
-        }
-    }
-    listen.parse().expect("--listen must be IP:PORT")
-}
-
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> std::io::Result<()> {
+/// Serves on `listen` until killed (on a multi-thread runtime, as hyper users do).
+pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
 
-    let listener = TcpListener::bind(listen_addr()).await?;
+    let listener = TcpListener::bind(listen).await?;
     eprintln!("bare_proxy listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = match listener.accept().await {

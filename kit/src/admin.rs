@@ -1,0 +1,98 @@
+//! A client of Purser's admin API: [`Admin`] keeps one keep-alive connection for the
+//! benches' approvers and probes; [`call_blocking`] makes one call from synchronous test
+//! code (also from inside an async test).
+
+use crate::client::{Answer, Conn};
+use crate::Error;
+use http::Method;
+use serde_json::Value;
+use std::net::SocketAddr;
+
+/// The admin API on one keep-alive connection.
+pub struct Admin {
+    conn: Conn,
+}
+
+impl Admin {
+    pub fn new(addr: SocketAddr) -> Admin {
+        Admin {
+            conn: Conn::new(addr),
+        }
+    }
+
+    /// Any call: the whole answer, whatever its status.
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, Error> {
+        let body = body.map(Value::to_string);
+        self.conn.call(method, path, body.as_deref()).await
+    }
+
+    /// A `GET` that must answer `200`: its JSON body.
+    pub async fn get_json(&mut self, path: &str) -> Result<Value, Error> {
+        let answer = self.call(Method::GET, path, None).await?;
+        if !answer.status.is_success() {
+            return Err(format!(
+                "GET {path} answered {}: {}",
+                answer.status,
+                answer.excerpt()
+            )
+            .into());
+        }
+        Ok(answer.json())
+    }
+
+    /// The pending holds (`GET /v1/approvals`).
+    pub async fn holds(&mut self) -> Result<Vec<Value>, Error> {
+        let listed = self.get_json("/v1/approvals").await?;
+        Ok(listed["approvals"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `POST /v1/approvals/{id}/{verb}` (`approve` or `deny`) with `body`.
+    pub async fn decide(&mut self, id: &str, verb: &str, body: &Value) -> Result<Answer, Error> {
+        let path = format!("/v1/approvals/{id}/{verb}");
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// One line's value from `GET /metrics` (Prometheus text).
+    pub async fn metric(&mut self, name: &str) -> Result<Option<String>, Error> {
+        let answer = self.call(Method::GET, "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string))
+    }
+}
+
+/// One admin call from synchronous code: `(status, body)`. It runs on a thread and
+/// runtime of its own, so an async test may call it too.
+pub fn call_blocking(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), Error> {
+    let method = Method::from_bytes(method.as_bytes())?;
+    let body = body.map(str::to_string);
+    let path = path.to_string();
+    let call = std::thread::spawn(move || -> Result<(u16, String), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let answer = Conn::new(addr)
+                .call(method, &path, body.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            Ok((answer.status.as_u16(), text))
+        })
+    });
+    Ok(call.join().map_err(|_| "the admin call panicked")??)
+}

@@ -1,0 +1,31 @@
+//! The kit Purser's integration tests and its bench binary share, so each piece of test
+//! machinery exists once:
+//!
+//! * [`origin`]: the origin stub (recording for tests, lean for load).
+//! * [`merchant`]: the stub merchant and facilitator (402 challenge, then a paid answer
+//!   with a receipt; refunds; the facilitator's record).
+//! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
+//! * [`client`]: HTTP/1.1 client connections, whole answers, proxy credentials.
+//! * [`tunnel`]: `CONNECT` tunnels and TLS clients through a proxy.
+//! * [`load`]: load-generation primitives (dialing through a proxy, measurement windows,
+//!   tallies).
+//! * [`admin`]: a client of Purser's admin API.
+//! * [`pki`]: a throwaway CA and leaves for TLS origins.
+//! * [`process`]: starting and stopping `purser run`, `/proc` probes.
+//! * [`proof_log`]: the proof log as the reports read it.
+//! * [`stats`]: percentiles, medians, percentages, USD sums.
+
+pub mod admin;
+pub mod client;
+pub mod load;
+pub mod merchant;
+pub mod origin;
+pub mod pki;
+pub mod process;
+pub mod proof_log;
+pub mod stats;
+pub mod tunnel;
+pub mod x402;
+
+/// The error of everything fallible here that is not a test assertion.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

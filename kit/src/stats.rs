@@ -1,0 +1,116 @@
+//! Statistics the benches report: nearest-rank percentiles, medians, percentages and
+//! USD amounts. Money stays `rust_decimal`; floats are for latencies and sizes only.
+
+use rust_decimal::Decimal;
+
+/// The nearest-rank `q` quantile (0 < q ≤ 1) of `sorted`, or `None` when it is empty.
+pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// [`percentile`] of microsecond latencies, 0 when there are none (as `RESULT` lines
+/// print them).
+pub fn percentile_us(sorted: &[u64], q: f64) -> u64 {
+    percentile(sorted, q).unwrap_or(0)
+}
+
+/// `p50_us=… p90_us=… p99_us=… p999_us=… max_us=…` of sorted microsecond latencies.
+pub fn percentiles_us(sorted: &[u64]) -> String {
+    format!(
+        "p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        percentile_us(sorted, 0.50),
+        percentile_us(sorted, 0.90),
+        percentile_us(sorted, 0.99),
+        percentile_us(sorted, 0.999),
+        sorted.last().copied().unwrap_or(0)
+    )
+}
+
+/// Sorts `values` and returns their median (the mean of the middle two for an even
+/// count), or `None` when there are none.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// `part` as a percentage of `whole`, to one decimal; `None` when `whole` is zero.
+pub fn pct(part: Decimal, whole: Decimal) -> Option<Decimal> {
+    (!whole.is_zero()).then(|| (part / whole * Decimal::ONE_HUNDRED).round_dp(1))
+}
+
+/// Atomic units of a 6-decimal token (USDC) as USD.
+pub fn usd(atomic: u128) -> Decimal {
+    Decimal::from_i128_with_scale(atomic as i128, 6)
+}
+
+/// A count of payments and their sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sum {
+    pub n: u64,
+    pub usd: Decimal,
+}
+
+impl Sum {
+    /// Counts one payment of `atomic` USDC units.
+    pub fn add(&mut self, atomic: u64) {
+        self.n += 1;
+        self.usd += usd(u128::from(atomic));
+    }
+
+    /// Both sums together.
+    pub fn plus(self, other: Sum) -> Sum {
+        Sum {
+            n: self.n + other.n,
+            usd: self.usd + other.usd,
+        }
+    }
+}
+
+impl std::fmt::Display for Sum {
+    /// `N ($X.XX)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (${:.2})", self.n, self.usd)
+    }
+}
+
+/// Microseconds as milliseconds with two decimals, or `-` when there is no value.
+pub fn fmt_ms(micros: Option<f64>) -> String {
+    micros.map_or_else(|| "-".into(), |us| format!("{:.2}", us / 1000.0))
+}
+
+/// Kilobytes as MiB with one decimal.
+pub fn mib(kb: f64) -> String {
+    format!("{:.1}", kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles_and_medians() {
+        let sorted = [1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(percentile(&sorted, 0.5), Some(5));
+        assert_eq!(percentile(&sorted, 0.99), Some(10));
+        assert_eq!(percentile::<u64>(&[], 0.5), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0, 4.0]), Some(2.5));
+        assert_eq!(
+            pct(Decimal::ONE, Decimal::from(3)),
+            Some(Decimal::new(333, 1))
+        );
+        assert_eq!(pct(Decimal::ONE, Decimal::ZERO), None);
+        assert_eq!(usd(1_500_000).to_string(), "1.500000");
+    }
+}
