@@ -1,8 +1,8 @@
 //! The admin API's error answer, shared by its handlers: `{"error": CODE, "reason": ...}`
 //! with the status given.
 
-use crate::engine::answer::json_answer;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::render::json_answer;
 use http::{Response, StatusCode};
 use serde_json::json;
 

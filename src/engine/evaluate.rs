@@ -13,16 +13,7 @@ pub use crate::trace::{Decider, Gate, Verdict};
 use rust_decimal::Decimal;
 use std::time::{Duration, Instant};
 
-/// A payment this session made earlier (for frequency windows).
-#[derive(Clone, Debug)]
-pub struct RecentPayment {
-    pub at: Instant,
-    pub tier: Option<String>,
-    pub tool: Option<String>,
-    pub category: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
+pub use crate::store::RecentPayment;
 
 /// Everything the decision depends on, gathered beforehand.
 #[derive(Clone, Debug)]

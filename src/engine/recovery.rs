@@ -5,12 +5,11 @@
 //! as spent until someone reconciles it; a payment held when Purser stopped never left,
 //! so it is dropped.
 
-use super::evaluate::RecentPayment;
-use super::session;
-use super::unknown::UnknownDetails;
-use super::Engine;
+use super::compensation::RefundJob;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::policy::{Phase, SessionId};
+use crate::store::replay::forget_after;
+use crate::store::{RecentPayment, Recovered, UnknownDetails};
 use crate::trace::{self, Kind, TraceRecord, Verdict};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -70,92 +69,81 @@ struct Replay {
     report: RecoveryReport,
 }
 
-impl Engine {
-    /// Replays the proof log into the ledger, sessions and replay set.
-    pub fn recover(&self, files: &[PathBuf]) -> Result<RecoveryReport, RecoveryError> {
-        let mut replay = Replay::default();
-        for path in files {
-            replay_file(path, &mut replay)?;
-            replay.report.files += 1;
-        }
-        Ok(self.apply(replay))
-    }
+/// What the proof log says: the state to rebuild, the refunds to resume, and what was
+/// found. The report's `replay_keys` and `sessions` are the store's to count once it is
+/// rebuilt.
+pub struct Recovery {
+    pub state: Recovered,
+    pub refunds: Vec<RefundJob>,
+    pub report: RecoveryReport,
+}
 
-    fn apply(&self, mut replay: Replay) -> RecoveryReport {
-        for (trace, payment, outcome) in replay.settled.drain(..) {
-            self.ledger.restore(&trace, payment, outcome);
-        }
-        for (trace, open) in replay.open.drain() {
-            if open.held {
-                replay.report.dropped_holds += 1;
-                replay.forgotten.extend(open.keys);
-                continue;
-            }
-            replay.report.unknown += 1;
-            let mut details = open.details;
-            details.why = Some("Purser stopped before the payment's answer was settled".into());
-            self.unknowns.insert(&trace, details);
-            self.ledger.restore(&trace, open.payment, Outcome::Unknown);
-        }
-        for (trace, details) in replay.unknown.drain(..) {
-            self.unknowns.insert(&trace, details);
-        }
-        for (trace, committed) in replay.resolutions.drain(..) {
-            self.ledger.resolve_unknown(&trace, committed);
-            let _ = self.unknowns.take(&trace, true);
-        }
-        for (session, agent, amount) in replay.credits.drain(..) {
-            self.ledger.credit(&session, &agent, amount);
-        }
-        let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
-        let now = super::replay::unix_now();
-        for (key, until) in replay.keys.drain(..) {
-            if until >= now && !forgotten.contains(&key) {
-                self.seen_payments.insert_fresh(key, until, now);
-            }
-        }
-        replay.report.replay_keys = self.seen_payments.len();
-        for (_, job) in replay.refunds.drain() {
-            let job = serde_json::from_value::<super::compensation::RefundJob>(job);
-            if let (Ok(job), Some(compensator)) = (job, &self.compensator) {
-                replay.report.refunds_resumed += 1;
-                compensator.resume(job);
-            }
-        }
-        self.restore_sessions(&mut replay);
-        replay.report
+/// Reads the proof log's files, oldest first.
+pub fn read(files: &[PathBuf]) -> Result<Recovery, RecoveryError> {
+    let mut replay = Replay::default();
+    for path in files {
+        replay_file(path, &mut replay)?;
+        replay.report.files += 1;
     }
+    Ok(into_recovery(replay))
+}
 
-    fn restore_sessions(&self, replay: &mut Replay) {
-        let limits = self.policy.current().limits;
-        let now = jiff::Timestamp::now();
-        let instant_now = Instant::now();
-        for (session_id, phase) in replay.phases.drain() {
-            let Ok(state) = self
-                .sessions
-                .get_or_create(&session_id, session_id.agent(), &limits)
-            else {
-                continue; // the caps are full of sessions worth more; refused, and logged
-            };
-            session::lock(&state).phase = phase;
+fn into_recovery(mut replay: Replay) -> Recovery {
+    let mut state = Recovered {
+        settled: std::mem::take(&mut replay.settled),
+        ..Recovered::default()
+    };
+    for (trace, open) in replay.open.drain() {
+        if open.held {
+            // A payment held when Purser stopped never left.
+            replay.report.dropped_holds += 1;
+            replay.forgotten.extend(open.keys);
+            continue;
         }
-        for (session_id, payments) in replay.recent.drain() {
-            let Ok(state) = self
-                .sessions
-                .get_or_create(&session_id, session_id.agent(), &limits)
-            else {
-                continue;
-            };
-            let mut locked = session::lock(&state);
-            for (at, mut payment) in payments {
+        replay.report.unknown += 1;
+        let mut details = open.details;
+        details.why = Some("Purser stopped before the payment's answer was settled".into());
+        state.unsettled.push((trace, open.payment, details));
+    }
+    state.unknown = std::mem::take(&mut replay.unknown);
+    state.resolutions = std::mem::take(&mut replay.resolutions);
+    state.credits = std::mem::take(&mut replay.credits);
+    let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
+    state.replay_keys = replay
+        .keys
+        .drain(..)
+        .filter(|(key, _)| !forgotten.contains(key))
+        .collect();
+    state.phases = replay
+        .phases
+        .drain()
+        .map(|(session, phase)| (session.to_string(), session.agent().to_string(), phase))
+        .collect();
+    let now = jiff::Timestamp::now();
+    let instant_now = Instant::now();
+    for (session, payments) in replay.recent.drain() {
+        let agent = session.agent().to_string();
+        let kept: Vec<RecentPayment> = payments
+            .into_iter()
+            .filter_map(|(at, mut payment)| {
                 let age = now.duration_since(at).unsigned_abs();
-                if age <= RECENT_WINDOW {
+                (age <= RECENT_WINDOW).then(|| {
                     payment.at = instant_now.checked_sub(age).unwrap_or(instant_now);
-                    locked.record_payment(payment);
-                }
-            }
-        }
-        replay.report.sessions = self.sessions.len();
+                    payment
+                })
+            })
+            .collect();
+        state.recent.push((session.into(), agent, kept));
+    }
+    let refunds = replay
+        .refunds
+        .drain()
+        .filter_map(|(_, job)| serde_json::from_value::<RefundJob>(job).ok())
+        .collect();
+    Recovery {
+        state,
+        refunds,
+        report: replay.report,
     }
 }
 
@@ -303,7 +291,7 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
     let keys = line.replay_keys;
     let time = line.time.parse::<jiff::Timestamp>().ok();
     let seen = time.map_or(0, |at| at.as_second().max(0) as u64);
-    let until = super::replay::forget_after(None, seen);
+    let until = forget_after(None, seen);
     replay
         .keys
         .extend(keys.iter().map(|key| (key.clone(), until)));
@@ -355,73 +343,72 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Policy, PolicyStore};
-    use crate::telemetry::metrics::Metrics;
-    use crate::trace::{TraceLog, TraceSettings};
-    use std::str::FromStr;
-    use std::sync::Arc;
 
     /// A log written before trace records were typed (see `trace::record`'s tests).
     fn written_before() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace/testdata/lines-v0.1.0.jsonl")
     }
 
-    fn engine(dir: &Path) -> Engine {
-        let policy =
-            Policy::from_yaml(Path::new("policy.yaml"), "budget: {session_limit: 5}\n").unwrap();
-        let trace = TraceLog::open(TraceSettings {
-            path: dir.join("trace.jsonl"),
-            rotate_bytes: u64::MAX,
-            fsync: false,
-        })
-        .unwrap();
-        let store = Arc::new(PolicyStore::new(policy));
-        Engine::new(store, trace, Arc::new(Metrics::default()), None)
-    }
-
     #[test]
-    fn a_log_written_before_typed_records_rebuilds_the_same_state() {
-        let dir = std::env::temp_dir().join(format!("purser-recovery-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let engine = engine(&dir);
-        let report = engine.recover(&[written_before()]).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(report.lines, 30);
-        assert_eq!(report.unreadable_lines, 0);
+    fn a_log_written_before_typed_records_reads_back_into_the_same_state() {
+        let Recovery {
+            state,
+            refunds,
+            report,
+        } = read(&[written_before()]).unwrap();
+        assert_eq!((report.lines, report.unreadable_lines), (30, 0));
         assert_eq!(
             (report.committed, report.unknown, report.released),
             (2, 3, 1)
         );
-        assert_eq!((report.dropped_holds, report.sessions), (0, 6));
-        let usd = |text: &str| Decimal::from_str(text).unwrap();
-        let spent = |session: &str| engine.ledger.view(session, "agent").session;
-        assert_eq!(spent("agent.hold").unknown, usd("0.6"));
-        assert_eq!(spent("agent.unk").unknown, usd("0.25"));
-        assert_eq!(spent("agent.v1").committed, usd("0.02"));
-        assert_eq!(
-            spent("agent.hdr").spent(),
-            usd("0.01"),
-            "resolved as committed"
-        );
-        assert_eq!(
-            spent("agent.tx").spent(),
-            Decimal::ZERO,
-            "refunded and credited"
-        );
-        assert_eq!(
-            engine.ledger.view("agent.ok", "agent").agent.spent(),
-            usd("0.88")
-        );
-        let unknown: Vec<String> = engine
-            .unknown_payments()
-            .into_iter()
-            .map(|(payment, _)| payment.session)
+        assert_eq!(report.dropped_holds, 0);
+        let usd = |text: &str| text.parse::<Decimal>().unwrap();
+        let mut settled: Vec<(String, Decimal, Outcome)> = state
+            .settled
+            .iter()
+            .map(|(_, payment, outcome)| (payment.session.clone(), payment.amount, *outcome))
             .collect();
-        assert_eq!(unknown, ["agent.hold", "agent.unk"]);
-        let phase = engine
-            .sessions
-            .get("agent.ok")
-            .map(|s| session::lock(&s).phase);
-        assert_eq!(phase, Some(Phase::Commit));
+        settled.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            settled,
+            [
+                ("agent.hdr".into(), usd("0.01"), Outcome::Unknown),
+                ("agent.hold".into(), usd("0.6"), Outcome::Unknown),
+                ("agent.tx".into(), usd("0.05"), Outcome::Committed),
+                ("agent.unk".into(), usd("0.25"), Outcome::Unknown),
+                ("agent.v1".into(), usd("0.02"), Outcome::Committed),
+            ]
+        );
+        assert!(
+            state.unsettled.is_empty(),
+            "every payment that left settled"
+        );
+        assert_eq!(
+            state.resolutions.len(),
+            1,
+            "agent.hdr resolved as committed"
+        );
+        assert!(state.resolutions[0].1);
+        assert_eq!(
+            state.credits,
+            [("agent.tx".to_string(), "agent".to_string(), usd("0.05"))]
+        );
+        assert!(
+            refunds.is_empty(),
+            "the refund was requested: nothing to resume"
+        );
+        let mut phases = state.phases.clone();
+        phases.sort();
+        assert_eq!(phases.len(), 6);
+        assert!(phases
+            .iter()
+            .all(|(session, agent, phase)| session.starts_with("agent.")
+                && agent == "agent"
+                && *phase == Phase::Commit));
+        assert_eq!(
+            state.replay_keys.len(),
+            12,
+            "two keys for each payment that left"
+        );
     }
 }
