@@ -1,44 +1,55 @@
-//! Purser: an x402-aware forward HTTP proxy that enforces payment governance on the wire.
+//! Purser: a forward HTTP proxy that governs the payments AI agents make on the wire
+//! (x402), deciding each one before its signature reaches the merchant.
 //!
-//! The modules, in the order a payment meets them (each depends only on those above it,
-//! with the exceptions #16 is removing):
+//! The modules follow a payment's path. Each imports only modules listed above it, and
+//! no two files import each other (`tests/layers.rs` checks both from the source):
 //!
-//! * [`x402`]: the payment protocol's wire types, parsing, canonical replay keys, assets.
-//! * [`detect`]: the one payment detector: which payment a request carries, in which
-//!   protocol, and whether Purser can govern it (header spellings, MPP and L402
-//!   credentials, payment keys in JSON bodies).
-//! * [`policy`]: the policy file: loading, validation, rules, and route normalisation
-//!   (`policy::route`) for matching requests as merchants route them.
-//! * [`ledger`]: budgets: reservations, commits, releases and unknown outcomes.
-//! * [`trace`]: the hash-chained proof log: bounded lines, refusal summaries, rotation,
+//! * [`x402`]: the payment protocol's wire types, bounded parsing, replay keys, assets,
+//!   and one normal form for addresses.
+//! * `codes`, [`outbound`]: the stable error codes every layer speaks; the client
+//!   Purser's own calls (webhooks, refund requests) go through.
+//! * [`detect`]: the one payment detector: whether a request carries a payment, in
+//!   which protocol, and whether Purser can govern it.
+//! * [`telemetry`]: log set-up and the counters behind `/metrics`.
+//! * [`policy`]: the policy file: loading, validation, the rule DSL, identity, routes.
+//! * [`ledger`]: budgets in decimal: reservations, commits, releases, unknown outcomes.
+//! * [`trace`]: the hash-chained proof log: typed records, the writer, rotation,
 //!   verification, filters.
-//! * [`approvals`]: holds waiting for a human, and their notifications.
-//! * [`store`]: what the engine keeps between requests (budgets and reservations,
-//!   sessions and phases, the replay set, unknown payments, holds, open transactions)
-//!   behind one interface, with the in-memory store as the default.
-//! * [`engine`]: the decision: sessions and phases, pricing, rules, holds, settlement,
-//!   retries of unknown payments, compensation, recovery from the proof log.
-//! * [`proxy`]: the wire: admission, the listener, `CONNECT` (TLS interception or
-//!   plaintext), upgrades, body inspection, forwarding and the upstream client.
-//! * [`admin`]: the admin listener: the governance API, the console and metrics.
+//! * `approvals`: holds waiting for a human, and their notifications.
+//! * [`store`]: what the engine keeps between requests, behind one [`store::Store`]
+//!   interface; [`store::Embedded`] (in memory, rebuilt from the proof log) is the
+//!   default.
+//! * [`engine`]: the decision. It knows no HTTP: it returns a typed
+//!   [`engine::Gate`] that the proxy renders.
+//! * [`proxy`]: the wire: admission, `CONNECT` and TLS interception, the one service
+//!   every request passes, rendering, the upstream client.
+//! * `admin`: the admin API, the console and `/metrics`.
 //! * [`app`]: `purser run`, assembling the above.
+//! * `demo`: `purser demo`, a governed workflow end to end on loopback.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
-//! * [`demo`]: `purser demo`, a governed workflow end to end on loopback.
-//! * [`telemetry`]: log set-up.
+//!
+//! Modules shown as code rather than links are internal: nothing outside Purser needs
+//! them. The rest are public because the binary, the test kit, the benches or the fuzz
+//! targets build on them.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
-pub mod approvals;
+pub(crate) mod approvals;
 pub mod cli;
-pub mod codes;
-pub mod demo;
+pub(crate) mod codes;
+pub(crate) mod demo;
 pub mod detect;
+#[doc(hidden)]
 pub mod engine;
+#[doc(hidden)]
 pub mod ledger;
 pub mod outbound;
 pub mod policy;
+#[doc(hidden)]
 pub mod proxy;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod telemetry;
 pub mod trace;
 pub mod x402;

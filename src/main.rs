@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
 /// pages per size class; for a long-running proxy whose footprint operators watch, RSS
 /// that follows the live load matters more than the last few percent of allocation speed.
 /// The `MIMALLOC_*` environment variables still win when set.
+#[allow(unsafe_code)] // the one FFI call into the allocator; see SAFETY below
 fn return_freed_memory_promptly() {
     // Option numbers of the mimalloc v3 C API (`mi_option_e` in mimalloc.h), bundled by
     // libmimalloc-sys 0.1.49 (pinned in Cargo.lock).

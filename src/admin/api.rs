@@ -25,7 +25,10 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 const TRACE_QUERY_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Routes `/v1/...`; `None` when the path is not an API path.
-pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Response<ProxyBody>> {
+pub(super) async fn route(
+    state: &AdminState,
+    request: Request<Incoming>,
+) -> Option<Response<ProxyBody>> {
     let path = request.uri().path().to_string();
     let rest = path.strip_prefix("/v1/")?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();

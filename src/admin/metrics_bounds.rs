@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use std::fmt::Write;
 
 /// Appends the figures to the Prometheus text.
-pub fn render(out: &mut String, engine: &Engine) {
+pub(super) fn render(out: &mut String, engine: &Engine) {
     let challenges = engine.challenge_figures();
     let policy = engine.policy();
     let sessions = engine.session_figures();

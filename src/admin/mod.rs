@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// What the admin handlers can see.
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub proxy: Arc<ProxyState>,
     /// Bearer token required on every call, if set.
     pub token: Option<String>,
@@ -37,7 +37,7 @@ pub struct AdminState {
 const MAX_ADMIN_CONNECTIONS: usize = 128;
 
 /// Serves the admin API until a drain begins.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+pub(crate) async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let mut shutdown = state.proxy.shutdown.clone();
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {

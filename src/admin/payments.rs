@@ -30,7 +30,7 @@ const MAX_REASON: usize = 512;
 const LISTED: Outcome = Outcome::Unknown;
 
 /// `GET /v1/payments?outcome=unknown&session=&agent=`.
-pub async fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBody> {
+pub(super) async fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBody> {
     let value = |key: &str| {
         params
             .iter()
@@ -58,7 +58,7 @@ pub async fn list(state: &AdminState, params: &[(String, String)]) -> Response<P
 }
 
 /// `GET /v1/payments/{id}`.
-pub async fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
+pub(super) async fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
     let found = state
         .proxy
         .engine
@@ -73,7 +73,7 @@ pub async fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
 }
 
 /// `POST /v1/payments/{id}/resolve`.
-pub async fn resolve(state: &AdminState, id: &str, body: &Value) -> Response<ProxyBody> {
+pub(super) async fn resolve(state: &AdminState, id: &str, body: &Value) -> Response<ProxyBody> {
     let outcome = body.get("outcome").and_then(Value::as_str);
     let committed = match outcome.map(Outcome::parse_any_case) {
         Some(Ok(Outcome::Committed)) => true,

@@ -6,8 +6,8 @@
 //! of the registry first decides it, so a timeout and a click can never both win, and an
 //! approval is bound to the hold it names (and, when given, to the payment's digest).
 
-pub mod networks;
-pub mod notify;
+pub(crate) mod networks;
+pub(crate) mod notify;
 
 use dashmap::DashMap;
 use networks::NetworkKind;
@@ -164,7 +164,7 @@ struct Pending {
 
 /// The registry of pending holds.
 #[derive(Default)]
-pub struct Holds {
+pub(crate) struct Holds {
     pending: DashMap<String, Pending>,
     per_session: DashMap<String, usize>,
     total: AtomicUsize,
@@ -181,7 +181,7 @@ pub struct HoldLimits {
 
 impl Holds {
     /// Registers a hold; the receiver yields its outcome once someone decides.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         mut view: HoldView,
         limits: HoldLimits,
@@ -217,7 +217,7 @@ impl Holds {
     }
 
     /// Whether a hold for `session` would fit now (`open` checks again, atomically).
-    pub fn check_room(&self, session: &str, limits: HoldLimits) -> Result<(), HoldRefused> {
+    pub(crate) fn check_room(&self, session: &str, limits: HoldLimits) -> Result<(), HoldRefused> {
         if self.total.load(Ordering::Acquire) >= limits.total {
             return Err(HoldRefused::AllFull {
                 limit: limits.total,
@@ -237,7 +237,7 @@ impl Holds {
     }
 
     /// Pending holds, oldest first.
-    pub fn list(&self) -> Vec<Arc<HoldView>> {
+    pub(crate) fn list(&self) -> Vec<Arc<HoldView>> {
         let mut views: Vec<Arc<HoldView>> = self
             .pending
             .iter()
@@ -247,16 +247,12 @@ impl Holds {
         views
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// A person's decision. `digest`, when given, must be the held payment's.
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         id: &str,
         outcome: HoldOutcome,
@@ -278,7 +274,7 @@ impl Holds {
     }
 
     /// Takes the hold out and delivers `outcome`. `None` if someone else already did.
-    pub fn resolve(&self, id: &str, outcome: HoldOutcome) -> Option<HoldView> {
+    pub(crate) fn resolve(&self, id: &str, outcome: HoldOutcome) -> Option<HoldView> {
         let (_, pending) = self.pending.remove(id)?;
         self.release_slot(&pending.view.session);
         self.remember(id, outcome.label());
@@ -288,7 +284,7 @@ impl Holds {
     }
 
     /// Denies every pending hold (shutdown).
-    pub fn resolve_all(&self, outcome: HoldOutcome) -> usize {
+    pub(crate) fn resolve_all(&self, outcome: HoldOutcome) -> usize {
         let ids: Vec<String> = self.pending.iter().map(|e| e.key().clone()).collect();
         ids.iter()
             .filter(|id| self.resolve(id, outcome.clone()).is_some())

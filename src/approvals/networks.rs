@@ -55,7 +55,7 @@ const KNOWN: &[(&str, &str, NetworkKind)] = &[
 
 /// A network as the console shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetworkLabel {
+pub(crate) struct NetworkLabel {
     /// The CAIP-2 id, when the name is a v1 name or a well-formed CAIP-2 id.
     pub id: Option<String>,
     /// A readable name, for known networks.
@@ -64,7 +64,7 @@ pub struct NetworkLabel {
 }
 
 /// Labels `network` (a v1 name such as `base-sepolia` or a CAIP-2 id).
-pub fn label(network: &str) -> NetworkLabel {
+pub(crate) fn label(network: &str) -> NetworkLabel {
     let id = canonical_network(network);
     let known = id
         .as_deref()

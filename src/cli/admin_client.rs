@@ -19,7 +19,7 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(super) enum AdminError {
     #[error("`{url}` is not a usable admin URL: {detail}")]
     BadUrl { url: String, detail: String },
     #[error("cannot reach the admin API at {url}: {detail} (is `purser run` running?)")]
@@ -43,7 +43,7 @@ pub enum AdminError {
 }
 
 /// The admin API at one base URL, with an optional bearer token.
-pub struct AdminClient {
+pub(super) struct AdminClient {
     base: String,
     token: Option<String>,
     http: Client<HttpConnector, Full<Bytes>>,
@@ -51,18 +51,18 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// `url` is `http://HOST:PORT[/prefix]`; a bare `HOST:PORT` means `http://`.
-    pub fn new(url: &str, token: Option<String>) -> Result<AdminClient, AdminError> {
+    pub(super) fn new(url: &str, token: Option<String>) -> Result<AdminClient, AdminError> {
         let base = normalize_base(url)?;
         let http = Client::builder(TokioExecutor::new()).build_http();
         let token = token.filter(|t| !t.is_empty());
         Ok(AdminClient { base, token, http })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, AdminError> {
+    pub(super) async fn get(&self, path: &str) -> Result<Value, AdminError> {
         self.call(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
+    pub(super) async fn post(&self, path: &str, body: &Value) -> Result<Value, AdminError> {
         self.call(Method::POST, path, Some(body)).await
     }
 
@@ -159,7 +159,7 @@ impl AdminClient {
 }
 
 /// The array under `key` in an answer, e.g. `sessions` in `{"sessions": [...]}`.
-pub fn array<'a>(answer: &'a Value, key: &str) -> Result<&'a [Value], AdminError> {
+pub(super) fn array<'a>(answer: &'a Value, key: &str) -> Result<&'a [Value], AdminError> {
     answer
         .get(key)
         .and_then(Value::as_array)
@@ -169,7 +169,7 @@ pub fn array<'a>(answer: &'a Value, key: &str) -> Result<&'a [Value], AdminError
 
 /// Prints the list under `key` of an answer: the JSON itself with `raw`, `empty` when
 /// there is nothing, else the table `table` renders.
-pub fn print_list(
+pub(super) fn print_list(
     answer: &Value,
     key: &str,
     raw: bool,
@@ -190,7 +190,7 @@ pub fn print_list(
 }
 
 /// Who decides when `--by` is not given: the login name, else `cli`.
-pub fn default_decider() -> String {
+pub(super) fn default_decider() -> String {
     std::env::var("USER")
         .ok()
         .filter(|name| !name.trim().is_empty())
@@ -198,7 +198,7 @@ pub fn default_decider() -> String {
 }
 
 /// Percent-encodes one path segment or query value.
-pub fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 #[derive(Subcommand, Debug)]
-pub enum ApprovalsCommand {
+pub(super) enum ApprovalsCommand {
     /// List pending holds (GET /v1/approvals).
     List {
         /// Print the API's JSON instead of a table.
@@ -41,7 +41,7 @@ pub enum ApprovalsCommand {
     },
 }
 
-pub async fn run(client: &AdminClient, command: ApprovalsCommand) -> Result<(), AdminError> {
+pub(super) async fn run(client: &AdminClient, command: ApprovalsCommand) -> Result<(), AdminError> {
     match command {
         ApprovalsCommand::List { json } => list(client, json).await,
         ApprovalsCommand::Approve { id, by, digest } => {

@@ -8,12 +8,12 @@ use serde_json::Value;
 use std::str::FromStr;
 
 /// What a missing value looks like.
-pub const NONE: &str = "-";
+pub(super) const NONE: &str = "-";
 /// Width of the ratio bar, inside its brackets.
 const BAR_WIDTH: usize = 10;
 
 /// A field as text: strings as they are, numbers and booleans printed, else `-`.
-pub fn text(value: &Value, key: &str) -> String {
+pub(super) fn text(value: &Value, key: &str) -> String {
     match value.get(key) {
         Some(Value::String(text)) if !text.is_empty() => text.clone(),
         Some(Value::Number(number)) => number.to_string(),
@@ -23,7 +23,7 @@ pub fn text(value: &Value, key: &str) -> String {
 }
 
 /// A decimal field, sent as a JSON string (or, leniently, a number).
-pub fn decimal(value: &Value, key: &str) -> Option<Decimal> {
+pub(super) fn decimal(value: &Value, key: &str) -> Option<Decimal> {
     match value.get(key)? {
         Value::String(text) => Decimal::from_str(text).ok(),
         Value::Number(number) => Decimal::from_str(&number.to_string()).ok(),
@@ -32,12 +32,12 @@ pub fn decimal(value: &Value, key: &str) -> Option<Decimal> {
 }
 
 /// A count field, 0 when missing.
-pub fn count(value: &Value, key: &str) -> u64 {
+pub(super) fn count(value: &Value, key: &str) -> u64 {
     value.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
 /// A USD amount with at least two decimals: `0.5` → `0.50`, `0.001` stays.
-pub fn usd(amount: Option<Decimal>) -> String {
+pub(super) fn usd(amount: Option<Decimal>) -> String {
     match amount {
         Some(amount) => {
             let mut amount = amount.normalize();
@@ -51,7 +51,7 @@ pub fn usd(amount: Option<Decimal>) -> String {
 }
 
 /// `[###.......]  30%`, or `-` without a limit.
-pub fn ratio_bar(ratio: Option<Decimal>) -> String {
+pub(super) fn ratio_bar(ratio: Option<Decimal>) -> String {
     let Some(ratio) = ratio else {
         return NONE.to_string();
     };
@@ -66,7 +66,7 @@ pub fn ratio_bar(ratio: Option<Decimal>) -> String {
 }
 
 /// The highest budget gate the ratio has reached: `halt`, `restrict` or `warning`.
-pub fn gate_reached(ratio: Option<Decimal>, gates: &Value) -> Option<&'static str> {
+pub(super) fn gate_reached(ratio: Option<Decimal>, gates: &Value) -> Option<&'static str> {
     let ratio = ratio?;
     ["halt", "restrict", "warning"]
         .into_iter()
@@ -74,7 +74,7 @@ pub fn gate_reached(ratio: Option<Decimal>, gates: &Value) -> Option<&'static st
 }
 
 /// `0x1234…abcd` style: the head and tail of a long identifier.
-pub fn shorten_middle(text: &str, head: usize, tail: usize) -> String {
+pub(super) fn shorten_middle(text: &str, head: usize, tail: usize) -> String {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() <= head + tail + 3 {
         return text.to_string();
@@ -85,7 +85,7 @@ pub fn shorten_middle(text: &str, head: usize, tail: usize) -> String {
 }
 
 /// Cuts text to `max` characters, marking the cut with `...`.
-pub fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -94,7 +94,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 /// A time field: RFC 3339 text, or seconds / milliseconds since the epoch.
-pub fn timestamp(value: &Value, key: &str) -> Option<Timestamp> {
+pub(super) fn timestamp(value: &Value, key: &str) -> Option<Timestamp> {
     match value.get(key)? {
         Value::String(text) => text.parse().ok(),
         Value::Number(number) => {
@@ -110,13 +110,13 @@ pub fn timestamp(value: &Value, key: &str) -> Option<Timestamp> {
 }
 
 /// `2025-06-01 12:34:56` (UTC).
-pub fn clock(time: Option<Timestamp>) -> String {
+pub(super) fn clock(time: Option<Timestamp>) -> String {
     time.map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| NONE.to_string())
 }
 
 /// Time left until `deadline`: `4m05s`, `1h02m`, `45s`, or `expired`.
-pub fn countdown(deadline: Option<Timestamp>, now: Timestamp) -> String {
+pub(super) fn countdown(deadline: Option<Timestamp>, now: Timestamp) -> String {
     let Some(deadline) = deadline else {
         return NONE.to_string();
     };

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 #[derive(Subcommand, Debug)]
-pub enum PaymentsCommand {
+pub(super) enum PaymentsCommand {
     /// List payments whose outcome is unknown, oldest first (GET /v1/payments?outcome=unknown).
     List {
         /// Only this session (`AGENT.SESSION`).
@@ -57,7 +57,7 @@ fn outcome(text: &str) -> Result<Outcome, String> {
     }
 }
 
-pub async fn run(client: &AdminClient, command: PaymentsCommand) -> Result<(), AdminError> {
+pub(super) async fn run(client: &AdminClient, command: PaymentsCommand) -> Result<(), AdminError> {
     match command {
         PaymentsCommand::List {
             session,

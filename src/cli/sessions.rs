@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 #[derive(Subcommand, Debug)]
-pub enum SessionsCommand {
+pub(super) enum SessionsCommand {
     /// List the sessions Purser has seen (GET /v1/sessions).
     List {
         /// Print the API's JSON instead of a table.
@@ -44,7 +44,7 @@ fn phase(text: &str) -> Result<Phase, String> {
         .ok_or_else(|| format!("`{text}` is not a phase; valid values: EXPLORE, DECIDE, COMMIT"))
 }
 
-pub async fn run(client: &AdminClient, command: SessionsCommand) -> Result<(), AdminError> {
+pub(super) async fn run(client: &AdminClient, command: SessionsCommand) -> Result<(), AdminError> {
     match command {
         SessionsCommand::List { json } => list(client, json).await,
         SessionsCommand::Show { id, json } => show(client, &id, json).await,

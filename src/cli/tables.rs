@@ -6,13 +6,13 @@
 
 /// How a column's cells line up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Align {
+pub(super) enum Align {
     Left,
     Right,
 }
 
 /// Headers, alignment and rows.
-pub struct Table {
+pub(super) struct Table {
     headers: Vec<String>,
     aligns: Vec<Align>,
     rows: Vec<Vec<String>>,
@@ -20,7 +20,7 @@ pub struct Table {
 
 impl Table {
     /// A table with left-aligned columns.
-    pub fn new(headers: &[&str]) -> Table {
+    pub(super) fn new(headers: &[&str]) -> Table {
         Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             aligns: vec![Align::Left; headers.len()],
@@ -29,7 +29,7 @@ impl Table {
     }
 
     /// Right-aligns the given columns.
-    pub fn right(mut self, columns: &[usize]) -> Table {
+    pub(super) fn right(mut self, columns: &[usize]) -> Table {
         for &column in columns {
             if let Some(align) = self.aligns.get_mut(column) {
                 *align = Align::Right;
@@ -39,20 +39,20 @@ impl Table {
     }
 
     /// Adds a row; missing cells are blank, extra cells are dropped.
-    pub fn row(&mut self, mut cells: Vec<String>) {
+    pub(super) fn row(&mut self, mut cells: Vec<String>) {
         cells.resize(self.headers.len(), String::new());
         self.rows.push(cells);
     }
 
     /// The whole table, header first, one line per row, each ending in a newline.
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut widths = Vec::new();
         self.render_with(&mut widths, true)
     }
 
     /// Renders with at least `widths`, widening them to fit; the header is optional so a
     /// follower can print it once.
-    pub fn render_with(&self, widths: &mut Vec<usize>, header: bool) -> String {
+    pub(super) fn render_with(&self, widths: &mut Vec<usize>, header: bool) -> String {
         self.grow(widths);
         let mut out = String::new();
         if header {
@@ -99,7 +99,7 @@ impl Table {
 }
 
 /// `key  value` lines with the keys padded to one width.
-pub fn key_values(pairs: &[(&str, String)]) -> String {
+pub(super) fn key_values(pairs: &[(&str, String)]) -> String {
     let width = pairs
         .iter()
         .map(|(key, _)| key.chars().count())
@@ -112,7 +112,7 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
 }
 
 /// The API's JSON, pretty-printed, for `--json`.
-pub fn print_json(value: &serde_json::Value) {
+pub(super) fn print_json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(_) => println!("{value}"),

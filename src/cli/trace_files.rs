@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// Log files in chain order. A single live file brings its rotated predecessors
     /// (`FILE.MICROS`) along.
     #[arg(required = true)]
@@ -18,7 +18,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     /// The proof log (its rotated predecessors are read too).
     #[arg(long, default_value = "traces/purser-trace.jsonl")]
     file: PathBuf,
@@ -59,7 +59,7 @@ fn decision_or_trace(text: &str) -> Result<DecisionOrTrace, String> {
 /// How every trace id starts.
 const TRACE_ID_PREFIX: &str = "tr_";
 
-pub fn verify(args: VerifyArgs) -> ExitCode {
+pub(super) fn verify(args: VerifyArgs) -> ExitCode {
     let files = match args.files.as_slice() {
         [single] => log_files(single),
         many => many.to_vec(),
@@ -85,7 +85,7 @@ pub fn verify(args: VerifyArgs) -> ExitCode {
     }
 }
 
-pub fn show(args: ShowArgs) -> ExitCode {
+pub(super) fn show(args: ShowArgs) -> ExitCode {
     let (filter, trace) = match args.decision {
         Some(DecisionOrTrace::Trace(id)) => (TraceFilter::default(), Some(id)),
         Some(DecisionOrTrace::Decision(decision)) => (

@@ -26,7 +26,7 @@ const POLL_LIMIT: usize = 1000;
 const MAX_FAILED_POLLS: u32 = 5;
 
 #[derive(Args, Debug)]
-pub struct TailArgs {
+pub(super) struct TailArgs {
     /// How many of the latest lines to show.
     #[arg(short = 'n', long = "lines", default_value_t = 20)]
     lines: usize,
@@ -48,7 +48,7 @@ pub struct TailArgs {
     json: bool,
 }
 
-pub async fn tail(client: &AdminClient, args: TailArgs) -> Result<(), AdminError> {
+pub(super) async fn tail(client: &AdminClient, args: TailArgs) -> Result<(), AdminError> {
     if args.follow {
         return follow(client, &args).await;
     }

@@ -14,35 +14,35 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Purser's admin listener.
 #[derive(Clone)]
-pub struct Admin {
+pub(super) struct Admin {
     pub address: SocketAddr,
 }
 
 impl Admin {
     /// The console, for a person to watch (and approve holds in).
-    pub fn console_url(&self) -> String {
+    pub(super) fn console_url(&self) -> String {
         format!("http://{}/", self.address)
     }
 
     /// The admin API's base URL, as `purser approvals --admin` takes it.
-    pub fn base_url(&self) -> String {
+    pub(super) fn base_url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// A session's budget and phase (`GET /v1/sessions/ID`).
-    pub async fn session(&self, id: &str) -> Result<Value, DemoError> {
+    pub(super) async fn session(&self, id: &str) -> Result<Value, DemoError> {
         self.call(Method::GET, &format!("/v1/sessions/{id}"), None)
             .await
     }
 
     /// The holds waiting for a person (`GET /v1/approvals`).
-    pub async fn pending_holds(&self) -> Result<Vec<Value>, DemoError> {
+    pub(super) async fn pending_holds(&self) -> Result<Vec<Value>, DemoError> {
         let listing = self.call(Method::GET, "/v1/approvals", None).await?;
         Ok(listing["approvals"].as_array().cloned().unwrap_or_default())
     }
 
     /// Approves a hold, naming who did.
-    pub async fn approve(&self, hold_id: &str, by: &str) -> Result<Value, DemoError> {
+    pub(super) async fn approve(&self, hold_id: &str, by: &str) -> Result<Value, DemoError> {
         let body = serde_json::json!({ "by": by });
         self.call(
             Method::POST,
@@ -53,7 +53,7 @@ impl Admin {
     }
 
     /// The session's proof-log lines, oldest first (`GET /v1/traces`).
-    pub async fn traces(&self, session: &str) -> Result<Vec<Value>, DemoError> {
+    pub(super) async fn traces(&self, session: &str) -> Result<Vec<Value>, DemoError> {
         let listing = self
             .call(
                 Method::GET,

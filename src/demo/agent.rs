@@ -26,13 +26,13 @@ use std::time::Duration;
 
 /// The agent's wallet (the address of the SDK captures' throwaway key). It signs nothing
 /// real here.
-pub const WALLET: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
+pub(super) const WALLET: &str = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A";
 /// How long the agent waits for an answer that is not held for a person.
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// What a merchant asked for, as the agent read it from the challenge.
 #[derive(Debug, Clone)]
-pub struct Offer {
+pub(super) struct Offer {
     pub version: u8,
     pub network: String,
     /// The amount in USDC (6 decimals), which is also its USD value.
@@ -41,21 +41,21 @@ pub struct Offer {
 
 /// A purchase: the offer, and the answer to the paid request.
 #[derive(Debug, Clone)]
-pub struct Purchase {
+pub(super) struct Purchase {
     pub offer: Offer,
     pub reply: Reply,
 }
 
 /// The agent, as Purser knows it.
 #[derive(Clone)]
-pub struct Agent {
+pub(super) struct Agent {
     proxy: SocketAddr,
     credentials: String,
     pub session_id: String,
 }
 
 impl Agent {
-    pub fn new(proxy: SocketAddr, agent: &str, session: &str, token: &str) -> Agent {
+    pub(super) fn new(proxy: SocketAddr, agent: &str, session: &str, token: &str) -> Agent {
         let user = format!("{agent}.{session}");
         Agent {
             proxy,
@@ -66,7 +66,7 @@ impl Agent {
 
     /// One request through the proxy. `wait` of `None` waits for as long as Purser holds
     /// the request.
-    pub async fn request(
+    pub(super) async fn request(
         &self,
         method: &str,
         url: &str,
@@ -103,7 +103,7 @@ impl Agent {
     }
 
     /// A request that is answered at once (not held).
-    pub async fn fetch(
+    pub(super) async fn fetch(
         &self,
         method: &str,
         url: &str,
@@ -115,7 +115,7 @@ impl Agent {
     /// Reads the product's challenge, pays it, and returns the answer to the paid request.
     /// `headers` go on both requests (an SDK client sends its headers on the retry too).
     /// `held` waits without a limit for the paid answer, for a payment a person decides.
-    pub async fn buy(
+    pub(super) async fn buy(
         &self,
         url: &str,
         product: &Product,
@@ -147,14 +147,14 @@ impl Agent {
 }
 
 /// A `402` challenge as the agent read it.
-pub enum Terms {
+pub(super) enum Terms {
     V2(PaymentRequiredV2),
     V1(PaymentRequiredV1),
 }
 
 impl Terms {
     /// Reads a `402`: the v2 `PAYMENT-REQUIRED` header if present, else the v1 body.
-    pub fn read(reply: &Reply) -> Result<Terms, String> {
+    pub(super) fn read(reply: &Reply) -> Result<Terms, String> {
         if let Some(required) = reply.headers.get("payment-required") {
             return decode_header_as(required.as_bytes())
                 .map(Terms::V2)
@@ -168,7 +168,7 @@ impl Terms {
     }
 
     /// The first offer, which the agent takes.
-    pub fn offer(&self) -> Result<Offer, String> {
+    pub(super) fn offer(&self) -> Result<Offer, String> {
         let none = || "the challenge offers no way to pay".to_string();
         match self {
             Terms::V2(challenge) => {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+pub(crate) enum DemoError {
     #[error("cannot prepare the working directory {path}: {source}")]
     Workspace {
         path: PathBuf,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 /// One settlement the stub "made".
 #[derive(Debug, Clone)]
-pub struct Settlement {
+pub(super) struct Settlement {
     pub network: String,
     pub amount_atomic: String,
     pub payer: String,
@@ -33,7 +33,7 @@ pub struct Settlement {
 
 /// One refund request Purser sent.
 #[derive(Debug, Clone)]
-pub struct RefundRequest {
+pub(super) struct RefundRequest {
     pub refund_id: String,
     /// The `X-Purser-Transaction` id the refunded payment belonged to.
     pub transaction: Option<String>,
@@ -52,14 +52,14 @@ struct Records {
 
 /// The running stub; cheap to clone.
 #[derive(Clone)]
-pub struct Facilitator {
+pub(super) struct Facilitator {
     pub address: SocketAddr,
     records: Arc<Mutex<Records>>,
 }
 
 impl Facilitator {
     /// Starts the stub on a loopback port.
-    pub async fn start() -> Result<Facilitator, DemoError> {
+    pub(super) async fn start() -> Result<Facilitator, DemoError> {
         let listener = bind_loopback("facilitator stub").await?;
         let address = listener.local_addr().map_err(|source| DemoError::Bind {
             what: "facilitator stub",
@@ -78,15 +78,15 @@ impl Facilitator {
     }
 
     /// Where Purser sends refund requests.
-    pub fn refund_endpoint(&self) -> String {
+    pub(super) fn refund_endpoint(&self) -> String {
         format!("http://{}/refunds", self.address)
     }
 
-    pub fn settlements(&self) -> Vec<Settlement> {
+    pub(super) fn settlements(&self) -> Vec<Settlement> {
         self.lock().settlements.clone()
     }
 
-    pub fn refunds(&self) -> Vec<RefundRequest> {
+    pub(super) fn refunds(&self) -> Vec<RefundRequest> {
         self.lock().refunds.clone()
     }
 

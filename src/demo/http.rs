@@ -21,7 +21,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// An answer, read whole.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(super) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -29,12 +29,12 @@ pub struct Reply {
 
 impl Reply {
     /// A header's value as text, if present and printable.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
     /// The body as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(super) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
 }
@@ -43,7 +43,7 @@ impl Reply {
 /// answer. The request's URI is sent as given, so an absolute `http://host/path` URI
 /// makes the absolute-form request a forward proxy expects. `None` as `wait` waits as
 /// long as the answer takes (a payment held for a person).
-pub async fn send(
+pub(super) async fn send(
     address: SocketAddr,
     request: Request<Full<Bytes>>,
     wait: Option<Duration>,
@@ -81,7 +81,7 @@ pub async fn send(
 }
 
 /// Serves HTTP/1.1 on `listener` until the runtime ends, one task per connection.
-pub fn serve<H, F>(listener: TcpListener, handler: H)
+pub(super) fn serve<H, F>(listener: TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -106,7 +106,7 @@ where
 }
 
 /// Reads a request's body, at most [`MAX_BODY_BYTES`].
-pub async fn read_body(body: Incoming) -> Result<Bytes, String> {
+pub(super) async fn read_body(body: Incoming) -> Result<Bytes, String> {
     Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
@@ -115,7 +115,10 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, String> {
 }
 
 /// A JSON answer.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(super) fn json_response(
+    status: StatusCode,
+    value: &serde_json::Value,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -126,7 +129,9 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 /// Binds a loopback listener on a port the system picks.
-pub async fn bind_loopback(what: &'static str) -> Result<TcpListener, super::error::DemoError> {
+pub(super) async fn bind_loopback(
+    what: &'static str,
+) -> Result<TcpListener, super::error::DemoError> {
     TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|source| super::error::DemoError::Bind { what, source })

@@ -17,7 +17,7 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// Where Purser keeps its files for the demo.
 #[derive(Clone, Debug)]
-pub struct PurserFiles {
+pub(super) struct PurserFiles {
     pub policy: PathBuf,
     pub ca_dir: PathBuf,
     pub trace_log: PathBuf,
@@ -25,7 +25,7 @@ pub struct PurserFiles {
 }
 
 /// A running `purser run`; killed if dropped before [`PurserProcess::stop`].
-pub struct PurserProcess {
+pub(super) struct PurserProcess {
     child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
@@ -34,7 +34,7 @@ pub struct PurserProcess {
 
 impl PurserProcess {
     /// Starts Purser and waits until it announces its addresses.
-    pub fn start(files: &PurserFiles) -> Result<PurserProcess, DemoError> {
+    pub(super) fn start(files: &PurserFiles) -> Result<PurserProcess, DemoError> {
         let binary = std::env::current_exe()
             .map_err(|e| DemoError::Launch(format!("cannot find this program's own path: {e}")))?;
         let log = std::fs::File::create(&files.log).map_err(|e| {
@@ -84,7 +84,7 @@ impl PurserProcess {
 
     /// Stops Purser as an operator would, with `SIGTERM`: it drains and flushes its proof
     /// log. It is killed if it does not exit in time.
-    pub async fn stop(&mut self) {
+    pub(super) async fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }

@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// USDC on Base Sepolia (a testnet), the asset every product is priced in.
-pub const USDC_BASE_SEPOLIA: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+pub(super) const USDC_BASE_SEPOLIA: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 /// The shop's receiving address (the `payTo` of its offers).
-pub const SHOP_ADDRESS: &str = "0x2096000000000000000000000000000000000287";
+pub(super) const SHOP_ADDRESS: &str = "0x2096000000000000000000000000000000000287";
 const NETWORK_V2: &str = "eip155:84532";
 const NETWORK_V1: &str = "base-sepolia";
 /// How long a signed payment stays valid: long enough for a person to approve a hold.
@@ -42,7 +42,7 @@ const USDC_DECIMALS: u32 = 6;
 
 /// Something the shop sells.
 #[derive(Clone, Copy, Debug)]
-pub struct Product {
+pub(super) struct Product {
     /// `GET` to read, `POST` to book.
     pub method: &'static str,
     pub path: &'static str,
@@ -57,12 +57,12 @@ pub struct Product {
 
 impl Product {
     /// The price in USD (USDC is pegged 1:1).
-    pub fn price_usd(&self) -> Decimal {
+    pub(super) fn price_usd(&self) -> Decimal {
         Decimal::new(self.price_atomic as i64, USDC_DECIMALS)
     }
 
     /// The network its offer names, as its x402 version writes it.
-    pub fn network(&self) -> &'static str {
+    pub(super) fn network(&self) -> &'static str {
         if self.version == 2 {
             NETWORK_V2
         } else {
@@ -88,30 +88,30 @@ const fn product(
     }
 }
 
-pub const MARKET_SNAPSHOT: Product = product(
+pub(super) const MARKET_SNAPSHOT: Product = product(
     "GET",
     "/reports/market-snapshot",
     "market snapshot",
     10_000,
     2,
 );
-pub const ANALYST_NOTES: Product =
+pub(super) const ANALYST_NOTES: Product =
     product("GET", "/reports/analyst-notes", "analyst notes", 100_000, 1);
-pub const FULL_HISTORY: Product = product(
+pub(super) const FULL_HISTORY: Product = product(
     "GET",
     "/datasets/full-history",
     "full price history",
     750_000,
     2,
 );
-pub const FLIGHT: Product = product("POST", "/trip/flight", "flight booking", 100_000, 2);
-pub const HOTEL: Product = product("POST", "/trip/hotel", "hotel booking", 100_000, 1);
-pub const CAR: Product = Product {
+pub(super) const FLIGHT: Product = product("POST", "/trip/flight", "flight booking", 100_000, 2);
+pub(super) const HOTEL: Product = product("POST", "/trip/hotel", "hotel booking", 100_000, 1);
+pub(super) const CAR: Product = Product {
     fails_after_payment: true,
     ..product("POST", "/trip/car", "car rental", 10_000, 2)
 };
 /// The free route.
-pub const CATALOG_PATH: &str = "/catalog";
+pub(super) const CATALOG_PATH: &str = "/catalog";
 const PRODUCTS: [Product; 6] = [
     MARKET_SNAPSHOT,
     ANALYST_NOTES,
@@ -123,7 +123,7 @@ const PRODUCTS: [Product; 6] = [
 
 /// The running shop; cheap to clone.
 #[derive(Clone)]
-pub struct Merchant {
+pub(super) struct Merchant {
     pub address: SocketAddr,
     facilitator: Facilitator,
     /// Requests that reached the shop carrying a payment.
@@ -132,7 +132,7 @@ pub struct Merchant {
 
 impl Merchant {
     /// Starts the shop on a loopback port; it settles through `facilitator`.
-    pub async fn start(facilitator: Facilitator) -> Result<Merchant, DemoError> {
+    pub(super) async fn start(facilitator: Facilitator) -> Result<Merchant, DemoError> {
         let listener = bind_loopback("demo merchant").await?;
         let address = listener.local_addr().map_err(|source| DemoError::Bind {
             what: "demo merchant",
@@ -152,12 +152,12 @@ impl Merchant {
     }
 
     /// The absolute URL of a path on this shop.
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
     /// How many requests carrying a payment reached the shop.
-    pub fn payments_seen(&self) -> usize {
+    pub(super) fn payments_seen(&self) -> usize {
         self.payments_seen.load(Ordering::SeqCst)
     }
 

@@ -28,7 +28,7 @@ mod narrative;
 mod script;
 mod script_later;
 
-pub use error::DemoError;
+pub(crate) use error::DemoError;
 use facilitator::Facilitator;
 use launch::{PurserFiles, PurserProcess};
 use merchant::Merchant;
@@ -44,7 +44,7 @@ const TRACE_LOG: &str = "traces/purser-trace.jsonl";
 
 /// `purser demo` options.
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Stop at the held payment (step 4) until you approve or deny it in the console (or
     /// with `purser approvals approve ID`), instead of letting the demo approve it.
     #[arg(long)]
@@ -61,7 +61,7 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo; exits 0 when every step behaved as expected.
-pub fn run(args: DemoArgs) -> ExitCode {
+pub(crate) fn run(args: DemoArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -16,7 +16,7 @@ const INDENT: &str = "  ";
 const LABEL: usize = 9;
 
 /// A step's heading.
-pub fn heading(number: u8, total: u8, title: &str) {
+pub(super) fn heading(number: u8, total: u8, title: &str) {
     println!();
     let text = format!("Step {number} of {total} · {title} ");
     let rule = "─".repeat(WIDTH.saturating_sub(text.chars().count()));
@@ -24,14 +24,14 @@ pub fn heading(number: u8, total: u8, title: &str) {
 }
 
 /// A paragraph, wrapped and indented.
-pub fn say(text: &str) {
+pub(super) fn say(text: &str) {
     for line in wrap(text, WIDTH - INDENT.len()) {
         println!("{INDENT}{line}");
     }
 }
 
 /// The explanation of a decision.
-pub fn why(text: &str) {
+pub(super) fn why(text: &str) {
     println!();
     // Wrapped to the width of the indented lines, so none runs past the others.
     let mut lines = wrap(&format!("Why: {text}"), WIDTH - INDENT.len() - 5).into_iter();
@@ -44,23 +44,23 @@ pub fn why(text: &str) {
 }
 
 /// A request the agent sends.
-pub fn request(text: &str) {
+pub(super) fn request(text: &str) {
     println!();
     println!("{INDENT}→ {text}");
 }
 
 /// One `label  value` line under a request.
-pub fn detail(label: &str, value: &str) {
+pub(super) fn detail(label: &str, value: &str) {
     println!("{INDENT}  {label:<LABEL$}{value}");
 }
 
 /// A continuation line under a [`detail`].
-pub fn more(value: &str) {
+pub(super) fn more(value: &str) {
     println!("{INDENT}  {:<LABEL$}{value}", "");
 }
 
 /// A labelled list: the label on the first line only.
-pub fn block(label: &str, values: impl IntoIterator<Item = String>) {
+pub(super) fn block(label: &str, values: impl IntoIterator<Item = String>) {
     let mut values = values.into_iter();
     if let Some(first) = values.next() {
         detail(label, &first);
@@ -71,23 +71,23 @@ pub fn block(label: &str, values: impl IntoIterator<Item = String>) {
 }
 
 /// A plain indented line.
-pub fn line(text: &str) {
+pub(super) fn line(text: &str) {
     println!("{INDENT}{text}");
 }
 
 /// A blank line.
-pub fn gap() {
+pub(super) fn gap() {
     println!();
 }
 
 /// The step behaved as expected.
-pub fn passed(text: &str) {
+pub(super) fn passed(text: &str) {
     println!();
     marked("✓", text);
 }
 
 /// The step did not.
-pub fn failed(text: &str) {
+pub(super) fn failed(text: &str) {
     println!();
     marked("✗", text);
 }
@@ -101,7 +101,7 @@ fn marked(mark: &str, text: &str) {
 }
 
 /// `$0.01`, `$2.00`: at least two decimals, more only when the amount has them.
-pub fn usd(amount: Decimal) -> String {
+pub(super) fn usd(amount: Decimal) -> String {
     let amount = amount.normalize();
     if amount.scale() < 2 {
         format!("${:.2}", amount)
@@ -111,7 +111,7 @@ pub fn usd(amount: Decimal) -> String {
 }
 
 /// A decimal from a JSON string or number (`rust_decimal` serializes as a string).
-pub fn decimal(value: &Value) -> Option<Decimal> {
+pub(super) fn decimal(value: &Value) -> Option<Decimal> {
     match value {
         Value::String(text) => text.parse().ok(),
         Value::Number(number) => number.to_string().parse().ok(),
@@ -120,7 +120,7 @@ pub fn decimal(value: &Value) -> Option<Decimal> {
 }
 
 /// `0x2096…0287`: enough of an address or hash to recognise it.
-pub fn short(hex: &str) -> String {
+pub(super) fn short(hex: &str) -> String {
     if hex.len() <= 14 || !hex.is_ascii() {
         return hex.to_string();
     }
@@ -128,7 +128,7 @@ pub fn short(hex: &str) -> String {
 }
 
 /// The budget as the admin API shows a session: `$0.11 spent of $2.00 (5.5%)`.
-pub fn budget(session: &Value) -> String {
+pub(super) fn budget(session: &Value) -> String {
     let spent = decimal(&session["spent"]).unwrap_or_default();
     let reserved = decimal(&session["reserved"]).unwrap_or_default();
     let mut text = match decimal(&session["limit"]) {
@@ -145,7 +145,7 @@ pub fn budget(session: &Value) -> String {
 }
 
 /// One proof-log line in a sentence: id, kind, and what it says.
-pub fn trace_summary(line: &Value) -> String {
+pub(super) fn trace_summary(line: &Value) -> String {
     let text = |name: &str| line[name].as_str().unwrap_or("").to_string();
     let amount = decimal(&line["amount_usd"]).map(usd).unwrap_or_default();
     let kind = text("kind");

@@ -19,14 +19,14 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Steps in all.
-pub const STEPS: u8 = 5;
+pub(super) const STEPS: u8 = 5;
 /// The agent's name and token in the demo policy, and its session.
 const AGENT: &str = "demo-agent";
 const TOKEN: &str = "demo-token";
 const SESSION: &str = "trip";
 
 /// Everything the steps use.
-pub struct Stage {
+pub(super) struct Stage {
     pub agent: Agent,
     pub admin: Admin,
     pub merchant: Merchant,
@@ -35,7 +35,7 @@ pub struct Stage {
 }
 
 /// What Purser said about one paid request, and what the proof log holds for it.
-pub struct Report {
+pub(super) struct Report {
     pub decision: String,
     /// The rule that decided, from the decision line.
     pub rule: String,
@@ -44,7 +44,11 @@ pub struct Report {
 }
 
 /// Fails step `step` with `detail` unless `holds`.
-pub fn expect(step: u8, holds: bool, detail: impl FnOnce() -> String) -> Result<(), DemoError> {
+pub(super) fn expect(
+    step: u8,
+    holds: bool,
+    detail: impl FnOnce() -> String,
+) -> Result<(), DemoError> {
     if holds {
         Ok(())
     } else {
@@ -56,7 +60,7 @@ pub fn expect(step: u8, holds: bool, detail: impl FnOnce() -> String) -> Result<
 }
 
 impl Stage {
-    pub fn new(
+    pub(super) fn new(
         purser: &PurserProcess,
         merchant: Merchant,
         facilitator: Facilitator,
@@ -74,14 +78,14 @@ impl Stage {
     }
 
     /// The session as the admin API shows it.
-    pub async fn session(&self) -> Result<Value, DemoError> {
+    pub(super) async fn session(&self) -> Result<Value, DemoError> {
         self.admin.session(&self.agent.session_id).await
     }
 
     /// Prints one payment: the challenge (unless shown already), Purser's decision and
     /// rule, the merchant's answer and receipt, the budget, and the proof-log lines about
     /// it. The budget is left out after a failed step, whose refunds are under way.
-    pub async fn report(
+    pub(super) async fn report(
         &self,
         step: u8,
         product: &Product,
@@ -196,7 +200,7 @@ fn show_merchant_answer(reply: &Reply, version: u8, receipt: Option<&str>, decis
 }
 
 /// The merchant's `402` and the agent's payment, as two lines.
-pub fn challenge_lines(version: u8, amount: rust_decimal::Decimal, network: &str) {
+pub(super) fn challenge_lines(version: u8, amount: rust_decimal::Decimal, network: &str) {
     challenge_line(version, amount, network);
     let payment_header = if version == 2 {
         "PAYMENT-SIGNATURE"
@@ -226,7 +230,7 @@ fn challenge_line(version: u8, amount: rust_decimal::Decimal, network: &str) {
 }
 
 /// The settlement transaction of a successful receipt, if the answer carries one.
-pub fn receipt(reply: &Reply, version: u8) -> Option<String> {
+pub(super) fn receipt(reply: &Reply, version: u8) -> Option<String> {
     let name = if version == 2 {
         "payment-response"
     } else {
@@ -247,7 +251,7 @@ fn refusal_reason(reply: &Reply) -> Option<String> {
 }
 
 /// `200 OK`, `500 Internal Server Error`.
-pub fn status_text(status: StatusCode) -> String {
+pub(super) fn status_text(status: StatusCode) -> String {
     format!(
         "{} {}",
         status.as_u16(),
@@ -439,7 +443,7 @@ pub(super) async fn commit_and_pay(stage: &Stage) -> Result<(), DemoError> {
 }
 
 /// Prints the request line for a product.
-pub fn announce(product: &Product) {
+pub(super) fn announce(product: &Product) {
     narrative::request(&format!(
         "{} {}  ({}, x402 v{})",
         product.method,
@@ -450,7 +454,7 @@ pub fn announce(product: &Product) {
 }
 
 /// A payment that should have gone out and settled: `200`, `ALLOWED`, a receipt.
-pub fn expect_settled(
+pub(super) fn expect_settled(
     step: u8,
     product: &Product,
     purchase: &Purchase,

@@ -19,7 +19,7 @@ const STEP_5: u8 = 5;
 const DEMO_APPROVER: &str = "purser-demo";
 
 /// Step 4: the $0.75 payment waits for a person, then goes out.
-pub async fn held_for_a_person(stage: &Stage) -> Result<(), DemoError> {
+pub(super) async fn held_for_a_person(stage: &Stage) -> Result<(), DemoError> {
     const STEP: u8 = 4;
     narrative::heading(
         STEP,
@@ -177,7 +177,7 @@ fn show_hold(stage: &Stage, hold: &Value) {
 
 /// Step 5: three paid steps of one transaction; the last fails after paying; all three
 /// are refunded and the budget gets them back.
-pub async fn failed_transaction(stage: &Stage) -> Result<(), DemoError> {
+pub(super) async fn failed_transaction(stage: &Stage) -> Result<(), DemoError> {
     narrative::heading(STEP_5, STEPS, "A failed transaction is compensated");
     say(&format!(
         "The agent books a trip as one transaction: it sends X-Purser-Transaction: \

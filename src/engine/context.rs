@@ -23,7 +23,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
+    pub(super) fn new(
         policy: Arc<PolicyStore>,
         store: SharedStore,
         trace: TraceLog,
@@ -41,7 +41,7 @@ impl Shared {
     }
 
     /// A new trace id, unique across restarts.
-    pub fn next_trace_id(&self) -> String {
+    pub(super) fn next_trace_id(&self) -> String {
         self.trace_ids.next()
     }
 }

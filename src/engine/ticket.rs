@@ -72,7 +72,7 @@ pub(super) struct Leaving {
 
 impl Leaving {
     /// `priced`, decided in `trace_id`, crossing `gate`.
-    pub fn new(
+    pub(super) fn new(
         facts: &RequestFacts,
         priced: &PricedPayment,
         trace_id: String,

@@ -32,7 +32,12 @@ pub(super) struct SourceText<'a> {
 
 impl SourceText<'_> {
     /// An error at the first place `needle` appears (line 1 if it cannot be found).
-    pub fn error_at(&self, needle: &str, extra_column: usize, message: String) -> PolicyError {
+    pub(super) fn error_at(
+        &self,
+        needle: &str,
+        extra_column: usize,
+        message: String,
+    ) -> PolicyError {
         let (line, column) = self.locate(needle);
         PolicyError::Invalid {
             path: self.path.to_path_buf(),
@@ -53,12 +58,12 @@ impl SourceText<'_> {
     }
 
     /// The line `needle` first appears on (1 if it cannot be found).
-    pub fn line_of(&self, needle: &str) -> usize {
+    pub(super) fn line_of(&self, needle: &str) -> usize {
         self.locate(needle).0
     }
 
     /// A YAML error at the parser's own location, when it has one.
-    pub fn yaml_error(&self, err: &serde_yaml_ng::Error) -> PolicyError {
+    pub(super) fn yaml_error(&self, err: &serde_yaml_ng::Error) -> PolicyError {
         let path = self.path.to_path_buf();
         match err.location() {
             Some(loc) => PolicyError::Invalid {

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The session used when an agent names none.
-pub const DEFAULT_SESSION: &str = "default";
+pub(super) const DEFAULT_SESSION: &str = "default";
 
 /// Longest agent or session name accepted: names end up in logs, traces and metrics labels.
 const MAX_NAME_LEN: usize = 128;

@@ -18,7 +18,7 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
 }
 
 /// The files `path` rotated into, with their stamps, oldest first.
-pub fn rotated_files(path: &Path) -> Vec<(u64, PathBuf)> {
+pub(super) fn rotated_files(path: &Path) -> Vec<(u64, PathBuf)> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Vec::new();
     };
