@@ -28,18 +28,29 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Everything `purser run` needs to start.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
+    /// The address agents connect to.
     pub listen: SocketAddr,
+    /// The admin API's address; off loopback it needs `admin_token`.
     pub admin_listen: SocketAddr,
+    /// The policy file, re-read on `SIGHUP` and through the admin API.
     pub policy: PathBuf,
+    /// The directory holding the interception CA (created on first start).
     pub ca_dir: PathBuf,
+    /// The proof log's file (JSON lines, hash-chained).
     pub trace_log: PathBuf,
+    /// Bytes past which the proof log moves on to a new file; the chain continues.
     pub trace_rotate_bytes: u64,
+    /// Whether proof-log lines are fsynced before they are acknowledged (off only to measure).
     pub trace_fsync: bool,
     /// Refusal summaries and the disk alarm.
     pub trace_limits: TraceLimits,
+    /// Extra PEM roots to trust for upstream TLS, beside the webpki and system roots.
     pub upstream_ca: Option<PathBuf>,
+    /// The bearer token the admin API requires; `None` for none (loopback only).
     pub admin_token: Option<String>,
+    /// The agent side: timeouts, connection bounds, the drain.
     pub proxy: ProxySettings,
+    /// The upstream client: connect timeout and connection pool.
     pub upstream: UpstreamSettings,
     /// Connection workers (threads serving agents); 0 means one per core.
     pub workers: usize,
@@ -48,25 +59,36 @@ pub struct RunConfig {
 /// Why Purser could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The policy did not load.
     #[error("policy: {0}")]
     Policy(#[from] PolicyError),
+    /// The interception CA could not be read or created.
     #[error("CA: {0}")]
     Ca(#[from] CaError),
+    /// The upstream client could not be built (`--upstream-ca`, its TLS set-up).
     #[error("{0}")]
     Upstream(#[from] UpstreamSetupError),
+    /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
+        /// The address that was asked for.
         address: SocketAddr,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// The admin API was to listen off loopback without a token (the address given).
     #[error("refusing to serve the admin API on {0} without a token: set --admin-token or PURSER_ADMIN_TOKEN, or listen on loopback")]
     AdminWithoutToken(SocketAddr),
+    /// The proof log could not be opened.
     #[error("{0}")]
     Trace(#[from] TraceError),
+    /// The proof log could not be read back to rebuild budgets and sessions.
     #[error("{0}")]
     Recovery(#[from] RecoveryError),
+    /// The connection workers could not be started.
     #[error("{0}")]
     Workers(#[from] WorkerError),
+    /// The `SIGHUP`/`SIGTERM`/`SIGINT` handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }

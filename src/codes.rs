@@ -8,15 +8,25 @@ use http::StatusCode;
 /// Machine-readable codes for `X-Purser-Error`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// `proxy_auth_required` (407): missing or wrong proxy credentials.
     ProxyAuthRequired,
+    /// `bad_request` (400): a request Purser cannot read or will not forward as sent.
     BadRequest,
+    /// `misdirected_request` (421): a request inside a tunnel names another host.
     Misdirected,
+    /// `forbidden_destination` (403): the policy's `egress`, or Purser's own listeners.
     Forbidden,
+    /// `upstream_refused` (502): the upstream refused the connection.
     UpstreamRefused,
+    /// `upstream_dns` (502): the upstream's host name did not resolve.
     UpstreamDns,
+    /// `upstream_tls` (502): the TLS handshake with the upstream failed.
     UpstreamTls,
+    /// `upstream_timeout` (504): connecting to the upstream timed out.
     UpstreamTimeout,
+    /// `upstream_failed` (502): the upstream failed otherwise (the message says how).
     UpstreamFailed,
+    /// `cannot_intercept` (502): no certificate could be made to intercept the `CONNECT`.
     CannotIntercept,
     /// The agent's request body stalled past the body idle timeout (a slow-body attack
     /// or a dead agent); the request was cut off.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 /// One JSON POST.
 #[derive(Clone, Copy, Debug)]
 pub struct JsonPost<'a> {
+    /// Where to POST: an absolute `http://` or `https://` URL.
     pub url: &'a http::Uri,
+    /// The JSON body, already serialized; sent as `application/json`.
     pub body: &'a str,
     /// Sent as `Idempotency-Key`, so a retried request is recognised as the same one.
     pub idempotency_key: Option<&'a str>,
@@ -30,6 +32,7 @@ pub type PostResult<'a> =
 /// Sends Purser's own requests. Timeouts and retries are the caller's: each caller knows
 /// how long its event is worth waiting for.
 pub trait Outbound: Send + Sync + 'static {
+    /// POSTs `post` once and resolves to the answer's status, or why there was none.
     fn post_json<'a>(&'a self, post: JsonPost<'a>) -> PostResult<'a>;
 }
 

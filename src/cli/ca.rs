@@ -6,7 +6,9 @@ use crate::proxy::trust_bundle::write_agent_bundle;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn init(dir: &Path, force: bool, proxy: &str) -> ExitCode {
+/// Creates the CA in `dir` (replacing one only when `force`), writes the agents' trust
+/// bundle, and prints the variables agents running against `proxy` need.
+pub(crate) fn init(dir: &Path, force: bool, proxy: &str) -> ExitCode {
     match CertificateAuthority::create(dir, force) {
         Ok(ca) => {
             let bundle = write_agent_bundle(&ca);

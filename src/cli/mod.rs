@@ -5,7 +5,7 @@
 
 mod admin_client;
 mod approvals;
-pub mod ca;
+mod ca;
 mod format;
 mod payments;
 mod sessions;

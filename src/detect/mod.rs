@@ -122,7 +122,9 @@ impl Undecidable {
 /// The x402 payment header a request carries.
 #[derive(Clone, Debug)]
 pub struct X402Header {
+    /// Which header carried it: `X-PAYMENT` (v1) or `PAYMENT-SIGNATURE` (v2).
     pub kind: PaymentHeader,
+    /// The header's value as sent: base64 of the payment's JSON.
     pub value: HeaderValue,
 }
 
@@ -239,9 +241,12 @@ pub fn receipt(headers: &HeaderMap) -> Option<Result<Receipt, X402Error>> {
 pub enum BodyInspection {
     /// Not a body a JSON-RPC server reads.
     Skip,
-    /// JSON, or maybe JSON. `declared`: the content type says JSON, so a body that is not
-    /// strict JSON is refused; otherwise (no content type, `text/plain`) it passes.
-    Json { declared: bool },
+    /// JSON, or maybe JSON.
+    Json {
+        /// The content type says JSON, so a body that is not strict JSON is refused;
+        /// otherwise (no content type, `text/plain`) it passes.
+        declared: bool,
+    },
     /// Declared JSON that Purser cannot read (compressed): refused.
     Undecodable(Undecidable),
 }

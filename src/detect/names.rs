@@ -34,7 +34,9 @@ pub enum Role {
 /// Purser's own request headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
+    /// `X-Purser-Phase`: the agent moves its session to a later phase.
     Phase,
+    /// `X-Purser-Transaction`: the multi-step transaction the request is a step of.
     Transaction,
 }
 

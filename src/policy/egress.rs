@@ -59,7 +59,9 @@ pub enum EgressRefusal {
     #[error(
         "link-local (cloud metadata lives there) and the policy's egress.allow_link_local is off"
     )]
+    /// A link-local address (169.254.0.0/16, fe80::/10) while `egress.allow_link_local` is off.
     LinkLocal,
+    /// A loopback port (given) missing from `egress.loopback_ports`.
     #[error("loopback, and port {0} is not in the policy's egress.loopback_ports")]
     LoopbackPort(u16),
 }

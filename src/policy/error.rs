@@ -8,20 +8,34 @@ use std::path::{Path, PathBuf};
 /// Why a policy file could not be loaded. Every variant tells the user where to look.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The file could not be read.
     #[error("{path}: cannot read policy file: {source}")]
     Read {
+        /// The policy file.
         path: PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// The file is wrong at a known place.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
+        /// The policy file.
         path: PathBuf,
+        /// 1-based line of the offending text.
         line: usize,
+        /// 1-based column of the offending text.
         column: usize,
+        /// What is wrong there.
         message: String,
     },
+    /// The YAML parser refused the file without saying where.
     #[error("{path}: {message}")]
-    InvalidWhole { path: PathBuf, message: String },
+    InvalidWhole {
+        /// The policy file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
 }
 
 /// The file being compiled, to turn located-by-search errors into `PolicyError::Invalid`.

@@ -24,10 +24,13 @@ pub struct PolicyFile {
     /// IANA time zone for time-window rules; UTC when absent.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// `phases`: when payments may go out and how sessions move between phases.
     #[serde(default)]
     pub phases: PhasesSection,
+    /// `budget`: limits in USD and the graduated gates.
     #[serde(default)]
     pub budget: BudgetSection,
+    /// `rules`: structured rules and DSL lines, or one block of DSL text.
     #[serde(default)]
     pub rules: RulesSection,
     /// Autonomy tiers, first match wins.
@@ -39,6 +42,7 @@ pub struct PolicyFile {
     /// Categories by endpoint pattern, first match wins.
     #[serde(default)]
     pub categories: OrderedMap<OneOrMany<EndpointPattern>>,
+    /// `recipients`: the payTo addresses the organisation vouches for.
     #[serde(default)]
     pub recipients: RecipientsSection,
     /// Assets beyond the built-in stablecoins.
@@ -57,16 +61,22 @@ pub struct PolicyFile {
     /// a host pattern, or `{host: PATTERN, trust_payments: true}`.
     #[serde(default)]
     pub tunnel: Vec<TunnelEntry>,
+    /// `approvals`: how long holds wait and how many may be pending.
     #[serde(default)]
     pub approvals: ApprovalsSection,
+    /// `compensation`: refunds for failed or rolled-back transactions.
     #[serde(default)]
     pub compensation: CompensationSection,
+    /// `x402`: how 402 challenges are remembered and bounded.
     #[serde(default)]
     pub x402: X402Section,
+    /// `notifications`: the webhook told about holds and gates.
     #[serde(default)]
     pub notifications: NotificationsSection,
+    /// `egress`: destinations agents may not reach.
     #[serde(default)]
     pub egress: EgressSection,
+    /// `limits`: the memory one agent, or all of them, can make Purser use.
     #[serde(default)]
     pub limits: LimitsSection,
 }
@@ -427,10 +437,15 @@ pub struct RecipientsSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssetEntry {
+    /// The network: a v1 name (`base`) or a CAIP-2 id (`eip155:8453`).
     pub network: String,
+    /// The token's contract (EVM: 0x hex) or mint (Solana: base58).
     pub asset: String,
+    /// The ticker written into traces (`USDC`).
     pub symbol: String,
+    /// Atomic units per whole token, as a power of ten (USDC: 6; at most 28).
     pub decimals: u32,
+    /// USD per whole token, for pricing payments against budgets.
     pub usd_peg: Money,
 }
 

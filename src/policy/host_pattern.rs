@@ -23,17 +23,22 @@ enum HostMatch {
 /// Why a host pattern was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HostPatternError {
+    /// The pattern is empty or only spaces.
     #[error("host pattern is empty")]
     Empty,
+    /// The `:port` is not a number from 1 to 65535 (the pattern as written).
     #[error("host pattern `{0}` has a bad port")]
     BadPort(String),
+    /// A `*` somewhere other than alone or as a leading `*.` (the pattern as written).
     #[error("host pattern `{0}` may use `*` only as `*` or a leading `*.`")]
     MisplacedWildcard(String),
+    /// Characters no host name has, or an unclosed `[` (the pattern as written).
     #[error("host pattern `{0}` has characters a host name cannot have")]
     BadCharacters(String),
 }
 
 impl HostPattern {
+    /// Reads `host[:port]`, `*.domain[:port]` or `*`; the host is compared in lower case.
     pub fn parse(text: &str) -> Result<HostPattern, HostPatternError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {

@@ -22,8 +22,11 @@ const MAX_NAME_LEN: usize = 128;
 /// An authenticated (or anonymous) caller.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
+    /// The agent's name: the proxy user name before its first `.`.
     pub agent: Arc<str>,
+    /// The session's name within the agent: after the `.`, else `default`.
     pub session: Arc<str>,
+    /// Whether the request carried no credentials and was given the `anonymous` identity.
     pub anonymous: bool,
 }
 
@@ -153,14 +156,19 @@ impl fmt::Display for Identity {
 /// Why a request was not let in. Each becomes a `407` with this text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
+    /// No `Proxy-Authorization` header, and the policy has no `anonymous` entry.
     #[error("proxy credentials required: send Proxy-Authorization: Basic (AGENT[.SESSION]:TOKEN)")]
     Missing,
+    /// The header is not `Basic` with base64 of `USER:TOKEN`.
     #[error("Proxy-Authorization must be Basic base64(AGENT[.SESSION]:TOKEN)")]
     Malformed,
+    /// The agent or session name is empty, too long, or has other characters.
     #[error("agent or session name must be 1-128 characters of letters, digits, '-', '_'")]
     BadName,
+    /// The policy's `agents` table does not list this agent.
     #[error("unknown agent `{0}`")]
     UnknownAgent(String),
+    /// The token does not match the one the policy lists for this agent.
     #[error("wrong token for agent `{0}`")]
     WrongToken(String),
 }
@@ -184,7 +192,8 @@ pub struct AgentDirectory {
 }
 
 impl AgentDirectory {
-    pub fn new(entries: BTreeMap<String, AgentEntry>, anonymous: Option<AnonymousEntry>) -> Self {
+    /// The directory for the policy's `agents` table and its `anonymous` entry.
+    pub(crate) fn new(entries: BTreeMap<String, AgentEntry>, anonymous: Option<AnonymousEntry>) -> Self {
         let agents = entries
             .into_iter()
             .map(|(name, entry)| {

@@ -62,27 +62,41 @@ pub struct Policy {
     pub source: PathBuf,
     /// SHA-256 of the file's bytes, hex: the policy version written into traces.
     pub digest: String,
+    /// The policy's `name`, for logs; `unnamed` when the file gives none.
     pub name: String,
+    /// The zone time-window rules are read in (`timezone`; UTC when absent).
     pub timezone: jiff::tz::TimeZone,
+    /// The agents, their credentials, and where anonymous requests go.
     pub agents: AgentDirectory,
     /// Hosts that are spliced without interception, first match wins.
     pub tunnel: Vec<TunnelEntry>,
+    /// When payments may go out, and how sessions move between phases.
     pub phases: PhasePolicy,
+    /// The policy-wide limits in USD and the graduated gates.
     pub budget: CompiledBudget,
+    /// The rules in the order written, ready to evaluate.
     pub rules: Vec<Rule>,
+    /// The autonomy tiers in the order written; the first a payment meets is its tier.
     pub tiers: Vec<Tier>,
+    /// The named tools in the order written.
     pub tools: Vec<Tool>,
+    /// The categories in the order written, plus any only a tool names.
     pub categories: Vec<Category>,
     /// Verified payTo addresses, in [`crate::x402::normalize_address`] form.
     pub verified_recipients: HashSet<String>,
     /// The built-in asset table plus the policy's `assets`.
     pub assets: crate::x402::AssetTable,
+    /// How long holds wait, and how many may be pending.
     pub approvals: ApprovalSettings,
+    /// Whether and where refunds are asked for when a transaction fails.
     pub compensation: CompensationSettings,
+    /// How long and how many 402 challenges are remembered.
     pub x402: X402Settings,
+    /// The webhook told about holds, gates crossed and prohibited attempts.
     pub notifications: NotificationSettings,
     /// Destinations agents may not reach (`egress`).
     pub egress: EgressRules,
+    /// Bounds on the memory agents can make Purser use.
     pub limits: MemoryLimits,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
@@ -191,6 +205,7 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
+    /// A store serving `policy` until the first reload.
     pub fn new(policy: Policy) -> Self {
         PolicyStore {
             current: ArcSwap::from_pointee(policy),

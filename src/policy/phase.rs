@@ -9,8 +9,11 @@ use std::str::FromStr;
 /// The session phases, in their only order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
+    /// `EXPLORE`: the phase every session starts in, and starts over in on `reset`.
     Explore,
+    /// `DECIDE`: the middle phase, between exploring and paying.
     Decide,
+    /// `COMMIT`: the last phase; unless the policy says otherwise, the only one that pays.
     Commit,
 }
 

@@ -16,9 +16,13 @@ use std::time::Duration;
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RuleAction {
+    /// `ALLOW`: the payment may go ahead (the weakest).
     Allow,
+    /// `FLAG`: the payment may go ahead; the match is recorded with its decision.
     Flag,
+    /// `REQUIRE_APPROVAL` (`REQUIRE APPROVAL` in the DSL): the payment is held for a human.
     RequireApproval,
+    /// `BLOCK`: the payment is refused (the strongest).
     Block,
 }
 
@@ -42,16 +46,24 @@ pub enum Trust {
     Verified,
     /// This agent has paid this payTo before.
     Known,
+    /// Neither listed nor paid before.
     Unknown,
 }
 
+/// How a condition compares the payment's figure with the rule's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Comparison {
+    /// `>`, `ABOVE`, `OVER`.
     Gt,
+    /// `>=`, `AT LEAST`.
     Ge,
+    /// `<`, `BELOW`, `UNDER`.
     Lt,
+    /// `<=`, `AT MOST`.
     Le,
+    /// `==`, `=`.
     Eq,
+    /// `!=`.
     Ne,
 }
 
@@ -59,7 +71,9 @@ pub enum Comparison {
 /// wraps past midnight (22:00-06:00).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeWindow {
+    /// Where the window opens, in minutes after midnight (included).
     pub start_minute: u16,
+    /// Where the window closes, in minutes after midnight (excluded; 1440 is midnight).
     pub end_minute: u16,
 }
 
@@ -67,24 +81,62 @@ pub struct TimeWindow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Condition {
     /// `phase IS [NOT] P`, `phase != P`, `phase IN (P, Q)`.
-    Phase { negate: bool, phases: Vec<Phase> },
+    Phase {
+        /// Written with `NOT` or `!=`: holds when the session is in none of `phases`.
+        negate: bool,
+        /// The phases named.
+        phases: Vec<Phase>,
+    },
     /// `cost ABOVE 0.50`, `cost > 0.50`: the payment's USD value.
-    Cost { op: Comparison, amount: Decimal },
+    Cost {
+        /// How the cost is compared with `amount`.
+        op: Comparison,
+        /// The amount in USD.
+        amount: Decimal,
+    },
     /// `budget ABOVE 90%`, `budget_ratio > 0.90`: (spent + reserved + this) / limit.
-    BudgetRatio { op: Comparison, ratio: Decimal },
+    BudgetRatio {
+        /// How the ratio is compared with `ratio`.
+        op: Comparison,
+        /// The ratio as a fraction (`90%` is 0.9).
+        ratio: Decimal,
+    },
     /// `time OUTSIDE 09:00-17:00`, `time WITHIN 09:00-17:00`.
-    Time { outside: bool, window: TimeWindow },
+    Time {
+        /// Written `OUTSIDE`: holds when the time is not in `window`.
+        outside: bool,
+        /// The daily window.
+        window: TimeWindow,
+    },
     /// `category IS [NOT] NAME`.
-    Category { negate: bool, name: String },
+    Category {
+        /// Written with `NOT`: holds when the request is in another category, or none.
+        negate: bool,
+        /// The category's name.
+        name: String,
+    },
     /// `recipient IS [NOT] verified|known|unknown`.
-    RecipientTrust { negate: bool, trust: Trust },
+    RecipientTrust {
+        /// Written with `NOT`: holds when the recipient's trust is another level.
+        negate: bool,
+        /// The trust level named.
+        trust: Trust,
+    },
     /// `tier IS [NOT] NAME`.
-    Tier { negate: bool, name: String },
+    Tier {
+        /// Written with `NOT`: holds when the payment is in another tier, or none.
+        negate: bool,
+        /// The tier's name.
+        name: String,
+    },
     /// `frequency ABOVE N PER 1h`: payments this session already made to the rule's
     /// target within the window.
     Frequency {
+        /// How the number of payments is compared with `count`.
         op: Comparison,
+        /// The N in `ABOVE N`.
         count: u32,
+        /// The window counted back from now (`PER 1h`).
         window: Duration,
     },
 }
@@ -96,8 +148,11 @@ pub struct RuleAst {
     pub id: Option<String>,
     /// Traced but not enforced.
     pub shadow: bool,
+    /// What the rule does when it matches.
     pub action: RuleAction,
+    /// The requests it applies to.
     pub target: RuleTarget,
+    /// Its `WHEN` conditions, all of which must hold; empty for none.
     pub conditions: Vec<Condition>,
 }
 
@@ -105,6 +160,8 @@ pub struct RuleAst {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("column {column}: {message}")]
 pub struct DslError {
+    /// 1-based column, in characters; one past the end when the text stopped too soon.
     pub column: usize,
+    /// What is wrong there.
     pub message: String,
 }

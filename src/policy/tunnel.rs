@@ -14,6 +14,7 @@ use std::fmt;
 /// One `tunnel` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelEntry {
+    /// The hosts (and port) the entry splices.
     pub pattern: HostPattern,
     /// The operator vouches for payments to this host although Purser cannot see them:
     /// plain `http://` payments to it go through the engine as usual, and the splice

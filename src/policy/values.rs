@@ -197,17 +197,23 @@ impl<'de> Deserialize<'de> for TrustName {
 /// `host[:port][/path]`, where the path may end in `*` for a prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointPattern {
-    pub host: HostPattern,
-    pub path: Option<PathPattern>,
+    /// The hosts (and port) it covers.
+    pub(crate) host: HostPattern,
+    /// The paths it covers, in normal form; `None` for every path.
+    pub(crate) path: Option<PathPattern>,
 }
 
+/// The path part of an [`EndpointPattern`], in the normal form requests are compared in.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathPattern {
+pub(crate) enum PathPattern {
+    /// `/market/eurusd`: this path only.
     Exact(String),
+    /// `/market/*`, stored without the `*`: every path that starts with it.
     Prefix(String),
 }
 
 impl EndpointPattern {
+    /// Reads `host[:port][/path[*]]`; a leading `http://` or `https://` is ignored.
     pub fn parse(text: &str) -> Result<EndpointPattern, String> {
         let text = text.trim();
         let text = text

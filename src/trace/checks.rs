@@ -16,9 +16,13 @@ use std::borrow::Cow;
 /// One check as evaluated for a decision.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RuleOutcome {
+    /// The rule's id, or the built-in check's name (`phase`, `budget_halt`, `tier:NAME`).
     pub id: Decider,
+    /// What it does when it matches.
     pub action: RuleAction,
+    /// Whether it matched this payment.
     pub matched: bool,
+    /// A shadow rule: traced, not enforced (written only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
     /// Why it matched or not, briefly.

@@ -13,20 +13,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Counters the writer thread keeps and the admin listener reads.
 #[derive(Debug, Default)]
 pub struct TraceFigures {
+    /// Bytes appended to the log since Purser started.
     pub bytes_written: AtomicU64,
+    /// Lines appended to the log since Purser started.
     pub lines_written: AtomicU64,
     /// The live file's size.
     pub file_bytes: AtomicU64,
     /// The live file plus its rotated predecessors.
     pub log_bytes: AtomicU64,
+    /// Times the live file was rotated since Purser started.
     pub rotations: AtomicU64,
     /// Refusals counted into a summary instead of written.
     pub refusals_suppressed: AtomicU64,
+    /// Summary lines written.
     pub summaries: AtomicU64,
     /// Lines written with a field cut to its bound.
     pub lines_cut: AtomicU64,
     /// `--trace-alarm-size`; 0 is no alarm.
     pub alarm_bytes: AtomicU64,
+    /// Whether the log is at or past `alarm_bytes` (`purser_trace_disk_alarm`).
     pub alarm: AtomicBool,
 }
 

@@ -10,9 +10,13 @@ use super::vocabulary::{Kind, UnknownValue, Verdict, Vocabulary};
 /// Which trace lines to keep; an unset field keeps every line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceFilter {
+    /// Keep lines of this session (`AGENT.SESSION`).
     pub session: Option<String>,
+    /// Keep lines of this agent.
     pub agent: Option<String>,
+    /// Keep lines with this verdict.
     pub decision: Option<Verdict>,
+    /// Keep lines of this kind.
     pub kind: Option<Kind>,
 }
 

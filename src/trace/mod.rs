@@ -23,7 +23,7 @@ pub mod figures;
 mod files;
 pub mod filter;
 mod record;
-pub mod refusals;
+mod refusals;
 mod verify;
 pub mod vocabulary;
 mod writer;

@@ -20,8 +20,11 @@ use std::borrow::Cow;
 pub struct BudgetSnapshot {
     /// The level whose ratio is highest: `session`, `agent` or `fleet`.
     pub level: Cow<'static, str>,
+    /// That level's limit in USD; `None` when it has none.
     pub limit: Option<Decimal>,
+    /// USD spent at that level: settled payments, and those whose outcome is unknown.
     pub spent: Decimal,
+    /// USD reserved at that level by payments not yet settled.
     pub reserved: Decimal,
     /// (spent + reserved) / limit, this payment included (the snapshot is taken after its
     /// reservation, so `reserved` already counts it).
@@ -33,9 +36,13 @@ pub struct BudgetSnapshot {
 pub struct Approval {
     /// RFC 3339, UTC.
     pub at: String,
+    /// Who ended it: a person's name, `timeout`, `veto-window` or `shutdown`.
     pub by: Approver,
+    /// The hold's id, as the admin API and the CLI name it.
     pub hold_id: String,
+    /// How it ended.
     pub outcome: HoldEnd,
+    /// How long the payment was held, in milliseconds.
     pub waited_ms: u64,
 }
 
@@ -47,37 +54,54 @@ pub struct TraceRecord {
     /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_hash: Option<String>,
+    /// The line's own id, `tr_` and 16 hex digits (a settlement, hold or resolution line names
+    /// its decision's in `decision_trace_id`).
     pub trace_id: String,
+    /// What the line records.
     pub kind: Kind,
     /// RFC 3339, UTC.
     #[serde(default)]
     pub time: String,
+    /// The session, `AGENT.SESSION`; empty only on a line that names none.
     #[serde(default)]
     pub session: SessionId,
+    /// The agent's name.
     #[serde(default)]
     pub agent: String,
+    /// The session's phase when the payment was decided; on a `phase` line, the phase it moved to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// The policy tool the request matched, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// The policy category the request is in, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// The autonomy tier the payment fell in, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The request's HTTP method (cut if long).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// The host the request went to (cut if long).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The request's path as sent, without the query (cut and hashed past its bound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The payment's x402 version, `1` or `2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x402_version: Option<u8>,
+    /// The payment scheme: `exact` or `upto`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// The network, as the payment wrote it (v1 name or CAIP-2 id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The token paid in: its contract (EVM: 0x hex) or mint (Solana).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// The asset's ticker from the asset table (`USDC`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset_symbol: Option<String>,
     /// Atomic units, as on the wire.
@@ -86,10 +110,13 @@ pub struct TraceRecord {
     /// In the asset's units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<Decimal>,
+    /// The amount in USD, at the asset's peg: what budgets count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount_usd: Option<Decimal>,
+    /// The recipient: the merchant's address the payment is signed to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pay_to: Option<String>,
+    /// The payer's address, as signed; absent where the payload names none (Solana).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
     /// SHA-256 of the decoded payment: identifies it without storing the signature.
@@ -105,15 +132,19 @@ pub struct TraceRecord {
     /// Replay keys (payer+nonce, signature digest, transaction digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_keys: Vec<String>,
+    /// The budget level closest to its limit, as the decision saw it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSnapshot>,
+    /// Every rule and built-in check evaluated, with its action and whether it matched.
     #[serde(default, skip_serializing_if = "Checks::is_empty")]
     pub rules: Checks,
+    /// The verdict: on a decision line the decision, on a hold line how the hold ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Verdict>,
     /// The rule or check that decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<Decider>,
+    /// Why, in words: the deciding rule's message, or what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Budget gate crossed, if any.
@@ -129,8 +160,10 @@ pub struct TraceRecord {
     /// workflow id, which compensation lines carry inside `compensation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
+    /// The status the merchant answered with (settlement lines).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// Who ended a hold, how and when (hold lines).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
     /// Compensation lines: refund id, transaction, loss, whether the budget was credited.
@@ -140,8 +173,10 @@ pub struct TraceRecord {
     /// line that closes it (how many refusals were counted, by rule and session).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<serde_json::Value>,
+    /// SHA-256 (hex) of the policy file in force when the line was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
+    /// The Purser version that wrote the line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purser_version: Option<Cow<'static, str>>,
 }

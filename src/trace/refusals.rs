@@ -22,13 +22,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The window refusals are counted in.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Rules (and sessions) named one by one in a summary; the rest are counted together.
 const NAMED_IN_SUMMARY: usize = 16;
 
 /// What to do with a refusal.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Write it as it is.
     Write,
     /// Write it, marked as the line later refusals of the window cite.
@@ -38,7 +38,7 @@ pub enum Admission {
 }
 
 /// Refusal windows per agent.
-pub struct RefusalLimiter {
+pub(crate) struct RefusalLimiter {
     /// Refusals written in full per agent and window; 0 writes every one.
     per_minute: u32,
     windows: Mutex<HashMap<String, Window>>,
@@ -66,7 +66,8 @@ struct Summary {
 }
 
 impl RefusalLimiter {
-    pub fn new(per_minute: u32) -> Self {
+    /// Writes up to `per_minute` refusals per agent and minute one by one; 0 writes all.
+    pub(crate) fn new(per_minute: u32) -> Self {
         RefusalLimiter {
             per_minute,
             windows: Mutex::new(HashMap::new()),
@@ -79,7 +80,7 @@ impl RefusalLimiter {
 
     /// Decides for one refusal, and hands back the summary of the agent's previous
     /// window if that just ended (to be written first).
-    pub fn admit(&self, record: &TraceRecord, now: Instant) -> (Admission, Option<TraceRecord>) {
+    pub(crate) fn admit(&self, record: &TraceRecord, now: Instant) -> (Admission, Option<TraceRecord>) {
         if self.per_minute == 0 {
             return (Admission::Write, None);
         }
@@ -135,14 +136,14 @@ impl RefusalLimiter {
     }
 
     /// Whether some window has suppressed refusals to summarise when it ends.
-    pub fn has_open_summaries(&self) -> bool {
+    pub(crate) fn has_open_summaries(&self) -> bool {
         self.windows()
             .values()
             .any(|window| window.summary.is_some())
     }
 
     /// The opening line could not be written: the next refusal opens the summary again.
-    pub fn cancel_opening(&self, agent: &str) {
+    pub(crate) fn cancel_opening(&self, agent: &str) {
         if let Some(window) = self.windows().get_mut(agent) {
             if window.summary.as_ref().is_some_and(|s| s.suppressed == 0) {
                 window.summary = None;
@@ -151,12 +152,12 @@ impl RefusalLimiter {
     }
 
     /// Summary lines of windows that have ended; their agents start afresh.
-    pub fn due(&self, now: Instant) -> Vec<TraceRecord> {
+    pub(crate) fn due(&self, now: Instant) -> Vec<TraceRecord> {
         self.close(|window| now.duration_since(window.opened) >= WINDOW)
     }
 
     /// Summary lines of every open window (Purser is stopping).
-    pub fn close_all(&self) -> Vec<TraceRecord> {
+    pub(crate) fn close_all(&self) -> Vec<TraceRecord> {
         self.close(|_| true)
     }
 

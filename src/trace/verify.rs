@@ -7,31 +7,45 @@ use std::path::{Path, PathBuf};
 /// A verified chain.
 #[derive(Debug, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Lines checked, across every file.
     pub lines: u64,
+    /// The last line's hash (hex): where the next line's `prev_hash` must point.
     pub last_hash: String,
 }
 
 /// Where the chain breaks.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// A line is not UTF-8 JSON.
     #[error("{path}:{line}: not a JSON trace line: {message}")]
     NotJson {
+        /// The file.
         path: PathBuf,
+        /// The line's number in its file, from 1.
         line: u64,
+        /// What is wrong with it.
         message: String,
     },
+    /// A line's `prev_hash` is not the hash of the line before it.
     #[error(
         "{path}:{line}: chain broken: prev_hash is {found}, the previous line hashes to {expected}"
     )]
     Broken {
+        /// The file.
         path: PathBuf,
+        /// The line's number in its file, from 1.
         line: u64,
+        /// The previous line's hash (or the genesis hash, on the first line).
         expected: String,
+        /// The line's own `prev_hash`.
         found: String,
     },
 }

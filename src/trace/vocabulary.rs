@@ -40,8 +40,11 @@ pub trait Vocabulary: Copy + Sized + 'static {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("`{given}` is not a {field}; valid values: {}", valid.join(", "))]
 pub struct UnknownValue {
+    /// The field (or query parameter) the value was given for.
     pub field: &'static str,
+    /// The value as given, trimmed.
     pub given: String,
+    /// Every value the field takes, as the proof log spells them.
     pub valid: Vec<&'static str>,
 }
 
@@ -97,8 +100,11 @@ impl Vocabulary for Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
+    /// `ALLOWED`: the payment goes ahead (on a hold line: approved).
     Allowed,
+    /// `PENDING_APPROVAL`: the payment is held for a human.
     PendingApproval,
+    /// `DENIED`: the payment is refused (on a hold line: denied or timed out).
     Denied,
 }
 
@@ -174,8 +180,11 @@ impl Vocabulary for Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
+    /// `warning`: past the warning ratio; allowed, flagged with `X-Purser-Budget`.
     Warning,
+    /// `restrict`: past the restrict ratio; new payments need approval.
     Restrict,
+    /// `halt`: past the halt ratio; payments are refused.
     Halt,
 }
 
@@ -203,7 +212,9 @@ impl Vocabulary for Gate {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldEnd {
+    /// A person approved it.
     Approved,
+    /// A person denied it (or vetoed it, in a veto window).
     Denied,
     /// Nobody decided before the hold's timeout: denied.
     TimedOut,

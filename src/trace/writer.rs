@@ -19,10 +19,18 @@ use tokio::sync::oneshot;
 /// not forwarded.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum TraceError {
+    /// The file could not be opened, written, synced or rotated.
     #[error("trace log {path}: {message}")]
-    Io { path: PathBuf, message: String },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        message: String,
+    },
+    /// The writer thread is gone (Purser is stopping, or it failed earlier).
     #[error("trace log writer has stopped")]
     Stopped,
+    /// The record could not be turned into JSON (the serializer's message).
     #[error("trace record could not be serialised: {0}")]
     Serialize(String),
 }
@@ -30,6 +38,7 @@ pub enum TraceError {
 /// How the log is written.
 #[derive(Clone, Debug)]
 pub struct TraceSettings {
+    /// The live file; rotated files sit beside it.
     pub path: PathBuf,
     /// Start a new file past this size; the chain continues into it.
     pub rotate_bytes: u64,
@@ -147,6 +156,7 @@ impl TraceLog {
         }
     }
 
+    /// The live file lines are appended to.
     pub fn path(&self) -> &Path {
         &self.path
     }

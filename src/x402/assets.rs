@@ -18,6 +18,7 @@ use std::collections::HashMap;
 /// What Purser knows about one asset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetInfo {
+    /// The ticker written into traces (`USDC`).
     pub symbol: String,
     /// Atomic units per whole token, as a power of ten.
     pub decimals: u32,
@@ -128,9 +129,11 @@ impl AssetTable {
 /// An amount in atomic units, in whole tokens, and in USD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Price {
+    /// The amount in the asset's atomic units, as the wire gives it.
     pub atomic: u128,
     /// `atomic / 10^decimals`, exact.
     pub amount: Decimal,
+    /// The asset's ticker (`USDC`).
     pub symbol: String,
     /// `amount * usd_peg` (exact unless it needs more than 28 decimal places).
     pub usd: Decimal,

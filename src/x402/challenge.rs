@@ -14,15 +14,19 @@ use serde_json::{Map, Value};
 /// One way to pay, normalized across v1 and v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The payment scheme, as written (`exact`, `upto`, or one Purser cannot price).
     pub scheme: String,
     /// As written: a v1 name (`base-sepolia`) or a CAIP-2 id (`eip155:84532`).
     pub network: String,
+    /// The token asked for, as written: its contract (EVM: 0x hex) or mint (Solana).
     pub asset: String,
     /// v1 `maxAmountRequired` or v2 `amount`; for `upto` the maximum.
     pub amount_atomic: u128,
+    /// The merchant's address that receives the funds, as written.
     pub pay_to: String,
     /// v1: the offer's own `resource`; v2: the challenge's `resource.url`.
     pub resource: Option<String>,
+    /// How long, in seconds, the merchant allows for settlement, if it says.
     pub max_timeout_seconds: Option<u64>,
     /// The wire's `extra` object (EIP-712 domain name/version, Solana `feePayer`, ...).
     pub extra: Map<String, Value>,
@@ -35,6 +39,7 @@ pub struct Challenge {
     pub version: u8,
     /// v2: `resource.url`; v1: the first offer's `resource`, if any.
     pub resource: Option<String>,
+    /// Every way of paying the merchant offers, in its order.
     pub accepts: Vec<Requirement>,
 }
 

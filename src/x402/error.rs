@@ -8,7 +8,10 @@
 pub enum X402Error {
     /// The header or body is bigger than Purser will decode; checked before any decoding.
     #[error("x402 data is larger than the {limit}-byte limit; it was not decoded")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 
     /// The header is not standard base64 (RFC 4648 alphabet with `=` padding).
     #[error(
@@ -45,7 +48,12 @@ pub enum X402Error {
         "asset {asset} on network {network} has no known decimals; add it to the \
          policy's assets table to allow payments in it"
     )]
-    UnknownAsset { network: String, asset: String },
+    UnknownAsset {
+        /// The network, as the payment or challenge wrote it.
+        network: String,
+        /// The asset's address, as written.
+        asset: String,
+    },
 
     /// An amount that is not a plain non-negative integer of atomic units.
     #[error("bad amount: {0} (amounts are integer strings of atomic units, at most 28 digits)")]

@@ -22,9 +22,11 @@ pub const KNOWN_SCHEMES: &[&str] = &["exact", "upto"];
 pub struct Payment {
     /// 1 or 2.
     pub version: u8,
+    /// `exact` or `upto`: other schemes are refused while parsing.
     pub scheme: String,
     /// As written (v1 name or CAIP-2 id); v2 takes it from `accepted`.
     pub network: String,
+    /// How the payment moves money, from the network's family and the payload's shape.
     pub kind: PaymentKind,
     /// v2: the requirement the client says it is paying.
     pub accepted: Option<Requirement>,
@@ -38,7 +40,9 @@ pub struct Payment {
     pub amount_atomic: Option<u128>,
     /// The Permit2 signed token, else v2 `accepted.asset`; v1 EIP-3009 has none.
     pub asset: Option<String>,
+    /// The signed nonce as written (EIP-3009: bytes32 0x hex; Permit2: uint256 decimal); `None` for Solana.
     pub nonce: Option<String>,
+    /// The payer's signature as written (EVM: 0x hex); `None` for Solana or when absent.
     pub signature: Option<String>,
     /// Solana: the base64 transaction.
     pub solana_transaction: Option<String>,

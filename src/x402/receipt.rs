@@ -10,11 +10,15 @@ use super::fields::Obj;
 /// A parsed settlement receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
+    /// Whether the merchant says the payment settled.
     pub success: bool,
+    /// The address that paid, as the receipt reports it.
     pub payer: Option<String>,
     /// The settlement transaction hash (EVM) or signature (Solana).
     pub transaction: Option<String>,
+    /// The network the payment settled on, as the receipt names it.
     pub network: Option<String>,
+    /// Why settlement failed (`errorReason`), when it did.
     pub error_reason: Option<String>,
     /// `upto`: what was actually charged (at most the signed maximum).
     pub settled_amount_atomic: Option<u128>,

@@ -19,10 +19,14 @@ type Members = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequiredV1 {
+    /// The protocol version, `1` here.
     pub x402_version: u8,
+    /// Why the server asks for payment or refused the last one, as the server wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The ways the server accepts payment; the client pays one of them.
     pub accepts: Vec<PaymentRequirementsV1>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -31,26 +35,35 @@ pub struct PaymentRequiredV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirementsV1 {
+    /// The payment scheme: `exact` (a fixed price) or `upto` (a signed maximum).
     pub scheme: String,
     /// A v1 network name such as `base-sepolia`.
     pub network: String,
     /// Atomic units; for `exact` the exact price.
     pub max_amount_required: String,
+    /// The URL of the resource being paid for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// What the payment buys, in the merchant's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The media type of the paid resource's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// The merchant's address that receives the funds (EVM: 0x hex; Solana: base58).
     pub pay_to: String,
+    /// How long, in seconds, the merchant allows for the payment to settle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_timeout_seconds: Option<u64>,
+    /// The token paid in: its contract (EVM: 0x hex) or mint (Solana: base58).
     pub asset: String,
+    /// The JSON schema of the paid answer, if the merchant gives one; `null` if not.
     #[serde(default)]
     pub output_schema: Value,
     /// Scheme data: EIP-712 domain `name`/`version` on EVM, `feePayer` on Solana.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Members>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -59,14 +72,20 @@ pub struct PaymentRequirementsV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequiredV2 {
+    /// The protocol version, `2` here.
     pub x402_version: u8,
+    /// Why the server asks for payment or refused the last one, as the server wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The resource being paid for, shared by every entry in `accepts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceInfo>,
+    /// The ways the server accepts payment; the client pays one of them.
     pub accepts: Vec<PaymentRequirementsV2>,
+    /// Protocol extensions (such as discovery metadata), kept as sent and not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Members>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -75,11 +94,15 @@ pub struct PaymentRequiredV2 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceInfo {
+    /// The resource's absolute URL.
     pub url: String,
+    /// What the payment buys, in the merchant's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The media type of the paid resource's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -88,17 +111,23 @@ pub struct ResourceInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirementsV2 {
+    /// The payment scheme: `exact` (a fixed price) or `upto` (a signed maximum).
     pub scheme: String,
     /// A CAIP-2 id such as `eip155:84532`.
     pub network: String,
+    /// The token paid in: its contract (EVM: 0x hex) or mint (Solana: base58).
     pub asset: String,
     /// Atomic units; for `upto` the maximum.
     pub amount: String,
+    /// The merchant's address that receives the funds (EVM: 0x hex; Solana: base58).
     pub pay_to: String,
+    /// How long, in seconds, the merchant allows for the payment to settle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_timeout_seconds: Option<u64>,
+    /// Scheme data: EIP-712 domain `name`/`version` on EVM, `feePayer` on Solana.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<Members>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -107,11 +136,15 @@ pub struct PaymentRequirementsV2 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentPayloadV1 {
+    /// The protocol version, `1` here.
     pub x402_version: u8,
+    /// The payment scheme the client chose: `exact` or `upto`.
     pub scheme: String,
+    /// The v1 network name the payment is on, such as `base-sepolia`.
     pub network: String,
     /// Scheme-specific: [`Eip3009Payload`], [`Permit2Payload`] or [`SolanaPayload`].
     pub payload: Members,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -120,15 +153,19 @@ pub struct PaymentPayloadV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentPayloadV2 {
+    /// The protocol version, `2` here.
     pub x402_version: u8,
     /// Scheme-specific: [`Eip3009Payload`], [`Permit2Payload`] or [`SolanaPayload`].
     pub payload: Members,
     /// The requirement from the challenge that the client chose to pay.
     pub accepted: PaymentRequirementsV2,
+    /// The resource the payment is for, echoed from the challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceInfo>,
+    /// Protocol extensions, kept as sent and not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Members>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -140,7 +177,9 @@ pub struct Eip3009Payload {
     /// 65-byte signature, 0x hex. Optional in the TypeScript SDK's type, always sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The signed transfer: payer, merchant, amount, validity window and nonce.
     pub authorization: Eip3009Authorization,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -149,13 +188,19 @@ pub struct Eip3009Payload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Eip3009Authorization {
+    /// The payer's address, as signed (0x hex).
     pub from: String,
+    /// The recipient's address, as signed (0x hex); must be the requirement's `payTo`.
     pub to: String,
+    /// The amount moved, in the token's atomic units (decimal integer string).
     pub value: String,
+    /// Unix time in seconds after which the authorization is valid (decimal string).
     pub valid_after: String,
+    /// Unix time in seconds before which the authorization must be used (decimal string).
     pub valid_before: String,
     /// bytes32, 0x hex; unique per (authorizer, token contract).
     pub nonce: String,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -164,8 +209,11 @@ pub struct Eip3009Authorization {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Permit2Payload {
+    /// The payer's signature over the Permit2 message, 0x hex.
     pub signature: String,
+    /// The signed Permit2 message: token, amount, spender, nonce, deadline, witness.
     pub permit2_authorization: Permit2Authorization,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -177,13 +225,17 @@ pub struct Permit2Payload {
 pub struct Permit2Authorization {
     /// The payer (the Permit2 `owner`).
     pub from: String,
+    /// The token and amount the signature allows to move.
     pub permitted: TokenPermissions,
     /// The x402 Permit2 proxy contract, not the merchant.
     pub spender: String,
     /// uint256 as a decimal string (Permit2 nonces are unordered bitmaps).
     pub nonce: String,
+    /// Unix time in seconds after which the signature is void (decimal string).
     pub deadline: String,
+    /// Binds the transfer to its recipient (the merchant's `payTo`).
     pub witness: Permit2Witness,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -192,8 +244,11 @@ pub struct Permit2Authorization {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPermissions {
+    /// The token contract's address, 0x hex.
     pub token: String,
+    /// The amount in the token's atomic units (decimal integer string).
     pub amount: String,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -206,8 +261,10 @@ pub struct TokenPermissions {
 pub struct Permit2Witness {
     /// Where the funds go: the merchant's `payTo`.
     pub to: String,
+    /// Unix time in seconds before which the transfer may not settle (decimal string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_after: Option<String>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -217,7 +274,9 @@ pub struct Permit2Witness {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SolanaPayload {
+    /// The partially signed Solana transaction, base64.
     pub transaction: String,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
@@ -226,18 +285,24 @@ pub struct SolanaPayload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SettlementResponse {
+    /// Whether the merchant's facilitator settled the payment.
     pub success: bool,
+    /// The address that paid, as the facilitator reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payer: Option<String>,
+    /// The settlement transaction's id on the network (EVM: 0x hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
+    /// The network the payment settled on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Why settlement failed, as the facilitator reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_reason: Option<String>,
     /// `upto` only: what was actually charged, at most the signed maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled_amount: Option<String>,
+    /// Members this type does not name, kept so re-encoding loses nothing.
     #[serde(flatten)]
     pub other: Members,
 }
