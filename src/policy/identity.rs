@@ -193,7 +193,10 @@ pub struct AgentDirectory {
 
 impl AgentDirectory {
     /// The directory for the policy's `agents` table and its `anonymous` entry.
-    pub(crate) fn new(entries: BTreeMap<String, AgentEntry>, anonymous: Option<AnonymousEntry>) -> Self {
+    pub(crate) fn new(
+        entries: BTreeMap<String, AgentEntry>,
+        anonymous: Option<AnonymousEntry>,
+    ) -> Self {
         let agents = entries
             .into_iter()
             .map(|(name, entry)| {

@@ -60,9 +60,11 @@ pub struct Tier {
     pub frequency: Option<(u32, Duration)>,
     /// How the tier's payments are approved.
     pub approval: ApprovalMode,
-    /// How long a `notify_with_veto` hold waits for a veto (the tier's, else `approvals.veto_window`).
+    /// How long a `notify_with_veto` hold waits for a veto (the tier's own, else
+    /// `approvals.veto_window`).
     pub veto_window: Duration,
-    /// How long an `explicit_human` hold waits before it is denied (the tier's, else `approvals.timeout`).
+    /// How long a hold of a payment in this tier waits for a human before it is denied
+    /// (the tier's own, else `approvals.timeout`).
     pub timeout: Duration,
 }
 
@@ -190,9 +192,11 @@ pub struct MemoryLimits {
 /// Hold settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ApprovalSettings {
-    /// How long a hold waits for a human before it is denied (default 5 minutes).
+    /// How long a hold waits for a human before it is denied, for payments in no tier or in
+    /// a tier that does not say (default 5 minutes).
     pub timeout: Duration,
-    /// How long a `notify_with_veto` hold waits for a veto, for tiers that do not say (default 30 s).
+    /// How long a `notify_with_veto` hold waits for a veto, for tiers that do not say
+    /// (default 30 s).
     pub veto_window: Duration,
     /// Holds one session may have pending at once.
     pub max_pending_per_session: usize,

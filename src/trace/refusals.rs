@@ -80,7 +80,11 @@ impl RefusalLimiter {
 
     /// Decides for one refusal, and hands back the summary of the agent's previous
     /// window if that just ended (to be written first).
-    pub(crate) fn admit(&self, record: &TraceRecord, now: Instant) -> (Admission, Option<TraceRecord>) {
+    pub(crate) fn admit(
+        &self,
+        record: &TraceRecord,
+        now: Instant,
+    ) -> (Admission, Option<TraceRecord>) {
         if self.per_minute == 0 {
             return (Admission::Write, None);
         }

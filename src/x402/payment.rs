@@ -40,7 +40,8 @@ pub struct Payment {
     pub amount_atomic: Option<u128>,
     /// The Permit2 signed token, else v2 `accepted.asset`; v1 EIP-3009 has none.
     pub asset: Option<String>,
-    /// The signed nonce as written (EIP-3009: bytes32 0x hex; Permit2: uint256 decimal); `None` for Solana.
+    /// The signed nonce as written (EIP-3009: bytes32, 0x hex; Permit2: uint256, decimal);
+    /// `None` for Solana.
     pub nonce: Option<String>,
     /// The payer's signature as written (EVM: 0x hex); `None` for Solana or when absent.
     pub signature: Option<String>,
