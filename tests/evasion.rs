@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Payments only in COMMIT: a new session (EXPLORE) has every payment refused, so any
 /// payment that reaches an origin from one went around the decision.
-pub const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 agents:
   agent: { token: t0ken }
 phases:
@@ -47,16 +47,16 @@ budget:
 "#;
 
 /// How long anything that must happen eventually may take.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
 /// `Proxy-Authorization` for `agent.SESSION`.
-pub fn agent(session: &str) -> String {
+pub(crate) fn agent(session: &str) -> String {
     support::basic(&format!("agent.{session}"), "t0ken")
 }
 
 /// The ways into Purser a request can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Path {
+pub(crate) enum Path {
     /// Absolute-form `http://` to the proxy listener.
     Plain,
     /// Plaintext HTTP/1.1 inside `CONNECT`.
@@ -67,18 +67,23 @@ pub enum Path {
     Tls2,
 }
 
-pub const EVERY_PATH: [Path; 4] = [Path::Plain, Path::PlainTunnel, Path::Tls1, Path::Tls2];
+/// Every [`Path`], for tests that try each way in.
+pub(crate) const EVERY_PATH: [Path; 4] = [Path::Plain, Path::PlainTunnel, Path::Tls1, Path::Tls2];
 
 /// Purser with a plain and a TLS origin behind it.
-pub struct Rig {
-    pub purser: Purser,
-    pub plain: Origin,
-    pub tls: Origin,
+pub(crate) struct Rig {
+    /// Purser, running the test's policy and trusting the test PKI for upstream TLS.
+    pub(crate) purser: Purser,
+    /// The plain HTTP origin.
+    pub(crate) plain: Origin,
+    /// The TLS origin, its certificate signed by the test PKI.
+    pub(crate) tls: Origin,
     _pki: UpstreamPki,
 }
 
 impl Rig {
-    pub async fn start(policy: &str, extra: &[&str]) -> Rig {
+    /// Starts both origins, then Purser with `policy` and the extra `purser run` arguments.
+    pub(crate) async fn start(policy: &str, extra: &[&str]) -> Rig {
         let pki = upstream_pki();
         let tls = Origin::tls(pki.pki.server_cert(&[]), true).await;
         let plain = Origin::plain().await;
@@ -95,14 +100,14 @@ impl Rig {
     }
 
     /// Everything both origins received.
-    pub fn received(&self) -> Vec<support::origin::Recorded> {
+    pub(crate) fn received(&self) -> Vec<support::origin::Recorded> {
         let mut all = self.plain.requests();
         all.extend(self.tls.requests());
         all
     }
 
     /// Sends one request on `path` as `agent.SESSION`, collecting the answer.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         path: Path,
         session: &str,
@@ -166,7 +171,7 @@ impl Rig {
 }
 
 /// The proof log's decision lines for `agent.SESSION`.
-pub fn decisions(purser: &Purser, session: &str) -> Vec<serde_json::Value> {
+pub(crate) fn decisions(purser: &Purser, session: &str) -> Vec<serde_json::Value> {
     let session = format!("agent.{session}");
     purser
         .trace_lines()
@@ -176,7 +181,7 @@ pub fn decisions(purser: &Purser, session: &str) -> Vec<serde_json::Value> {
 }
 
 /// The JSON body of an answer.
-pub fn json(response: &Response<Bytes>) -> serde_json::Value {
+pub(crate) fn json(response: &Response<Bytes>) -> serde_json::Value {
     serde_json::from_slice(response.body()).unwrap_or_else(|_| {
         panic!(
             "{} answered a non-JSON body: {}",
@@ -187,7 +192,7 @@ pub fn json(response: &Response<Bytes>) -> serde_json::Value {
 }
 
 /// `X-Purser-Error` of an answer, or "".
-pub fn purser_error(response: &Response<Bytes>) -> String {
+pub(crate) fn purser_error(response: &Response<Bytes>) -> String {
     response
         .headers()
         .get("x-purser-error")
@@ -197,12 +202,12 @@ pub fn purser_error(response: &Response<Bytes>) -> String {
 }
 
 /// Reads until the peer closes (or resets) the connection; bounded by [`DEADLINE`].
-pub async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+pub(crate) async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
     support::read_until_closed(stream, DEADLINE).await
 }
 
 /// Reads until an answer's head has arrived or the peer closes; bounded by [`DEADLINE`].
-pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, async {
         let mut buffer = [0u8; 4096];
@@ -218,7 +223,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
 }
 
 /// The status line's code of a raw HTTP/1.1 answer, 0 if there is none.
-pub fn raw_status(answer: &[u8]) -> u16 {
+pub(crate) fn raw_status(answer: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(answer);
     text.strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
@@ -229,9 +234,11 @@ pub fn raw_status(answer: &[u8]) -> u16 {
 /// A raw TCP origin: records every connection's bytes, and answers the first request
 /// head on each with a canned answer (then keeps recording whatever follows, as a
 /// spliced connection would deliver it).
-pub struct RawOrigin {
-    pub addr: SocketAddr,
-    pub connections: Arc<Mutex<Vec<Vec<u8>>>>,
+pub(crate) struct RawOrigin {
+    /// Where it listens, on loopback.
+    pub(crate) addr: SocketAddr,
+    /// The bytes each connection delivered, one entry per connection in accept order.
+    pub(crate) connections: Arc<Mutex<Vec<Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -242,7 +249,9 @@ impl Drop for RawOrigin {
 }
 
 impl RawOrigin {
-    pub async fn start(answer: Vec<u8>) -> RawOrigin {
+    /// Listens on a free loopback port and answers each connection's first request
+    /// head with `answer`.
+    pub(crate) async fn start(answer: Vec<u8>) -> RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(Mutex::new(Vec::new()));
@@ -286,7 +295,7 @@ impl RawOrigin {
     }
 
     /// Everything received, all connections joined.
-    pub fn received(&self) -> Vec<u8> {
+    pub(crate) fn received(&self) -> Vec<u8> {
         self.connections.lock().unwrap().concat()
     }
 }

@@ -78,7 +78,7 @@ async fn proxy(
 }
 
 /// Serves on `listen` until killed (on a multi-thread runtime, as hyper users do).
-pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
+pub(crate) async fn run(listen: SocketAddr) -> std::io::Result<()> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Args, Clone)]
-pub struct Via {
+pub(crate) struct Via {
     /// Forward proxy; without it, straight to the target.
     #[arg(long)]
     pub proxy: Option<SocketAddr>,
@@ -22,13 +22,13 @@ pub struct Via {
 }
 
 impl Via {
-    pub fn dialer(&self) -> Result<Dialer, Error> {
+    pub(crate) fn dialer(&self) -> Result<Dialer, Error> {
         Dialer::new(self.proxy, self.auth.as_deref(), &self.cas)
     }
 }
 
 #[derive(Args, Clone)]
-pub struct Window {
+pub(crate) struct Window {
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     #[arg(long, default_value_t = 2.0)]
@@ -37,7 +37,7 @@ pub struct Window {
 
 impl Window {
     /// The measurement window, starting now.
-    pub fn clock(&self) -> Clock {
+    pub(crate) fn clock(&self) -> Clock {
         Clock::new(self.warmup, self.duration)
     }
 }

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct GenLogArgs {
+pub(crate) struct GenLogArgs {
     /// A real proof log to copy an ALLOWED decision and its settlement from.
     #[arg(long)]
     template: PathBuf,
@@ -75,7 +75,7 @@ impl Template {
     }
 }
 
-pub fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
+pub(crate) fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
     let GenLogArgs {
         template,
         out,

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     #[command(flatten)]
     pub via: Via,
     #[command(flatten)]
@@ -218,7 +218,7 @@ fn session_auth(via: &Via, sessions: usize, i: usize) -> Result<Option<HeaderVal
     Ok(Some(basic(&format!("{agent}.s{}:{token}", i % sessions))))
 }
 
-pub async fn load(args: LoadArgs) -> Result<(), Error> {
+pub(crate) async fn load(args: LoadArgs) -> Result<(), Error> {
     let dialer = args.via.dialer()?;
     let target = Target::parse(&args.target)?;
     let payments: Vec<HeaderValue> = match args.pay {
@@ -299,7 +299,7 @@ pub async fn load(args: LoadArgs) -> Result<(), Error> {
 }
 
 #[derive(Args)]
-pub struct HandshakeArgs {
+pub(crate) struct HandshakeArgs {
     #[command(flatten)]
     via: Via,
     #[command(flatten)]
@@ -330,7 +330,7 @@ async fn one_connection(dialer: &Dialer, target: &Target, request: bool) -> Resu
     Ok(())
 }
 
-pub async fn handshakes(args: HandshakeArgs) -> Result<(), Error> {
+pub(crate) async fn handshakes(args: HandshakeArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Arc::new(Target::parse(&args.target)?);
     if !target.https {
@@ -385,7 +385,7 @@ pub async fn handshakes(args: HandshakeArgs) -> Result<(), Error> {
 }
 
 #[derive(Args)]
-pub struct FirstArgs {
+pub(crate) struct FirstArgs {
     #[command(flatten)]
     via: Via,
     #[arg(long, default_value_t = 200)]
@@ -397,7 +397,7 @@ pub struct FirstArgs {
 }
 
 /// A TLS handshake through the proxy to `host` (no request): how long it took, µs.
-pub async fn timed_handshake(dialer: &Dialer, host: &str, port: u16) -> Result<u64, Error> {
+pub(crate) async fn timed_handshake(dialer: &Dialer, host: &str, port: u16) -> Result<u64, Error> {
     let target = Target {
         https: true,
         host: host.to_string(),
@@ -427,7 +427,7 @@ async fn handshake_series(
     tally
 }
 
-pub async fn first(args: FirstArgs) -> Result<(), Error> {
+pub(crate) async fn first(args: FirstArgs) -> Result<(), Error> {
     let dialer = args.via.dialer()?;
     if dialer.proxy.is_none() {
         return Err("first needs --proxy".into());
@@ -455,7 +455,7 @@ pub async fn first(args: FirstArgs) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn bulk(args: LoadArgs) -> Result<(), Error> {
+pub(crate) async fn bulk(args: LoadArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Arc::new(Target::parse(&args.target)?);
     let mut senders = Vec::with_capacity(args.conns);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
-pub struct MemoryArgs {
+pub(crate) struct MemoryArgs {
     #[command(flatten)]
     via: Via,
     /// The proxy's pid.
@@ -48,7 +48,7 @@ pub struct MemoryArgs {
 }
 
 /// `count` connections to `target`, each after one `GET` answered `200`, kept open.
-pub async fn open_idle(
+pub(crate) async fn open_idle(
     dialer: &Dialer,
     target: &Target,
     count: usize,
@@ -62,7 +62,7 @@ pub async fn open_idle(
     Ok(open)
 }
 
-pub async fn memory(args: MemoryArgs) -> Result<(), Error> {
+pub(crate) async fn memory(args: MemoryArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Target::parse(&args.target)?;
     let settle = || tokio::time::sleep(Duration::from_millis(args.settle_ms));

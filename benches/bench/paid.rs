@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 #[derive(Args)]
-pub struct HoldArgs {
+pub(crate) struct HoldArgs {
     /// Purser's proxy listener.
     #[arg(long)]
     proxy: SocketAddr,
@@ -238,7 +238,7 @@ fn rss_line(n: usize, readings: [u64; 4], per_key: &str) -> String {
     )
 }
 
-pub async fn holds(args: HoldArgs) -> Result<(), Error> {
+pub(crate) async fn holds(args: HoldArgs) -> Result<(), Error> {
     let pid = args.pid.ok_or("--pid is required")?;
     let settle = || tokio::time::sleep(Duration::from_millis(500));
     if args.plain {
@@ -285,7 +285,7 @@ pub async fn holds(args: HoldArgs) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn approve(args: HoldArgs) -> Result<(), Error> {
+pub(crate) async fn approve(args: HoldArgs) -> Result<(), Error> {
     // The merchant runs on its own thread, so its arrival stamps are not delayed by this
     // runtime, and on the same monotonic clock as the approve calls.
     let arrivals = Arrivals::default();
@@ -354,7 +354,7 @@ pub async fn approve(args: HoldArgs) -> Result<(), Error> {
 }
 
 /// Appends 100 bytes and `fdatasync`s, `count` times, in `dir` (like the trace writer).
-pub fn fsync_probe(dir: &Path, count: usize) -> Result<(), Error> {
+pub(crate) fn fsync_probe(dir: &Path, count: usize) -> Result<(), Error> {
     let path = dir.join(format!("fsync-probe-{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .create(true)

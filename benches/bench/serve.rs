@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Args)]
-pub struct OriginArgs {
+pub(crate) struct OriginArgs {
     #[arg(long, default_value = "127.0.0.1:18080")]
     listen: SocketAddr,
     /// Serve the same over TLS (HTTP/1.1) here too, with `--cert` and `--key`.
@@ -26,7 +26,7 @@ pub struct OriginArgs {
 }
 
 /// The load origin (`hello\n`, `/bulk?bytes=N`), plain and optionally TLS, until killed.
-pub async fn origin(args: OriginArgs) -> Result<(), Error> {
+pub(crate) async fn origin(args: OriginArgs) -> Result<(), Error> {
     let plain = Origin::start(&args.listen.to_string(), Profile::Load, None, false).await?;
     eprintln!("bench origin listening on {}", plain.addr);
     let mut tls = None;
@@ -42,7 +42,7 @@ pub async fn origin(args: OriginArgs) -> Result<(), Error> {
 }
 
 #[derive(Args)]
-pub struct MerchantArgs {
+pub(crate) struct MerchantArgs {
     #[arg(long, default_value = "127.0.0.1:18290")]
     listen: SocketAddr,
     /// Keep the facilitator's record (`GET /__record`).
@@ -51,7 +51,7 @@ pub struct MerchantArgs {
 }
 
 /// The stub merchant and facilitator, until killed.
-pub async fn merchant(args: MerchantArgs) -> Result<(), Error> {
+pub(crate) async fn merchant(args: MerchantArgs) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let suffix = if args.record { ", recording" } else { "" };
     eprintln!(
@@ -68,7 +68,7 @@ pub async fn merchant(args: MerchantArgs) -> Result<(), Error> {
 
 /// A test CA and a certificate for `127.0.0.1`/`localhost` it signed: `DIR/origin-ca.pem`,
 /// `DIR/origin.pem`, `DIR/origin.key`.
-pub fn certs(dir: &Path) -> Result<(), Error> {
+pub(crate) fn certs(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir)?;
     let pki = TestPki::new(dir, "origin");
     pki.server_cert_files(dir, "origin");

@@ -9,13 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A scratch directory under the system's temp dir, removed on drop unless kept.
-pub struct RunDir {
+pub(crate) struct RunDir {
     pub path: PathBuf,
     pub keep: bool,
 }
 
 impl RunDir {
-    pub fn new(label: &str, keep: bool) -> Result<RunDir, Error> {
+    pub(crate) fn new(label: &str, keep: bool) -> Result<RunDir, Error> {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
@@ -38,7 +38,7 @@ impl Drop for RunDir {
 
 /// `purser run` with `args` on ports of its own, its stderr in `log`, `RUST_LOG` as given;
 /// returns once the admin API answers `/healthz`.
-pub fn start_purser(
+pub(crate) fn start_purser(
     purser: &Path,
     args: &[&str],
     rust_log: &str,
@@ -72,14 +72,14 @@ fn healthy(admin: std::net::SocketAddr) -> bool {
 }
 
 /// The last lines of a log, for an error message.
-pub fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// Runs `purser ARGS` to completion; an error with its output when it fails.
-pub fn purser_command(purser: &Path, args: &[&str]) -> Result<String, Error> {
+pub(crate) fn purser_command(purser: &Path, args: &[&str]) -> Result<String, Error> {
     let output = Command::new(purser).args(args).output()?;
     let text = format!(
         "{}{}",
@@ -93,7 +93,7 @@ pub fn purser_command(purser: &Path, args: &[&str]) -> Result<String, Error> {
 }
 
 /// What a report says about where it ran.
-pub struct Machine {
+pub(crate) struct Machine {
     pub cpus: usize,
     pub cpu: String,
     pub loadavg: String,
@@ -106,7 +106,7 @@ pub struct Machine {
 impl Machine {
     /// The machine now; `dirty_paths` are the paths whose uncommitted changes the commit
     /// mentions.
-    pub fn now(dirty_paths: &[&str]) -> Machine {
+    pub(crate) fn now(dirty_paths: &[&str]) -> Machine {
         let read = |path| std::fs::read_to_string(path).unwrap_or_default();
         let cpu = read("/proc/cpuinfo")
             .lines()
@@ -145,7 +145,7 @@ impl Machine {
 }
 
 /// Whether cargo or rustc is running now.
-pub fn cargo_busy() -> bool {
+pub(crate) fn cargo_busy() -> bool {
     let running = |name| {
         Command::new("pgrep")
             .args(["-x", name])
@@ -156,14 +156,14 @@ pub fn cargo_busy() -> bool {
 }
 
 /// `benches/results/KIND-DATE.md`, its directory created.
-pub fn results_path(kind: &str) -> Result<PathBuf, Error> {
+pub(crate) fn results_path(kind: &str) -> Result<PathBuf, Error> {
     std::fs::create_dir_all("benches/results")?;
     let now = jiff::Zoned::now().strftime("%Y-%m-%d-%H%M%S").to_string();
     Ok(PathBuf::from(format!("benches/results/{kind}-{now}.md")))
 }
 
 /// Writes a report where `results_path` says and says so (benches/run reads the line).
-pub fn write_report(kind: &str, text: &str) -> Result<PathBuf, Error> {
+pub(crate) fn write_report(kind: &str, text: &str) -> Result<PathBuf, Error> {
     let path = results_path(kind)?;
     std::fs::write(&path, text)?;
     eprintln!("==> written to {}", path.display());

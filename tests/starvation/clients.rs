@@ -17,12 +17,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A keep-alive HTTP/1.1 connection to the proxy, sending absolute-form requests.
-pub struct Agent {
+pub(crate) struct Agent {
     conn: Conn,
 }
 
 impl Agent {
-    pub fn new(proxy: SocketAddr) -> Agent {
+    pub(crate) fn new(proxy: SocketAddr) -> Agent {
         Agent {
             conn: Conn::new(proxy),
         }
@@ -31,7 +31,7 @@ impl Agent {
     /// `GET url` as `user:token`, with extra headers; the whole answer. A request that
     /// fails (the proxy closed the connection) is sent again on a new connection, up to
     /// three times.
-    pub async fn get(
+    pub(crate) async fn get(
         &mut self,
         user: &str,
         token: &str,
@@ -49,7 +49,7 @@ impl Agent {
     }
 }
 
-pub fn header(response: &Response<Bytes>, name: &str) -> String {
+pub(crate) fn header(response: &Response<Bytes>, name: &str) -> String {
     response
         .headers()
         .get(name)
@@ -62,7 +62,7 @@ pub fn header(response: &Response<Bytes>, name: &str) -> String {
 /// 64 KiB (a hundred offers whose `extra` objects hold many small members: what costs a
 /// parser the most memory per byte), anything else a v2 `PAYMENT-REQUIRED` header just
 /// under 16 KiB.
-pub async fn challenge_flood_origin() -> SocketAddr {
+pub(crate) async fn challenge_flood_origin() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -140,7 +140,7 @@ fn big_challenge(path: &str) -> Response<Full<Bytes>> {
 }
 
 /// An HTTP/2 connection inside an intercepted `CONNECT` tunnel, as `user`.
-pub async fn h2_agent(
+pub(crate) async fn h2_agent(
     purser: &Purser,
     authority: &str,
     user: &str,
@@ -159,7 +159,7 @@ pub async fn h2_agent(
     sender
 }
 
-pub async fn h2_get(
+pub(crate) async fn h2_get(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     url: &str,
     payment: &str,

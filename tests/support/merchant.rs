@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// One request as it reached the merchant.
 #[derive(Clone, Debug)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The request target (path and query).
     pub target: String,
     /// The `PAYMENT-SIGNATURE` header, if any.
@@ -40,13 +40,13 @@ struct Shared {
     watch: Mutex<Option<PathBuf>>,
 }
 
-pub struct Merchant {
+pub(crate) struct Merchant {
     pub port: u16,
     shared: Arc<Shared>,
 }
 
 impl Merchant {
-    pub fn start() -> Merchant {
+    pub(crate) fn start() -> Merchant {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind merchant");
         let port = listener.local_addr().expect("merchant address").port();
         let shared = Arc::new(Shared::default());
@@ -60,37 +60,37 @@ impl Merchant {
         Merchant { port, shared }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     /// Snapshot this proof log as each request arrives.
-    pub fn watch(&self, log: PathBuf) {
+    pub(crate) fn watch(&self, log: PathBuf) {
         *self.shared.watch.lock().unwrap() = Some(log);
     }
 
     /// While on, `/hold` requests wait; turning it off lets them all answer.
-    pub fn hold(&self, on: bool) {
+    pub(crate) fn hold(&self, on: bool) {
         *self.shared.holding.lock().unwrap() = on;
         self.shared.released.notify_all();
     }
 
     /// The next `count` requests are read, then the connection is closed unanswered.
-    pub fn hang_up_next(&self, count: usize) {
+    pub(crate) fn hang_up_next(&self, count: usize) {
         *self.shared.hang_ups.lock().unwrap() = count;
     }
 
     /// Requests waiting at `/hold` now.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         *self.shared.waiting.lock().unwrap()
     }
 
-    pub fn requests(&self) -> Vec<Seen> {
+    pub(crate) fn requests(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
 
     /// Requests that carried a payment.
-    pub fn paid(&self) -> Vec<Seen> {
+    pub(crate) fn paid(&self) -> Vec<Seen> {
         self.requests()
             .into_iter()
             .filter(|r| r.payment.is_some())

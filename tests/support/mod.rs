@@ -3,14 +3,14 @@
 //! and the admin client come from the kit the benches share (`purser_kit`).
 #![allow(dead_code)]
 
-pub mod node;
-pub mod pki;
-pub mod python;
-pub mod webdriver;
+pub(crate) mod node;
+pub(crate) mod pki;
+pub(crate) mod python;
+pub(crate) mod webdriver;
 
 // Not every test binary uses each of these.
 #[allow(unused_imports)]
-pub use purser_kit::{origin, tunnel::Tunnel};
+pub(crate) use purser_kit::{origin, tunnel::Tunnel};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A scratch directory removed when dropped.
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(label: &str) -> TempDir {
+    pub(crate) fn new(label: &str) -> TempDir {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -37,7 +37,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -49,7 +49,7 @@ impl Drop for TempDir {
 }
 
 /// A running `purser run`, killed on drop.
-pub struct Purser {
+pub(crate) struct Purser {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
@@ -60,7 +60,7 @@ pub struct Purser {
     args: Vec<std::ffi::OsString>,
 }
 
-pub struct PurserOptions<'a> {
+pub(crate) struct PurserOptions<'a> {
     pub policy: &'a str,
     pub upstream_ca: Option<&'a Path>,
     pub extra_args: Vec<String>,
@@ -69,7 +69,7 @@ pub struct PurserOptions<'a> {
 }
 
 impl<'a> PurserOptions<'a> {
-    pub fn new(policy: &'a str) -> Self {
+    pub(crate) fn new(policy: &'a str) -> Self {
         PurserOptions {
             policy,
             upstream_ca: None,
@@ -80,13 +80,13 @@ impl<'a> PurserOptions<'a> {
 }
 
 impl Purser {
-    pub fn start(policy: &str, upstream_ca: Option<&Path>) -> Purser {
+    pub(crate) fn start(policy: &str, upstream_ca: Option<&Path>) -> Purser {
         let mut options = PurserOptions::new(policy);
         options.upstream_ca = upstream_ca;
         Purser::start_with(options)
     }
 
-    pub fn start_with(options: PurserOptions<'_>) -> Purser {
+    pub(crate) fn start_with(options: PurserOptions<'_>) -> Purser {
         let dir = TempDir::new("purser");
         let policy_path = dir.path().join("policy.yaml");
         std::fs::write(&policy_path, options.policy).expect("write policy");
@@ -121,13 +121,13 @@ impl Purser {
     }
 
     /// SIGKILL: no drain, no flush, nothing Purser can do about it.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Starts Purser again on the same policy, CA and proof log (new ports).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let (child, proxy, admin) =
             spawn_purser(&self.args, &self.stderr_path, self.file_size_limit_kib);
@@ -136,12 +136,12 @@ impl Purser {
         self.admin = admin;
     }
 
-    pub fn trace_path(&self) -> PathBuf {
+    pub(crate) fn trace_path(&self) -> PathBuf {
         self.dir.path().join("trace.jsonl")
     }
 
     /// The proof log's lines, parsed.
-    pub fn trace_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn trace_lines(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.trace_path())
             .unwrap_or_default()
             .lines()
@@ -149,41 +149,41 @@ impl Purser {
             .collect()
     }
 
-    pub fn ca_pem(&self) -> PathBuf {
+    pub(crate) fn ca_pem(&self) -> PathBuf {
         self.dir.path().join("certs").join("purser-ca.pem")
     }
 
-    pub fn proxy_url(&self, user: Option<(&str, &str)>) -> String {
+    pub(crate) fn proxy_url(&self, user: Option<(&str, &str)>) -> String {
         match user {
             Some((name, token)) => format!("http://{name}:{token}@{}", self.proxy),
             None => format!("http://{}", self.proxy),
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// A `/proc/PID/status` figure in kB (VmRSS, VmHWM).
-    pub fn memory_kb(&self, field: &str) -> u64 {
+    pub(crate) fn memory_kb(&self, field: &str) -> u64 {
         let kb = purser_kit::process::status_field(self.pid(), field);
         assert!(kb > 0, "no {field} in /proc/{}/status", self.pid());
         kb
     }
 
     /// The admin `/metrics` text.
-    pub fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         self.admin("GET", "/metrics", None).1
     }
 
     /// Calls the admin API: `(status, body)`; status 0 when no answer came.
-    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         purser_kit::admin::call_blocking(self.admin, method, path, body)
             .unwrap_or_else(|e| (0, e.to_string()))
     }
 
     /// Moves a session to `phase` through the admin API.
-    pub fn set_phase(&self, session: &str, phase: &str) {
+    pub(crate) fn set_phase(&self, session: &str, phase: &str) {
         let (status, body) = self.admin(
             "POST",
             &format!("/v1/sessions/{session}/phase"),
@@ -193,7 +193,7 @@ impl Purser {
     }
 
     /// The value of one metric line, e.g. `purser_leaf_certs_minted_total`.
-    pub fn metric(&self, name: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str) -> f64 {
         let text = self.metrics();
         text.lines()
             .find(|line| line.split_whitespace().next() == Some(name))
@@ -202,18 +202,18 @@ impl Purser {
             .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         purser_kit::process::signal(self.pid(), signal).expect("kill");
     }
 
     /// A `CONNECT` tunnel to `authority` (which must answer 200), then TLS inside it to
     /// the authority's host trusting Purser's CA: an intercepted connection, offering
     /// `alpn`.
-    pub async fn intercept(
+    pub(crate) async fn intercept(
         &self,
         authority: &str,
         credentials: Option<&str>,
@@ -226,7 +226,7 @@ impl Purser {
     /// A `CONNECT` tunnel to `authority` (which must answer 200), then TLS inside it
     /// trusting only `ca_pem`: Purser's CA when it intercepts, the origin's when it
     /// splices.
-    pub async fn tls_tunnel(
+    pub(crate) async fn tls_tunnel(
         &self,
         authority: &str,
         credentials: Option<&str>,
@@ -280,21 +280,21 @@ fn spawn_purser(
 }
 
 /// `Basic base64(user:token)`.
-pub fn basic(user: &str, token: &str) -> String {
+pub(crate) fn basic(user: &str, token: &str) -> String {
     let value = purser_kit::client::basic(&format!("{user}:{token}"));
     value.to_str().expect("base64").to_string()
 }
 
 /// The HTTP status curl gets for `args` (its URL, proxy and headers), as curl prints it
 /// ("000" if none).
-pub fn http_status(args: &[&str]) -> String {
+pub(crate) fn http_status(args: &[&str]) -> String {
     let output = curl(&[&["-s", "-o", "/dev/null", "-w", "%{http_code}"], args].concat());
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Reads until the peer closes (or resets) the connection, failing the test if that
 /// takes longer than `deadline`.
-pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+pub(crate) async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     deadline: Duration,
 ) -> Vec<u8> {
@@ -320,7 +320,7 @@ pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
 
 /// Runs curl with `args` and returns `(status, what it printed)`: the body, or with `-i`
 /// the head and body. The status is 0 when curl got no answer.
-pub fn curl_answer(args: &[&str]) -> (u16, String) {
+pub(crate) fn curl_answer(args: &[&str]) -> (u16, String) {
     let output = curl(&[&["-s", "-w", "\n%{http_code}"], args].concat());
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
@@ -328,7 +328,7 @@ pub fn curl_answer(args: &[&str]) -> (u16, String) {
 }
 
 /// Runs curl with no proxy settings from the environment.
-pub fn curl(args: &[&str]) -> std::process::Output {
+pub(crate) fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args(["-sS", "--max-time", "60"])
         .args(args)
@@ -344,7 +344,7 @@ pub fn curl(args: &[&str]) -> std::process::Output {
 }
 
 /// [`curl`] on the blocking pool, for async tests.
-pub async fn curl_async(args: Vec<String>) -> std::process::Output {
+pub(crate) async fn curl_async(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         curl(&refs)
@@ -354,7 +354,7 @@ pub async fn curl_async(args: Vec<String>) -> std::process::Output {
 }
 
 /// Opens a `CONNECT` tunnel through the proxy. Returns the status and, on 200, the stream.
-pub async fn connect_tunnel(
+pub(crate) async fn connect_tunnel(
     proxy: SocketAddr,
     authority: &str,
     credentials: Option<&str>,
@@ -365,7 +365,7 @@ pub async fn connect_tunnel(
 }
 
 /// TLS over `stream`, trusting only `ca_pem`, offering `alpn`.
-pub async fn tls_connect<S>(
+pub(crate) async fn tls_connect<S>(
     stream: S,
     server_name: &str,
     ca_pem: &Path,
@@ -377,13 +377,17 @@ where
     purser_kit::tunnel::tls_connect(stream, server_name, client_tls_config(ca_pem, alpn)).await
 }
 
-pub fn client_tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     purser_kit::tunnel::tls_config(&[ca_pem], alpn, true).expect("read CA")
 }
 
 /// Sends one request over an established stream with HTTP/1.1 or HTTP/2, collecting the
 /// whole answer.
-pub async fn send_over<S>(stream: S, http2: bool, request: Request<Full<Bytes>>) -> Response<Bytes>
+pub(crate) async fn send_over<S>(
+    stream: S,
+    http2: bool,
+    request: Request<Full<Bytes>>,
+) -> Response<Bytes>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -408,7 +412,7 @@ where
 }
 
 /// Waits (bounded) for a condition that other tasks make true.
-pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     for _ in 0..200 {
         if condition() {
             return true;
@@ -421,26 +425,26 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 /// A well-formed x402 v2 `PAYMENT-SIGNATURE` value for `amount` atomic USDC on Base
 /// Sepolia, unique by `nonce` (its nonce and signature differ). The signature is not
 /// valid; Purser does not verify signatures, the facilitator does.
-pub fn crafted_payment(nonce: u8, amount: u64) -> String {
+pub(crate) fn crafted_payment(nonce: u8, amount: u64) -> String {
     crafted(u64::from(nonce), amount).header()
 }
 
 /// [`crafted_payment`] before it is encoded, for a test that changes one field.
-pub fn crafted(nonce: u64, amount: u64) -> Pay {
+pub(crate) fn crafted(nonce: u64, amount: u64) -> Pay {
     Pay::usdc(amount)
         .numbered(nonce)
         .resource(Some(resource("http://127.0.0.1/paid", "", "")))
 }
 
 /// Sends `payment` through the proxy as `agent.SESSION:t0ken`: `(status, body)`.
-pub fn pay(purser: &Purser, session: &str, url: &str, payment: &str) -> (u16, String) {
+pub(crate) fn pay(purser: &Purser, session: &str, url: &str, payment: &str) -> (u16, String) {
     let proxy = purser.proxy_url(Some((&format!("agent.{session}"), "t0ken")));
     let header = format!("PAYMENT-SIGNATURE: {payment}");
     curl_answer(&["-x", &proxy, "-H", &header, url])
 }
 
 /// Runs `purser ARGS...` (no server): its output.
-pub fn purser_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
+pub(crate) fn purser_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_purser"))
         .args(args)
         .output()
@@ -448,7 +452,7 @@ pub fn purser_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
 }
 
 /// The text of the proof log and its rotated files, concatenated.
-pub fn log_files_text(purser: &Purser) -> String {
+pub(crate) fn log_files_text(purser: &Purser) -> String {
     let mut files: Vec<PathBuf> = std::fs::read_dir(purser.dir.path())
         .map(|dir| {
             dir.flatten()
@@ -468,7 +472,7 @@ pub fn log_files_text(purser: &Purser) -> String {
 }
 
 /// Waits (bounded) until `count` holds are pending and returns them.
-pub fn pending_holds(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
+pub(crate) fn pending_holds(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
     for _ in 0..400 {
         let (_, body) = purser.admin("GET", "/v1/approvals", None);
         let holds = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The folder holding `node_modules` and the scripts, installing them the first time.
-pub fn node_dir() -> &'static Path {
+pub(crate) fn node_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-node");
@@ -29,7 +29,7 @@ pub fn node_dir() -> &'static Path {
 }
 
 /// What `undici_agent.mjs` saw: `{"status", "headers", "body"}` or `{"status": 0, "error"}`.
-pub fn undici_fetch(
+pub(crate) fn undici_fetch(
     proxy: &str,
     ca: Option<&Path>,
     url: &str,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 
 /// The venv's python, building the venv the first time (about a minute, PyPI only).
-pub fn python() -> &'static Path {
+pub(crate) fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv");
@@ -30,7 +30,7 @@ pub fn python() -> &'static Path {
 }
 
 /// A Python server that printed `READY <port>`; killed on drop.
-pub struct PyServer {
+pub(crate) struct PyServer {
     child: Child,
     pub port: u16,
 }
@@ -43,7 +43,7 @@ impl Drop for PyServer {
 }
 
 impl PyServer {
-    pub fn start(script: &str, args: &[String]) -> PyServer {
+    pub(crate) fn start(script: &str, args: &[String]) -> PyServer {
         let mut child = Command::new(python())
             .arg(format!("{INTEROP}/{script}"))
             .args(["--port", "0"])
@@ -72,7 +72,7 @@ impl PyServer {
         PyServer { child, port }
     }
 
-    pub fn url(&self, scheme: &str, path: &str) -> String {
+    pub(crate) fn url(&self, scheme: &str, path: &str) -> String {
         let host = if scheme == "https" {
             "localhost"
         } else {
@@ -83,13 +83,13 @@ impl PyServer {
 }
 
 /// The facilitator stub and where it records settlements.
-pub struct Facilitator {
+pub(crate) struct Facilitator {
     pub server: PyServer,
     pub record: PathBuf,
 }
 
 impl Facilitator {
-    pub fn start(dir: &Path) -> Facilitator {
+    pub(crate) fn start(dir: &Path) -> Facilitator {
         let record = dir.join("settlements.jsonl");
         let server = PyServer::start(
             "facilitator_stub.py",
@@ -102,12 +102,12 @@ impl Facilitator {
         Facilitator { server, record }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Successful settlements, as recorded by the stub.
-    pub fn settlements(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn settlements(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.record)
             .unwrap_or_default()
             .lines()
@@ -117,7 +117,7 @@ impl Facilitator {
     }
 
     /// The sum of settled amounts, in atomic units.
-    pub fn settled_atomic(&self) -> u128 {
+    pub(crate) fn settled_atomic(&self) -> u128 {
         self.settlements()
             .iter()
             .filter_map(|s| s["amount"].as_str().and_then(|a| a.parse::<u128>().ok()))
@@ -126,7 +126,7 @@ impl Facilitator {
 }
 
 /// A paid server in front of the facilitator.
-pub fn paid_server(facilitator: &Facilitator, extra: &[&str]) -> PyServer {
+pub(crate) fn paid_server(facilitator: &Facilitator, extra: &[&str]) -> PyServer {
     let mut args = vec!["--facilitator".to_string(), facilitator.url()];
     args.extend(extra.iter().map(|s| s.to_string()));
     PyServer::start("paid_server.py", &args)
@@ -134,24 +134,24 @@ pub fn paid_server(facilitator: &Facilitator, extra: &[&str]) -> PyServer {
 
 /// What the client printed for one request.
 #[derive(Debug)]
-pub struct AgentResult {
+pub(crate) struct AgentResult {
     pub status: u16,
     pub headers: serde_json::Value,
     pub body: String,
 }
 
 impl AgentResult {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.as_str())
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
 }
 
 /// Runs the paying client through `proxy`, trusting `ca` (if given).
-pub fn agent(url: &str, proxy: &str, ca: Option<&Path>, extra: &[&str]) -> Vec<AgentResult> {
+pub(crate) fn agent(url: &str, proxy: &str, ca: Option<&Path>, extra: &[&str]) -> Vec<AgentResult> {
     let mut command = Command::new(python());
     command
         .arg(format!("{INTEROP}/agent_client.py"))

@@ -28,7 +28,7 @@ fn chromedriver_path() -> PathBuf {
 }
 
 /// A headless Chromium driven through chromedriver; both end on drop.
-pub struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     session: String,
@@ -41,7 +41,7 @@ impl Browser {
     /// Starts a browser, or fails the test saying how to install one. A browser test
     /// without a browser fails everywhere (under CI and on a developer's machine alike):
     /// a test that returns early would pass without testing anything.
-    pub fn start_or_fail(test: &str) -> Browser {
+    pub(crate) fn start_or_fail(test: &str) -> Browser {
         let missing: Vec<String> = [chromium_path(), chromedriver_path()]
             .into_iter()
             .filter(|path| !path.exists())
@@ -58,7 +58,7 @@ impl Browser {
     }
 
     /// Starts chromedriver on a free loopback port and opens a headless session.
-    pub fn start() -> Browser {
+    pub(crate) fn start() -> Browser {
         let profile = TempDir::new("chromium-profile");
         let log = profile.path().join("chromedriver.log");
         let (driver, base) = spawn_driver(&log);
@@ -158,12 +158,12 @@ impl Browser {
     }
 
     /// Opens `url` and waits for the document to load.
-    pub fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.session_call("POST", "/url", Some(&json!({ "url": url })));
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
-    pub fn execute(&self, script: &str, args: Value) -> Value {
+    pub(crate) fn execute(&self, script: &str, args: Value) -> Value {
         self.session_call(
             "POST",
             "/execute/sync",
@@ -172,7 +172,7 @@ impl Browser {
     }
 
     /// The first element matching `css` now, if any.
-    pub fn try_find(&self, css: &str) -> Option<Element<'_>> {
+    pub(crate) fn try_find(&self, css: &str) -> Option<Element<'_>> {
         let path = format!("/session/{}/element", self.session);
         let body = json!({ "using": "css selector", "value": css });
         match self.call("POST", &path, Some(&body)) {
@@ -189,7 +189,7 @@ impl Browser {
     }
 
     /// Waits (bounded) for an element matching `css` to appear.
-    pub fn find(&self, css: &str) -> Element<'_> {
+    pub(crate) fn find(&self, css: &str) -> Element<'_> {
         let mut found = None;
         self.wait_until(&format!("an element matching `{css}`"), || {
             found = self.try_find(css);
@@ -199,7 +199,7 @@ impl Browser {
     }
 
     /// Waits (bounded) until `condition` holds; on giving up, fails with the page's text.
-    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
         let start = Instant::now();
         while !condition() {
             if start.elapsed() > PATIENCE {
@@ -215,7 +215,7 @@ impl Browser {
 
     /// Resizes the window so that the page's viewport is `width` x `height` CSS pixels
     /// (as a phone's or a desktop's would be), and checks that it is.
-    pub fn set_viewport(&self, width: u32, height: u32) {
+    pub(crate) fn set_viewport(&self, width: u32, height: u32) {
         let mut outer = (width, height);
         for _ in 0..3 {
             let rect = json!({ "width": outer.0, "height": outer.1 });
@@ -237,14 +237,14 @@ impl Browser {
     }
 
     /// The viewport's size in CSS pixels.
-    pub fn viewport(&self) -> (u32, u32) {
+    pub(crate) fn viewport(&self) -> (u32, u32) {
         let size = self.execute("return [window.innerWidth, window.innerHeight]", json!([]));
         let side = |i: usize| size[i].as_u64().unwrap_or(0) as u32;
         (side(0), side(1))
     }
 
     /// Saves a PNG of the viewport to `path`.
-    pub fn screenshot(&self, path: &Path) {
+    pub(crate) fn screenshot(&self, path: &Path) {
         let data = self.session_call("GET", "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD
             .decode(data.as_str().expect("base64 screenshot"))
@@ -309,7 +309,7 @@ fn spawn_driver(log: &Path) -> (Child, String) {
 }
 
 /// A reference to an element on the current page.
-pub struct Element<'a> {
+pub(crate) struct Element<'a> {
     browser: &'a Browser,
     id: String,
 }
@@ -320,31 +320,31 @@ impl Element<'_> {
             .session_call(method, &format!("/element/{}{action}", self.id), body)
     }
 
-    pub fn click(&self) {
+    pub(crate) fn click(&self) {
         self.call("POST", "/click", Some(&json!({})));
     }
 
     /// The rendered text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.call("GET", "/text", None)
             .as_str()
             .unwrap_or_default()
             .to_string()
     }
 
-    pub fn attribute(&self, name: &str) -> Option<String> {
+    pub(crate) fn attribute(&self, name: &str) -> Option<String> {
         self.call("GET", &format!("/attribute/{name}"), None)
             .as_str()
             .map(str::to_string)
     }
 
     /// Empties an input.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.call("POST", "/clear", Some(&json!({})));
     }
 
     /// Types `text` into the element, as keystrokes.
-    pub fn type_text(&self, text: &str) {
+    pub(crate) fn type_text(&self, text: &str) {
         self.call("POST", "/value", Some(&json!({ "text": text })));
     }
 }

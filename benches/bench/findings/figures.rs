@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// What the stub's record says, by payment digest.
 #[derive(Default)]
-pub struct StubView {
+pub(super) struct StubView {
     /// digest → (receipt transaction, amount atomic, arrival)
     pub settled: HashMap<String, (String, u64, u64)>,
     pub duplicate_digests: usize,
@@ -57,7 +57,7 @@ fn stub_view(record: &Record) -> StubView {
 
 /// The proof log of a pass, checked with `purser traces verify`.
 #[derive(Default)]
-pub struct Log {
+pub(super) struct Log {
     pub view: LogView,
     pub verified: bool,
     pub verify_output: String,
@@ -95,7 +95,7 @@ impl Log {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Waste {
+pub(super) enum Waste {
     DuplicateRead,
     LoopRead,
     EarlyPurchase,
@@ -104,7 +104,7 @@ pub enum Waste {
 }
 
 impl Waste {
-    pub const ALL: [Waste; 5] = [
+    pub(super) const ALL: [Waste; 5] = [
         Waste::DuplicateRead,
         Waste::LoopRead,
         Waste::EarlyPurchase,
@@ -125,7 +125,7 @@ impl Waste {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Waste::DuplicateRead => "duplicate read of a source already bought",
             Waste::LoopRead => "runaway loop re-reading one source",
@@ -138,7 +138,7 @@ impl Waste {
 
 /// Everything measured in one pass.
 #[derive(Default)]
-pub struct Figures {
+pub(super) struct Figures {
     pub label: String,
     pub waste_attempted: BTreeMap<Waste, Sum>,
     pub waste_settled: BTreeMap<Waste, Sum>,
@@ -173,7 +173,7 @@ pub struct Figures {
 }
 
 /// Everything one pass measured, from what it sent, the stub's record and the proof log.
-pub fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
+pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
     let workload = &pass.workload;
     let stub = stub_view(&pass.record);
     let log = Log::read(&pass.trace, purser)?;
@@ -337,7 +337,7 @@ pub fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
 }
 
 impl Figures {
-    pub fn waste_totals(&self) -> (Sum, Sum) {
+    pub(super) fn waste_totals(&self) -> (Sum, Sum) {
         let total = |m: &BTreeMap<Waste, Sum>| {
             m.values().fold(Sum::default(), |a, s| Sum {
                 n: a.n + s.n,
@@ -347,23 +347,23 @@ impl Figures {
         (total(&self.waste_attempted), total(&self.waste_settled))
     }
 
-    pub fn reduction(&self) -> Option<Decimal> {
+    pub(super) fn reduction(&self) -> Option<Decimal> {
         let (attempted, settled) = self.waste_totals();
         pct(attempted.usd - settled.usd, attempted.usd)
     }
 
-    pub fn recovery(&self) -> Option<Decimal> {
+    pub(super) fn recovery(&self) -> Option<Decimal> {
         pct(self.failed_tx_recovered.usd, self.failed_tx_settled.usd)
     }
 
-    pub fn audit(&self) -> Option<Decimal> {
+    pub(super) fn audit(&self) -> Option<Decimal> {
         pct(
             Decimal::from(self.audit_decision),
             Decimal::from(self.audit_settled),
         )
     }
 
-    pub fn latency_ms(&self) -> Vec<f64> {
+    pub(super) fn latency_ms(&self) -> Vec<f64> {
         let mut ms: Vec<f64> = self
             .latencies_ns
             .iter()

@@ -89,10 +89,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::plan_command;
+pub(crate) use plan::plan_command;
 
 #[derive(Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     #[arg(long, default_value_t = 200)]
@@ -103,7 +103,7 @@ pub struct PlanArgs {
 }
 
 #[derive(Args)]
-pub struct FindingsArgs {
+pub(crate) struct FindingsArgs {
     /// The purser binary.
     #[arg(long, default_value = "target/release/purser")]
     purser: PathBuf,
@@ -139,7 +139,7 @@ pub struct FindingsArgs {
 }
 
 /// What one pass left: the workload as sent, the stub's record and the proof log.
-pub struct Pass {
+pub(crate) struct Pass {
     workload: WorkloadFile,
     record: Record,
     trace: PathBuf,
@@ -229,7 +229,7 @@ fn pass(args: &FindingsArgs, label: &str, policy: &Path, dir: &Path) -> Result<P
 }
 
 /// Both passes and the report.
-pub fn findings(args: FindingsArgs) -> Result<(), Error> {
+pub(crate) fn findings(args: FindingsArgs) -> Result<(), Error> {
     if args.runs == 0 || args.concurrency == 0 {
         return Err("--runs and --concurrency must be positive".into());
     }

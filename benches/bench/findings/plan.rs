@@ -62,7 +62,7 @@ impl SplitMix64 {
 /// What a payment is, from the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(super) enum Kind {
     /// The first read of a source the run needs. Necessary.
     NeededRead,
     /// A source the run already bought, read again. Unnecessary.
@@ -80,14 +80,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn necessary(self) -> bool {
+    pub(super) fn necessary(self) -> bool {
         matches!(self, Kind::NeededRead | Kind::Step | Kind::Premium)
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FailureKind {
+pub(super) enum FailureKind {
     /// The failing step answers 500 (not settled); Purser sees it in the transaction.
     StepAnswers5xx,
     /// The step settles, then the agent rolls the transaction back (admin API).
@@ -96,7 +96,7 @@ pub enum FailureKind {
 
 /// One planned payment and, after `run`, what happened to it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PaymentRecord {
+pub(super) struct PaymentRecord {
     pub run: u32,
     /// Unique within the run; the nonce is derived from (seed, run, seq).
     pub seq: u32,
@@ -119,7 +119,7 @@ pub struct PaymentRecord {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Outcome {
+pub(super) struct Outcome {
     pub probe_status: Option<u16>,
     /// Whether the paid request was sent (the payment was attempted).
     pub paid_sent: bool,
@@ -132,7 +132,7 @@ pub struct Outcome {
 
 /// One run, as planned and as it went.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunRecord {
+pub(super) struct RunRecord {
     pub run: u32,
     pub session: String,
     pub transaction: String,
@@ -147,7 +147,7 @@ pub struct RunRecord {
     pub errors: Vec<String>,
 }
 
-pub enum Action {
+pub(super) enum Action {
     Pay(Box<PaymentRecord>),
     Phase(&'static str),
     Rollback,
@@ -192,12 +192,12 @@ impl Planner {
     }
 }
 
-pub fn session_name(run: u32) -> String {
+pub(super) fn session_name(run: u32) -> String {
     format!("r{run}")
 }
 
 /// The plan of run `run` of workload `seed`.
-pub fn plan_run(seed: u64, run: u32) -> (RunRecord, Vec<Action>) {
+pub(super) fn plan_run(seed: u64, run: u32) -> (RunRecord, Vec<Action>) {
     let mut rng = SplitMix64::for_run(seed, run);
     let mut p = Planner { seed, run, seq: 0 };
     // Exploration: distinct needed sources, then the waste inserted among them.
@@ -334,7 +334,7 @@ fn usd(atomic: u64) -> Decimal {
     purser_kit::stats::usd(u128::from(atomic))
 }
 
-pub fn plan_command(args: &PlanArgs) -> Result<(), Error> {
+pub(crate) fn plan_command(args: &PlanArgs) -> Result<(), Error> {
     let mut totals: BTreeMap<Kind, (u64, Decimal)> = BTreeMap::new();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     for run in 0..args.runs {

@@ -45,7 +45,7 @@ fn met(ok: bool) -> &'static str {
 
 /// The report: the four figures of both passes beside the claimed ones, the details and
 /// the definitions, as Markdown.
-pub fn report(
+pub(super) fn report(
     flat: &Pass,
     governed: &Pass,
     args: &FindingsArgs,

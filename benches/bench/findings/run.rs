@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where a pass sends its traffic, and as whom.
-pub struct Target {
+pub(super) struct Target {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub stub: SocketAddr,
@@ -30,7 +30,7 @@ pub struct Target {
 
 /// One approval, as the human made it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApprovalRecord {
+pub(super) struct ApprovalRecord {
     pub hold_id: String,
     pub session: String,
     pub path: String,
@@ -46,7 +46,7 @@ pub struct ApprovalRecord {
 
 /// What one pass sent and saw (`workload.json`).
 #[derive(Serialize, Deserialize)]
-pub struct WorkloadFile {
+pub(super) struct WorkloadFile {
     pub label: String,
     pub seed: u64,
     pub runs: u32,
@@ -304,7 +304,7 @@ async fn await_refunds(merchant: &Merchant, payments: &[PaymentRecord], settle_m
 }
 
 /// The workload's runs through Purser, `--concurrency` at a time, on one thread.
-pub fn run(
+pub(super) fn run(
     args: &FindingsArgs,
     target: Target,
     label: &str,

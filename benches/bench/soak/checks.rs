@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// One check's verdict.
-pub struct Check {
+pub(super) struct Check {
     pub name: &'static str,
     pub passed: bool,
     pub detail: String,
@@ -35,7 +35,7 @@ impl Problems {
 }
 
 /// Every check, in the report's order.
-pub fn all(args: &Inputs<'_>, log: &LogView) -> Result<Vec<Check>, Error> {
+pub(super) fn all(args: &Inputs<'_>, log: &LogView) -> Result<Vec<Check>, Error> {
     Ok(vec![
         panics(args),
         rss(args.run),
@@ -48,7 +48,7 @@ pub fn all(args: &Inputs<'_>, log: &LogView) -> Result<Vec<Check>, Error> {
 }
 
 /// The RSS window: W = 60 s, or a fifth of the run when it is shorter than 180 s.
-pub fn rss_window(run: &RunFile) -> f64 {
+pub(super) fn rss_window(run: &RunFile) -> f64 {
     if run.traffic_s >= 180.0 {
         60.0
     } else {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub struct Ctx {
+pub(super) struct Ctx {
     pub args: SoakArgs,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
@@ -38,14 +38,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn t_ms(&self) -> u64 {
+    pub(super) fn t_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 }
 
 /// What one connection saw.
 #[derive(Default)]
-pub struct Tally {
+pub(super) struct Tally {
     pub requests: u64,
     pub classes: BTreeMap<Class, ClassStats>,
     pub payments: Vec<Sent>,
@@ -53,7 +53,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn count(
+    pub(super) fn count(
         &mut self,
         class: Class,
         status: u16,
@@ -270,7 +270,7 @@ async fn progress(ctx: Arc<Ctx>) {
 
 /// The traffic, on a runtime of one thread (Purser gets the rest of the box); then what
 /// was sent and seen, Purser's sessions and the stub's record.
-pub fn drive(
+pub(super) fn drive(
     args: &SoakArgs,
     purser: &Launched,
     stub: SocketAddr,

@@ -74,7 +74,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Clone)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// The purser binary.
     #[arg(long, default_value = "target/release/purser")]
     pub purser: PathBuf,
@@ -113,7 +113,7 @@ pub struct SoakArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Class {
+pub(crate) enum Class {
     Plain,
     /// The `402` probe of a paid x402 exchange.
     Challenge,
@@ -124,7 +124,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 6] = [
+    pub(crate) const ALL: [Class; 6] = [
         Class::Plain,
         Class::Challenge,
         Class::Paid,
@@ -133,7 +133,7 @@ impl Class {
         Class::Malformed,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Class::Plain => "plain GET, no payment",
             Class::Challenge => "x402 probe (answered 402)",
@@ -144,7 +144,7 @@ impl Class {
         }
     }
 
-    pub fn expected(self) -> &'static str {
+    pub(crate) fn expected(self) -> &'static str {
         match self {
             Class::Plain => "200",
             Class::Challenge => "402 + PAYMENT-REQUIRED",
@@ -157,7 +157,7 @@ impl Class {
 
 /// One request that carried a payment, as sent and answered.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Sent {
+pub(crate) struct Sent {
     pub class: Class,
     pub variant: String,
     pub session: String,
@@ -177,7 +177,7 @@ pub struct Sent {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ClassStats {
+pub(crate) struct ClassStats {
     pub sent: u64,
     pub unexpected: u64,
     pub statuses: BTreeMap<String, u64>,
@@ -187,7 +187,7 @@ pub struct ClassStats {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReloadEvent {
+pub(crate) struct ReloadEvent {
     pub t_s: f64,
     /// `api` or `sighup`.
     pub via: String,
@@ -201,7 +201,7 @@ pub struct ReloadEvent {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ApprovalStats {
+pub(crate) struct ApprovalStats {
     pub approved: u64,
     pub approve_failed: u64,
     pub unexpected_holds: u64,
@@ -213,7 +213,7 @@ pub struct ApprovalStats {
 
 /// What the driver sent and saw (`run.json` in the run directory).
 #[derive(Serialize, Deserialize)]
-pub struct RunFile {
+pub(crate) struct RunFile {
     pub started_unix_ms: u64,
     pub duration_s: u64,
     pub traffic_s: f64,
@@ -233,7 +233,7 @@ pub struct RunFile {
 }
 
 /// The whole soak: stage, traffic, stop, checks, report. Fails when a check fails.
-pub fn soak(args: SoakArgs) -> Result<(), Error> {
+pub(crate) fn soak(args: SoakArgs) -> Result<(), Error> {
     if args.duration < 10 || args.rate <= 0.0 || args.conns == 0 {
         return Err("--duration must be at least 10, --rate and --conns positive".into());
     }

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// What the report reads.
-pub struct Inputs<'a> {
+pub(super) struct Inputs<'a> {
     pub run: &'a RunFile,
     /// `GET /v1/sessions` at the end.
     pub sessions: &'a Value,
@@ -33,7 +33,7 @@ pub struct Inputs<'a> {
 
 /// The checks over what the run saw, Purser's logs and the stub's record, as Markdown,
 /// and whether all passed.
-pub fn report(args: &Inputs<'_>) -> Result<(String, bool), Error> {
+pub(super) fn report(args: &Inputs<'_>) -> Result<(String, bool), Error> {
     let run = args.run;
     let log = LogView::read(args.trace)?;
     let checks = checks::all(args, &log)?;

@@ -327,7 +327,7 @@ impl Worker {
 }
 
 /// One connection: the mix at `rate / conns` operations per second until the end.
-pub async fn worker(ctx: Arc<Ctx>, index: usize) -> Tally {
+pub(super) async fn worker(ctx: Arc<Ctx>, index: usize) -> Tally {
     let session = format!("{}.c{index}", ctx.args.agent);
     let mut w = Worker {
         conn: Conn::new(ctx.proxy),
