@@ -4,7 +4,7 @@
 //!
 //! * servers: `origin` (the origin stub), `merchant` (the stub merchant and
 //!   facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
-//! * load ([`load`], [`memory`], [`paid`], [`gen_log`]): `load`, `handshakes`, `first`,
+//! * load ([`load`], [`memory`], [`paid`]): `load`, `handshakes`, `first`,
 //!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`; each prints one
 //!   `RESULT key=value …` line on stdout;
 //! * whole runs ([`soak`], [`findings`]): `soak`, `findings`, `findings-plan`, each
@@ -16,8 +16,8 @@
 mod bare_proxy;
 mod dial;
 mod findings;
-mod gen_log;
 mod load;
+mod md;
 mod memory;
 mod paid;
 mod serve;
@@ -82,7 +82,7 @@ enum Command {
         count: usize,
     },
     /// Writes a large hash-chained proof log from a real one.
-    GenLog(gen_log::GenLogArgs),
+    GenLog(paid::GenLogArgs),
     /// Minutes of mixed traffic through one Purser, then the checks.
     Soak(soak::SoakArgs),
     /// The governance findings: one seeded workload, flat limit vs governed policy.
@@ -130,7 +130,7 @@ fn main() -> Result<(), Error> {
         Command::Approve(args) => block_on(threads, paid::approve(args)),
         Command::Holds(args) => block_on(threads, paid::holds(args)),
         Command::Fsync { dir, count } => paid::fsync_probe(&dir, count),
-        Command::GenLog(args) => gen_log::gen_log(&args),
+        Command::GenLog(args) => paid::gen_log(&args),
         Command::Soak(args) => soak::soak(args),
         Command::Findings(args) => findings::findings(args),
         Command::FindingsPlan(args) => findings::plan_command(&args),

@@ -6,6 +6,7 @@ use crate::client::{Answer, Conn};
 use crate::Error;
 use http::Method;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 /// The admin API on one keep-alive connection.
@@ -49,6 +50,14 @@ impl Admin {
     pub async fn holds(&mut self) -> Result<Vec<Value>, Error> {
         let listed = self.get_json("/v1/approvals").await?;
         Ok(listed["approvals"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The pending holds whose id is not in `seen` yet, their ids then added to it: what a
+    /// human polling the console has not looked at.
+    pub async fn new_holds(&mut self, seen: &mut HashSet<String>) -> Result<Vec<Value>, Error> {
+        let holds = self.holds().await?;
+        let id = |hold: &Value| hold["id"].as_str().unwrap_or_default().to_string();
+        Ok(holds.into_iter().filter(|h| seen.insert(id(h))).collect())
     }
 
     /// `POST /v1/approvals/{id}/{verb}` (`approve` or `deny`) with `body`.

@@ -12,11 +12,13 @@
 //! * [`admin`]: a client of Purser's admin API.
 //! * [`pki`]: a throwaway CA and leaves for TLS origins.
 //! * [`process`]: starting and stopping `purser run`, `/proc` probes.
-//! * [`proof_log`]: the proof log as the reports read it.
+//! * [`proof_log`]: the proof log as the reports read it; [`gen_log`]: a long one made
+//!   from a real one.
 //! * [`stats`]: percentiles, medians, percentages, USD sums.
 
 pub mod admin;
 pub mod client;
+pub mod gen_log;
 pub mod load;
 pub mod merchant;
 pub mod origin;

@@ -5,11 +5,10 @@ use super::plan::{plan_run, Action, Outcome, PaymentRecord, RunRecord};
 use super::FindingsArgs;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
-use purser::x402::wire::PaymentRequiredV2;
 use purser_kit::admin::Admin;
 use purser_kit::client::{basic, proxied_get, Answer, Conn};
 use purser_kit::merchant::{unix_ns, Merchant};
-use purser_kit::x402::{decode, Pay, FAR_FUTURE};
+use purser_kit::x402::{Pay, FAR_FUTURE};
 use purser_kit::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -103,19 +102,12 @@ async fn attempt(
     let challenge = match send(target, conn, auth, &record.path, &extra).await {
         Ok(answer) => {
             outcome.probe_status = Some(answer.status.as_u16());
-            let header = answer.headers.get("payment-required");
-            match header.and_then(|v| decode::<PaymentRequiredV2>(v.as_bytes())) {
-                Some(c)
-                    if answer.status == StatusCode::PAYMENT_REQUIRED && !c.accepts.is_empty() =>
-                {
-                    c
-                }
-                _ => {
-                    let status = answer.status;
-                    outcome.error = Some(format!("probe answered {status} without a challenge"));
-                    return outcome;
-                }
-            }
+            let Some(challenge) = answer.challenge() else {
+                let status = answer.status;
+                outcome.error = Some(format!("probe answered {status} without a challenge"));
+                return outcome;
+            };
+            challenge
         }
         Err(e) => {
             outcome.error = Some(format!("probe: {e}"));
@@ -225,18 +217,12 @@ fn human(
             .map_err(|e| e.to_string())?;
         runtime.block_on(async move {
             let mut admin = Admin::new(admin);
-            let mut done: HashSet<String> = HashSet::new();
+            let mut seen = HashSet::new();
             let mut approvals = Vec::new();
             loop {
                 let stopping = stop.load(Ordering::Acquire);
-                let holds = admin
-                    .holds()
-                    .await
-                    .map_err(|e| format!("GET /v1/approvals: {e}"))?;
-                let fresh: Vec<Value> = holds
-                    .into_iter()
-                    .filter(|h| !done.contains(h["id"].as_str().unwrap_or_default()))
-                    .collect();
+                let fresh = admin.new_holds(&mut seen).await;
+                let fresh = fresh.map_err(|e| format!("GET /v1/approvals: {e}"))?;
                 if fresh.is_empty() && stopping {
                     return Ok(approvals);
                 }
@@ -252,7 +238,7 @@ fn human(
                         .await
                         .map_err(|e| format!("approve {id}: {e}"))?;
                     approvals.push(ApprovalRecord {
-                        hold_id: id.clone(),
+                        hold_id: id,
                         session: field("session"),
                         path: field("path"),
                         digest: field("digest"),
@@ -264,7 +250,6 @@ fn human(
                         approve_returned_unix_ns: unix_ns(),
                         status: answer.status.as_u16(),
                     });
-                    done.insert(id);
                 }
                 tokio::time::sleep(poll).await;
             }

@@ -4,10 +4,11 @@
 
 use super::traffic;
 use super::{ApprovalStats, Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
+use crate::stage::Stage;
 use http::{Method, StatusCode};
 use purser_kit::admin::Admin;
-use purser_kit::merchant::{Merchant, Record};
-use purser_kit::process::{sample, signal, Launched, Sample};
+use purser_kit::merchant::Record;
+use purser_kit::process::{sample, signal, Sample};
 use purser_kit::stats::percentile;
 use purser_kit::x402::sha256_hex;
 use purser_kit::Error;
@@ -35,6 +36,8 @@ pub struct Ctx {
     pub next_path: AtomicU64,
     /// Digests of held payments sent and not yet approved.
     pub held_digests: Mutex<HashSet<String>>,
+    /// What the connections sent and saw, all together.
+    pub tally: Mutex<Tally>,
 }
 
 impl Ctx {
@@ -43,7 +46,7 @@ impl Ctx {
     }
 }
 
-/// What one connection saw.
+/// What the connections sent and saw.
 #[derive(Default)]
 pub struct Tally {
     pub requests: u64,
@@ -63,10 +66,9 @@ impl Tally {
         self.requests += 1;
         let stats = self.classes.entry(class).or_default();
         stats.sent += 1;
-        let key = if status == 0 {
-            "no answer".to_string()
-        } else {
-            status.to_string()
+        let key = match status {
+            0 => "no answer".to_string(),
+            status => status.to_string(),
         };
         *stats.statuses.entry(key).or_default() += 1;
         if let Some(code) = code {
@@ -79,25 +81,6 @@ impl Tally {
             }
         }
     }
-
-    fn merge(&mut self, other: Tally) {
-        self.requests += other.requests;
-        self.reconnects += other.reconnects;
-        for (class, s) in other.classes {
-            let all = self.classes.entry(class).or_default();
-            all.sent += s.sent;
-            all.unexpected += s.unexpected;
-            for (k, v) in s.statuses {
-                *all.statuses.entry(k).or_default() += v;
-            }
-            for (k, v) in s.codes {
-                *all.codes.entry(k).or_default() += v;
-            }
-            let room = 5usize.saturating_sub(all.examples.len());
-            all.examples.extend(s.examples.into_iter().take(room));
-        }
-        self.payments.extend(other.payments);
-    }
 }
 
 /// The human at the console: approves every hold whose digest the driver sent as a held
@@ -106,23 +89,20 @@ async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
     let mut admin = Admin::new(ctx.admin);
     let mut stats = ApprovalStats::default();
     let mut latencies = Vec::new();
-    let mut done: HashSet<String> = HashSet::new();
-    let note = |stats: &mut ApprovalStats, text: String| {
+    let mut seen = HashSet::new();
+    // An example for the report; a failed admin call is also counted.
+    let note = |stats: &mut ApprovalStats, failed: bool, text: String| {
+        stats.approve_failed += u64::from(failed);
         if stats.examples.len() < 5 {
             stats.examples.push(text);
         }
     };
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        let holds = admin.holds().await.unwrap_or_else(|e| {
-            stats.approve_failed += 1;
-            note(&mut stats, e.to_string());
+        let fresh = admin.new_holds(&mut seen).await.unwrap_or_else(|e| {
+            note(&mut stats, true, e.to_string());
             Vec::new()
         });
-        let fresh: Vec<Value> = holds
-            .into_iter()
-            .filter(|h| !done.contains(h["id"].as_str().unwrap_or_default()))
-            .collect();
         if fresh.is_empty() && stopping {
             break;
         }
@@ -130,17 +110,14 @@ async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
             let listed = Instant::now();
             let id = hold["id"].as_str().unwrap_or_default().to_string();
             let digest = hold["digest"].as_str().unwrap_or_default().to_string();
-            done.insert(id.clone());
             let expected = ctx.held_digests.lock().unwrap().remove(&digest);
             let (verb, body) = if expected {
                 ("approve", json!({"by": "soak-approver", "digest": digest}))
             } else {
                 stats.unexpected_holds += 1;
-                note(&mut stats, format!("unexpected hold {id}: {hold}"));
-                (
-                    "deny",
-                    json!({"by": "soak-approver", "reason": "not a payment the soak held"}),
-                )
+                note(&mut stats, false, format!("unexpected hold {id}: {hold}"));
+                let reason = "not a payment the soak held";
+                ("deny", json!({"by": "soak-approver", "reason": reason}))
             };
             match admin.decide(&id, verb, &body).await {
                 Ok(a) if a.status == StatusCode::OK => {
@@ -149,17 +126,12 @@ async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
                         latencies.push(listed.elapsed().as_secs_f64() * 1e3);
                     }
                 }
-                Ok(a) => {
-                    stats.approve_failed += 1;
-                    note(
-                        &mut stats,
-                        format!("{verb} {id}: {} {}", a.status, a.excerpt()),
-                    );
-                }
-                Err(e) => {
-                    stats.approve_failed += 1;
-                    note(&mut stats, format!("{verb} {id}: {e}"));
-                }
+                Ok(a) => note(
+                    &mut stats,
+                    true,
+                    format!("{verb} {id}: {} {}", a.status, a.excerpt()),
+                ),
+                Err(e) => note(&mut stats, true, format!("{verb} {id}: {e}")),
             }
         }
         tokio::time::sleep(Duration::from_millis(ctx.args.poll_ms)).await;
@@ -272,9 +244,7 @@ async fn progress(ctx: Arc<Ctx>) {
 /// was sent and seen, Purser's sessions and the stub's record.
 pub fn drive(
     args: &SoakArgs,
-    purser: &Launched,
-    stub: SocketAddr,
-    merchant: &Merchant,
+    stage: &Stage,
     policy: &Path,
 ) -> Result<(RunFile, Value, Record), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -287,10 +257,10 @@ pub fn drive(
     let start = Instant::now() + Duration::from_millis(100);
     let ctx = Arc::new(Ctx {
         args: args.clone(),
-        proxy: purser.proxy,
-        admin: purser.admin,
-        stub,
-        pid: purser.child.id(),
+        proxy: stage.purser.proxy,
+        admin: stage.purser.admin,
+        stub: stage.stub,
+        pid: stage.purser.child.id(),
         policy: policy.to_path_buf(),
         run: (started_unix_ms << 16) ^ u64::from(std::process::id()),
         start,
@@ -300,6 +270,7 @@ pub fn drive(
         next_payment: AtomicU64::new(0),
         next_path: AtomicU64::new(0),
         held_digests: Mutex::new(HashSet::new()),
+        tally: Mutex::new(Tally::default()),
     });
     runtime.block_on(async move {
         let approver_stop = Arc::new(AtomicBool::new(false));
@@ -310,14 +281,13 @@ pub fn drive(
         let workers: Vec<_> = (0..args.conns)
             .map(|i| tokio::spawn(traffic::worker(ctx.clone(), i)))
             .collect();
-        let mut tally = Tally::default();
         let mut errors = Vec::new();
         for w in workers {
-            match w.await {
-                Ok(t) => tally.merge(t),
-                Err(e) => errors.push(format!("a connection task failed: {e}")),
+            if let Err(e) = w.await {
+                errors.push(format!("a connection task failed: {e}"));
             }
         }
+        let mut tally = std::mem::take(&mut *ctx.tally.lock().unwrap());
         let traffic_s = ctx.start.elapsed().as_secs_f64();
         ctx.stop.store(true, Ordering::Release);
         approver_stop.store(true, Ordering::Release);
@@ -357,6 +327,6 @@ pub fn drive(
             pending_holds_at_end,
             errors,
         };
-        Ok((run, sessions, merchant.record()))
+        Ok((run, sessions, stage.merchant.record()))
     })
 }
