@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
-/// A table with a column per `header` entry, aligned by `align` (`l` or `r` per column).
-/// A cell's `|` is escaped and its line breaks become spaces, so one row stays one line.
-pub fn table(header: &[&str], align: &str, rows: impl IntoIterator<Item = Vec<String>>) -> String {
-    let mut out = format!("| {} |\n|", header.join(" | "));
+/// A table: `header` names the columns (`a | b | c`), `align` aligns them (`l` or `r` per
+/// column). A cell's `|` is escaped and its line breaks become spaces, so one row stays
+/// one line.
+pub fn table(header: &str, align: &str, rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut out = format!("| {header} |\n|");
     for a in align.chars() {
         out.push_str(if a == 'r' { "---:|" } else { "---|" });
     }

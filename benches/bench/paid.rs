@@ -1,5 +1,5 @@
-//! The held-payment benches of `benches/paid.sh`, and the disk's raw fsync rate. Each
-//! prints one `RESULT key=value …` line.
+//! The held-payment benches of the paid section of `benches/run`, the disk's raw fsync
+//! rate and the proof log of the recovery time. Each prints one `RESULT key=value …` line.
 //!
 //! * `approve`: approval latency. Runs the stub merchant in this process (same clock) and
 //!   N times sends one held payment, polls `GET /v1/approvals` until it is listed, waits
@@ -14,7 +14,6 @@
 //! * `gen-log`: a long hash-chained proof log made from a real one, for the recovery time
 //!   (`purser_kit::gen_log`).
 
-use crate::memory::open_idle;
 use bytes::Bytes;
 use clap::Args;
 use http::header::HeaderValue;
@@ -24,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use purser_kit::admin::Admin;
 use purser_kit::client::{authority_of, basic, exchange};
 use purser_kit::gen_log::{generate, Shape};
-use purser_kit::load::{run_id, Dialer, Target};
+use purser_kit::load::{open_idle, run_id, Dialer, Target};
 use purser_kit::merchant::{Arrivals, Merchant};
 use purser_kit::process::rss_kb;
 use purser_kit::stats::percentile_us;

@@ -248,19 +248,17 @@ pub fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
     }
     // Approvals: joined to the stub's arrival by payment digest.
     for a in &workload.approvals {
-        for rule in a.rules.as_array().into_iter().flatten() {
+        for rule in a.hold["rules"].as_array().into_iter().flatten() {
             let rule = rule.as_str().unwrap_or("?").to_string();
             *f.holds_by_rule.entry(rule).or_default() += 1;
         }
-        let digest = a.digest.as_str();
+        let digest = a.hold["digest"].as_str().unwrap_or_default();
         let arrival = settled.get(digest).map(|s| s.received_unix_ns);
-        match (arrival.or_else(|| failed.get(digest).copied()), a.status) {
-            (Some(at), 200) => {
+        match (arrival.or_else(|| failed.get(digest).copied()), &a.status) {
+            (Some(at), Ok(_)) => {
                 let at = i128::from(at);
-                f.latencies_ns
-                    .push(at - i128::from(a.approve_returned_unix_ns));
-                f.sent_to_arrival_ns
-                    .push(at - i128::from(a.approve_sent_unix_ns));
+                f.latencies_ns.push(at - i128::from(a.returned_unix_ns));
+                f.sent_to_arrival_ns.push(at - i128::from(a.sent_unix_ns));
             }
             _ => f.approvals_unjoined += 1,
         }

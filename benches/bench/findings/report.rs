@@ -156,14 +156,8 @@ fn four_figures(flat: &Figures, gov: &Figures) -> String {
             "100%"
         ],
     ];
-    let header = [
-        "metric",
-        "claimed (flat → governed)",
-        "measured flat",
-        "measured governed",
-        "target (governed)",
-    ];
-    table(&header, "llrrl", rows)
+    let header = "metric | claimed (flat → governed) | measured flat | measured governed | target (governed)";
+    table(header, "llrrl", rows)
 }
 
 /// Unnecessary spend by kind, necessary spend, and what the policy refused.
@@ -187,18 +181,13 @@ fn spend(flat: &Figures, gov: &Figures) -> String {
         .collect();
     let ((fa, fs), (ga, gs)) = (flat.waste_totals(), gov.waste_totals());
     rows.push(row!["**all**", ga, fs, gs]);
-    let header = ["kind", "attempted", "settled, flat", "settled, governed"];
-    w += &table(&header, "lrrr", rows);
+    let header = "kind | attempted | settled, flat | settled, governed";
+    w += &table(header, "lrrr", rows);
     if fa.usd != ga.usd {
         let _ = writeln!(w, "\n**The passes attempted different unnecessary spend: flat {fa}, governed {ga}** (errors during a run?).");
     }
     let passes = [flat, gov];
-    let header = [
-        "pass",
-        "necessary attempted",
-        "necessary reached the merchant",
-        "all settled",
-    ];
+    let header = "pass | necessary attempted | necessary reached the merchant | all settled";
     let rows = passes.map(|f| {
         row![
             f.label,
@@ -207,7 +196,7 @@ fn spend(flat: &Figures, gov: &Figures) -> String {
             f.total_settled
         ]
     });
-    w += &format!("\n{}\n", table(&header, "lrrr", rows));
+    w += &format!("\n{}\n", table(header, "lrrr", rows));
     w += "Payments refused (`403`), by the rule that decided:\n\n";
     let mut refused = Vec::new();
     for f in passes {
@@ -218,19 +207,11 @@ fn spend(flat: &Figures, gov: &Figures) -> String {
             refused.push(row![f.label, format!("`{rule}`"), sum]);
         }
     }
-    w + &table(&["pass", "rule", "refused"], "llr", refused)
+    w + &table("pass | rule | refused", "llr", refused)
 }
 
 fn failed_workflows(flat: &Figures, gov: &Figures) -> String {
-    let header = [
-        "pass",
-        "failed runs",
-        "settled steps of their transactions",
-        "refund-requested (stub received it and the log says `requested`)",
-        "stub received a refund",
-        "log `requested`",
-        "recovery over all settled spend of failed runs (reads included)",
-    ];
+    let header = "pass | failed runs | settled steps of their transactions | refund-requested (stub received it and the log says `requested`) | stub received a refund | log `requested` | recovery over all settled spend of failed runs (reads included)";
     let rows = [flat, gov].map(|f| {
         row![
             f.label,
@@ -246,7 +227,7 @@ fn failed_workflows(flat: &Figures, gov: &Figures) -> String {
             )
         ]
     });
-    let mut w = table(&header, "llrrrrr", rows) + "\n";
+    let mut w = table(header, "llrrrrr", rows) + "\n";
     for f in [flat, gov] {
         let _ = writeln!(
             w,
@@ -258,14 +239,7 @@ fn failed_workflows(flat: &Figures, gov: &Figures) -> String {
 }
 
 fn approvals(flat: &Figures, gov: &Figures) -> String {
-    let header = [
-        "pass",
-        "holds approved",
-        "held by",
-        "approve returned → request at the stub: p50 / p90 / p99 / max (ms)",
-        "arrived before the approve answer was read",
-        "approve sent → request at the stub, p50 (ms)",
-    ];
+    let header = "pass | holds approved | held by | approve returned → request at the stub: p50 / p90 / p99 / max (ms) | arrived before the approve answer was read | approve sent → request at the stub, p50 (ms)";
     let rows = [flat, gov].map(|f| {
         let ms = f.latency_ms();
         let mut sent: Vec<f64> = f
@@ -295,18 +269,11 @@ fn approvals(flat: &Figures, gov: &Figures) -> String {
             }
         ]
     });
-    table(&header, "lrllrr", rows)
+    table(header, "lrllrr", rows)
 }
 
 fn audit(flat: &Figures, gov: &Figures) -> String {
-    let header = [
-        "pass",
-        "`purser traces verify`",
-        "log lines by kind",
-        "settled at the stub",
-        "with an authorizing decision line",
-        "… and a `committed` settlement line with the stub's transaction",
-    ];
+    let header = "pass | `purser traces verify` | log lines by kind | settled at the stub | with an authorizing decision line | … and a `committed` settlement line with the stub's transaction";
     let rows = [flat, gov].map(|f| {
         let verify = match f.log.verified {
             true => format!("ok ({})", f.log.verify_output),
@@ -325,7 +292,7 @@ fn audit(flat: &Figures, gov: &Figures) -> String {
             format!("{} ({})", f.audit_complete, fmt_pct(complete))
         ]
     });
-    let mut w = table(&header, "lllrrr", rows) + "\n";
+    let mut w = table(header, "lllrrr", rows) + "\n";
     for f in [flat, gov] {
         let digests: Vec<&str> = f
             .log

@@ -5,14 +5,13 @@ use super::plan::{plan_run, Action, Outcome, PaymentRecord, RunRecord};
 use super::FindingsArgs;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
-use purser_kit::admin::Admin;
+use purser_kit::admin::{console, Admin, Answered};
 use purser_kit::client::{basic, proxied_get, Answer, Conn};
 use purser_kit::merchant::{unix_ns, Merchant};
 use purser_kit::x402::{Pay, FAR_FUTURE};
 use purser_kit::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,22 +24,6 @@ pub struct Target {
     pub stub: SocketAddr,
     pub agent: String,
     pub token: String,
-}
-
-/// One approval, as the human made it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApprovalRecord {
-    pub hold_id: String,
-    pub session: String,
-    pub path: String,
-    pub digest: String,
-    pub trace_id: String,
-    pub amount_usd: String,
-    pub rules: Value,
-    pub listed_unix_ns: u64,
-    pub approve_sent_unix_ns: u64,
-    pub approve_returned_unix_ns: u64,
-    pub status: u16,
 }
 
 /// What one pass sent and saw (`workload.json`).
@@ -57,7 +40,8 @@ pub struct WorkloadFile {
     pub quiescence: String,
     pub run_records: Vec<RunRecord>,
     pub payments: Vec<PaymentRecord>,
-    pub approvals: Vec<ApprovalRecord>,
+    /// Every hold the human approved, as listed, and the approve call's times.
+    pub approvals: Vec<Answered>,
 }
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
@@ -202,58 +186,28 @@ async fn execute_run(
     (record, payments)
 }
 
-/// The human at the console: polls the holds and approves each one after `think`.
+/// The human at the console: approves every hold it is shown, `think` after seeing it.
 /// Runs on its own thread, so its clock readings are not delayed by the runs.
 fn human(
     admin: SocketAddr,
     think: Duration,
     poll: Duration,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<Vec<ApprovalRecord>, String>> {
+) -> std::thread::JoinHandle<Result<Vec<Answered>, String>> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        runtime.block_on(async move {
-            let mut admin = Admin::new(admin);
-            let mut seen = HashSet::new();
-            let mut approvals = Vec::new();
-            loop {
-                let stopping = stop.load(Ordering::Acquire);
-                let fresh = admin.new_holds(&mut seen).await;
-                let fresh = fresh.map_err(|e| format!("GET /v1/approvals: {e}"))?;
-                if fresh.is_empty() && stopping {
-                    return Ok(approvals);
-                }
-                for hold in fresh {
-                    let id = hold["id"].as_str().unwrap_or_default().to_string();
-                    let listed_unix_ns = unix_ns();
-                    tokio::time::sleep(think).await;
-                    let field = |k: &str| hold[k].as_str().unwrap_or_default().to_string();
-                    let body = json!({"by": "findings-human", "digest": field("digest")});
-                    let sent = unix_ns();
-                    let answer = admin
-                        .decide(&id, "approve", &body)
-                        .await
-                        .map_err(|e| format!("approve {id}: {e}"))?;
-                    approvals.push(ApprovalRecord {
-                        hold_id: id,
-                        session: field("session"),
-                        path: field("path"),
-                        digest: field("digest"),
-                        trace_id: field("trace_id"),
-                        amount_usd: field("amount_usd"),
-                        rules: hold["rules"].clone(),
-                        listed_unix_ns,
-                        approve_sent_unix_ns: sent,
-                        approve_returned_unix_ns: unix_ns(),
-                        status: answer.status.as_u16(),
-                    });
-                }
-                tokio::time::sleep(poll).await;
-            }
-        })
+        let approve = |hold: &Value| {
+            let digest = hold["digest"].as_str().unwrap_or_default();
+            ("approve", json!({"by": "findings-human", "digest": digest}))
+        };
+        let (answered, errors) = runtime.block_on(console(admin, poll, think, &stop, approve));
+        match errors.first() {
+            Some(e) => Err(e.clone()),
+            None => Ok(answered),
+        }
     })
 }
 

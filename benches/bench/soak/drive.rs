@@ -5,8 +5,8 @@
 use super::traffic;
 use super::{ApprovalStats, Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
 use crate::stage::Stage;
-use http::{Method, StatusCode};
-use purser_kit::admin::Admin;
+use http::Method;
+use purser_kit::admin::{console, Admin};
 use purser_kit::merchant::Record;
 use purser_kit::process::{sample, signal, Sample};
 use purser_kit::stats::percentile;
@@ -86,56 +86,40 @@ impl Tally {
 /// The human at the console: approves every hold whose digest the driver sent as a held
 /// payment, denies (and reports) any other.
 async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
-    let mut admin = Admin::new(ctx.admin);
-    let mut stats = ApprovalStats::default();
-    let mut latencies = Vec::new();
-    let mut seen = HashSet::new();
-    // An example for the report; a failed admin call is also counted.
-    let note = |stats: &mut ApprovalStats, failed: bool, text: String| {
-        stats.approve_failed += u64::from(failed);
-        if stats.examples.len() < 5 {
-            stats.examples.push(text);
-        }
-    };
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
-        let fresh = admin.new_holds(&mut seen).await.unwrap_or_else(|e| {
-            note(&mut stats, true, e.to_string());
-            Vec::new()
-        });
-        if fresh.is_empty() && stopping {
-            break;
-        }
-        for hold in fresh {
-            let listed = Instant::now();
-            let id = hold["id"].as_str().unwrap_or_default().to_string();
-            let digest = hold["digest"].as_str().unwrap_or_default().to_string();
-            let expected = ctx.held_digests.lock().unwrap().remove(&digest);
-            let (verb, body) = if expected {
-                ("approve", json!({"by": "soak-approver", "digest": digest}))
-            } else {
-                stats.unexpected_holds += 1;
-                note(&mut stats, false, format!("unexpected hold {id}: {hold}"));
+    let poll = Duration::from_millis(ctx.args.poll_ms);
+    let verdict = |hold: &Value| {
+        let digest = hold["digest"].as_str().unwrap_or_default();
+        match ctx.held_digests.lock().unwrap().remove(digest) {
+            true => ("approve", json!({"by": "soak-approver", "digest": digest})),
+            false => {
                 let reason = "not a payment the soak held";
                 ("deny", json!({"by": "soak-approver", "reason": reason}))
-            };
-            match admin.decide(&id, verb, &body).await {
-                Ok(a) if a.status == StatusCode::OK => {
-                    if expected {
-                        stats.approved += 1;
-                        latencies.push(listed.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                Ok(a) => note(
-                    &mut stats,
-                    true,
-                    format!("{verb} {id}: {} {}", a.status, a.excerpt()),
-                ),
-                Err(e) => note(&mut stats, true, format!("{verb} {id}: {e}")),
             }
         }
-        tokio::time::sleep(Duration::from_millis(ctx.args.poll_ms)).await;
+    };
+    let (answered, list_errors) = console(ctx.admin, poll, Duration::ZERO, &stop, verdict).await;
+    let mut stats = ApprovalStats::default();
+    let mut latencies = Vec::new();
+    let mut examples = Vec::new();
+    for a in &answered {
+        match (a.verb.as_str(), &a.status) {
+            ("approve", Ok(_)) => {
+                stats.approved += 1;
+                latencies.push((a.returned_unix_ns - a.listed_unix_ns) as f64 / 1e6);
+            }
+            ("deny", _) => {
+                stats.unexpected_holds += 1;
+                examples.push(format!("unexpected hold {}", a.hold));
+            }
+            _ => {}
+        }
+        if let Err(e) = &a.status {
+            stats.approve_failed += 1;
+            examples.push(e.clone());
+        }
     }
+    stats.approve_failed += list_errors.len() as u64;
+    stats.examples = examples.into_iter().chain(list_errors).take(5).collect();
     latencies.sort_by(f64::total_cmp);
     stats.latency_ms_p50 = percentile(&latencies, 0.50).unwrap_or(0.0);
     stats.latency_ms_p99 = percentile(&latencies, 0.99).unwrap_or(0.0);
