@@ -2,8 +2,8 @@
 //! load generators it drives, and the soak and the governance findings, all on loopback
 //! and all built on the kit the integration tests share (`purser_kit`).
 //!
-//! * servers: `origin` (the origin stub), `merchant` (the stub merchant and
-//!   facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
+//! * servers, all the kit's: `origin` (the origin stub), `merchant` (the stub merchant
+//!   and facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
 //! * load ([`load`], [`memory`], [`paid`]): `load`, `handshakes`, `first`,
 //!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`; each prints one
 //!   `RESULT key=value …` line on stdout;
@@ -13,7 +13,6 @@
 //! The generators run on one thread by default (`--threads 1`, like `wrk -t1`), so the
 //! proxy under test gets the rest of the box; the servers on all cores.
 
-mod bare_proxy;
 mod dial;
 mod findings;
 mod load;
@@ -118,7 +117,9 @@ fn main() -> Result<(), Error> {
     let threads = cli.threads;
     match cli.command {
         Command::Origin(args) => serve(serve::origin(args)),
-        Command::BareProxy { listen } => serve(async move { Ok(bare_proxy::run(listen).await?) }),
+        Command::BareProxy { listen } => {
+            serve(async move { Ok(purser_kit::bare_proxy::run(listen).await?) })
+        }
         // One thread: the load generator and Purser need the other cycles of a small box.
         Command::Merchant(args) => block_on(1, serve::merchant(args)),
         Command::Certs { dir } => serve::certs(&dir),

@@ -2,6 +2,7 @@
 //! machinery exists once:
 //!
 //! * [`origin`]: the origin stub (recording for tests, lean for load).
+//! * [`bare_proxy`]: a bare hyper pass-through forward proxy, the yardstick.
 //! * [`merchant`]: the stub merchant and facilitator (402 challenge, then a paid answer
 //!   with a receipt; refunds; the facilitator's record).
 //! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
@@ -17,6 +18,7 @@
 //! * [`stats`]: percentiles, medians, percentages, USD sums.
 
 pub mod admin;
+pub mod bare_proxy;
 pub mod client;
 pub mod gen_log;
 pub mod load;

@@ -2,9 +2,8 @@
 //! payments, phase moves and failure, and `findings-plan`, which prints it.
 
 use super::PlanArgs;
-use purser_kit::stats::SplitMix64;
+use purser_kit::stats::{usd, SplitMix64, Sum};
 use purser_kit::Error;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -291,46 +290,39 @@ pub fn plan_run(seed: u64, run: u32) -> (RunRecord, Vec<Action>) {
     (record, actions)
 }
 
-fn usd(atomic: u64) -> Decimal {
-    purser_kit::stats::usd(u128::from(atomic))
-}
-
+/// `findings-plan`: the workload's totals by kind of payment (and with `--verbose` every
+/// run's actions, a JSON line each); nothing is sent.
 pub fn plan_command(args: &PlanArgs) -> Result<(), Error> {
-    let mut totals: BTreeMap<Kind, (u64, Decimal)> = BTreeMap::new();
+    let mut totals: BTreeMap<Kind, Sum> = BTreeMap::new();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     for run in 0..args.runs {
         let (record, actions) = plan_run(args.seed, run);
-        let mut line = Vec::new();
-        for action in &actions {
-            match action {
+        let line: Vec<String> = actions
+            .iter()
+            .map(|action| match action {
                 Action::Pay(r) => {
-                    let t = totals.entry(r.kind).or_default();
-                    t.0 += 1;
-                    t.1 += usd(r.amount_atomic);
-                    line.push(format!(
-                        "{:?}:{}{}",
-                        r.kind,
-                        usd(r.amount_atomic),
-                        if r.fails { "!" } else { "" }
-                    ));
+                    totals.entry(r.kind).or_default().add(r.amount_atomic);
+                    let (kind, amount) = (r.kind, usd(u128::from(r.amount_atomic)));
+                    format!("{kind:?}:{amount}{}", if r.fails { "!" } else { "" })
                 }
-                Action::Phase(p) => line.push(format!("->{p}")),
-                Action::Rollback => line.push("ROLLBACK".to_string()),
-            }
-        }
+                Action::Phase(p) => format!("->{p}"),
+                Action::Rollback => "ROLLBACK".to_string(),
+            })
+            .collect();
         if let Some(kind) = record.failure {
             *failures.entry(format!("{kind:?}")).or_default() += 1;
         }
         if args.verbose {
+            let failure = record.failure;
             println!(
                 "{}",
-                json!({"run": run, "failure": record.failure, "actions": line})
+                json!({"run": run, "failure": failure, "actions": line})
             );
         }
     }
     println!("seed {} runs {}", args.seed, args.runs);
-    for (kind, (count, amount)) in &totals {
-        println!("  {kind:?}: {count} payments, ${amount:.2}");
+    for (kind, sum) in &totals {
+        println!("  {kind:?}: {} payments, ${:.2}", sum.n, sum.usd);
     }
     println!("  failed runs: {failures:?}");
     Ok(())

@@ -46,125 +46,107 @@ pub struct WorkloadFile {
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
-/// A `GET` of the stub's `path` through Purser, with `extra` headers.
-async fn send(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> Result<Answer, Error> {
-    let req = proxied_get(&format!("http://{}{path}", target.stub), Some(auth), extra)?;
-    conn.send(req, ANSWER_WITHIN).await
+/// One run's agent: its session's credentials and keep-alive connection to Purser.
+struct Agent<'a> {
+    target: &'a Target,
+    conn: Conn,
+    auth: HeaderValue,
 }
 
-/// One paid call: the 402, then the payment an x402 client signs for the challenge's
-/// first offer (the plan's nonce, a signature derived from run and payment).
-async fn pay(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    record: &mut PaymentRecord,
-    transaction: &str,
-) {
-    let outcome = attempt(target, conn, auth, record, transaction).await;
-    record.outcome = Some(outcome);
-}
-
-async fn attempt(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    record: &mut PaymentRecord,
-    transaction: &str,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    let mut extra = Vec::new();
-    if record.in_transaction {
-        extra.push(("x-purser-transaction", transaction));
+impl Agent<'_> {
+    /// A `GET` of the stub's `path` through Purser, with `extra` headers.
+    async fn send(&mut self, path: &str, extra: &[(&str, &str)]) -> Result<Answer, Error> {
+        let url = format!("http://{}{path}", self.target.stub);
+        let req = proxied_get(&url, Some(&self.auth), extra)?;
+        self.conn.send(req, ANSWER_WITHIN).await
     }
-    let challenge = match send(target, conn, auth, &record.path, &extra).await {
-        Ok(answer) => {
-            outcome.probe_status = Some(answer.status.as_u16());
-            let Some(challenge) = answer.challenge() else {
-                let status = answer.status;
-                outcome.error = Some(format!("probe answered {status} without a challenge"));
-                return outcome;
-            };
-            challenge
+
+    /// One paid call: the 402, then the payment an x402 client signs for the challenge's
+    /// first offer (the plan's nonce, a signature derived from run and payment). Why it
+    /// went wrong, if it did, is the outcome's `error`.
+    async fn pay(&mut self, record: &mut PaymentRecord, transaction: &str) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut extra = Vec::new();
+        if record.in_transaction {
+            extra.push(("x-purser-transaction", transaction));
         }
-        Err(e) => {
-            outcome.error = Some(format!("probe: {e}"));
+        let challenge = match self.send(&record.path, &extra).await {
+            Ok(answer) => {
+                outcome.probe_status = Some(answer.status.as_u16());
+                let Some(challenge) = answer.challenge() else {
+                    let status = answer.status;
+                    outcome.error = Some(format!("probe answered {status} without a challenge"));
+                    return outcome;
+                };
+                challenge
+            }
+            Err(e) => {
+                outcome.error = Some(format!("probe: {e}"));
+                return outcome;
+            }
+        };
+        let offer = challenge.accepts[0].clone();
+        if offer.amount != record.amount_atomic.to_string() {
+            let (asked, planned) = (&offer.amount, record.amount_atomic);
+            outcome.error = Some(format!("challenge asks {asked}, the plan says {planned}"));
             return outcome;
         }
-    };
-    let offer = challenge.accepts[0].clone();
-    if offer.amount != record.amount_atomic.to_string() {
-        let planned = record.amount_atomic;
-        outcome.error = Some(format!(
-            "challenge asks {}, the plan says {planned}",
-            offer.amount
-        ));
-        return outcome;
-    }
-    let tag = format!("{:08x}{:08x}", record.run, record.seq);
-    let payment = Pay::offer(offer)
-        .nonce(record.nonce.clone())
-        .signature(format!("0x{tag}{}", "ab".repeat(65 - tag.len() / 2)))
-        .valid_before(FAR_FUTURE)
-        .resource(challenge.resource);
-    let (header, digest) = payment.header_and_digest();
-    record.digest = digest;
-    extra.push(("payment-signature", &header));
-    outcome.paid_sent = true;
-    match send(target, conn, auth, &record.path, &extra).await {
-        Ok(answer) => {
-            outcome.status = Some(answer.status.as_u16());
-            outcome.decision = answer.header("x-purser-decision");
-            outcome.trace_id = answer.header("x-purser-trace");
-            if answer.status == StatusCode::FORBIDDEN {
-                outcome.rule = answer.json()["rule"].as_str().map(str::to_string);
+        let tag = format!("{:08x}{:08x}", record.run, record.seq);
+        let payment = Pay::offer(offer)
+            .nonce(record.nonce.clone())
+            .signature(format!("0x{tag}{}", "ab".repeat(65 - tag.len() / 2)))
+            .valid_before(FAR_FUTURE)
+            .resource(challenge.resource);
+        let (header, digest) = payment.header_and_digest();
+        record.digest = digest;
+        extra.push(("payment-signature", &header));
+        outcome.paid_sent = true;
+        match self.send(&record.path, &extra).await {
+            Ok(answer) => {
+                outcome.status = Some(answer.status.as_u16());
+                outcome.decision = answer.header("x-purser-decision");
+                outcome.trace_id = answer.header("x-purser-trace");
+                if answer.status == StatusCode::FORBIDDEN {
+                    outcome.rule = answer.json()["rule"].as_str().map(str::to_string);
+                }
             }
+            Err(e) => outcome.error = Some(format!("paid request: {e}")),
         }
-        Err(e) => outcome.error = Some(format!("paid request: {e}")),
+        outcome
     }
-    outcome
 }
 
+/// One run's actions in order: its payments, phase moves and rollback.
 async fn execute_run(
     target: &Target,
     mut record: RunRecord,
     actions: Vec<Action>,
 ) -> (RunRecord, Vec<PaymentRecord>) {
-    let auth = basic(&format!(
-        "{}.{}:{}",
-        target.agent, record.session, target.token
-    ));
-    let mut conn = Conn::new(target.proxy);
+    let (agent, token) = (&target.agent, &target.token);
+    let auth = basic(&format!("{agent}.{}:{token}", record.session));
+    let mut agent = Agent {
+        target,
+        conn: Conn::new(target.proxy),
+        auth,
+    };
     let mut payments = Vec::new();
     for action in actions {
         match action {
             Action::Pay(mut payment) => {
-                pay(target, &mut conn, &auth, &mut payment, &record.transaction).await;
-                if let Some(e) = payment.outcome.as_ref().and_then(|o| o.error.clone()) {
+                let outcome = agent.pay(&mut payment, &record.transaction).await;
+                if let Some(e) = &outcome.error {
                     record.errors.push(format!("payment {}: {e}", payment.seq));
                 }
+                payment.outcome = Some(outcome);
                 payments.push(*payment);
             }
             Action::Phase(phase) => {
                 let path = format!("/plan/r{}/{}", record.run, phase.to_ascii_lowercase());
-                match send(
-                    target,
-                    &mut conn,
-                    &auth,
-                    &path,
-                    &[("x-purser-phase", phase)],
-                )
-                .await
-                {
-                    Ok(answer) => record
-                        .phase_moves
-                        .push((phase.to_string(), answer.status.as_u16())),
+                match agent.send(&path, &[("x-purser-phase", phase)]).await {
+                    Ok(answer) => {
+                        let moved = (phase.to_string(), answer.status.as_u16());
+                        record.phase_moves.push(moved);
+                    }
                     Err(e) => record.errors.push(format!("phase {phase}: {e}")),
                 }
             }

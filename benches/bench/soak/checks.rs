@@ -393,63 +393,57 @@ fn traffic(run: &RunFile) -> Check {
 
 /// Every reload took effect.
 fn reloads(run: &RunFile, purser_log: &str, log: &LogView) -> Check {
-    let api: Vec<&ReloadEvent> = run.reloads.iter().filter(|r| r.via == "api").collect();
-    let hup: Vec<&ReloadEvent> = run.reloads.iter().filter(|r| r.via == "sighup").collect();
-    let api_ok = api
-        .iter()
-        .filter(|r| {
-            r.status == Some(200) && r.answered_digest.as_deref() == Some(r.digest.as_str())
-        })
-        .count();
+    let via = |how: &str| {
+        run.reloads
+            .iter()
+            .filter(|r| r.via == how)
+            .collect::<Vec<_>>()
+    };
+    let (api, hup) = (via("api"), via("sighup"));
+    let answered = |r: &ReloadEvent| {
+        r.status == Some(200) && r.answered_digest.as_deref() == Some(r.digest.as_str())
+    };
+    let api_ok = api.iter().filter(|r| answered(r)).count();
     let hup_sent = hup.iter().filter(|r| r.error.is_none()).count();
+    let logged = |pattern: &str| purser_log.lines().filter(|l| l.contains(pattern)).count();
+    let logged_api = logged("policy reloaded through the admin API");
     let logged_hup = purser_log
         .lines()
         .filter(|l| l.contains("policy reloaded") && !l.contains("admin API"))
         .count();
-    let logged_api = purser_log
-        .lines()
-        .filter(|l| l.contains("policy reloaded through the admin API"))
-        .count();
-    let failed_reloads = purser_log
-        .lines()
-        .filter(|l| l.contains("policy reload failed"))
-        .count();
-    let mut generations: Vec<(u64, &str)> = vec![(0, run.base_policy_digest.as_str())];
-    generations.extend(
-        run.reloads
-            .iter()
-            .map(|r| (r.generation, r.digest.as_str())),
-    );
-    let unseen: Vec<u64> = generations
-        .iter()
-        .filter(|(_, d)| !log.decision_policies.contains_key(*d))
-        .map(|(g, _)| *g)
-        .collect();
-    let reload_errors: Vec<String> = run
+    let failed_reloads = logged("policy reload failed");
+    let generations = run
         .reloads
         .iter()
-        .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|e| format!("gen {}: {e}", r.generation))
-        })
+        .map(|r| (r.generation, r.digest.as_str()));
+    let generations: Vec<(u64, &str)> = std::iter::once((0, run.base_policy_digest.as_str()))
+        .chain(generations)
         .collect();
+    let unseen = generations
+        .iter()
+        .filter(|(_, d)| !log.decision_policies.contains_key(*d));
+    let unseen: Vec<u64> = unseen.map(|(g, _)| *g).collect();
+    let errors = run
+        .reloads
+        .iter()
+        .filter_map(|r| Some(format!("gen {}: {}", r.generation, r.error.as_ref()?)));
+    let errors: String = errors.map(|e| format!("; {e}")).collect();
+    let missing = match unseen.is_empty() {
+        true => String::new(),
+        false => format!(" (missing: {unseen:?})"),
+    };
+    let (n_api, n_hup, n_gen) = (api.len(), hup.len(), generations.len());
+    let seen = n_gen - unseen.len();
     Check {
         name: "every reload took effect",
-        passed: api_ok == api.len()
-            && hup_sent == hup.len()
-            && logged_hup == hup.len()
-            && logged_api == api.len()
+        passed: api_ok == n_api
+            && hup_sent == n_hup
+            && logged_hup == n_hup
+            && logged_api == n_api
             && failed_reloads == 0
             && unseen.is_empty(),
         detail: format!(
-            "{api_ok}/{} admin reloads answered 200 with the new file's digest; {hup_sent}/{} SIGHUPs sent, {logged_hup} `policy reloaded` lines logged for them ({logged_api} for the API), {failed_reloads} failed reloads; {} of {} policy generations appear in decision lines{}{}",
-            api.len(),
-            hup.len(),
-            generations.len() - unseen.len(),
-            generations.len(),
-            if unseen.is_empty() { String::new() } else { format!(" (missing: {unseen:?})") },
-            if reload_errors.is_empty() { String::new() } else { format!("; {}", reload_errors.join("; ")) }
+            "{api_ok}/{n_api} admin reloads answered 200 with the new file's digest; {hup_sent}/{n_hup} SIGHUPs sent, {logged_hup} `policy reloaded` lines logged for them ({logged_api} for the API), {failed_reloads} failed reloads; {seen} of {n_gen} policy generations appear in decision lines{missing}{errors}"
         ),
     }
 }

@@ -132,24 +132,15 @@ impl Class {
         Class::Malformed,
     ];
 
-    pub fn label(self) -> &'static str {
+    /// What the class is, for the report, and the answer it expects.
+    pub fn describe(self) -> (&'static str, &'static str) {
         match self {
-            Class::Plain => "plain GET, no payment",
-            Class::Challenge => "x402 probe (answered 402)",
-            Class::Paid => "paid, $0.001",
-            Class::Held => "held ($0.75), then approved",
-            Class::Denied => "denied by the policy",
-            Class::Malformed => "malformed payment header",
-        }
-    }
-
-    pub fn expected(self) -> &'static str {
-        match self {
-            Class::Plain => "200",
-            Class::Challenge => "402 + PAYMENT-REQUIRED",
-            Class::Paid | Class::Held => "200 ALLOWED + receipt",
-            Class::Denied => "403 DENIED, the rule",
-            Class::Malformed => "4xx",
+            Class::Plain => ("plain GET, no payment", "200"),
+            Class::Challenge => ("x402 probe (answered 402)", "402 + PAYMENT-REQUIRED"),
+            Class::Paid => ("paid, $0.001", "200 ALLOWED + receipt"),
+            Class::Held => ("held ($0.75), then approved", "200 ALLOWED + receipt"),
+            Class::Denied => ("denied by the policy", "403 DENIED, the rule"),
+            Class::Malformed => ("malformed payment header", "4xx"),
         }
     }
 }

@@ -99,10 +99,10 @@ pub fn report(args: &Inputs<'_>) -> Result<(String, bool), Error> {
         .filter_map(|class| Some((class, run.classes.get(&class)?)))
         .map(|(class, s)| {
             let codes = Some(joined(&s.codes, "`")).filter(|c| !c.is_empty());
-            let (statuses, expected) = (joined(&s.statuses, ""), class.expected());
+            let (statuses, (label, expected)) = (joined(&s.statuses, ""), class.describe());
             let codes = codes.unwrap_or_else(|| "-".to_string());
             row![
-                class.label(),
+                label,
                 s.sent,
                 per_s(s.sent),
                 statuses,
