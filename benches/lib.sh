@@ -47,7 +47,6 @@ bench_cleanup() {
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     stop_pid "${PIDS[$i]}"
   done
-  if declare -F bench_cleanup_hook >/dev/null; then bench_cleanup_hook || true; fi
   [[ -n "$SQUID_SERVICE" ]] && rm -f /dev/shm/"$SQUID_SERVICE"-*
   if [[ -z "$TMP" ]]; then
     return 0

@@ -126,16 +126,12 @@ pub fn cargo_busy() -> bool {
     running("rustc") || running("cargo")
 }
 
-/// `benches/results/KIND-DATE.md`, its directory created.
-pub fn results_path(kind: &str) -> Result<PathBuf, Error> {
-    std::fs::create_dir_all("benches/results")?;
-    let now = jiff::Zoned::now().strftime("%Y-%m-%d-%H%M%S").to_string();
-    Ok(PathBuf::from(format!("benches/results/{kind}-{now}.md")))
-}
-
-/// Writes a report where `results_path` says and says so (benches/run reads the line).
+/// Writes a report to `benches/results/KIND-DATE.md` and says so (benches/run reads the
+/// line).
 pub fn write_report(kind: &str, text: &str) -> Result<PathBuf, Error> {
-    let path = results_path(kind)?;
+    std::fs::create_dir_all("benches/results")?;
+    let now = jiff::Zoned::now().strftime("%Y-%m-%d-%H%M%S");
+    let path = PathBuf::from(format!("benches/results/{kind}-{now}.md"));
     std::fs::write(&path, text)?;
     eprintln!("==> written to {}", path.display());
     Ok(path)

@@ -166,6 +166,19 @@ impl Conn {
         result
     }
 
+    /// A `GET` of `url` through this connection's forward proxy: absolute form, the proxy
+    /// credentials `auth` and `headers` ([`proxied_get`]), sent as [`Conn::send`] does.
+    pub async fn get_through(
+        &mut self,
+        url: &str,
+        auth: &HeaderValue,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
+        self.send(proxied_get(url, Some(auth), headers)?, timeout)
+            .await
+    }
+
     async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Error> {
         if self.sender.as_ref().is_some_and(|s| s.is_closed()) {
             self.sender = None;

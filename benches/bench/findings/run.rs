@@ -6,7 +6,7 @@ use super::FindingsArgs;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use purser_kit::admin::{console, Admin, Answered};
-use purser_kit::client::{basic, proxied_get, Answer, Conn};
+use purser_kit::client::{basic, Answer, Conn};
 use purser_kit::merchant::{unix_ns, Merchant};
 use purser_kit::x402::{Pay, FAR_FUTURE};
 use purser_kit::Error;
@@ -57,8 +57,9 @@ impl Agent<'_> {
     /// A `GET` of the stub's `path` through Purser, with `extra` headers.
     async fn send(&mut self, path: &str, extra: &[(&str, &str)]) -> Result<Answer, Error> {
         let url = format!("http://{}{path}", self.target.stub);
-        let req = proxied_get(&url, Some(&self.auth), extra)?;
-        self.conn.send(req, ANSWER_WITHIN).await
+        self.conn
+            .get_through(&url, &self.auth, extra, ANSWER_WITHIN)
+            .await
     }
 
     /// One paid call: the 402, then the payment an x402 client signs for the challenge's

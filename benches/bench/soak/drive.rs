@@ -126,12 +126,24 @@ async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
     stats
 }
 
+/// Samples Purser's resources every `--sample-every` seconds, and prints progress at
+/// the first sample of each minute.
 async fn sampler(ctx: Arc<Ctx>) -> Vec<Sample> {
     let every = Duration::from_secs(ctx.args.sample_every.max(1));
-    let mut samples = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut at = ctx.start;
     loop {
-        samples.push(sample(ctx.pid, ctx.start.elapsed().as_secs_f64()));
+        let s = sample(ctx.pid, ctx.start.elapsed().as_secs_f64());
+        let minute = |s: &Sample| (s.t_s / 60.0) as u64;
+        if samples.last().is_some_and(|last| minute(last) < minute(&s)) {
+            let ops = ctx.next_op.load(Ordering::Relaxed);
+            let payments = ctx.next_payment.load(Ordering::Relaxed);
+            let (t, rss, alive) = (s.t_s, s.rss_kb as f64 / 1024.0, s.alive);
+            eprintln!(
+                "soak: t={t:.0}s ops={ops} payments={payments} rss={rss:.1} MiB alive={alive}"
+            );
+        }
+        samples.push(s);
         at += every;
         if at > ctx.end {
             break;
@@ -203,27 +215,6 @@ async fn reloader(ctx: Arc<Ctx>, base: String) -> Vec<ReloadEvent> {
     events
 }
 
-/// Prints progress once a minute.
-async fn progress(ctx: Arc<Ctx>) {
-    let mut at = ctx.start;
-    loop {
-        at += Duration::from_secs(60);
-        if at >= ctx.end {
-            return;
-        }
-        tokio::time::sleep_until(at.into()).await;
-        let s = sample(ctx.pid, 0.0);
-        eprintln!(
-            "soak: t={:.0}s ops={} payments={} rss={:.1} MiB alive={}",
-            ctx.start.elapsed().as_secs_f64(),
-            ctx.next_op.load(Ordering::Relaxed),
-            ctx.next_payment.load(Ordering::Relaxed),
-            s.rss_kb as f64 / 1024.0,
-            s.alive
-        );
-    }
-}
-
 /// The traffic, on a runtime of one thread (Purser gets the rest of the box); then what
 /// was sent and seen, Purser's sessions and the stub's record.
 pub fn drive(
@@ -261,7 +252,6 @@ pub fn drive(
         let approver_task = tokio::spawn(approver(ctx.clone(), approver_stop.clone()));
         let sampler_task = tokio::spawn(sampler(ctx.clone()));
         let reloader_task = tokio::spawn(reloader(ctx.clone(), base.trim_end().to_string()));
-        let progress = tokio::spawn(progress(ctx.clone()));
         let workers: Vec<_> = (0..args.conns)
             .map(|i| tokio::spawn(traffic::worker(ctx.clone(), i)))
             .collect();
@@ -275,7 +265,6 @@ pub fn drive(
         let traffic_s = ctx.start.elapsed().as_secs_f64();
         ctx.stop.store(true, Ordering::Release);
         approver_stop.store(true, Ordering::Release);
-        progress.abort();
         let approvals = approver_task.await?;
         let samples = sampler_task.await?;
         let reloads = reloader_task.await?;

@@ -6,7 +6,7 @@ use super::{Class, Sent};
 use http::header::HeaderValue;
 use http::StatusCode;
 use purser::x402::wire::{PaymentRequiredV2, PaymentRequirementsV2, ResourceInfo};
-use purser_kit::client::{basic, proxied_get, Answer, Conn};
+use purser_kit::client::{basic, Answer, Conn};
 use purser_kit::x402::{b64, usdc_offer, Pay};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -112,12 +112,12 @@ impl Worker {
             .map(|p| ("payment-signature", p))
             .into_iter()
             .collect();
-        let req = proxied_get(&url, Some(&self.auth), &headers).map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(self.ctx.args.request_timeout);
-        self.conn
-            .send(req, timeout)
-            .await
-            .map_err(|e| e.to_string())
+        let answer = self
+            .conn
+            .get_through(&url, &self.auth, &headers, timeout)
+            .await;
+        answer.map_err(|e| e.to_string())
     }
 
     fn path(&self, prefix: &str) -> String {
