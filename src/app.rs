@@ -16,6 +16,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
+use crate::store::{Embedded, SharedStore};
 use crate::telemetry::metrics::Metrics;
 use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
@@ -109,9 +110,17 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // leave through the client that is not held to the policy's `egress` section.
     let outbound: SharedOutbound = Arc::new(upstream.internal_client.clone());
     let notifier = Notifier::start(policy.clone(), outbound.clone());
+    // The one place the store is chosen: in memory, rebuilt from the proof log below.
+    let store: SharedStore = Arc::new(Embedded::new());
     let engine = Arc::new(
-        Engine::new(policy.clone(), trace, metrics.clone(), Some(notifier))
-            .with_compensator(outbound),
+        Engine::new(
+            policy.clone(),
+            store,
+            trace,
+            metrics.clone(),
+            Some(notifier),
+        )
+        .with_compensator(outbound),
     );
     spawn_session_sweeper(engine.clone());
     let started = std::time::Instant::now();
@@ -178,7 +187,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             _ = interrupt.recv() => break,
         }
     }
-    let denied = state.engine.holds.resolve_all(HoldOutcome::ShuttingDown);
+    let denied = state
+        .engine
+        .resolve_all_holds(HoldOutcome::ShuttingDown)
+        .await;
     tracing::info!(
         open = state.shutdown.open_connections(),
         held_denied = denied,
@@ -193,7 +205,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     proxy_task.abort();
     admin_task.abort();
-    if let Err(error) = state.engine.trace.flush().await {
+    if let Err(error) = state.engine.flush_trace().await {
         tracing::error!(%error, "could not flush the proof log at shutdown");
     }
     tracing::info!("stopped");
@@ -245,8 +257,7 @@ fn spawn_session_sweeper(engine: Arc<Engine>) {
             every_sweep.tick().await;
             sweeps = sweeps.wrapping_add(1);
             if sweeps % SWEEPS_PER_SESSION_SWEEP == 0 {
-                let limits = engine.policy.current().limits;
-                let forgotten = engine.sessions.expire_idle(&limits);
+                let forgotten = engine.expire_idle_sessions();
                 if forgotten > 0 {
                     tracing::info!(forgotten, "forgot idle sessions");
                 }

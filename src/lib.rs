@@ -13,6 +13,9 @@
 //! * [`trace`]: the hash-chained proof log: bounded lines, refusal summaries, rotation,
 //!   verification, filters.
 //! * [`approvals`]: holds waiting for a human, and their notifications.
+//! * [`store`]: what the engine keeps between requests (budgets and reservations,
+//!   sessions and phases, the replay set, unknown payments, holds, open transactions)
+//!   behind one interface, with the in-memory store as the default.
 //! * [`engine`]: the decision: sessions and phases, pricing, rules, holds, settlement,
 //!   retries of unknown payments, compensation, recovery from the proof log.
 //! * [`proxy`]: the wire: admission, the listener, `CONNECT` (TLS interception or
@@ -35,6 +38,7 @@ pub mod ledger;
 pub mod outbound;
 pub mod policy;
 pub mod proxy;
+pub mod store;
 pub mod telemetry;
 pub mod trace;
 pub mod x402;

@@ -87,6 +87,7 @@ fn policy_load_token_sha256_with_a_multibyte_character() {
 fn trace_recover_amounts_that_would_overflow_the_ledger() {
     use purser::engine::Engine;
     use purser::policy::PolicyStore;
+    use purser::store::{Embedded, SharedStore};
     use purser::telemetry::metrics::Metrics;
     use purser::trace::{TraceLog, TraceSettings};
     use std::sync::Arc;
@@ -100,15 +101,20 @@ fn trace_recover_amounts_that_would_overflow_the_ledger() {
         fsync: false,
     })
     .expect("open /dev/null");
+    let store: SharedStore = Arc::new(Embedded::new());
     let engine = Engine::new(
         Arc::new(PolicyStore::new(policy)),
+        store.clone(),
         trace,
         Arc::new(Metrics::default()),
         None,
     );
     let report = engine.recover(&[log]).expect("the log is read");
     assert_eq!(report.lines, 2);
-    let view = engine.ledger.view("a.s", "a");
+    let view = store
+        .budget("a.s", "a")
+        .now()
+        .expect("the embedded store answers at once");
     assert!(
         view.session.spent().is_zero(),
         "impossible amounts are not counted"

@@ -6,6 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use purser::telemetry::metrics::Metrics;
 use purser::engine::Engine;
+use purser::store::{Embedded, SharedStore};
 use purser::policy::{Policy, PolicyStore};
 use purser::trace::{TraceLog, TraceSettings};
 use std::path::{Path, PathBuf};
@@ -39,8 +40,10 @@ fuzz_target!(|data: &[u8]| {
         fsync: false,
     })
     .expect("open /dev/null");
+    let store: SharedStore = Arc::new(Embedded::new());
     let engine = Engine::new(
         fixture.policy.clone(),
+        store.clone(),
         trace,
         Arc::new(Metrics::default()),
         None,
@@ -55,8 +58,8 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     assert!(report.unreadable_lines <= report.lines);
-    for id in engine.sessions.ids() {
+    for id in store.session_ids().now().unwrap_or_default() {
         let agent = id.split('.').next().unwrap_or("");
-        let _ = engine.ledger.view(&id, agent);
+        let _ = store.budget(&id, agent).now();
     }
 });

@@ -2,11 +2,13 @@
 
 use super::AdminState;
 use crate::approvals::{DecideError, HoldOutcome};
-use crate::engine::answer::json_answer;
-use crate::engine::evaluate::phase_name;
-use crate::engine::session::{self, parse_phase, SessionState};
+use crate::engine::{PhaseChangeError, RollbackError};
 use crate::ledger::Account;
+use crate::policy::rules::phase_name;
+use crate::policy::values::parse_phase;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::render::json_answer;
+use crate::store::{DecisionCounts, Session};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -28,22 +30,23 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method().clone();
     Some(match (method, segments.as_slice()) {
-        (Method::GET, ["sessions"]) => list_sessions(state),
-        (Method::GET, ["sessions", id]) => show_session(state, id),
+        (Method::GET, ["sessions"]) => list_sessions(state).await,
+        (Method::GET, ["sessions", id]) => show_session(state, id).await,
         (Method::POST, ["sessions", id, "phase"]) => {
             let id = id.to_string();
             match read_json(request).await {
-                Ok(body) => set_phase(state, &id, &body),
+                Ok(body) => set_phase(state, &id, &body).await,
                 Err(answer) => answer,
             }
         }
-        (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id),
+        (Method::POST, ["sessions", id, "reset"]) => reset_session(state, id).await,
         (Method::POST, ["policy", "reload"]) => reload_policy(state),
         (Method::GET, ["payments"]) => {
-            super::payments::list(state, &parse_query(request.uri().query().unwrap_or("")))
+            let query = parse_query(request.uri().query().unwrap_or(""));
+            super::payments::list(state, &query).await
         }
-        (Method::GET, ["payments", "unknown"]) => super::payments::list(state, &[]),
-        (Method::GET, ["payments", id]) => super::payments::show(state, id),
+        (Method::GET, ["payments", "unknown"]) => super::payments::list(state, &[]).await,
+        (Method::GET, ["payments", id]) => super::payments::show(state, id).await,
         (Method::POST, ["payments", id, "resolve"]) => {
             let id = id.to_string();
             match read_json(request).await {
@@ -51,17 +54,17 @@ pub async fn route(state: &AdminState, request: Request<Incoming>) -> Option<Res
                 Err(answer) => answer,
             }
         }
-        (Method::POST, ["transactions", id, "rollback"]) => rollback(state, id),
-        (Method::GET, ["approvals"]) => list_approvals(state),
+        (Method::POST, ["transactions", id, "rollback"]) => rollback(state, id).await,
+        (Method::GET, ["approvals"]) => list_approvals(state).await,
         (Method::POST, ["approvals", id, verb @ ("approve" | "deny")]) => {
             let (id, approve) = (id.to_string(), *verb == "approve");
             match read_json(request).await {
-                Ok(body) => decide_hold(state, &id, approve, &body),
+                Ok(body) => decide_hold(state, &id, approve, &body).await,
                 Err(answer) => answer,
             }
         }
         (Method::GET, ["traces"]) => {
-            let log = state.proxy.engine.trace.path().to_path_buf();
+            let log = state.proxy.engine.trace_path().to_path_buf();
             let query = request.uri().query().unwrap_or("").to_string();
             // Reading and parsing up to 8 MiB of log takes tens of milliseconds: not on the
             // thread that also accepts agents' connections (the console polls this).
@@ -93,7 +96,7 @@ struct SessionView {
     gates: GateMarks,
     agent_spent: Decimal,
     fleet_spent: Decimal,
-    counts: session::DecisionCounts,
+    counts: DecisionCounts,
     challenges: usize,
     created: String,
 }
@@ -105,16 +108,18 @@ struct GateMarks {
     halt: Option<Decimal>,
 }
 
-fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
+async fn view(state: &AdminState, id: &str, session: &Session) -> SessionView {
     let engine = &state.proxy.engine;
-    let policy = engine.policy.current();
-    let limits = policy.limits_for(&session.agent);
-    let budget = engine.ledger.view(id, &session.agent);
+    let policy = engine.policy();
+    let agent = session.lock().agent.clone();
+    let limits = policy.limits_for(&agent);
+    let budget = engine.budget(id, &agent).await;
     let account: Account = budget.session;
     let ratio = limits
         .session
         .filter(|l| !l.is_zero())
         .map(|limit| (account.exposure() / limit).round_dp(6));
+    let session = session.lock();
     SessionView {
         id: id.to_string(),
         agent: session.agent.clone(),
@@ -132,24 +137,21 @@ fn view(state: &AdminState, id: &str, session: &SessionState) -> SessionView {
         agent_spent: budget.agent.spent().normalize(),
         fleet_spent: budget.fleet.spent().normalize(),
         counts: session.counts,
-        challenges: engine.challenges.count_for(&session.agent, id),
+        challenges: engine.challenges_for(&session.agent, id),
         created: jiff::Timestamp::try_from(session.created)
             .map(|t| t.to_string())
             .unwrap_or_default(),
     }
 }
 
-fn list_sessions(state: &AdminState) -> Response<ProxyBody> {
-    let sessions = &state.proxy.engine.sessions;
-    let views: Vec<SessionView> = sessions
-        .ids()
-        .into_iter()
-        .filter_map(|id| {
-            let entry = sessions.get(&id)?;
-            let locked = session::lock(&entry);
-            Some(view(state, &id, &locked))
-        })
-        .collect();
+async fn list_sessions(state: &AdminState) -> Response<ProxyBody> {
+    let engine = &state.proxy.engine;
+    let mut views = Vec::new();
+    for id in engine.session_ids().await {
+        if let Some(session) = engine.session(&id).await {
+            views.push(view(state, &id, &session).await);
+        }
+    }
     list_answer("sessions", &views)
 }
 
@@ -176,22 +178,13 @@ impl<T: serde::Serialize> serde::Serialize for Listing<'_, T> {
 }
 
 /// Pending holds, each with the budgets it would leave if approved.
-fn list_approvals(state: &AdminState) -> Response<ProxyBody> {
-    let engine = &state.proxy.engine;
-    let holds = engine.holds.list();
-    let policy = engine.policy.current();
-    list_answer(
-        "approvals",
-        &crate::approvals::listing::list(&holds, &engine.ledger, &policy),
-    )
+async fn list_approvals(state: &AdminState) -> Response<ProxyBody> {
+    list_answer("approvals", &state.proxy.engine.list_approvals().await)
 }
 
-fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    match state.proxy.engine.sessions.get(id) {
-        Some(entry) => {
-            let locked = session::lock(&entry);
-            json_answer(StatusCode::OK, &view(state, id, &locked), None)
-        }
+async fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    match state.proxy.engine.session(id).await {
+        Some(session) => json_answer(StatusCode::OK, &view(state, id, &session).await, None),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown_session",
@@ -202,7 +195,7 @@ fn show_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
 
 /// Sets a session's phase. A session not seen yet is created, so an operator can open
 /// COMMIT for an agent before it starts.
-fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response<ProxyBody> {
+async fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response<ProxyBody> {
     let Some(text) = body.get("phase").and_then(|v| v.as_str()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -224,61 +217,31 @@ fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Response
             "session ids are AGENT.SESSION",
         );
     };
-    let engine = &state.proxy.engine;
-    let policy = engine.policy.current();
-    let entry = match engine.sessions.get_or_create(id, agent, &policy.limits) {
-        Ok(entry) => entry,
-        Err(refused) => {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_sessions",
-                &refused.to_string(),
-            )
-        }
-    };
-    let mut locked = session::lock(&entry);
-    match locked.advance(phase, &policy.phases) {
-        Ok(previous) => {
-            tracing::info!(session = %id, from = phase_name(previous), to = phase_name(phase), "phase changed by the admin API");
-            if previous != phase {
-                engine.trace_phase(id, agent, previous, phase, "admin");
-            }
-            json_answer(
-                StatusCode::OK,
-                &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
-                None,
-            )
-        }
-        Err(transition) => {
-            let body = json!({"error": "invalid_transition", "reason": transition.to_string(), "id": id, "phase": phase_name(locked.phase)});
+    match state.proxy.engine.set_phase(id, agent, phase).await {
+        Ok(previous) => json_answer(
+            StatusCode::OK,
+            &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
+            None,
+        ),
+        Err(PhaseChangeError::Refused(refused)) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            &refused.to_string(),
+        ),
+        Err(PhaseChangeError::Transition { error, current }) => {
+            let body = json!({"error": "invalid_transition", "reason": error.to_string(), "id": id, "phase": phase_name(current)});
             json_answer(StatusCode::CONFLICT, &body, None)
         }
     }
 }
 
-fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    match state.proxy.engine.sessions.get(id) {
-        Some(entry) => {
-            let mut locked = session::lock(&entry);
-            let from = locked.phase;
-            let previous = phase_name(from);
-            locked.reset();
-            let agent = locked.agent.clone();
-            state.proxy.engine.challenges.forget_session(&agent, id);
-            state.proxy.engine.trace_phase(
-                id,
-                &agent,
-                from,
-                crate::policy::rules::Phase::Explore,
-                "admin reset",
-            );
-            tracing::info!(session = %id, from = previous, "session reset to EXPLORE");
-            json_answer(
-                StatusCode::OK,
-                &json!({"id": id, "phase": "EXPLORE", "previous": previous}),
-                None,
-            )
-        }
+async fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    match state.proxy.engine.reset_session(id).await {
+        Some(from) => json_answer(
+            StatusCode::OK,
+            &json!({"id": id, "phase": "EXPLORE", "previous": phase_name(from)}),
+            None,
+        ),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown_session",
@@ -289,7 +252,7 @@ fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
 
 /// Approves or denies a hold. `by` names the person (it goes into the trace); an optional
 /// `digest` must match the held payment's.
-fn decide_hold(
+async fn decide_hold(
     state: &AdminState,
     id: &str,
     approve: bool,
@@ -319,7 +282,7 @@ fn decide_hold(
         }
     };
     let digest = body.get("digest").and_then(|v| v.as_str());
-    match state.proxy.engine.holds.decide(id, outcome, digest) {
+    match state.proxy.engine.decide_hold(id, outcome, digest).await {
         Ok(view) => {
             let label = if approve { "approved" } else { "denied" };
             tracing::info!(hold = %id, session = %view.session, by = %by, outcome = label, "hold decided");
@@ -340,31 +303,27 @@ fn decide_hold(
     }
 }
 
-fn rollback(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    let Some(compensator) = &state.proxy.engine.compensator else {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "no_compensation",
-            "compensation is not running",
-        );
-    };
-    if !state.proxy.engine.policy.current().compensation.enabled {
-        return error(
-            StatusCode::CONFLICT,
-            "compensation_disabled",
-            "the policy has compensation.enabled: false",
-        );
-    }
-    match compensator.compensate_for_all_agents(id, "rolled back through the admin API") {
-        Some(count) => json_answer(
+async fn rollback(state: &AdminState, id: &str) -> Response<ProxyBody> {
+    match state.proxy.engine.rollback(id).await {
+        Ok(count) => json_answer(
             StatusCode::OK,
             &json!({"transaction": id, "refunds_requested": count}),
             None,
         ),
-        None => error(
+        Err(failure @ RollbackError::NotRunning) => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "no_compensation",
+            &failure.to_string(),
+        ),
+        Err(failure @ RollbackError::Disabled) => error(
+            StatusCode::CONFLICT,
+            "compensation_disabled",
+            &failure.to_string(),
+        ),
+        Err(failure @ RollbackError::UnknownTransaction(_)) => error(
             StatusCode::NOT_FOUND,
             "unknown_transaction",
-            &format!("no open transaction `{id}` with settled payments"),
+            &failure.to_string(),
         ),
     }
 }

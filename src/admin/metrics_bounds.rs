@@ -8,9 +8,9 @@ use std::fmt::Write;
 
 /// Appends the figures to the Prometheus text.
 pub fn render(out: &mut String, engine: &Engine) {
-    let challenges = engine.challenges.figures();
-    let policy = engine.policy.current();
-    let sessions = engine.sessions.figures();
+    let challenges = engine.challenge_figures();
+    let policy = engine.policy();
+    let sessions = engine.session_figures();
     let figures: [(&str, &str, &str, u64); 10] = [
         ("purser_challenge_bytes", "gauge", "Memory charged to remembered 402 challenges.", challenges.bytes),
         ("purser_challenge_bytes_limit", "gauge", "x402.challenge_memory: the most remembered challenges may take.", policy.x402.challenge_memory as u64),
@@ -23,7 +23,7 @@ pub fn render(out: &mut String, engine: &Engine) {
         ("purser_sessions_evicted_total", "counter", "Idle EXPLORE sessions forgotten to make room (their agent's own, or an agent's past its fair share).", sessions.evicted),
         ("purser_sessions_refused_total", "counter", "New sessions refused (429 too_many_sessions).", sessions.refused),
     ];
-    for (name, kind, help, value) in figures.into_iter().chain(engine.trace.figures().snapshot()) {
+    for (name, kind, help, value) in figures.into_iter().chain(engine.trace_figures().snapshot()) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"

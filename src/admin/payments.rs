@@ -13,11 +13,11 @@
 
 use super::api::error;
 use super::AdminState;
-use crate::engine::answer::json_answer;
 use crate::engine::settle::ResolveError;
-use crate::engine::unknown::UnknownView;
 use crate::ledger::UnknownPayment;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::render::json_answer;
+use crate::store::UnknownView;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,7 +29,7 @@ const MAX_REASON: usize = 512;
 const OUTCOMES: &[&str] = &["unknown"];
 
 /// `GET /v1/payments?outcome=unknown&session=&agent=`.
-pub fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBody> {
+pub async fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBody> {
     let value = |key: &str| {
         params
             .iter()
@@ -47,6 +47,7 @@ pub fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBo
         .proxy
         .engine
         .unknown_payments()
+        .await
         .iter()
         .filter(|(payment, _)| session.is_none_or(|s| payment.session == s))
         .filter(|(payment, _)| agent.is_none_or(|a| payment.agent == a))
@@ -56,11 +57,12 @@ pub fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBo
 }
 
 /// `GET /v1/payments/{id}`.
-pub fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
+pub async fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
     let found = state
         .proxy
         .engine
         .unknown_payments()
+        .await
         .into_iter()
         .find(|(_, view)| view.id == id);
     match found {
@@ -93,7 +95,7 @@ pub async fn resolve(state: &AdminState, id: &str, body: &Value) -> Response<Pro
     match engine.resolve_unknown(id, committed, &by, &reason).await {
         Ok(resolved) => {
             let payment = &resolved.payment;
-            let budget = engine.ledger.view(&payment.session, &payment.agent);
+            let budget = engine.budget(&payment.session, &payment.agent).await;
             let outcome = if committed { "committed" } else { "released" };
             json_answer(
                 StatusCode::OK,

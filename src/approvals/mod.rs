@@ -6,7 +6,6 @@
 //! of the registry first decides it, so a timeout and a click can never both win, and an
 //! approval is bound to the hold it names (and, when given, to the payment's digest).
 
-pub mod listing;
 pub mod networks;
 pub mod notify;
 

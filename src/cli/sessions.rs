@@ -3,8 +3,8 @@
 use super::admin_client::{encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
-use crate::engine::evaluate::phase_name;
-use crate::engine::session::parse_phase;
+use crate::policy::rules::phase_name;
+use crate::policy::values::parse_phase;
 use clap::Subcommand;
 use serde_json::{json, Value};
 

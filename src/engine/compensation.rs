@@ -6,13 +6,12 @@
 //! queued (`pending`) and when it ends (`requested` or `failed`), so a restart resumes the
 //! ones still pending.
 
-use crate::ledger::Ledger;
+use super::facts::RequestFacts;
 use crate::outbound::{JsonPost, Outbound, SharedOutbound};
 use crate::policy::PolicyStore;
+use crate::store::SharedStore;
 use crate::trace::{TraceLog, TraceRecord};
-use dashmap::DashMap;
-
-use rust_decimal::Decimal;
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,32 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Separates the agent from the transaction id in the map's keys: no agent name contains
-/// it (agent names come from Basic credentials and the policy's keys).
-const SCOPE: char = '\u{1f}';
+pub use crate::store::SettledPayment;
 
-fn scoped(agent: &str, transaction: &str) -> String {
-    format!("{agent}{SCOPE}{transaction}")
-}
-
-/// Open transactions kept; past this the oldest are forgotten.
-const MAX_TRANSACTIONS: usize = 10_000;
 const ATTEMPTS: u32 = 6;
-
-/// A payment that settled, as compensation needs it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SettledPayment {
-    pub decision_trace_id: String,
-    pub session: String,
-    pub agent: String,
-    pub payer: Option<String>,
-    pub pay_to: String,
-    pub amount_atomic: String,
-    pub amount_usd: Decimal,
-    pub asset: String,
-    pub network: String,
-    pub tx_hash: Option<String>,
-}
 
 /// One refund to request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,14 +32,10 @@ pub struct RefundJob {
     pub payment: SettledPayment,
 }
 
-struct Transaction {
-    steps: Vec<SettledPayment>,
-    opened: u64,
-}
-
-/// Transactions and the refund queue.
+/// The refund queue, and the transactions it compensates (kept in the store).
 pub struct Compensator {
-    transactions: DashMap<String, Transaction>,
+    policy: Arc<PolicyStore>,
+    store: SharedStore,
     queue: mpsc::UnboundedSender<RefundJob>,
     counter: AtomicU64,
     prefix: String,
@@ -74,85 +46,112 @@ pub struct RefundContext {
     pub policy: Arc<PolicyStore>,
     pub client: SharedOutbound,
     pub trace: TraceLog,
-    pub ledger: Arc<Ledger>,
+    pub store: SharedStore,
 }
 
 impl Compensator {
     /// Starts the refund task.
     pub fn start(context: RefundContext) -> Compensator {
         let (queue, jobs) = mpsc::unbounded_channel();
+        let (policy, store) = (context.policy.clone(), context.store.clone());
         tokio::spawn(run_refunds(context, jobs));
         Compensator {
-            transactions: DashMap::new(),
+            policy,
+            store,
             queue,
             counter: AtomicU64::new(0),
             prefix: format!("cp_{:x}", jiff::Timestamp::now().as_millisecond()),
         }
     }
 
-    /// Records a settled payment as a step of `agent`'s `transaction`. Transactions are
-    /// the agent's own: another agent sending the same id opens a different one, so it
-    /// can never make Purser refund payments it did not make.
-    pub fn record_step(&self, agent: &str, transaction: &str, payment: SettledPayment) {
-        let key = scoped(agent, transaction);
-        let transaction = key.as_str();
-        if !self.transactions.contains_key(transaction)
-            && self.transactions.len() >= MAX_TRANSACTIONS
-        {
-            let oldest = self
-                .transactions
-                .iter()
-                .min_by_key(|t| t.opened)
-                .map(|t| t.key().clone());
-            if let Some(oldest) = oldest {
-                self.transactions.remove(&oldest);
-            }
+    fn enabled(&self) -> bool {
+        self.policy.peek().compensation.enabled
+    }
+
+    /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
+    /// transaction, every earlier step) at once.
+    pub(super) async fn after_commit(
+        &self,
+        facts: &RequestFacts,
+        payment: SettledPayment,
+        status: StatusCode,
+    ) {
+        if !self.enabled() {
+            return;
         }
-        let opened = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.transactions
-            .entry(transaction.to_string())
-            .or_insert_with(|| Transaction {
-                steps: Vec::new(),
-                opened,
-            })
-            .steps
-            .push(payment);
+        match &facts.transaction {
+            Some(transaction) => {
+                let agent = &facts.identity.agent;
+                self.store.record_step(agent, transaction, payment);
+                if status.is_server_error() {
+                    let reason = format!("step answered {status} after it was paid");
+                    self.compensate_transaction(agent, transaction, &reason)
+                        .await;
+                }
+            }
+            None if status.is_server_error() => {
+                self.enqueue(None, &format!("paid, but the answer was {status}"), payment);
+            }
+            None => {}
+        }
+    }
+
+    /// A step of a transaction failed (5xx, or Purser could not get an answer): every
+    /// payment that settled in the transaction is compensated, newest first.
+    pub(super) async fn transaction_failed(&self, facts: &RequestFacts, status: StatusCode) {
+        let Some(transaction) = &facts.transaction else {
+            return;
+        };
+        if !self.enabled() {
+            return;
+        }
+        let reason = format!("a step answered {status}");
+        let agent = &facts.identity.agent;
+        if let Some(count) = self
+            .compensate_transaction(agent, transaction, &reason)
+            .await
+        {
+            tracing::info!(session = %facts.identity, %transaction, refunds = count, "transaction failed; compensating");
+        }
     }
 
     /// Compensates every settled step of `agent`'s `transaction`, newest first. Returns
     /// how many.
-    pub fn compensate_transaction(
+    async fn compensate_transaction(
         &self,
         agent: &str,
         transaction: &str,
         reason: &str,
     ) -> Option<usize> {
-        let (_, open) = self.transactions.remove(&scoped(agent, transaction))?;
-        let count = open.steps.len();
-        for payment in open.steps.into_iter().rev() {
+        let steps = self.store.take_transaction(agent, transaction).await?;
+        Some(self.compensate_steps(transaction, reason, steps))
+    }
+
+    fn compensate_steps(
+        &self,
+        transaction: &str,
+        reason: &str,
+        steps: Vec<SettledPayment>,
+    ) -> usize {
+        let count = steps.len();
+        for payment in steps.into_iter().rev() {
             self.enqueue(Some(transaction.to_string()), reason, payment);
         }
-        Some(count)
+        count
     }
 
     /// An operator's rollback: the transaction `transaction` of every agent that has one.
-    pub fn compensate_for_all_agents(&self, transaction: &str, reason: &str) -> Option<usize> {
-        let suffix = format!("{SCOPE}{transaction}");
-        let agents: Vec<String> = self
-            .transactions
-            .iter()
-            .filter_map(|entry| entry.key().strip_suffix(&suffix).map(str::to_string))
-            .collect();
-        let counts: Vec<usize> = agents
-            .iter()
-            .filter_map(|agent| self.compensate_transaction(agent, transaction, reason))
+    /// Returns how many refunds were queued, `None` when no agent has it open.
+    pub(super) async fn rollback(&self, transaction: &str, reason: &str) -> Option<usize> {
+        let open = self
+            .store
+            .take_transaction_for_all_agents(transaction)
+            .await;
+        let counts: Vec<usize> = open
+            .into_iter()
+            .map(|steps| self.compensate_steps(transaction, reason, steps))
             .collect();
         (!counts.is_empty()).then(|| counts.iter().sum())
-    }
-
-    /// Compensates one payment on its own.
-    pub fn compensate_one(&self, payment: SettledPayment, reason: &str) {
-        self.enqueue(None, reason, payment);
     }
 
     /// Queues a job rebuilt from the proof log (a refund still pending at the restart).
@@ -187,7 +186,7 @@ async fn run_refunds(context: RefundContext, mut jobs: mpsc::UnboundedReceiver<R
         match result {
             Ok(()) => {
                 if settings.credit_budget {
-                    context.ledger.credit(
+                    context.store.credit(
                         &job.payment.session,
                         &job.payment.agent,
                         job.payment.amount_usd,

@@ -12,16 +12,7 @@ use crate::policy::{ApprovalMode, Limits, Policy, Tier};
 use rust_decimal::Decimal;
 use std::time::{Duration, Instant};
 
-/// A payment this session made earlier (for frequency windows).
-#[derive(Clone, Debug)]
-pub struct RecentPayment {
-    pub at: Instant,
-    pub tier: Option<String>,
-    pub tool: Option<String>,
-    pub category: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
+pub use crate::store::RecentPayment;
 
 /// Everything the decision depends on, gathered beforehand.
 #[derive(Clone, Debug)]

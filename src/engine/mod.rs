@@ -1,155 +1,354 @@
 //! The governance engine: what happens to a request that carries a payment, and to the
-//! answer that comes back.
+//! answer that comes back. It knows no wire format: it returns a typed [`Gate`], and
+//! keeps what must outlive a request in the [`crate::store`].
+//!
+//! [`Engine`] is the facade the proxy and the admin API call. Behind it:
 //!
 //! * [`pricing`]: parse the payment, match it to its challenge, price it.
-//! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy.
-//! * [`session`]: phases, remembered challenges and recent payments per session.
-//! * [`answer`]: the `403` the agent gets when a payment does not go out.
+//! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy;
+//!   `judge` runs it inside the store's critical section for the session and books it.
+//! * `decide`: the decision path, from the request's headers to the [`Gate`]; `refuse`
+//!   for payments refused before any rule; `retry` for the retry of a payment whose
+//!   outcome is unknown; `hold` for payments waiting for a human; `phases` for phase
+//!   changes.
+//! * [`gate`]: what the proxy is told to do: forward (with a [`Ticket`]), or a typed
+//!   [`Refusal`] it renders.
 //! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
-//! * [`unknown`] and `retry`: payments whose outcome is unknown, and their one retry.
+//! * [`compensation`]: refunds for transactions that failed after paying.
+//! * [`recovery`]: reading the proof log back into the store on start.
+//! * [`listing`]: pending holds as the approver sees them, with their budgets.
+//! * [`challenges`]: remembered 402 challenges; `records` and `events`: the proof-log
+//!   lines and the webhook events the engine writes.
 //!
 //! Reads (no payment header) always pass. A payment is forwarded only after the decision
-//! to forward it is on disk and its amount is reserved in the [`crate::ledger`].
+//! to forward it is on disk and its amount is reserved in the store.
 
-pub mod answer;
 pub mod cases;
 pub mod challenges;
 pub mod compensation;
+mod context;
+mod decide;
 pub mod evaluate;
-mod flow;
+mod events;
+pub mod facts;
+pub mod gate;
 mod hold;
+mod judge;
+pub mod listing;
+mod phases;
 pub mod pricing;
+mod records;
 pub mod recovery;
-pub mod replay;
+mod refuse;
 mod retry;
-pub mod session;
-mod session_table;
 pub mod settle;
-pub mod unknown;
-mod unsupported;
+mod ticket;
 
-pub use flow::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
+pub use facts::{RequestFacts, TRANSACTION_HEADER};
+pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
+pub use phases::PhaseChangeError;
+pub use ticket::Ticket;
 
 use crate::approvals::notify::Notifier;
-use crate::approvals::Holds;
-use crate::ledger::Ledger;
-use crate::policy::PolicyStore;
+use crate::approvals::{DecideError, HoldOutcome, HoldView};
+use crate::detect::Undecidable;
+use crate::ledger::{BudgetView, UnknownPayment};
+use crate::outbound::SharedOutbound;
+use crate::policy::rules::Phase;
+use crate::policy::{Policy, PolicyStore};
+use crate::store::{Session, SessionFigures, SharedStore, UnknownView};
 use crate::telemetry::metrics::Metrics;
-use crate::trace::TraceLog;
-use session::Sessions;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::trace::figures::TraceFigures;
+use crate::trace::{TraceError, TraceLog};
+use challenges::{ChallengeFigures, ChallengeStore};
+use compensation::{Compensator, RefundContext};
+use context::Shared;
+use http::{HeaderMap, StatusCode};
+use recovery::{RecoveryError, RecoveryReport};
+use settle::{ResolveError, Resolved};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Everything the decision path shares.
+/// The engine: the decision path, settlement and the operator's actions, over a store.
 pub struct Engine {
-    pub policy: Arc<PolicyStore>,
-    pub sessions: Sessions,
+    shared: Arc<Shared>,
     /// Remembered 402 challenges, bounded in bytes per agent and overall.
-    pub challenges: challenges::ChallengeStore,
-    pub ledger: Arc<Ledger>,
-    pub trace: TraceLog,
-    pub metrics: Arc<Metrics>,
-    /// Payments waiting for a human.
-    pub holds: Holds,
-    /// Webhook events, when the runtime has one.
-    pub notifier: Option<Notifier>,
+    challenges: ChallengeStore,
     /// Transactions and refunds, when the runtime has them.
-    pub compensator: Option<compensation::Compensator>,
-    /// Replay keys of payments forwarded, while they could still settle.
-    seen_payments: replay::ReplaySet,
-    /// Payments whose outcome is unknown: their keys, details and the one retry of each
-    /// that may be in flight.
-    unknowns: Arc<unknown::UnknownSet>,
-    /// What a ticket dropped unsettled needs to settle itself.
-    settler: Arc<settle::Settler>,
-    trace_ids: Arc<TraceIds>,
+    compensator: Option<Compensator>,
+}
+
+/// Why an operator's rollback was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("compensation is not running")]
+    NotRunning,
+    #[error("the policy has compensation.enabled: false")]
+    Disabled,
+    #[error("no open transaction `{0}` with settled payments")]
+    UnknownTransaction(String),
 }
 
 impl Engine {
+    /// An engine over `store`. Webhook events go through `notifier`, when given.
     pub fn new(
         policy: Arc<PolicyStore>,
+        store: SharedStore,
         trace: TraceLog,
         metrics: Arc<Metrics>,
         notifier: Option<Notifier>,
     ) -> Self {
-        let ledger = Arc::new(Ledger::new());
-        let books = ledger.clone();
-        let unknowns = Arc::<unknown::UnknownSet>::default();
-        let trace_ids = Arc::new(TraceIds::new());
-        let settler = Arc::new(settle::Settler {
-            ledger: ledger.clone(),
-            unknowns: unknowns.clone(),
-            trace: trace.clone(),
-            policy: policy.clone(),
-            metrics: metrics.clone(),
-            trace_ids: trace_ids.clone(),
-        });
         Engine {
-            policy,
-            // A session with money reserved or unknown is never forgotten for room.
-            sessions: Sessions::with_stakes(Box::new(move |session, agent| {
-                let account = books.view(session, agent).session;
-                !account.reserved.is_zero() || !account.unknown.is_zero()
-            })),
-            challenges: challenges::ChallengeStore::default(),
-            ledger,
-            trace,
-            metrics,
-            holds: Holds::default(),
-            notifier,
+            shared: Arc::new(Shared::new(policy, store, trace, metrics, notifier)),
+            challenges: ChallengeStore::default(),
             compensator: None,
-            seen_payments: replay::ReplaySet::default(),
-            unknowns,
-            settler,
-            trace_ids,
         }
+    }
+
+    /// Adds the refund task (needs a runtime and a client for the refund endpoint).
+    pub fn with_compensator(mut self, client: SharedOutbound) -> Self {
+        let shared = &self.shared;
+        self.compensator = Some(Compensator::start(RefundContext {
+            policy: shared.policy.clone(),
+            client,
+            trace: shared.trace.clone(),
+            store: shared.store.clone(),
+        }));
+        self
+    }
+
+    // The data path.
+
+    /// Whether a request needs the engine at all: it carries a payment, a payment
+    /// credential or a control header, in any spelling ([`crate::detect::inspects`]).
+    /// Reads without any of these pass without touching any session state.
+    pub fn inspects(headers: &HeaderMap) -> bool {
+        crate::detect::inspects(headers)
+    }
+
+    /// Looks at a request before it goes upstream: phase header, payment headers, the
+    /// decision (waiting out a hold if the payment is held). Strips Purser's own request
+    /// headers.
+    pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
+        decide::on_request(&self.shared, &self.challenges, facts, headers).await
+    }
+
+    /// Refuses a request whose payment cannot be decided, with a decision line.
+    pub async fn refuse_undecidable(
+        &self,
+        facts: &RequestFacts,
+        undecidable: Undecidable,
+    ) -> Refusal {
+        refuse::refuse_undecidable(&self.shared, facts, undecidable).await
+    }
+
+    /// Remembers a 402 challenge the upstream sent this session.
+    pub async fn on_challenge(&self, facts: &RequestFacts, challenge: crate::x402::Challenge) {
+        let policy = self.shared.policy.current();
+        let session_id = facts.identity.session_id();
+        let agent = &facts.identity.agent;
+        let Ok(session) = self
+            .shared
+            .store
+            .session(&session_id, agent, &policy.limits)
+            .await
+        else {
+            return; // refused: its payments are answered 429 anyway
+        };
+        session.lock().counts.challenges += 1;
+        let offers = challenge.accepts.len();
+        let resource = facts.resource_key();
+        self.challenges.remember(
+            agent,
+            &session_id,
+            &resource,
+            &challenge,
+            &policy.x402,
+            &policy.assets,
+        );
+        tracing::debug!(%resource, offers, "402 challenge remembered");
+    }
+
+    /// Settles a forwarded payment from its answer, and adds Purser's headers.
+    pub async fn on_response(
+        &self,
+        facts: &RequestFacts,
+        ticket: Ticket,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) {
+        let compensator = self.compensator.as_ref();
+        settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+    }
+
+    /// Settles a payment whose upstream exchange failed. If the request was never sent,
+    /// nothing was paid; otherwise the outcome is unknown and stays counted as spent.
+    pub fn on_upstream_failure(&self, facts: &RequestFacts, ticket: Ticket, request_sent: bool) {
+        settle::on_upstream_failure(&self.shared, facts, ticket, request_sent);
+    }
+
+    /// A step of a transaction failed (5xx, or Purser could not get an answer): every
+    /// payment that settled in the transaction is compensated, newest first.
+    pub async fn transaction_failed(&self, facts: &RequestFacts, status: StatusCode) {
+        if let Some(compensator) = &self.compensator {
+            compensator.transaction_failed(facts, status).await;
+        }
+    }
+
+    // Start, upkeep and shutdown.
+
+    /// Rebuilds the store from the proof log's files, oldest first.
+    pub fn recover(&self, files: &[PathBuf]) -> Result<RecoveryReport, RecoveryError> {
+        let recovery::Recovery {
+            state,
+            refunds,
+            mut report,
+        } = recovery::read(files)?;
+        let store = &self.shared.store;
+        store.restore(state, &self.shared.policy.current().limits);
+        if let Some(compensator) = &self.compensator {
+            for job in refunds {
+                report.refunds_resumed += 1;
+                compensator.resume(job);
+            }
+        }
+        report.replay_keys = store.replay_key_count();
+        report.sessions = store.session_figures().tracked as usize;
+        Ok(report)
     }
 
     /// Forgets replay keys of payments that can no longer settle. Returns how many.
     pub fn forget_expired_replay_keys(&self) -> usize {
-        self.seen_payments.forget_expired(replay::unix_now())
+        let now = crate::store::replay::unix_now();
+        self.shared.store.forget_expired_replay_keys(now)
     }
 
-    /// Adds the refund task (needs a runtime and an HTTP client).
-    pub fn with_compensator(mut self, client: crate::outbound::SharedOutbound) -> Self {
-        self.compensator = Some(compensation::Compensator::start(
-            compensation::RefundContext {
-                policy: self.policy.clone(),
-                client,
-                trace: self.trace.clone(),
-                ledger: self.ledger.clone(),
-            },
-        ));
-        self
+    /// Forgets sessions idle past `limits.session_idle` (their spend stays in the
+    /// budgets). Returns how many.
+    pub fn expire_idle_sessions(&self) -> usize {
+        let limits = self.shared.policy.current().limits;
+        self.shared.store.expire_idle_sessions(&limits)
     }
 
-    /// A new trace id, unique across restarts.
-    pub fn next_trace_id(&self) -> String {
-        self.trace_ids.next()
+    /// Decides every pending hold with `outcome` (shutdown). Returns how many.
+    pub async fn resolve_all_holds(&self, outcome: HoldOutcome) -> usize {
+        self.shared.store.resolve_all_holds(outcome).await
     }
-}
 
-/// Trace ids: a random per-process prefix and a counter.
-pub(crate) struct TraceIds {
-    prefix: u32,
-    counter: AtomicU64,
-}
+    /// Waits until every proof-log line written so far is on disk.
+    pub async fn flush_trace(&self) -> Result<(), TraceError> {
+        self.shared.trace.flush().await
+    }
 
-impl TraceIds {
-    fn new() -> Self {
-        let mut bytes = [0u8; 4];
-        // Without the OS RNG the clock still makes the prefix differ between runs.
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes = (jiff::Timestamp::now().as_nanosecond() as u32).to_le_bytes();
+    // What the admin API reads and does.
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.shared.policy.current()
+    }
+
+    /// The proof log's live file.
+    pub fn trace_path(&self) -> &Path {
+        self.shared.trace.path()
+    }
+
+    /// The proof log's figures, for `/metrics`.
+    pub fn trace_figures(&self) -> &TraceFigures {
+        self.shared.trace.figures()
+    }
+
+    /// Remembered challenges' figures, for `/metrics`.
+    pub fn challenge_figures(&self) -> ChallengeFigures {
+        self.challenges.figures()
+    }
+
+    /// Challenges remembered for one session.
+    pub fn challenges_for(&self, agent: &str, session: &str) -> usize {
+        self.challenges.count_for(agent, session)
+    }
+
+    /// Sessions' figures, for `/metrics`.
+    pub fn session_figures(&self) -> SessionFigures {
+        self.shared.store.session_figures()
+    }
+
+    /// The ids of the sessions tracked, sorted.
+    pub async fn session_ids(&self) -> Vec<String> {
+        self.shared.store.session_ids().await
+    }
+
+    /// A session, if it is tracked.
+    pub async fn session(&self, id: &str) -> Option<Session> {
+        self.shared.store.find_session(id).await
+    }
+
+    /// The budgets a payment by `agent` in `session` is measured against.
+    pub async fn budget(&self, session: &str, agent: &str) -> BudgetView {
+        self.shared.store.budget(session, agent).await
+    }
+
+    /// Sets a session's phase (creating the session if it is new). Returns the phase it
+    /// left.
+    pub async fn set_phase(
+        &self,
+        session: &str,
+        agent: &str,
+        phase: Phase,
+    ) -> Result<Phase, PhaseChangeError> {
+        phases::set_phase(&self.shared, session, agent, phase).await
+    }
+
+    /// Starts a session over in EXPLORE, forgetting its challenges. Returns the phase it
+    /// left, or `None` for a session not tracked.
+    pub async fn reset_session(&self, session: &str) -> Option<Phase> {
+        let (agent, from) = phases::reset(&self.shared, session).await?;
+        self.challenges.forget_session(&agent, session);
+        Some(from)
+    }
+
+    /// Pending holds, oldest first, each with the budgets it would leave if approved.
+    pub async fn list_approvals(&self) -> Vec<listing::HoldListing> {
+        let policy = self.shared.policy.current();
+        listing::list(self.shared.store.as_ref(), &policy).await
+    }
+
+    /// A person's decision on a hold; `digest`, when given, must be the held payment's.
+    pub async fn decide_hold(
+        &self,
+        id: &str,
+        outcome: HoldOutcome,
+        digest: Option<&str>,
+    ) -> Result<HoldView, DecideError> {
+        self.shared.store.decide_hold(id, outcome, digest).await
+    }
+
+    /// Unknown payments with what an operator needs to reconcile them, oldest first.
+    pub async fn unknown_payments(&self) -> Vec<(UnknownPayment, UnknownView)> {
+        self.shared.store.unknown_payments().await
+    }
+
+    /// Reconciles an unknown payment: committed (it settled) or released (it did not).
+    /// The `resolution` line is on disk before the budget changes.
+    pub async fn resolve_unknown(
+        &self,
+        decision_trace: &str,
+        committed: bool,
+        by: &str,
+        why: &str,
+    ) -> Result<Resolved, ResolveError> {
+        settle::resolve_unknown(&self.shared, decision_trace, committed, by, why).await
+    }
+
+    /// An operator's rollback of `transaction`, for every agent that has it open.
+    /// Returns how many refunds were requested.
+    pub async fn rollback(&self, transaction: &str) -> Result<usize, RollbackError> {
+        let compensator = self.compensator.as_ref().ok_or(RollbackError::NotRunning)?;
+        if !self.shared.policy.current().compensation.enabled {
+            return Err(RollbackError::Disabled);
         }
-        TraceIds {
-            prefix: u32::from_le_bytes(bytes),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("tr_{:08x}{n:08x}", self.prefix)
+        compensator
+            .rollback(transaction, "rolled back through the admin API")
+            .await
+            .ok_or_else(|| RollbackError::UnknownTransaction(transaction.to_string()))
     }
 }

@@ -14,24 +14,24 @@ use crate::x402::{
 
 /// Why a payment is refused before any rule runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Rejection {
     /// Stable snake_case code (the answer's `reason` starts with it).
     pub code: &'static str,
     pub message: String,
 }
 
-impl Refusal {
+impl Rejection {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Refusal {
+        Rejection {
             code,
             message: message.into(),
         }
     }
 }
 
-impl From<X402Error> for Refusal {
+impl From<X402Error> for Rejection {
     fn from(error: X402Error) -> Self {
-        Refusal::new(error.reason(), error.to_string())
+        Rejection::new(error.reason(), error.to_string())
     }
 }
 
@@ -53,12 +53,12 @@ pub struct PricedPayment {
 pub use crate::detect::PaymentHeader;
 
 /// Parses the header's value.
-pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Refusal> {
+pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Rejection> {
     let parsed = match header {
         PaymentHeader::V1 => x402::parse_payment_v1(value),
         PaymentHeader::V2 => x402::parse_payment_v2(value),
     };
-    parsed.map_err(Refusal::from)
+    parsed.map_err(Rejection::from)
 }
 
 /// Matches `payment` to `challenge` (if any) and prices it.
@@ -67,12 +67,12 @@ pub fn price_payment(
     challenge: Option<&Challenge>,
     assets: &AssetTable,
     require_challenge: bool,
-) -> Result<PricedPayment, Refusal> {
+) -> Result<PricedPayment, Rejection> {
     let claimed = claimed_terms(&payment)?;
     let offer = match challenge {
         Some(challenge) => Some(matching_offer(&claimed, challenge)?),
         None if require_challenge => {
-            return Err(Refusal::new(
+            return Err(Rejection::new(
                 "unquoted_payment",
                 "this policy only lets payments through that answer a 402 challenge Purser saw for the resource",
             ))
@@ -82,7 +82,7 @@ pub fn price_payment(
     let amount =
         match (claimed.amount, offer) {
             (Some(amount), Some(offer)) if amount > offer.amount_atomic => {
-                return Err(Refusal::new(
+                return Err(Rejection::new(
                     "payload_mismatch",
                     format!(
                         "payment is for {amount} atomic units but the challenge asked {}",
@@ -92,7 +92,7 @@ pub fn price_payment(
             }
             (Some(amount), _) => amount,
             (None, Some(offer)) => offer.amount_atomic,
-            (None, None) => return Err(Refusal::new(
+            (None, None) => return Err(Rejection::new(
                 "unquoted_payment",
                 "payment names no amount and answers no challenge Purser saw; it cannot be priced",
             )),
@@ -101,13 +101,13 @@ pub fn price_payment(
         .asset
         .clone()
         .or_else(|| offer.map(|o| o.asset.clone()))
-        .ok_or_else(|| Refusal::new("unquoted_payment", "a v1 payment names no asset and answers no challenge Purser saw; it cannot be priced"))?;
+        .ok_or_else(|| Rejection::new("unquoted_payment", "a v1 payment names no asset and answers no challenge Purser saw; it cannot be priced"))?;
     let pay_to = claimed
         .pay_to
         .clone()
         .or_else(|| offer.map(|o| o.pay_to.clone()))
         .ok_or_else(|| {
-            Refusal::new(
+            Rejection::new(
                 "unquoted_payment",
                 "payment names no recipient and answers no challenge Purser saw",
             )
@@ -134,7 +134,7 @@ struct ClaimedTerms {
     amount: Option<u128>,
 }
 
-fn claimed_terms(payment: &Payment) -> Result<ClaimedTerms, Refusal> {
+fn claimed_terms(payment: &Payment) -> Result<ClaimedTerms, Rejection> {
     let mut terms = ClaimedTerms {
         scheme: payment.scheme.clone(),
         network: payment.network.clone(),
@@ -153,10 +153,13 @@ fn claimed_terms(payment: &Payment) -> Result<ClaimedTerms, Refusal> {
 
 /// v2 repeats the offer it accepted; the signed payload must agree with it, or the agent
 /// would be approved for one payment and sign another.
-fn check_signed_against_accepted(payment: &Payment, accepted: &Requirement) -> Result<(), Refusal> {
+fn check_signed_against_accepted(
+    payment: &Payment,
+    accepted: &Requirement,
+) -> Result<(), Rejection> {
     if let Some(pay_to) = &payment.pay_to {
         if !same_address(pay_to, &accepted.pay_to) {
-            return Err(Refusal::new(
+            return Err(Rejection::new(
                 "payload_mismatch",
                 format!(
                     "signed payment goes to {pay_to} but the accepted offer pays {}",
@@ -167,7 +170,7 @@ fn check_signed_against_accepted(payment: &Payment, accepted: &Requirement) -> R
     }
     if let Some(asset) = &payment.asset {
         if !same_address(asset, &accepted.asset) {
-            return Err(Refusal::new(
+            return Err(Rejection::new(
                 "payload_mismatch",
                 format!(
                     "signed payment moves {asset} but the accepted offer is in {}",
@@ -183,7 +186,7 @@ fn check_signed_against_accepted(payment: &Payment, accepted: &Requirement) -> R
             amount != accepted.amount_atomic
         };
         if too_much {
-            return Err(Refusal::new(
+            return Err(Rejection::new(
                 "payload_mismatch",
                 format!(
                     "signed amount {amount} differs from the accepted offer's {}",
@@ -199,7 +202,7 @@ fn check_signed_against_accepted(payment: &Payment, accepted: &Requirement) -> R
 fn matching_offer<'c>(
     claimed: &ClaimedTerms,
     challenge: &'c Challenge,
-) -> Result<&'c Requirement, Refusal> {
+) -> Result<&'c Requirement, Rejection> {
     let network = x402::canonical_network(&claimed.network);
     challenge
         .accepts
@@ -222,7 +225,7 @@ fn matching_offer<'c>(
                 .iter()
                 .map(|o| format!("{} {} {} to {}", o.scheme, o.network, o.asset, o.pay_to))
                 .collect();
-            Refusal::new(
+            Rejection::new(
                 "payload_mismatch",
                 format!(
                     "payment ({} {} to {}) matches no offer of the challenge: {}",

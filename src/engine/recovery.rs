@@ -5,12 +5,11 @@
 //! as spent until someone reconciles it; a payment held when Purser stopped never left,
 //! so it is dropped.
 
-use super::evaluate::RecentPayment;
-use super::session;
-use super::unknown::UnknownDetails;
-use super::Engine;
+use super::compensation::RefundJob;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::policy::values::parse_phase;
+use crate::store::replay::forget_after;
+use crate::store::{RecentPayment, Recovered, UnknownDetails};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -155,87 +154,81 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-impl Engine {
-    /// Replays the proof log into the ledger, sessions and replay set.
-    pub fn recover(&self, files: &[PathBuf]) -> Result<RecoveryReport, RecoveryError> {
-        let mut replay = Replay::default();
-        for path in files {
-            replay_file(path, &mut replay)?;
-            replay.report.files += 1;
-        }
-        Ok(self.apply(replay))
-    }
+/// What the proof log says: the state to rebuild, the refunds to resume, and what was
+/// found. The report's `replay_keys` and `sessions` are the store's to count once it is
+/// rebuilt.
+pub struct Recovery {
+    pub state: Recovered,
+    pub refunds: Vec<RefundJob>,
+    pub report: RecoveryReport,
+}
 
-    fn apply(&self, mut replay: Replay) -> RecoveryReport {
-        for (trace, payment, outcome) in replay.settled.drain(..) {
-            self.ledger.restore(&trace, payment, outcome);
-        }
-        for (trace, open) in replay.open.drain() {
-            if open.held {
-                replay.report.dropped_holds += 1;
-                replay.forgotten.extend(open.keys);
-                continue;
-            }
-            replay.report.unknown += 1;
-            let mut details = open.details;
-            details.why = Some("Purser stopped before the payment's answer was settled".into());
-            self.unknowns.insert(&trace, details);
-            self.ledger.restore(&trace, open.payment, Outcome::Unknown);
-        }
-        for (trace, details) in replay.unknown.drain(..) {
-            self.unknowns.insert(&trace, details);
-        }
-        for (trace, committed) in replay.resolutions.drain(..) {
-            self.ledger.resolve_unknown(&trace, committed);
-            let _ = self.unknowns.take(&trace, true);
-        }
-        for (session, agent, amount) in replay.credits.drain(..) {
-            self.ledger.credit(&session, &agent, amount);
-        }
-        let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
-        let now = super::replay::unix_now();
-        for (key, until) in replay.keys.drain(..) {
-            if until >= now && !forgotten.contains(&key) {
-                self.seen_payments.insert_fresh(key, until, now);
-            }
-        }
-        replay.report.replay_keys = self.seen_payments.len();
-        for (_, job) in replay.refunds.drain() {
-            let job = serde_json::from_value::<super::compensation::RefundJob>(job);
-            if let (Ok(job), Some(compensator)) = (job, &self.compensator) {
-                replay.report.refunds_resumed += 1;
-                compensator.resume(job);
-            }
-        }
-        self.restore_sessions(&mut replay);
-        replay.report
+/// Reads the proof log's files, oldest first.
+pub fn read(files: &[PathBuf]) -> Result<Recovery, RecoveryError> {
+    let mut replay = Replay::default();
+    for path in files {
+        replay_file(path, &mut replay)?;
+        replay.report.files += 1;
     }
+    Ok(into_recovery(replay))
+}
 
-    fn restore_sessions(&self, replay: &mut Replay) {
-        let limits = self.policy.current().limits;
-        let now = jiff::Timestamp::now();
-        let instant_now = Instant::now();
-        for (session_id, (agent, phase)) in replay.phases.drain() {
-            let Ok(state) = self.sessions.get_or_create(&session_id, &agent, &limits) else {
-                continue; // the caps are full of sessions worth more; refused, and logged
-            };
-            session::lock(&state).phase = phase;
+fn into_recovery(mut replay: Replay) -> Recovery {
+    let mut state = Recovered {
+        settled: std::mem::take(&mut replay.settled),
+        ..Recovered::default()
+    };
+    for (trace, open) in replay.open.drain() {
+        if open.held {
+            // A payment held when Purser stopped never left.
+            replay.report.dropped_holds += 1;
+            replay.forgotten.extend(open.keys);
+            continue;
         }
-        for (session_id, payments) in replay.recent.drain() {
-            let agent = session_id.split('.').next().unwrap_or("").to_string();
-            let Ok(state) = self.sessions.get_or_create(&session_id, &agent, &limits) else {
-                continue;
-            };
-            let mut locked = session::lock(&state);
-            for (at, mut payment) in payments {
+        replay.report.unknown += 1;
+        let mut details = open.details;
+        details.why = Some("Purser stopped before the payment's answer was settled".into());
+        state.unsettled.push((trace, open.payment, details));
+    }
+    state.unknown = std::mem::take(&mut replay.unknown);
+    state.resolutions = std::mem::take(&mut replay.resolutions);
+    state.credits = std::mem::take(&mut replay.credits);
+    let forgotten: std::collections::HashSet<String> = replay.forgotten.drain(..).collect();
+    state.replay_keys = replay
+        .keys
+        .drain(..)
+        .filter(|(key, _)| !forgotten.contains(key))
+        .collect();
+    state.phases = replay
+        .phases
+        .drain()
+        .map(|(session, (agent, phase))| (session, agent, phase))
+        .collect();
+    let now = jiff::Timestamp::now();
+    let instant_now = Instant::now();
+    for (session, payments) in replay.recent.drain() {
+        let agent = session.split('.').next().unwrap_or("").to_string();
+        let kept: Vec<RecentPayment> = payments
+            .into_iter()
+            .filter_map(|(at, mut payment)| {
                 let age = now.duration_since(at).unsigned_abs();
-                if age <= RECENT_WINDOW {
+                (age <= RECENT_WINDOW).then(|| {
                     payment.at = instant_now.checked_sub(age).unwrap_or(instant_now);
-                    locked.record_payment(payment);
-                }
-            }
-        }
-        replay.report.sessions = self.sessions.len();
+                    payment
+                })
+            })
+            .collect();
+        state.recent.push((session, agent, kept));
+    }
+    let refunds = replay
+        .refunds
+        .drain()
+        .filter_map(|(_, job)| serde_json::from_value::<RefundJob>(job).ok())
+        .collect();
+    Recovery {
+        state,
+        refunds,
+        report: replay.report,
     }
 }
 
@@ -392,7 +385,7 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
     let keys: Vec<String> = line.replay_keys.iter().map(|k| k.to_string()).collect();
     let time = line.time.parse::<jiff::Timestamp>().ok();
     let seen = time.map_or(0, |at| at.as_second().max(0) as u64);
-    let until = super::replay::forget_after(None, seen);
+    let until = forget_after(None, seen);
     replay
         .keys
         .extend(keys.iter().map(|key| (key.clone(), until)));

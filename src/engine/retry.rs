@@ -5,24 +5,20 @@
 //! as it is now (phase, rules, budget as if the original's amount were not spent yet), and
 //! its decision line is on disk before it leaves, like any payment's. A retry that would
 //! need a human is refused: a hold would have nothing of its own to reserve or release.
-//! Which copies count as the retry, and that only one is in flight, is
-//! [`super::unknown`]'s business.
+//! Which copies count as the retry, and that only one is in flight, is the store's
+//! business (`store::unknown`).
 
-use super::answer::{json_answer, refusal, RefusalBody};
-use super::evaluate::{phase_name, Verdict};
-use super::flow::{
-    budget_snapshot, decision_record, settled_payment, Decided, Gate, RequestFacts, Ticket,
-};
-use super::pricing::{PricedPayment, Refusal};
-use super::session::SessionState;
-use super::unknown::{resource_digest, Claim, RetryClaim, RetryIdentity};
-use super::Engine;
-use crate::ledger::BudgetView;
+use super::context::Shared;
+use super::evaluate::Verdict;
+use super::facts::RequestFacts;
+use super::gate::{Gate, Refusal};
+use super::judge::{judge, write_decision, Decision};
+use super::pricing::{PricedPayment, Rejection};
+use super::refuse::refuse;
+use super::ticket::{Leaving, Ticket};
 use crate::policy::Policy;
-use crate::x402::hex;
-use http::StatusCode;
-use rust_decimal::Decimal;
-use std::sync::{Arc, Mutex};
+use crate::store::{RetryClaim, Session};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A payment found to be the retry of an unknown one, with its claim.
@@ -33,159 +29,92 @@ pub(super) struct Retry {
     pub started: Instant,
 }
 
-impl Engine {
-    /// Checks a payment's keys against the unknown payments.
-    pub(super) fn claim_retry(
-        &self,
-        facts: &RequestFacts,
-        priced: &PricedPayment,
-        keys: &[String],
-    ) -> Claim {
-        self.unknowns.claim(keys, || RetryIdentity {
-            digest: hex(&priced.payment.digest),
-            session: facts.identity.session_id(),
-            resource: resource_digest(facts),
-        })
-    }
-
-    /// Decides a retry, writes its decision line, and forwards it or refuses it. The
-    /// claim goes with the ticket, so no other copy goes out until this one is settled.
-    pub(super) async fn decide_retry(
-        &self,
-        facts: &RequestFacts,
-        policy: &Arc<Policy>,
-        state: &Arc<Mutex<SessionState>>,
-        retry: Retry,
-    ) -> Decided {
-        let Retry {
-            priced,
-            replay_keys,
-            claim,
-            started,
-        } = retry;
-        let original = claim.original().to_string();
-        let session_id = facts.identity.session_id();
-        let agent = facts.identity.agent.to_string();
-        let Some(counted) = self.ledger.unknown_payment(&original).map(|p| p.amount) else {
-            // Resolved between the claim and now: it is no longer a retry of anything.
-            let refusal = Refusal {
-                code: "replayed_payment",
-                message: format!("payment {original} was resolved while this copy arrived"),
-            };
-            return Decided::Done(Gate::Answer(
-                self.refuse_priced(facts, policy, &priced, refusal).await,
-            ));
+/// Decides a retry, writes its decision line, and forwards it or refuses it. The claim
+/// goes with the ticket, so no other copy goes out until this one is settled.
+pub(super) async fn decide_retry(
+    shared: &Arc<Shared>,
+    facts: &RequestFacts,
+    policy: &Policy,
+    session: &Session,
+    retry: Retry,
+) -> Gate {
+    let Retry {
+        priced,
+        replay_keys,
+        claim,
+        started,
+    } = retry;
+    let original = claim.original().to_string();
+    let session_id = facts.identity.session_id();
+    let agent: &str = &facts.identity.agent;
+    let Some(counted) = shared
+        .store
+        .unknown_payment(&original)
+        .await
+        .map(|p| p.amount)
+    else {
+        // Resolved between the claim and now: it is no longer a retry of anything.
+        let rejection = Rejection {
+            code: "replayed_payment",
+            message: format!("payment {original} was resolved while this copy arrived"),
         };
-        let limits = policy.limits_for(&agent);
-        let (mut evaluation, _, phase) = self.evaluate_and_reserve(
-            facts,
-            policy,
-            state,
-            &priced,
-            &session_id,
-            &agent,
-            Some(counted),
+        let refusal = refuse(shared, facts, policy, Some(&priced), rejection).await;
+        return Gate::Refuse(Box::new(refusal));
+    };
+    let mut judged = judge(
+        shared,
+        facts,
+        policy,
+        session,
+        &priced,
+        &session_id,
+        agent,
+        Some(counted),
+    )
+    .await;
+    let evaluation = &mut judged.evaluation;
+    if evaluation.verdict == Verdict::PendingApproval {
+        evaluation.verdict = Verdict::Denied;
+        evaluation.reason = format!(
+            "{} ({}); a retry of a payment whose outcome is unknown is not held for \
+             approval: an operator can resolve {original} instead",
+            evaluation.rule, evaluation.reason
         );
-        if evaluation.verdict == Verdict::PendingApproval {
-            evaluation.verdict = Verdict::Denied;
-            evaluation.reason = format!(
-                "{} ({}); a retry of a payment whose outcome is unknown is not held for \
-                 approval: an operator can resolve {original} instead",
-                evaluation.rule, evaluation.reason
-            );
-            evaluation.rule = "retry_needs_approval".to_string();
+        evaluation.rule = "retry_needs_approval".to_string();
+    }
+    let trace_id = shared.next_trace_id();
+    let decision = Decision {
+        judged: &judged,
+        session_id: &session_id,
+        trace_id: &trace_id,
+        replay_keys: &replay_keys,
+        retry_of: Some(&original),
+        started,
+    };
+    let written = write_decision(shared, facts, policy, &priced, decision).await;
+    // A refusal past its agent's rate is summarised, not written: the answer cites the
+    // line the writer says it is part of.
+    let cited = match written {
+        Ok(cited) => cited,
+        Err(error) => {
+            tracing::error!(%error, "retry decision could not be made durable; refusing it");
+            let refusal = Refusal::trace_unavailable(&error, &trace_id, &session_id);
+            return Gate::Refuse(Box::new(refusal));
         }
-        let trace_id = self.next_trace_id();
-        self.notify_decision(facts, &priced, &evaluation, &trace_id);
-        let view = self.ledger.view(&session_id, &agent);
-        let mut record = decision_record(
-            facts,
-            policy,
-            &priced,
-            &evaluation,
-            &trace_id,
-            phase_name(phase),
-        );
-        record.replay_keys = replay_keys.clone();
-        record.retry_of = Some(original.clone());
-        record.budget = Some(budget_snapshot(&evaluation, &limits, &view));
-        self.metrics.decision(
-            evaluation.verdict.as_str(),
+    };
+    let evaluation = &judged.evaluation;
+    tracing::info!(session = %session_id, trace = %trace_id, %original, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, "retry of a payment whose outcome is unknown");
+    if evaluation.verdict != Verdict::Allowed {
+        let refusal = Refusal::denied(
+            "denied",
             &evaluation.rule,
-            started.elapsed(),
+            &evaluation.reason,
+            &cited,
+            &session_id,
         );
-        // A refusal past its agent's rate is summarised, not written: the answer cites
-        // the line the writer says it is part of.
-        let cited = match self.trace.append_durable(&record).await {
-            Ok(cited) => cited,
-            Err(error) => {
-                tracing::error!(%error, "retry decision could not be made durable; refusing it");
-                let body = serde_json::json!({"decision": "DENIED", "reason": format!("trace_unavailable: {error}"), "trace_id": trace_id});
-                return Decided::Done(Gate::Answer(json_answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &body,
-                    Some(("DENIED", &trace_id)),
-                )));
-            }
-        };
-        tracing::info!(session = %session_id, trace = %trace_id, %original, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, "retry of a payment whose outcome is unknown");
-        if evaluation.verdict != Verdict::Allowed {
-            let reason = format!("{}: {}", evaluation.rule, evaluation.reason);
-            return Decided::Done(Gate::Answer(refusal(&RefusalBody {
-                decision: "DENIED",
-                rule: &evaluation.rule,
-                reason: &reason,
-                code: "denied",
-                trace_id: &cited,
-                session: &session_id,
-            })));
-        }
-        Decided::Done(Gate::Forward(Some(Box::new(Ticket {
-            settled: Some(settled_payment(facts, &priced, &original)),
-            trace_id,
-            reservation: 0,
-            amount_usd: priced.price.usd,
-            gate: evaluation.gate.map(|g| g.as_str()),
-            version: priced.payment.version,
-            replay_keys,
-            payment_digest: priced.payment.digest,
-            retry: Some(claim),
-            // A retry reserves nothing; dropping it drops its claim, and that is all.
-            guard: None,
-        }))))
+        return Gate::Refuse(Box::new(refusal));
     }
-}
-
-/// The budget as a retry is judged against: its original's amount, counted as unknown,
-/// taken out again, so the retry is not counted twice.
-pub(super) fn without_unknown(mut view: BudgetView, amount: Decimal) -> BudgetView {
-    for account in [&mut view.session, &mut view.agent, &mut view.fleet] {
-        account.unknown = (account.unknown - amount).max(Decimal::ZERO);
-    }
-    view
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::Account;
-
-    #[test]
-    fn a_retry_is_judged_without_its_own_amount() {
-        let account = |unknown| Account {
-            committed: Decimal::ONE,
-            unknown,
-            reserved: Decimal::ZERO,
-        };
-        let view = BudgetView {
-            session: account(Decimal::new(25, 2)),
-            agent: account(Decimal::new(50, 2)),
-            fleet: account(Decimal::new(10, 2)),
-        };
-        let judged = without_unknown(view, Decimal::new(25, 2));
-        assert_eq!(judged.session.unknown, Decimal::ZERO);
-        assert_eq!(judged.agent.unknown, Decimal::new(25, 2));
-        assert_eq!(judged.fleet.unknown, Decimal::ZERO, "never below zero");
-        assert_eq!(judged.session.committed, Decimal::ONE);
-    }
+    let gate = evaluation.gate.map(|g| g.as_str());
+    let leaving = Leaving::new(facts, &priced, trace_id, gate);
+    Gate::Forward(Some(Box::new(Ticket::retry(leaving, replay_keys, claim))))
 }

@@ -9,20 +9,18 @@
 //! the merchant and answer without a receipt. An operator resolves an unknown payment
 //! (admin API, CLI), or the agent's retry of it brings a receipt that says it settled.
 //!
-//! A ticket dropped before its answer was settled (the agent's request went away while
-//! the payment was upstream) settles itself as `unknown` too, rather than leaving its
-//! amount reserved for ever where no one can reconcile it.
+//! A ticket dropped before its answer was settled settles itself as `unknown` too
+//! (`ticket`).
 
-use super::flow::{base_record, RequestFacts, Ticket};
-use super::unknown::{resource_digest, RetryInFlight, UnknownDetails, UnknownSet, UnknownView};
-use super::{Engine, TraceIds};
-use crate::ledger::{Ledger, Outcome, UnknownPayment};
-use crate::policy::PolicyStore;
-use crate::telemetry::metrics::Metrics;
-use crate::trace::{TraceError, TraceLog, TraceRecord};
-use crate::x402::hex;
+use super::compensation::Compensator;
+use super::context::Shared;
+use super::facts::RequestFacts;
+use super::records::{outcome_name, resolution_record, settlement_record, Settlement};
+use super::ticket::{Stake, Ticket};
+use crate::ledger::{Outcome, UnknownPayment};
+use crate::store::RetryInFlight;
+use crate::trace::TraceError;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use std::sync::Arc;
 
 /// What an answer says about the payment it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,296 +86,191 @@ pub struct Resolved {
     pub trace_id: String,
 }
 
-/// The parts of the engine a ticket needs to settle itself when it is dropped unsettled.
-pub struct Settler {
-    pub(super) ledger: Arc<Ledger>,
-    pub(super) unknowns: Arc<UnknownSet>,
-    pub(super) trace: TraceLog,
-    pub(super) policy: Arc<PolicyStore>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) trace_ids: Arc<TraceIds>,
-}
-
-/// Held by a forwarded payment's ticket: if the ticket goes away before its answer was
-/// settled, its reservation becomes `unknown`.
-pub struct DropGuard {
-    settler: Arc<Settler>,
-    facts: Box<RequestFacts>,
-}
-
-impl std::fmt::Debug for DropGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DropGuard")
+/// Settles a forwarded payment from its answer, and adds Purser's headers.
+pub(super) async fn on_response(
+    shared: &Shared,
+    compensator: Option<&Compensator>,
+    facts: &RequestFacts,
+    mut ticket: Ticket,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+) {
+    let answer = read_answer(status, headers);
+    let committed = answer.outcome == Outcome::Committed;
+    let tx_hash = answer.transaction.clone();
+    let settlement = Settlement {
+        outcome: answer.outcome,
+        amount_usd: ticket.amount_usd,
+        transaction: answer.transaction,
+        note: answer.note,
+        upstream_status: Some(status.as_u16()),
+        retry_of: None,
+    };
+    settle(shared, facts, &mut ticket, settlement).await;
+    if let (true, Some(compensator)) = (committed, compensator) {
+        let mut payment = ticket.settled.clone();
+        payment.tx_hash = tx_hash;
+        compensator.after_commit(facts, payment, status).await;
+    }
+    insert_header(headers, "x-purser-decision", "ALLOWED");
+    insert_header(headers, "x-purser-trace", &ticket.trace_id);
+    if let Some(gate) = ticket.gate {
+        insert_header(headers, "x-purser-budget", gate);
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let Some(guard) = self.guard.take() else {
-            return;
-        };
-        let settler = &guard.settler;
-        // Settled already (the usual case): the reservation is gone and this is a no-op.
-        if settler
-            .ledger
-            .settle_unknown(self.reservation, &self.trace_id)
-            .is_none()
-        {
-            return;
-        }
-        let why = "the request went away before its answer came (the agent closed the \
-                   connection while the payment was upstream)";
-        let details = unknown_details(&guard.facts, self, Some(why.to_string()), None);
-        settler.unknowns.insert(&self.trace_id, details);
-        let policy = settler.policy.current();
-        let trace_id = settler.trace_ids.next();
-        let mut record = base_record(&guard.facts, &policy, &trace_id, "settlement");
-        record.decision_trace_id = Some(self.trace_id.clone());
-        record.outcome = Some("unknown");
-        record.amount_usd = Some(self.amount_usd);
-        record.reason = Some(why.to_string());
-        settler.metrics.settlement("unknown");
-        settler.trace.append(&record);
-        tracing::warn!(trace = %self.trace_id, "payment left but its request went away; outcome unknown");
-    }
+/// Settles a payment whose upstream exchange failed. If the request was never sent,
+/// nothing was paid; otherwise the outcome is unknown and stays counted as spent.
+pub(super) fn on_upstream_failure(
+    shared: &Shared,
+    facts: &RequestFacts,
+    mut ticket: Ticket,
+    request_sent: bool,
+) {
+    let (outcome, note) = if request_sent {
+        (Outcome::Unknown, "connection lost after the payment left")
+    } else {
+        (
+            Outcome::Released,
+            "upstream unreachable; the payment never left",
+        )
+    };
+    let settlement = Settlement {
+        outcome,
+        amount_usd: ticket.amount_usd,
+        transaction: None,
+        note: Some(note.to_string()),
+        upstream_status: None,
+        retry_of: None,
+    };
+    let stake = ticket.take_stake();
+    finish(shared, facts, &ticket, stake, settlement);
 }
 
-impl Engine {
-    /// The guard a forwarded payment's ticket carries.
-    pub(super) fn drop_guard(&self, facts: &RequestFacts) -> DropGuard {
-        DropGuard {
-            settler: self.settler.clone(),
-            facts: Box::new(facts.clone()),
-        }
-    }
-
-    /// Settles a forwarded payment from its answer, and adds Purser's headers.
-    pub fn on_response(
-        &self,
-        facts: &RequestFacts,
-        ticket: Ticket,
-        status: StatusCode,
-        headers: &mut HeaderMap,
-    ) {
-        let answer = read_answer(status, headers);
-        let tx_hash = answer.transaction.clone();
-        self.settle(
-            facts,
-            &ticket,
-            answer.outcome,
-            answer.transaction,
-            answer.note,
-            Some(status.as_u16()),
-        );
-        if answer.outcome == Outcome::Committed {
-            if let Some(mut payment) = ticket.settled.clone() {
-                payment.tx_hash = tx_hash;
-                self.after_commit(facts, payment, status);
-            }
-        }
-        insert_header(headers, "x-purser-decision", "ALLOWED");
-        insert_header(headers, "x-purser-trace", &ticket.trace_id);
-        if let Some(gate) = ticket.gate {
-            insert_header(headers, "x-purser-budget", gate);
-        }
-    }
-
-    /// Settles a payment whose upstream exchange failed. If the request was never sent,
-    /// nothing was paid; otherwise the outcome is unknown and stays counted as spent.
-    pub fn on_upstream_failure(&self, facts: &RequestFacts, ticket: Ticket, request_sent: bool) {
-        let (outcome, note) = if request_sent {
-            (Outcome::Unknown, "connection lost after the payment left")
-        } else {
-            (
-                Outcome::Released,
-                "upstream unreachable; the payment never left",
-            )
-        };
-        self.settle(facts, &ticket, outcome, None, Some(note.to_string()), None);
-    }
-
-    fn settle(
-        &self,
-        facts: &RequestFacts,
-        ticket: &Ticket,
-        outcome: Outcome,
-        transaction: Option<String>,
-        note: Option<String>,
-        status: Option<u16>,
-    ) {
-        let retry_of = ticket
-            .retry
-            .as_ref()
-            .map(|claim| claim.original().to_string());
-        if let Some(original) = &retry_of {
-            // Nothing is booked for a retry: its amount is already counted as the
-            // original's. Only a receipt that says it settled tells what happened to
-            // the original; any other answer leaves it unknown (a failed receipt may
-            // only mean that the original had already settled).
-            if outcome == Outcome::Committed {
-                self.resolve_by_retry(original, &ticket.trace_id);
-            }
-        } else {
-            let settled = match outcome {
-                Outcome::Unknown => {
-                    let amount = self
-                        .ledger
-                        .settle_unknown(ticket.reservation, &ticket.trace_id);
-                    if amount.is_some() {
-                        let details = unknown_details(facts, ticket, note.clone(), status);
-                        self.unknowns.insert(&ticket.trace_id, details);
-                    }
-                    amount
-                }
-                other => self.ledger.settle(ticket.reservation, other),
-            };
-            if settled.is_none() {
-                return;
-            }
-        }
-        let policy = self.policy.current();
-        let trace_id = self.next_trace_id();
-        let mut record = base_record(facts, &policy, &trace_id, "settlement");
-        record.decision_trace_id = Some(ticket.trace_id.clone());
-        record.outcome = Some(outcome_name(outcome));
-        record.amount_usd = Some(ticket.amount_usd);
-        record.transaction = transaction;
-        record.reason = note;
-        record.upstream_status = status;
-        record.retry_of = retry_of;
-        self.metrics.settlement(outcome_name(outcome));
-        self.trace.append(&record);
-    }
-
-    /// The agent's retry brought a receipt that says it settled: the original payment is
-    /// committed. Not awaited: if the line is lost in a crash, the payment comes back
-    /// `unknown`, still counted.
-    fn resolve_by_retry(&self, original: &str, retry: &str) {
+/// Settles the ticket's stake and writes the settlement line; a retry whose receipt says
+/// it settled resolves its original as committed first.
+async fn settle(
+    shared: &Shared,
+    facts: &RequestFacts,
+    ticket: &mut Ticket,
+    settlement: Settlement,
+) {
+    let stake = ticket.take_stake();
+    if let (Stake::Retry(claim), Outcome::Committed) = (&stake, settlement.outcome) {
         // The retry holds the claim, so nothing else can have resolved the original.
-        if !matches!(self.unknowns.take(original, true), Ok(Some(_))) {
-            return;
-        }
-        let Some(payment) = self.ledger.resolve_unknown(original, true) else {
-            return;
-        };
-        let why = format!("the agent's retry {retry} brought a receipt that says it settled");
-        let record = self.resolution_record(original, &payment, true, &why);
-        self.trace.append(&record);
+        resolve_by_retry(shared, claim.original(), &ticket.trace_id).await;
     }
-
-    /// Reconciles an unknown payment: committed (it settled) or released (it did not).
-    /// The `resolution` line is on disk before the budget changes.
-    pub async fn resolve_unknown(
-        &self,
-        decision_trace: &str,
-        committed: bool,
-        by: &str,
-        why: &str,
-    ) -> Result<Resolved, ResolveError> {
-        let not_unknown = || ResolveError::NotUnknown(decision_trace.to_string());
-        // Taking the entry first means no retry can claim it while the line is written.
-        let details = self.unknowns.take(decision_trace, false)?;
-        let Some(payment) = self.ledger.unknown_payment(decision_trace) else {
-            return Err(not_unknown());
-        };
-        let outcome = if committed { "committed" } else { "released" };
-        let reason = format!("resolved as {outcome} by {by}: {why}");
-        let record = self.resolution_record(decision_trace, &payment, committed, &reason);
-        if let Err(error) = self.trace.append_durable(&record).await {
-            if let Some(details) = details {
-                self.unknowns.insert(decision_trace, details);
-            }
-            return Err(error.into());
-        }
-        let payment = self
-            .ledger
-            .resolve_unknown(decision_trace, committed)
-            .ok_or_else(not_unknown)?;
-        tracing::info!(payment = %decision_trace, outcome, %by, usd = %payment.amount, "unknown payment resolved");
-        Ok(Resolved {
-            payment,
-            trace_id: record.trace_id,
-        })
-    }
-
-    fn resolution_record(
-        &self,
-        decision_trace: &str,
-        payment: &UnknownPayment,
-        committed: bool,
-        reason: &str,
-    ) -> TraceRecord {
-        let policy = self.policy.current();
-        TraceRecord {
-            trace_id: self.next_trace_id(),
-            kind: "resolution",
-            time: jiff::Timestamp::now().to_string(),
-            session: payment.session.clone(),
-            agent: payment.agent.clone(),
-            decision_trace_id: Some(decision_trace.to_string()),
-            outcome: Some(if committed { "committed" } else { "released" }),
-            amount_usd: Some(payment.amount),
-            pay_to: Some(payment.pay_to.clone()),
-            reason: Some(reason.to_string()),
-            policy_digest: Some(policy.digest.clone()),
-            purser_version: Some(crate::VERSION),
-            ..TraceRecord::default()
-        }
-    }
-
-    /// Unknown payments with what an operator needs to reconcile them, oldest first.
-    pub fn unknown_payments(&self) -> Vec<(UnknownPayment, UnknownView)> {
-        let mut list: Vec<_> = self
-            .ledger
-            .unknown_payments()
-            .into_iter()
-            .map(|(trace, payment)| {
-                // Every unknown payment has details; should one not, it is still listed.
-                let view = self.unknowns.view(&trace).unwrap_or_else(|| UnknownView {
-                    id: trace,
-                    details: UnknownDetails {
-                        session: payment.session.clone(),
-                        agent: payment.agent.clone(),
-                        ..UnknownDetails::default()
-                    },
-                    retries: 0,
-                    retry_in_flight: false,
-                });
-                (payment, view)
-            })
-            .collect();
-        list.sort_by(|a, b| a.1.details.since.cmp(&b.1.details.since));
-        list
-    }
+    finish(shared, facts, ticket, stake, settlement);
 }
 
-fn unknown_details(
+/// Ends `stake` and writes the settlement line.
+fn finish(
+    shared: &Shared,
     facts: &RequestFacts,
     ticket: &Ticket,
-    why: Option<String>,
-    upstream_status: Option<u16>,
-) -> UnknownDetails {
-    UnknownDetails {
-        session: facts.identity.session_id(),
-        agent: facts.identity.agent.to_string(),
-        since: jiff::Timestamp::now().to_string(),
-        method: facts.method.clone(),
-        host: facts.host.clone(),
-        path: facts.path.clone(),
-        payment_digest: Some(hex(&ticket.payment_digest)),
-        resource: Some(resource_digest(facts)),
-        keys: ticket.replay_keys.clone(),
-        why,
-        upstream_status,
+    stake: Stake,
+    mut settlement: Settlement,
+) {
+    // Held to the end: a retry's claim keeps other copies out until it is settled.
+    let mut claim = None;
+    match stake {
+        Stake::Reserved { reservation, .. } => match settlement.outcome {
+            Outcome::Unknown => {
+                let details = ticket.unknown_details(
+                    facts,
+                    settlement.note.clone(),
+                    settlement.upstream_status,
+                );
+                shared
+                    .store
+                    .settle_unknown(reservation, &ticket.trace_id, details);
+            }
+            outcome => shared.store.settle(reservation, outcome),
+        },
+        // Nothing is booked for a retry: its amount is already counted as the
+        // original's. Only a receipt that says it settled tells what happened to the
+        // original; any other answer leaves it unknown (a failed receipt may only mean
+        // that the original had already settled).
+        Stake::Retry(retry) => {
+            settlement.retry_of = Some(retry.original().to_string());
+            claim = Some(retry);
+        }
+        Stake::Settled => return,
     }
+    let policy = shared.policy.current();
+    let outcome = settlement.outcome;
+    let trace_id = shared.next_trace_id();
+    let record = settlement_record(facts, &policy, &trace_id, &ticket.trace_id, settlement);
+    shared.metrics.settlement(outcome_name(outcome));
+    shared.trace.append(&record);
+    drop(claim);
 }
 
-pub(super) fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Committed => "committed",
-        Outcome::Released => "released",
-        Outcome::Unknown => "unknown",
+/// The agent's retry brought a receipt that says it settled: the original payment is
+/// committed. Not awaited on disk: if the line is lost in a crash, the payment comes back
+/// `unknown`, still counted.
+async fn resolve_by_retry(shared: &Shared, original: &str, retry: &str) {
+    if !matches!(shared.store.take_unknown(original, true).await, Ok(Some(_))) {
+        return;
     }
+    let Some(payment) = shared.store.resolve_unknown(original, true).await else {
+        return;
+    };
+    let why = format!("the agent's retry {retry} brought a receipt that says it settled");
+    let policy = shared.policy.current();
+    let record = resolution_record(
+        &policy,
+        shared.next_trace_id(),
+        original,
+        &payment,
+        true,
+        &why,
+    );
+    shared.trace.append(&record);
+}
+
+/// Reconciles an unknown payment: committed (it settled) or released (it did not). The
+/// `resolution` line is on disk before the budget changes.
+pub(super) async fn resolve_unknown(
+    shared: &Shared,
+    decision_trace: &str,
+    committed: bool,
+    by: &str,
+    why: &str,
+) -> Result<Resolved, ResolveError> {
+    let not_unknown = || ResolveError::NotUnknown(decision_trace.to_string());
+    // Taking the entry first means no retry can claim it while the line is written.
+    let details = shared.store.take_unknown(decision_trace, false).await?;
+    let Some(payment) = shared.store.unknown_payment(decision_trace).await else {
+        return Err(not_unknown());
+    };
+    let outcome = if committed { "committed" } else { "released" };
+    let reason = format!("resolved as {outcome} by {by}: {why}");
+    let policy = shared.policy.current();
+    let record = resolution_record(
+        &policy,
+        shared.next_trace_id(),
+        decision_trace,
+        &payment,
+        committed,
+        &reason,
+    );
+    if let Err(error) = shared.trace.append_durable(&record).await {
+        if let Some(details) = details {
+            shared.store.remember_unknown(decision_trace, details);
+        }
+        return Err(error.into());
+    }
+    let payment = shared
+        .store
+        .resolve_unknown(decision_trace, committed)
+        .await
+        .ok_or_else(not_unknown)?;
+    tracing::info!(payment = %decision_trace, outcome, %by, usd = %payment.amount, "unknown payment resolved");
+    Ok(Resolved {
+        payment,
+        trace_id: record.trace_id,
+    })
 }
 
 fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {

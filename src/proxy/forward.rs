@@ -10,6 +10,7 @@ use super::answers::{self, ErrorCode};
 use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::inspect_body::{self, BodyWatch, Inspected};
+use super::render;
 use super::state::ProxyState;
 use super::target::Target;
 use super::upstream::classify;
@@ -85,7 +86,8 @@ impl Exchange {
             Inspected::Refuse(refusal) => refusal,
         };
         let (state, facts) = self.facts();
-        Err(Box::pin(state.engine.refuse_undecidable(facts, refusal)).await)
+        let refused = Box::pin(state.engine.refuse_undecidable(facts, refusal)).await;
+        Err(render::refusal(&refused))
     }
 
     /// The engine's decision on a request that carries a payment or one of Purser's
@@ -97,7 +99,7 @@ impl Exchange {
         let (state, inspected) = self.facts_for(request.headers());
         match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
             Gate::Forward(granted) => Ok(granted),
-            Gate::Answer(answer) => Err(answer),
+            Gate::Refuse(refusal) => Err(render::refusal(&refusal)),
         }
     }
 
@@ -129,14 +131,21 @@ impl Exchange {
     ) -> Step<'_, Response<ProxyBody>> {
         if let Some(found) = watch.as_ref().and_then(BodyWatch::found) {
             let (state, facts) = self.facts();
-            return Step::Later(Box::pin(state.engine.refuse_undecidable(facts, found)));
+            return Step::Later(Box::pin(async move {
+                render::refusal(&state.engine.refuse_undecidable(facts, found).await)
+            }));
         }
-        if let Some(facts) = self.facts.as_ref().filter(|f| f.transaction.is_some()) {
-            if response.status().is_server_error() {
-                self.state
-                    .engine
-                    .transaction_failed(facts, response.status());
-            }
+        let in_transaction = self.facts.as_ref().is_some_and(|f| f.transaction.is_some());
+        if in_transaction && response.status().is_server_error() {
+            // A 5xx is no `402`: once the engine is told, the answer goes on.
+            let (state, facts) = (&self.state, self.facts.as_ref());
+            return Step::Later(Box::pin(async move {
+                if let Some(facts) = facts {
+                    let status = response.status();
+                    state.engine.transaction_failed(facts, status).await;
+                }
+                response
+            }));
         }
         if response.status() != StatusCode::PAYMENT_REQUIRED {
             return Step::Now(Some(response));
@@ -289,7 +298,8 @@ async fn send(
         let status = response.status();
         state
             .engine
-            .on_response(facts, *ticket, status, response.headers_mut());
+            .on_response(facts, *ticket, status, response.headers_mut())
+            .await;
     }
     let idle = state.settings.body_idle_timeout;
     response.map(|body| with_idle_timeout(body, idle))
@@ -304,7 +314,7 @@ async fn observe_challenge(
 ) -> Response<ProxyBody> {
     if let Some(value) = response.headers().get("payment-required") {
         match x402::parse_challenge_v2_header(value.as_bytes()) {
-            Ok(challenge) => state.engine.on_challenge(facts, challenge),
+            Ok(challenge) => state.engine.on_challenge(facts, challenge).await,
             Err(error) => {
                 tracing::warn!(%error, "unreadable PAYMENT-REQUIRED challenge; passing it through unremembered")
             }
@@ -324,7 +334,7 @@ async fn observe_challenge(
     match buffer_bounded(body, x402::MAX_CHALLENGE_BODY_BYTES).await {
         Buffered::Complete(bytes) => {
             match x402::parse_challenge_v1_body(&bytes) {
-                Ok(challenge) => state.engine.on_challenge(facts, challenge),
+                Ok(challenge) => state.engine.on_challenge(facts, challenge).await,
                 Err(error) => tracing::info!(%error, "402 body is not a v1 x402 challenge"),
             }
             Response::from_parts(parts, full(bytes))

@@ -36,6 +36,7 @@ pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
 pub mod outbound;
+pub mod render;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -17,13 +17,13 @@
 //! session is forgotten only by idling past `limits.session_idle`, never because of
 //! another agent's activity.
 
-use super::session::SessionState;
+use super::session::Session;
 use crate::policy::rules::Phase;
 use crate::policy::MemoryLimits;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Whether the ledger has money at stake (reserved or unknown) for `(session, agent)`.
@@ -44,24 +44,6 @@ pub enum SessionRefused {
     Full { cap: usize },
 }
 
-impl SessionRefused {
-    /// What the agent is told: `429`, `X-Purser-Error: too_many_sessions`, and why.
-    pub fn answer(&self, session: &str) -> http::Response<crate::proxy::body::ProxyBody> {
-        let body = serde_json::json!({
-            "error": "too_many_sessions",
-            "reason": self.to_string(),
-            "session": session,
-        });
-        let mut answer =
-            super::answer::json_answer(http::StatusCode::TOO_MANY_REQUESTS, &body, None);
-        answer.headers_mut().insert(
-            "x-purser-error",
-            http::HeaderValue::from_static("too_many_sessions"),
-        );
-        answer
-    }
-}
-
 /// All sessions, by `AGENT.SESSION`.
 pub struct Sessions {
     map: DashMap<String, Tracked>,
@@ -75,7 +57,7 @@ pub struct Sessions {
 }
 
 struct Tracked {
-    state: Arc<Mutex<SessionState>>,
+    state: Session,
     /// Milliseconds since `Sessions::epoch`: touched on every use without taking the lock.
     last_used: AtomicU64,
 }
@@ -125,7 +107,7 @@ impl Sessions {
         session_id: &str,
         agent: &str,
         limits: &MemoryLimits,
-    ) -> Result<Arc<Mutex<SessionState>>, SessionRefused> {
+    ) -> Result<Session, SessionRefused> {
         if let Some(existing) = self.touch(session_id) {
             return Ok(existing);
         }
@@ -148,7 +130,7 @@ impl Sessions {
                 cap: limits.sessions,
             }));
         }
-        let state = Arc::new(Mutex::new(SessionState::new(agent)));
+        let state = Session::new(agent);
         self.map.insert(
             session_id.to_string(),
             Tracked {
@@ -163,7 +145,7 @@ impl Sessions {
         Ok(state)
     }
 
-    fn touch(&self, session_id: &str) -> Option<Arc<Mutex<SessionState>>> {
+    fn touch(&self, session_id: &str) -> Option<Session> {
         let existing = self.map.get(session_id)?;
         existing.last_used.store(self.now_ms(), Ordering::Relaxed);
         Some(existing.state.clone())
@@ -175,7 +157,7 @@ impl Sessions {
         refused
     }
 
-    pub fn get(&self, session_id: &str) -> Option<Arc<Mutex<SessionState>>> {
+    pub fn get(&self, session_id: &str) -> Option<Session> {
         self.map.get(session_id).map(|entry| entry.state.clone())
     }
 
@@ -205,11 +187,7 @@ impl Sessions {
         let mut removed = 0;
         for id in stale {
             if let Some((_, tracked)) = self.map.remove_if(&id, |_, tracked| idle(tracked)) {
-                forget_in_index(
-                    index,
-                    &crate::engine::session::lock(&tracked.state).agent,
-                    &id,
-                );
+                forget_in_index(index, &tracked.state.lock().agent, &id);
                 removed += 1;
             }
         }
@@ -345,7 +323,7 @@ fn forget_in_index(index: &mut HashMap<String, HashSet<String>>, agent: &str, id
 
 /// A request (or a hold) holds the state right now.
 fn in_use(tracked: &Tracked) -> bool {
-    Arc::strong_count(&tracked.state) > 1
+    tracked.state.in_use()
 }
 
 /// Nothing is lost by forgetting it: unused, and still in EXPLORE (a session whose lock
@@ -355,13 +333,12 @@ fn worthless(tracked: &Tracked) -> bool {
         && tracked
             .state
             .try_lock()
-            .is_ok_and(|state| state.phase == Phase::Explore)
+            .is_some_and(|state| state.phase == Phase::Explore)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::session::lock;
     use std::time::Duration;
 
     fn limits(sessions: usize, per_agent: usize, idle: Duration) -> MemoryLimits {
@@ -376,7 +353,7 @@ mod tests {
 
     fn set_phase(sessions: &Sessions, id: &str, agent: &str, cap: &MemoryLimits, phase: Phase) {
         let state = sessions.get_or_create(id, agent, cap).expect("created");
-        lock(&state).phase = phase;
+        state.lock().phase = phase;
     }
 
     #[test]
@@ -426,12 +403,12 @@ mod tests {
             assert!(sessions.count_for("alice") <= 32);
         }
         let bob = sessions.get("bob.work").expect("bob's session stays");
-        assert_eq!(lock(&bob).phase, Phase::Commit);
+        assert_eq!(bob.lock().phase, Phase::Commit);
         assert!(sessions.get("bob.idle").is_some(), "bob is under his share");
         let keep = sessions
             .get("alice.keep")
             .expect("alice's COMMIT session stays");
-        assert_eq!(lock(&keep).phase, Phase::Commit);
+        assert_eq!(keep.lock().phase, Phase::Commit);
     }
 
     #[test]
@@ -472,7 +449,7 @@ mod tests {
         assert_eq!(refused, SessionRefused::Full { cap: 8 });
         for agent in ["a", "b", "c", "d", "e", "f", "g", "h"] {
             let state = sessions.get(&format!("{agent}.s")).unwrap();
-            assert_eq!(lock(&state).phase, Phase::Decide);
+            assert_eq!(state.lock().phase, Phase::Decide);
         }
     }
 }

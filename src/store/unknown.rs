@@ -8,13 +8,9 @@
 //! claim on the retry is held until that copy's answer is settled (or its request goes
 //! away). Anything else carrying one of its keys is a replay.
 
-use super::flow::RequestFacts;
-use crate::x402::hex;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 /// What is known about a payment whose outcome is unknown, besides its amount.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -28,8 +24,9 @@ pub struct UnknownDetails {
     pub path: String,
     /// SHA-256 (hex) of the decoded payment: a retry must carry exactly these bytes.
     pub payment_digest: Option<String>,
-    /// See [`resource_digest`]. `None` for lines written before it was traced: such a
-    /// payment has no retry, only replays.
+    /// SHA-256 (hex) of what the payment asked for (`engine::facts::resource_digest`).
+    /// `None` for lines written before it was traced: such a payment has no retry, only
+    /// replays.
     #[serde(skip)]
     pub resource: Option<String>,
     #[serde(skip)]
@@ -64,46 +61,20 @@ pub struct RetryIdentity {
     /// SHA-256 (hex) of the decoded payment.
     pub digest: String,
     pub session: String,
-    /// See [`resource_digest`].
+    /// SHA-256 (hex) of what the copy asks for (`engine::facts::resource_digest`).
     pub resource: String,
 }
 
 /// What a payment whose keys are checked against the unknown set is.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
     /// None of its keys belongs to an unknown payment.
     Unrelated,
-    /// It is the retry of `original`, and the only one in flight.
-    Retry(RetryClaim),
+    /// It is the retry of this payment (its decision trace id), and the only one in
+    /// flight: the claim is held until [`UnknownSet::release_claim`].
+    Retry(String),
     /// It shares a key with `original` but is not its retry: a replay.
     Conflict { original: String, why: &'static str },
-}
-
-/// The right to forward the one retry of an unknown payment. Dropping it (the retry was
-/// refused, settled, or its request went away) lets the next copy try.
-pub struct RetryClaim {
-    set: Arc<UnknownSet>,
-    original: String,
-}
-
-impl RetryClaim {
-    /// The decision trace id of the payment being retried.
-    pub fn original(&self) -> &str {
-        &self.original
-    }
-}
-
-impl fmt::Debug for RetryClaim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RetryClaim({})", self.original)
-    }
-}
-
-impl Drop for RetryClaim {
-    fn drop(&mut self) {
-        if let Some(entry) = self.set.lock().entries.get_mut(&self.original) {
-            entry.retry_in_flight = false;
-        }
-    }
 }
 
 /// An unknown payment cannot be resolved while its retry is in flight: the retry's
@@ -151,11 +122,7 @@ impl UnknownSet {
     /// Whether a payment with these keys is the retry of an unknown payment (`identity`
     /// gives its digest, session and resource, computed only if a key matches); if it is
     /// and no other retry is in flight, claims the retry.
-    pub fn claim(
-        self: &Arc<Self>,
-        keys: &[String],
-        identity: impl FnOnce() -> RetryIdentity,
-    ) -> Claim {
+    pub fn claim(&self, keys: &[String], identity: impl FnOnce() -> RetryIdentity) -> Claim {
         let mut inner = self.lock();
         let mut originals: Vec<&String> = keys.iter().filter_map(|k| inner.by_key.get(k)).collect();
         originals.sort();
@@ -193,10 +160,15 @@ impl UnknownSet {
         }
         entry.retry_in_flight = true;
         entry.retries = entry.retries.saturating_add(1);
-        Claim::Retry(RetryClaim {
-            set: self.clone(),
-            original,
-        })
+        Claim::Retry(original)
+    }
+
+    /// Ends the claim on `original`'s retry (the retry was refused, settled, or its
+    /// request went away), so the next copy may try.
+    pub fn release_claim(&self, original: &str) {
+        if let Some(entry) = self.lock().entries.get_mut(original) {
+            entry.retry_in_flight = false;
+        }
     }
 
     /// Forgets a payment that was resolved. A retry in flight blocks an operator's
@@ -240,23 +212,6 @@ impl UnknownSet {
     }
 }
 
-/// What a retry must ask for again: method, host, port and the normalised path and
-/// query, as a SHA-256 (hex) so the proof log carries it at a fixed size.
-pub fn resource_digest(facts: &RequestFacts) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(facts.method.to_ascii_uppercase().as_bytes());
-    hasher.update(b" ");
-    hasher.update(facts.host.to_ascii_lowercase().as_bytes());
-    hasher.update(format!(":{}", facts.port).as_bytes());
-    // The route as the merchant will read it: the rules' normal form (`policy::route`).
-    hasher.update(crate::policy::route::normalize_path(&facts.path).as_bytes());
-    if let Some(query) = &facts.query {
-        hasher.update(b"?");
-        hasher.update(query.as_bytes());
-    }
-    hex(&hasher.finalize())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +237,7 @@ mod tests {
 
     #[test]
     fn only_an_identical_copy_from_its_session_for_its_resource_is_a_retry() {
-        let set = Arc::new(UnknownSet::default());
+        let set = UnknownSet::default();
         set.insert("tr_1", details("d", "a.s", "r"));
         let keys = vec!["k2".to_string()];
         assert!(matches!(
@@ -296,10 +251,10 @@ mod tests {
                 Claim::Conflict { .. }
             ));
         }
-        let Claim::Retry(claim) = set.claim(&keys, copy("d", "a.s", "r")) else {
+        let Claim::Retry(original) = set.claim(&keys, copy("d", "a.s", "r")) else {
             panic!("the identical copy is a retry");
         };
-        assert_eq!(claim.original(), "tr_1");
+        assert_eq!(original, "tr_1");
         assert!(
             matches!(
                 set.claim(&keys, copy("d", "a.s", "r")),
@@ -308,13 +263,13 @@ mod tests {
             "one at a time"
         );
         assert_eq!(set.take("tr_1", false), Err(RetryInFlight("tr_1".into())));
-        drop(claim);
+        set.release_claim(&original);
         let view = set.view("tr_1").unwrap();
         assert_eq!((view.retries, view.retry_in_flight), (1, false));
-        assert!(matches!(
-            set.claim(&keys, copy("d", "a.s", "r")),
-            Claim::Retry(_)
-        ));
+        let Claim::Retry(again) = set.claim(&keys, copy("d", "a.s", "r")) else {
+            panic!("the claim was released, so the copy may retry again");
+        };
+        set.release_claim(&again);
         assert!(set.take("tr_1", false).unwrap().is_some());
         assert!(matches!(
             set.claim(&keys, copy("d", "a.s", "r")),
@@ -325,7 +280,7 @@ mod tests {
 
     #[test]
     fn keys_of_two_unknown_payments_conflict() {
-        let set = Arc::new(UnknownSet::default());
+        let set = UnknownSet::default();
         set.insert("tr_1", details("d", "a.s", "r"));
         let mut other = details("e", "a.s", "r");
         other.keys = vec!["k3".into()];

@@ -1,20 +1,58 @@
-//! Per-session state in memory: phase, recent payments for frequency windows, and
-//! decision counts. Budgets live in the ledger, not here, so a session forgotten for
-//! idleness never forgets spend; remembered 402 challenges live in
-//! [`super::challenges`], and the table of all sessions in [`super::session_table`].
+//! One session's state: phase, recent payments for frequency windows, and decision
+//! counts, behind a [`Session`] handle. Budgets live in the ledger, not here, so a
+//! session forgotten for idleness never forgets spend; remembered 402 challenges live in
+//! the engine (`engine::challenges`), and the table of all sessions in
+//! [`super::session_table`].
 
-use super::evaluate::{phase_name, RecentPayment};
-use crate::policy::rules::Phase;
+use crate::policy::rules::{phase_name, Phase};
 use crate::policy::PhasePolicy;
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
-
-pub use super::session_table::{SessionFigures, SessionRefused, Sessions};
 
 /// Recent payments kept per session for frequency windows (a window longer than what
 /// this many payments span counts only these).
 const RECENT_PAYMENTS_KEPT: usize = 1024;
+
+/// A payment this session made earlier (for frequency windows).
+#[derive(Clone, Debug)]
+pub struct RecentPayment {
+    pub at: Instant,
+    pub tier: Option<String>,
+    pub tool: Option<String>,
+    pub category: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A session as this process holds it. Holding a handle (a request being decided, a
+/// hold waiting) keeps the session in use: it is never forgotten to make room.
+#[derive(Clone, Debug)]
+pub struct Session(Arc<Mutex<SessionState>>);
+
+impl Session {
+    pub(super) fn new(agent: &str) -> Self {
+        Session(Arc::new(Mutex::new(SessionState::new(agent))))
+    }
+
+    /// Locks the state. A poisoned lock means a panic mid-update of plain data; the state
+    /// is still usable, and refusing every later payment of the session would be worse.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state, if nobody holds its lock right now.
+    pub(super) fn try_lock(&self) -> Option<MutexGuard<'_, SessionState>> {
+        self.0.try_lock().ok()
+    }
+
+    /// Whether anyone besides the table holds this session.
+    pub(super) fn in_use(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
 
 /// Decisions per outcome.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -37,7 +75,7 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    pub(super) fn new(agent: &str) -> Self {
+    fn new(agent: &str) -> Self {
         SessionState {
             agent: agent.to_string(),
             phase: Phase::Explore,
@@ -87,17 +125,4 @@ pub enum TransitionError {
     Backwards { from: Phase, to: Phase },
     #[error("the policy's transition_rules do not allow {} → {}", phase_name(*.from), phase_name(*.to))]
     NotAllowed { from: Phase, to: Phase },
-}
-
-/// Locks a session. A poisoned lock means a panic mid-update of plain data; the state is
-/// still usable, and refusing every later payment of the session would be worse.
-pub fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Parses a phase name from a header or the admin API.
-pub fn parse_phase(text: &str) -> Option<Phase> {
-    crate::policy::values::parse_phase(text)
 }

@@ -1,19 +1,21 @@
 //! What `GET /v1/approvals` shows of each pending hold: the hold as it was opened, plus
 //! the session's and the agent's budgets as they would stand if it were approved. The
-//! budgets are read from the ledger at listing time, not when the hold opened: other
-//! payments settle and reserve while a hold waits, and the approver decides on now.
+//! budgets are read at listing time, not when the hold opened: other payments settle and
+//! reserve while a hold waits, and the approver decides on now.
 
-use super::HoldView;
-use crate::ledger::{Account, Ledger};
+use crate::approvals::HoldView;
+use crate::ledger::{Account, BudgetView};
 use crate::policy::Policy;
+use crate::store::Store;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// One pending hold as listed: every field of [`HoldView`] plus `budget_after_approval`.
 #[derive(Serialize)]
-pub struct HoldListing<'a> {
+pub struct HoldListing {
     #[serde(flatten)]
-    pub hold: &'a HoldView,
+    pub hold: Arc<HoldView>,
     pub budget_after_approval: BudgetAfterApproval,
 }
 
@@ -49,33 +51,30 @@ pub struct GateRatios {
     pub halt: Option<Decimal>,
 }
 
-/// Lists `holds` with their budgets after approval under `policy`.
-pub fn list<'a>(
-    holds: &'a [std::sync::Arc<HoldView>],
-    ledger: &Ledger,
-    policy: &Policy,
-) -> Vec<HoldListing<'a>> {
+/// The pending holds, oldest first, each with its budgets after approval under `policy`.
+pub(super) async fn list(store: &dyn Store, policy: &Policy) -> Vec<HoldListing> {
     let gates = policy.budget.gates;
     let gates = GateRatios {
         warning: gates.warning,
         restrict: gates.restrict,
         halt: gates.halt,
     };
-    holds
-        .iter()
-        .map(|hold| {
-            let budget = ledger.view(&hold.session, &hold.agent);
-            let limits = policy.limits_for(&hold.agent);
-            HoldListing {
-                hold,
-                budget_after_approval: BudgetAfterApproval {
-                    session: after_approval(budget.session, limits.session, hold.cost_usd),
-                    agent: after_approval(budget.agent, limits.agent, hold.cost_usd),
-                    gates,
-                },
-            }
-        })
-        .collect()
+    let holds = store.pending_holds().await;
+    let mut listed = Vec::with_capacity(holds.len());
+    for hold in holds {
+        let budget: BudgetView = store.budget(&hold.session, &hold.agent).await;
+        let limits = policy.limits_for(&hold.agent);
+        let budget_after_approval = BudgetAfterApproval {
+            session: after_approval(budget.session, limits.session, hold.cost_usd),
+            agent: after_approval(budget.agent, limits.agent, hold.cost_usd),
+            gates,
+        };
+        listed.push(HoldListing {
+            hold,
+            budget_after_approval,
+        });
+    }
+    listed
 }
 
 /// A held payment's reservation is already in `account.reserved` (it stays booked while

@@ -1,0 +1,333 @@
+//! The decision path: a request with a payment in, a [`Gate`] out.
+//!
+//! Control headers are stripped and applied; the payment header is parsed, matched to
+//! its challenge and priced; replays and unknown payments' retries are sorted out; the
+//! payment is judged and booked; its decision line is on disk before the gate says
+//! forward (or before a hold is listed, and so can be approved).
+
+use super::challenges::ChallengeStore;
+use super::context::Shared;
+use super::evaluate::Verdict;
+use super::facts::{RequestFacts, TRANSACTION_HEADER};
+use super::gate::{Gate, Refusal, RefusalStatus};
+use super::hold::{await_hold, hold_limits, open_hold, OpenedHold};
+use super::judge::{judge, write_decision, Decision};
+use super::phases::apply_phase_header;
+use super::pricing::{self, PaymentHeader, PricedPayment, Rejection};
+use super::refuse::refuse;
+use super::retry::{decide_retry, Retry};
+use super::ticket::{Leaving, Ticket};
+use crate::policy::Policy;
+use crate::store::replay::{forget_after, unix_now};
+use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
+use crate::x402::hex;
+use http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where the decision left a request: settled at once, or waiting on a hold.
+enum Decided {
+    Done(Gate),
+    Held(Session, Box<OpenedHold>),
+}
+
+/// Looks at a request before it goes upstream: phase header, payment headers, the
+/// decision (and, for a held payment, the hold's outcome). Strips Purser's own request
+/// headers.
+pub(super) async fn on_request(
+    shared: &Arc<Shared>,
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    headers: &mut HeaderMap,
+) -> Gate {
+    // The decision's working state (payment, evaluation, trace record) is kilobytes,
+    // boxed so it is freed once decided: a payment held for minutes keeps only its hold.
+    // Bound before the wait, so the future does not keep the whole `Decided` for it.
+    let (session, hold) = match Box::pin(decide_request(shared, challenges, facts, headers)).await {
+        Decided::Done(gate) => return gate,
+        Decided::Held(session, hold) => (session, hold),
+    };
+    await_hold(shared, facts, &session, hold).await
+}
+
+async fn decide_request(
+    shared: &Arc<Shared>,
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    headers: &mut HeaderMap,
+) -> Decided {
+    let policy = shared.policy.current();
+    let session_id = facts.identity.session_id();
+    let agent = &facts.identity.agent;
+    let session = match shared
+        .store
+        .session(&session_id, agent, &policy.limits)
+        .await
+    {
+        Ok(session) => session,
+        Err(refused) => return done(session_refusal(&refused, &session_id)),
+    };
+    crate::detect::strip_control_spellings(headers);
+    headers.remove(TRANSACTION_HEADER);
+    if let Some(refusal) =
+        apply_phase_header(shared, &policy, &session_id, agent, &session, headers).await
+    {
+        return done(refusal);
+    }
+    let rejected = |rejection| refuse(shared, facts, &policy, None, rejection);
+    let (kind, value) = match payment_header(headers) {
+        Ok(None) => return Decided::Done(Gate::Forward(None)),
+        Ok(Some(found)) => found,
+        Err(rejection) => return done(rejected(rejection).await),
+    };
+    let payment = match pricing::parse(kind, value.as_bytes()) {
+        Ok(payment) => payment,
+        Err(rejection) => return done(rejected(rejection).await),
+    };
+    let challenge = challenges.lookup(agent, &session_id, &facts.resource_key(), &policy.x402);
+    let priced = match pricing::price_payment(
+        payment,
+        challenge.as_ref(),
+        &policy.assets,
+        policy.x402.require_challenge,
+    ) {
+        Ok(priced) => priced,
+        Err(rejection) => return done(rejected(rejection).await),
+    };
+    decide(shared, facts, &policy, session, priced).await
+}
+
+async fn decide(
+    shared: &Arc<Shared>,
+    facts: &RequestFacts,
+    policy: &Arc<Policy>,
+    session: Session,
+    priced: PricedPayment,
+) -> Decided {
+    let started = Instant::now();
+    let mut replay_keys = replay_keys(&priced);
+    let now = unix_now();
+    let rejected = |rejection| refuse(shared, facts, policy, Some(&priced), rejection);
+    if let Some(rejection) = unkeyed_or_expired(&priced, &replay_keys, now) {
+        return done(rejected(rejection).await);
+    }
+    let identity = || RetryIdentity {
+        digest: hex(&priced.payment.digest),
+        session: facts.identity.session_id(),
+        resource: facts.resource_digest(),
+    };
+    match check_retry(&shared.store, &replay_keys, &identity).await {
+        RetryCheck::Unrelated => {}
+        RetryCheck::Retry(claim) => {
+            let retry = Retry {
+                priced,
+                replay_keys,
+                claim,
+                started,
+            };
+            return Decided::Done(
+                Box::pin(decide_retry(shared, facts, policy, &session, retry)).await,
+            );
+        }
+        RetryCheck::Conflict { original, why } => {
+            let rejection = Rejection {
+                code: "replayed_payment",
+                message: format!(
+                    "this payment shares its authorization with payment {original}, whose \
+                     outcome is unknown, and is not its retry: {why}"
+                ),
+            };
+            return done(rejected(rejection).await);
+        }
+    }
+    if let Some(seen) = shared
+        .store
+        .first_seen_replay_key(&replay_keys, now)
+        .await
+        .and_then(|index| replay_keys.get(index))
+    {
+        let rejection = Rejection {
+            code: "replayed_payment",
+            message: format!(
+                "this payment was already seen ({})",
+                seen.split(':').next().unwrap_or("key")
+            ),
+        };
+        return done(rejected(rejection).await);
+    }
+    let agent: &str = &facts.identity.agent;
+    let session_id = facts.identity.session_id();
+    let mut judged = judge(
+        shared,
+        facts,
+        policy,
+        &session,
+        &priced,
+        &session_id,
+        agent,
+        None,
+    )
+    .await;
+    if let Some(booking) = judged.booking.take() {
+        // Claiming the keys is the check that counts: of two copies racing, one loses here.
+        let until = forget_after(priced.payment.valid_before, now);
+        if shared
+            .store
+            .claim_replay_keys(&replay_keys, until, now)
+            .await
+        {
+            judged.booking = Some(booking.with_keys(std::mem::take(&mut replay_keys)));
+        } else {
+            drop(booking);
+            let evaluation = &mut judged.evaluation;
+            evaluation.verdict = Verdict::Denied;
+            evaluation.rule = "replayed_payment".to_string();
+            evaluation.reason = "this payment was already forwarded once".to_string();
+        }
+    }
+    let trace_id = shared.next_trace_id();
+    // Room for the hold is checked before the decision is written, but the hold is
+    // listed (and so can be approved) only once that line is on disk.
+    if judged.evaluation.verdict == Verdict::PendingApproval {
+        if let Some(booking) = judged.booking.take() {
+            match shared
+                .store
+                .hold_room(&session_id, hold_limits(policy))
+                .await
+            {
+                Ok(()) => judged.booking = Some(booking),
+                Err(refused) => {
+                    replay_keys = booking.release();
+                    let evaluation = &mut judged.evaluation;
+                    evaluation.verdict = Verdict::Denied;
+                    evaluation.rule = "hold_limit".to_string();
+                    evaluation.reason = refused.to_string();
+                }
+            }
+        }
+    }
+    let keys = judged
+        .booking
+        .as_ref()
+        .map_or(replay_keys.as_slice(), |b| b.keys());
+    let decision = Decision {
+        judged: &judged,
+        session_id: &session_id,
+        trace_id: &trace_id,
+        replay_keys: keys,
+        retry_of: None,
+        started,
+    };
+    let written = write_decision(shared, facts, policy, &priced, decision).await;
+    let evaluation = &judged.evaluation;
+    // A refusal past the agent's rate cites the line that summarises it.
+    let trace_id = match written {
+        Ok(cited) => cited,
+        Err(error) => {
+            tracing::error!(%error, "decision could not be made durable; refusing the payment");
+            // Dropping the booking gives the reservation and the keys back.
+            return done(Refusal::trace_unavailable(&error, &trace_id, &session_id));
+        }
+    };
+    tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
+    let gate = evaluation.gate.map(|g| g.as_str());
+    match (evaluation.verdict, judged.booking) {
+        (Verdict::Allowed, Some(booking)) => {
+            let leaving = Leaving::new(facts, &priced, trace_id, gate);
+            let ticket = Ticket::reserved(shared, facts, leaving, booking);
+            Decided::Done(Gate::Forward(Some(Box::new(ticket))))
+        }
+        (Verdict::PendingApproval, Some(booking)) => {
+            let opened = open_hold(
+                shared,
+                facts,
+                policy,
+                &priced,
+                evaluation,
+                judged.trust,
+                &trace_id,
+                booking,
+            )
+            .await;
+            match opened {
+                Ok(hold) => Decided::Held(session, Box::new(hold)),
+                // Another hold took the last place since the check above; the booking
+                // was given back.
+                Err(refused) => done(Refusal::rejected(
+                    "hold_limit",
+                    &refused.to_string(),
+                    &trace_id,
+                    &session_id,
+                )),
+            }
+        }
+        _ => done(Refusal::denied(
+            "denied",
+            &evaluation.rule,
+            &evaluation.reason,
+            &trace_id,
+            &session_id,
+        )),
+    }
+}
+
+fn done(refusal: Refusal) -> Decided {
+    Decided::Done(Gate::Refuse(Box::new(refusal)))
+}
+
+/// What the agent is told when its session cannot be tracked: `429 too_many_sessions`.
+fn session_refusal(refused: &SessionRefused, session_id: &str) -> Refusal {
+    Refusal::control(
+        RefusalStatus::TooManyRequests,
+        "too_many_sessions",
+        refused.to_string(),
+        session_id,
+    )
+}
+
+/// The payment header, if exactly one payment is present in any spelling; two, or a
+/// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
+fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Rejection> {
+    match crate::detect::head_payment(headers) {
+        Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
+        Err(undecidable) => Err(Rejection {
+            code: undecidable.code,
+            message: undecidable.message,
+        }),
+    }
+}
+
+/// Replay keys as written to the trace (a signature is only ever its digest).
+fn replay_keys(priced: &PricedPayment) -> Vec<String> {
+    priced
+        .payment
+        .replay_keys()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// A payment Purser cannot key cannot be checked for replays; an expired one could not
+/// settle. Either is refused before anything else.
+fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Option<Rejection> {
+    if keys.is_empty() {
+        return Some(Rejection {
+            code: "unsupported_payment",
+            message: format!(
+                "Purser cannot identify a payment on network {} for replay checks, so it \
+                 does not let it through",
+                priced.network
+            ),
+        });
+    }
+    priced
+        .payment
+        .valid_before
+        .is_some_and(|until| until < now)
+        .then(|| Rejection {
+            code: "expired_payment",
+            message: "the payment's authorization expired (validBefore / deadline is past); \
+                      it could not settle"
+                .to_string(),
+        })
+}

@@ -1,0 +1,199 @@
+//! The store's interface: everything the engine keeps that a fleet of Purser instances
+//! would have to share, as one object-safe trait.
+//!
+//! Reads, and writes whose answer decides something (a reservation, a replay check, a
+//! claim), return an [`Op`] to await: ready at once for the embedded store, a round trip
+//! for a shared one. Plain writes return nothing: the embedded store applies them at
+//! once; a networked store must queue them in order, so that a later read from the same
+//! process sees them. Writes are what guards call from `Drop`, where nothing can be
+//! awaited.
+
+use super::op::Op;
+use super::restore::Recovered;
+use super::session::{Session, SessionState, TransitionError};
+use super::session_table::{SessionFigures, SessionRefused};
+use super::transactions::SettledPayment;
+use super::unknown::{Claim, RetryIdentity, RetryInFlight, UnknownDetails, UnknownView};
+use crate::approvals::{DecideError, HoldLimits, HoldOutcome, HoldRefused, HoldView};
+use crate::ledger::{
+    BudgetView, Outcome, OverBudget, ReservationId, ReserveRequest, UnknownPayment,
+};
+use crate::policy::rules::Phase;
+use crate::policy::{MemoryLimits, PhasePolicy};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The store as the engine holds it.
+pub type SharedStore = Arc<dyn Store>;
+
+/// A hold that was opened: its id, and where its outcome will arrive.
+pub type OpenedHold = (String, oneshot::Receiver<HoldOutcome>);
+
+/// One decision's critical section. The store runs it with the session's state and its
+/// budgets held still: a session's phase and frequency windows cannot change under a
+/// decision, and the reservation is booked atomically with it.
+pub trait Judge: Send {
+    /// Decides from `session` and `budget`. `book` reserves the request's amount at every
+    /// level (or says which level it would pass); call it at most once.
+    fn judge(
+        &mut self,
+        session: &mut SessionState,
+        budget: BudgetView,
+        book: &mut dyn FnMut() -> Result<ReservationId, OverBudget>,
+    );
+}
+
+/// Budgets and reservations, sessions and phases, the replay set, unknown payments,
+/// holds and open transactions.
+pub trait Store: Send + Sync + 'static {
+    // Budgets and reservations.
+
+    /// The accounts a payment by `agent` in `session` is measured against.
+    fn budget(&self, session: &str, agent: &str) -> Op<'_, BudgetView>;
+    /// Whether `agent` has paid `pay_to` before, with a successful receipt.
+    fn has_paid(&self, agent: &str, pay_to: &str) -> Op<'_, bool>;
+    /// Ends a reservation as committed or released (a write).
+    fn settle(&self, reservation: ReservationId, outcome: Outcome);
+    /// Ends a reservation as `unknown`: counted as spent, kept under its decision's trace
+    /// id with `details` until someone reconciles it (a write).
+    fn settle_unknown(
+        &self,
+        reservation: ReservationId,
+        decision_trace: &str,
+        details: UnknownDetails,
+    );
+    /// Gives `amount` back to the budget: a compensated payment, when the policy credits
+    /// (a write).
+    fn credit(&self, session: &str, agent: &str, amount: Decimal);
+
+    // Sessions and phases.
+
+    /// The session, created in EXPLORE on first sight, within the caps.
+    fn session(
+        &self,
+        id: &str,
+        agent: &str,
+        limits: &MemoryLimits,
+    ) -> Op<'_, Result<Session, SessionRefused>>;
+    /// The session, if it is tracked.
+    fn find_session(&self, id: &str) -> Op<'_, Option<Session>>;
+    /// The ids of the sessions tracked, sorted.
+    fn session_ids(&self) -> Op<'_, Vec<String>>;
+    /// Runs `judge` as one critical section with `request`'s accounts (see [`Judge`]).
+    fn decide_in<'a>(
+        &'a self,
+        session: &'a Session,
+        request: ReserveRequest<'a>,
+        judge: &'a mut dyn Judge,
+    ) -> Op<'a, ()>;
+    /// Moves the session's phase forward; returns the phase it left.
+    fn advance_phase(
+        &self,
+        session: &Session,
+        to: Phase,
+        rules: &PhasePolicy,
+    ) -> Op<'_, Result<Phase, TransitionError>>;
+    /// Starts the session over in EXPLORE; returns the phase it left.
+    fn reset_phase(&self, session: &Session) -> Op<'_, Phase>;
+    /// Forgets sessions idle past `limits.session_idle`; returns how many went.
+    fn expire_idle_sessions(&self, limits: &MemoryLimits) -> usize;
+    /// Session figures, for `/metrics`.
+    fn session_figures(&self) -> SessionFigures;
+
+    // The replay set.
+
+    /// The index of the first of `keys` already remembered, if any.
+    fn first_seen_replay_key(&self, keys: &[String], now: u64) -> Op<'_, Option<usize>>;
+    /// Remembers `keys` until `until`; `false` when one of them is remembered already (a
+    /// replay, or a racing copy: of two copies, one loses here).
+    fn claim_replay_keys(&self, keys: &[String], until: u64, now: u64) -> Op<'_, bool>;
+    /// Forgets keys of a payment that never left (a write).
+    fn forget_replay_keys(&self, keys: &[String]);
+    /// Forgets keys of payments that can no longer settle; returns how many.
+    fn forget_expired_replay_keys(&self, now: u64) -> usize;
+    /// Keys remembered.
+    fn replay_key_count(&self) -> usize;
+
+    // Payments whose outcome is unknown.
+
+    /// Whether a payment with `keys` is the retry of an unknown payment (`identity` is
+    /// asked only if a key matches); claims the retry if it is the only one in flight.
+    fn claim_retry(
+        &self,
+        keys: &[String],
+        identity: &(dyn Fn() -> RetryIdentity + Sync),
+    ) -> Op<'_, Claim>;
+    /// Ends a claim on a retry (a write).
+    fn release_retry(&self, original: &str);
+    /// The unknown payment of that decision, if its outcome is still unknown.
+    fn unknown_payment(&self, decision_trace: &str) -> Op<'_, Option<UnknownPayment>>;
+    /// Unknown payments with what an operator needs to reconcile them, oldest first.
+    fn unknown_payments(&self) -> Op<'_, Vec<(UnknownPayment, UnknownView)>>;
+    /// Takes the details of an unknown payment out, so no retry claims it while it is
+    /// resolved. A retry in flight blocks an operator's resolution but not its own.
+    fn take_unknown(
+        &self,
+        decision_trace: &str,
+        by_retry: bool,
+    ) -> Op<'_, Result<Option<UnknownDetails>, RetryInFlight>>;
+    /// Puts details taken out back (a resolution that could not be written; a write).
+    fn remember_unknown(&self, decision_trace: &str, details: UnknownDetails);
+    /// Resolves an unknown payment: `committed` moves it to spent for good, otherwise it
+    /// is given back. `None` when no unknown payment has that trace id.
+    fn resolve_unknown(
+        &self,
+        decision_trace: &str,
+        committed: bool,
+    ) -> Op<'_, Option<UnknownPayment>>;
+
+    // Holds.
+
+    /// Whether a hold for `session` would fit now ([`Store::open_hold`] checks again).
+    fn hold_room(&self, session: &str, limits: HoldLimits) -> Op<'_, Result<(), HoldRefused>>;
+    /// Registers a hold; its receiver yields the outcome once someone decides.
+    fn open_hold(
+        &self,
+        view: HoldView,
+        limits: HoldLimits,
+    ) -> Op<'_, Result<OpenedHold, HoldRefused>>;
+    /// Decides a hold if nobody has yet; `false` when someone else did first.
+    fn resolve_hold(&self, id: &str, outcome: HoldOutcome) -> Op<'_, bool>;
+    /// Decides a hold whose request went away (a write).
+    fn abandon_hold(&self, id: &str, outcome: HoldOutcome);
+    /// A person's decision; `digest`, when given, must be the held payment's.
+    fn decide_hold(
+        &self,
+        id: &str,
+        outcome: HoldOutcome,
+        digest: Option<&str>,
+    ) -> Op<'_, Result<HoldView, DecideError>>;
+    /// Pending holds, oldest first.
+    fn pending_holds(&self) -> Op<'_, Vec<Arc<HoldView>>>;
+    /// Pending holds, counted.
+    fn pending_hold_count(&self) -> usize;
+    /// Decides every pending hold with `outcome` (shutdown); returns how many.
+    fn resolve_all_holds(&self, outcome: HoldOutcome) -> Op<'_, usize>;
+
+    // Open transactions.
+
+    /// Records a settled payment as a step of `agent`'s `transaction` (a write).
+    fn record_step(&self, agent: &str, transaction: &str, payment: SettledPayment);
+    /// Takes `agent`'s `transaction` out, its steps oldest first.
+    fn take_transaction(
+        &self,
+        agent: &str,
+        transaction: &str,
+    ) -> Op<'_, Option<Vec<SettledPayment>>>;
+    /// Takes the transaction `transaction` of every agent that has one.
+    fn take_transaction_for_all_agents(
+        &self,
+        transaction: &str,
+    ) -> Op<'_, Vec<Vec<SettledPayment>>>;
+
+    // Recovery.
+
+    /// Rebuilds the state the proof log recorded (a store that keeps its own state
+    /// durably has nothing to rebuild).
+    fn restore(&self, recovered: Recovered, limits: &MemoryLimits);
+}
