@@ -1,9 +1,15 @@
 # shellcheck shell=bash
-# The paid section of benches/run (`SECTIONS=paid benches/run` runs it alone; its knobs
-# are documented there): `bench load --pay` through a fresh Purser per run to the stub
-# merchant, with the proof log checked after each run; approval latency; the VmRSS of
-# concurrent holds; the recovery of a large proof log. Every number goes to results.tsv
-# (`rec paid KEY METRIC RUN VALUE`); report.py renders the tables.
+# The paid section of benches/run (`SECTIONS=paid benches/run` runs it alone; its PAID_*
+# knobs are documented there). `bench load --pay` through a fresh Purser per run to
+# `bench merchant`: durable decisions/s (decision line fsynced before forwarding) against
+# --trace-no-fsync, no payment, the held and auto-approved path, a session per
+# connection and a sweep of connection counts, with the disk's raw fsync rate, Purser's
+# fdatasyncs (perf tracepoint) and its CPU per request. After every run the proof log
+# must hold one decision line per paid request sent and verify. Then approval latency
+# (`bench approve`), the VmRSS of $PAID_HOLDS concurrent holds over HTTP, HTTPS and
+# HTTP/2 against as many idle connections (`bench holds`), and the recovery time of a
+# generated $PAID_RECOVERY_LINES-line proof log (`bench gen-log`). Every number goes to
+# results.tsv (`rec paid KEY METRIC RUN VALUE`); report.py renders the tables.
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || { echo "benches/paid.sh is sourced by benches/run: run SECTIONS=paid benches/run" >&2; exit 2; }
 
 # count_kind TRACE KIND: lines of KIND in a proof log and its rotated files.

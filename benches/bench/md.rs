@@ -16,7 +16,8 @@ pub fn table(header: &str, align: &str, rows: impl IntoIterator<Item = Vec<Strin
             .iter()
             .map(|c| c.replace('|', "\\|").replace('\n', " "))
             .collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        // An empty cell is one space wide, as in a hand-written table.
+        let _ = writeln!(out, "| {} |", cells.join(" | ").replace("|  |", "| |"));
     }
     out
 }
