@@ -105,11 +105,11 @@ impl SplitMix64 {
     /// does not depend on how many there are.
     pub fn stream(seed: u64, n: u64) -> SplitMix64 {
         let mut rng = SplitMix64(seed ^ (n + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        rng.next();
+        rng.next_u64();
         rng
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -119,7 +119,7 @@ impl SplitMix64 {
 
     /// Uniform in `lo..=hi` (modulo bias below 2^-50 for small ranges).
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.next_u64() % (hi - lo + 1)
     }
 
     /// Uniform in `0..len`.
@@ -129,7 +129,7 @@ impl SplitMix64 {
 
     /// True `percent` times in a hundred.
     pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
 
     /// Fisher–Yates.
@@ -158,5 +158,16 @@ mod tests {
         );
         assert_eq!(pct(Decimal::ONE, Decimal::ZERO), None);
         assert_eq!(usd(1_500_000).to_string(), "1.500000");
+    }
+
+    #[test]
+    fn a_seed_always_gives_the_same_stream_and_streams_differ() {
+        let draws = |n| {
+            let mut rng = SplitMix64::stream(7, n);
+            (0..8).map(|_| rng.range(2, 5)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(0), draws(0));
+        assert_ne!(draws(0), draws(1));
+        assert!(draws(3).iter().all(|v| (2..=5).contains(v)));
     }
 }

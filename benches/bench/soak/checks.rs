@@ -6,7 +6,7 @@ use super::{Class, ReloadEvent, RunFile, Sent};
 use purser_kit::merchant::{Record, Seen};
 use purser_kit::process::Sample;
 use purser_kit::proof_log::{decimal_of, verify, LogView};
-use purser_kit::stats::{median, mib, usd};
+use purser_kit::stats::{median, mib, percentile, usd};
 use purser_kit::Error;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -360,33 +360,50 @@ fn ledger(run: &RunFile, sessions: &Value, record: &Record, log: &LogView) -> Ch
 /// Every class got its expected answers; every hold was approved.
 fn traffic(run: &RunFile) -> Check {
     let unexpected: u64 = run.classes.values().map(|c| c.unexpected).sum();
-    let approvals = &run.approvals;
-    let traffic_ok = unexpected == 0
-        && approvals.approve_failed == 0
-        && approvals.unexpected_holds == 0
-        && run.pending_holds_at_end == 0
-        && run.errors.is_empty();
+    let answered = run.approvals.iter();
+    let approved: Vec<_> = answered
+        .clone()
+        .filter(|a| a.verb == "approve" && a.status.is_ok())
+        .collect();
+    let failed: Vec<&String> = answered
+        .clone()
+        .filter_map(|a| a.status.as_ref().err())
+        .collect();
+    let denied: Vec<String> = answered
+        .filter(|a| a.verb == "deny")
+        .map(|a| format!("unexpected hold {}", a.hold))
+        .collect();
+    // Hold listed → approve call answered.
+    let mut ms: Vec<f64> = approved
+        .iter()
+        .map(|a| (a.returned_unix_ns - a.listed_unix_ns) as f64 / 1e6)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let (p50, p99) = (
+        percentile(&ms, 0.5).unwrap_or(0.0),
+        percentile(&ms, 0.99).unwrap_or(0.0),
+    );
+    let (n_approved, n_failed, n_denied) = (approved.len(), failed.len(), denied.len());
+    let (pending, reconnects) = (run.pending_holds_at_end, run.reconnects);
     let mut detail = format!(
-        "{unexpected} unexpected answers; {} holds approved (approve call p50 {:.1} ms, p99 {:.1} ms), {} failed admin calls, {} unexpected holds, {} still pending at the end; {} reconnects",
-        approvals.approved,
-        approvals.latency_ms_p50,
-        approvals.latency_ms_p99,
-        approvals.approve_failed,
-        approvals.unexpected_holds,
-        run.pending_holds_at_end,
-        run.reconnects
+        "{unexpected} unexpected answers; {n_approved} holds approved (approve call p50 {p50:.1} ms, p99 {p99:.1} ms), {n_failed} failed admin calls, {n_denied} unexpected holds, {pending} still pending at the end; {reconnects} reconnects"
     );
     for (class, stats) in &run.classes {
         if !stats.examples.is_empty() {
             let _ = write!(detail, "; {class:?}: {}", stats.examples.join(" | "));
         }
     }
-    for e in approvals.examples.iter().chain(&run.errors) {
+    let examples = denied.iter().chain(failed).take(5).chain(&run.errors);
+    for e in examples {
         let _ = write!(detail, "; {e}");
     }
     Check {
         name: "every class got its expected answers",
-        passed: traffic_ok,
+        passed: unexpected == 0
+            && n_failed == 0
+            && n_denied == 0
+            && pending == 0
+            && run.errors.is_empty(),
         detail,
     }
 }

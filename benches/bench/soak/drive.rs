@@ -3,13 +3,12 @@
 //! its policy.
 
 use super::traffic;
-use super::{ApprovalStats, Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
+use super::{Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
 use crate::stage::Stage;
 use http::Method;
-use purser_kit::admin::{console, Admin};
+use purser_kit::admin::{console, Admin, Answered};
 use purser_kit::merchant::Record;
 use purser_kit::process::{sample, signal, Sample};
-use purser_kit::stats::percentile;
 use purser_kit::x402::sha256_hex;
 use purser_kit::Error;
 use serde_json::{json, Value};
@@ -84,8 +83,8 @@ impl Tally {
 }
 
 /// The human at the console: approves every hold whose digest the driver sent as a held
-/// payment, denies (and reports) any other.
-async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
+/// payment, denies (and reports) any other. What it answered, and failed listings.
+async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> (Vec<Answered>, Vec<String>) {
     let poll = Duration::from_millis(ctx.args.poll_ms);
     let verdict = |hold: &Value| {
         let digest = hold["digest"].as_str().unwrap_or_default();
@@ -97,33 +96,7 @@ async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
             }
         }
     };
-    let (answered, list_errors) = console(ctx.admin, poll, Duration::ZERO, &stop, verdict).await;
-    let mut stats = ApprovalStats::default();
-    let mut latencies = Vec::new();
-    let mut examples = Vec::new();
-    for a in &answered {
-        match (a.verb.as_str(), &a.status) {
-            ("approve", Ok(_)) => {
-                stats.approved += 1;
-                latencies.push((a.returned_unix_ns - a.listed_unix_ns) as f64 / 1e6);
-            }
-            ("deny", _) => {
-                stats.unexpected_holds += 1;
-                examples.push(format!("unexpected hold {}", a.hold));
-            }
-            _ => {}
-        }
-        if let Err(e) = &a.status {
-            stats.approve_failed += 1;
-            examples.push(e.clone());
-        }
-    }
-    stats.approve_failed += list_errors.len() as u64;
-    stats.examples = examples.into_iter().chain(list_errors).take(5).collect();
-    latencies.sort_by(f64::total_cmp);
-    stats.latency_ms_p50 = percentile(&latencies, 0.50).unwrap_or(0.0);
-    stats.latency_ms_p99 = percentile(&latencies, 0.99).unwrap_or(0.0);
-    stats
+    console(ctx.admin, poll, Duration::ZERO, &stop, verdict).await
 }
 
 /// Samples Purser's resources every `--sample-every` seconds, and prints progress at
@@ -265,14 +238,15 @@ pub fn drive(
         let traffic_s = ctx.start.elapsed().as_secs_f64();
         ctx.stop.store(true, Ordering::Release);
         approver_stop.store(true, Ordering::Release);
-        let approvals = approver_task.await?;
+        let (approvals, list_errors) = approver_task.await?;
+        errors.extend(list_errors);
         let samples = sampler_task.await?;
         let reloads = reloader_task.await?;
         eprintln!(
-            "soak: traffic done after {traffic_s:.1}s: {} requests, {} payments, {} approvals",
+            "soak: traffic done after {traffic_s:.1}s: {} requests, {} payments, {} holds answered",
             tally.requests,
             tally.payments.len(),
-            approvals.approved
+            approvals.len()
         );
         // Snapshots: what is still held, the ledger, the facilitator's record.
         let mut admin = Admin::new(ctx.admin);

@@ -65,6 +65,7 @@ mod traffic;
 
 use crate::stage::{write_report, Machine, Stage};
 use clap::Args;
+use purser_kit::admin::Answered;
 use purser_kit::process::{purser_command, RunDir, Sample};
 use purser_kit::Error;
 use serde::{Deserialize, Serialize};
@@ -190,17 +191,6 @@ pub struct ReloadEvent {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ApprovalStats {
-    pub approved: u64,
-    pub approve_failed: u64,
-    pub unexpected_holds: u64,
-    pub examples: Vec<String>,
-    /// Hold listed → approve call answered, milliseconds.
-    pub latency_ms_p50: f64,
-    pub latency_ms_p99: f64,
-}
-
 /// What the driver sent and saw (`run.json` in the run directory).
 #[derive(Serialize, Deserialize)]
 pub struct RunFile {
@@ -217,7 +207,8 @@ pub struct RunFile {
     pub samples: Vec<Sample>,
     pub reloads: Vec<ReloadEvent>,
     pub base_policy_digest: String,
-    pub approvals: ApprovalStats,
+    /// Every hold the approver answered.
+    pub approvals: Vec<Answered>,
     pub pending_holds_at_end: usize,
     pub errors: Vec<String>,
 }
