@@ -12,12 +12,14 @@ pub fn table(header: &str, align: &str, rows: impl IntoIterator<Item = Vec<Strin
     }
     out.push('\n');
     for row in rows {
-        let cells: Vec<String> = row
+        // A cell is padded by a space each side; an empty one is a single space.
+        let cells = row
             .iter()
-            .map(|c| c.replace('|', "\\|").replace('\n', " "))
-            .collect();
-        // An empty cell is one space wide, as in a hand-written table.
-        let _ = writeln!(out, "| {} |", cells.join(" | ").replace("|  |", "| |"));
+            .map(|c| match c.replace('|', "\\|").replace('\n', " ") {
+                c if c.is_empty() => " ".to_string(),
+                c => format!(" {c} "),
+            });
+        let _ = writeln!(out, "|{}|", cells.collect::<Vec<_>>().join("|"));
     }
     out
 }

@@ -10,12 +10,12 @@
 //! * [`tunnel`]: `CONNECT` tunnels and TLS clients through a proxy.
 //! * [`load`]: load-generation primitives (dialing through a proxy, measurement windows,
 //!   tallies).
-//! * [`admin`]: a client of Purser's admin API.
+//! * [`admin`]: a client of Purser's admin API, and a console that answers holds.
 //! * [`pki`]: a throwaway CA and leaves for TLS origins.
-//! * [`process`]: starting and stopping `purser run`, `/proc` probes.
+//! * [`process`]: starting and stopping `purser run`, `/proc` probes, scratch directories.
 //! * [`proof_log`]: the proof log as the reports read it; [`gen_log`]: a long one made
 //!   from a real one.
-//! * [`stats`]: percentiles, medians, percentages, USD sums.
+//! * [`stats`]: percentiles, medians, percentages, USD sums, a seeded random stream.
 
 pub mod admin;
 pub mod bare_proxy;
