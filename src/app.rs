@@ -6,7 +6,7 @@
 use crate::admin::{self, AdminState};
 use crate::approvals::notify::Notifier;
 use crate::approvals::HoldOutcome;
-use crate::engine::recovery::{log_files, RecoveryError};
+use crate::engine::recovery::RecoveryError;
 use crate::engine::Engine;
 use crate::outbound::SharedOutbound;
 use crate::policy::{Policy, PolicyError, PolicyStore};
@@ -18,7 +18,7 @@ use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
 use crate::store::{Embedded, SharedStore};
 use crate::telemetry::metrics::Metrics;
-use crate::trace::{TraceError, TraceLimits, TraceLog, TraceSettings};
+use crate::trace::{log_files, TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,14 +1,15 @@
 //! The governance API under `/v1`: sessions and phases, policy reload, trace queries.
 
+use super::reply::error;
 use super::AdminState;
 use crate::approvals::{DecideError, HoldOutcome};
 use crate::engine::{PhaseChangeError, RollbackError};
 use crate::ledger::Account;
-use crate::policy::rules::phase_name;
-use crate::policy::values::parse_phase;
+use crate::policy::{Phase, SessionId};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::render::json_answer;
 use crate::store::{DecisionCounts, Session};
+use crate::trace::TraceRecord;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -123,7 +124,7 @@ async fn view(state: &AdminState, id: &str, session: &Session) -> SessionView {
     SessionView {
         id: id.to_string(),
         agent: session.agent.clone(),
-        phase: phase_name(session.phase),
+        phase: session.phase.as_str(),
         limit: limits.session,
         spent: account.spent().normalize(),
         reserved: account.reserved.normalize(),
@@ -203,24 +204,24 @@ async fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Re
             "body must be {\"phase\": \"EXPLORE|DECIDE|COMMIT\"}",
         );
     };
-    let Some(phase) = parse_phase(text) else {
+    let Some(phase) = Phase::parse(text) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_phase",
             &format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"),
         );
     };
-    let Some(agent) = agent_of(id) else {
+    let Some(id) = SessionId::parse(id) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_session",
             "session ids are AGENT.SESSION",
         );
     };
-    match state.proxy.engine.set_phase(id, agent, phase).await {
+    match state.proxy.engine.set_phase(&id, phase).await {
         Ok(previous) => json_answer(
             StatusCode::OK,
-            &json!({"id": id, "phase": phase_name(phase), "previous": phase_name(previous)}),
+            &json!({"id": id, "phase": phase.as_str(), "previous": previous.as_str()}),
             None,
         ),
         Err(PhaseChangeError::Refused(refused)) => error(
@@ -229,17 +230,22 @@ async fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Re
             &refused.to_string(),
         ),
         Err(PhaseChangeError::Transition { error, current }) => {
-            let body = json!({"error": "invalid_transition", "reason": error.to_string(), "id": id, "phase": phase_name(current)});
+            let body = json!({"error": "invalid_transition", "reason": error.to_string(), "id": id, "phase": current.as_str()});
             json_answer(StatusCode::CONFLICT, &body, None)
         }
     }
 }
 
 async fn reset_session(state: &AdminState, id: &str) -> Response<ProxyBody> {
-    match state.proxy.engine.reset_session(id).await {
+    // Sessions are only ever tracked under a well-formed id.
+    let reset = match SessionId::parse(id) {
+        Some(id) => state.proxy.engine.reset_session(&id).await,
+        None => None,
+    };
+    match reset {
         Some(from) => json_answer(
             StatusCode::OK,
-            &json!({"id": id, "phase": "EXPLORE", "previous": phase_name(from)}),
+            &json!({"id": id, "phase": "EXPLORE", "previous": from.as_str()}),
             None,
         ),
         None => error(
@@ -378,14 +384,14 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
             )
         }
     };
-    let mut lines: Vec<serde_json::Value> = text
+    let mut lines: Vec<TraceRecord> = text
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| TraceRecord::from_line(line).ok())
         .filter(|line| filter.matches(line))
         .collect();
     let skip = lines.len().saturating_sub(limit);
     lines.drain(..skip);
-    json_answer(StatusCode::OK, &json!({ "traces": lines }), None)
+    list_answer("traces", &lines)
 }
 
 fn read_tail(path: &std::path::Path) -> std::io::Result<String> {
@@ -446,11 +452,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn agent_of(session_id: &str) -> Option<&str> {
-    let (agent, session) = session_id.split_once('.')?;
-    (!agent.is_empty() && !session.is_empty()).then_some(agent)
-}
-
 async fn read_json(request: Request<Incoming>) -> Result<serde_json::Value, Response<ProxyBody>> {
     let collected = Limited::new(request.into_body(), MAX_ADMIN_BODY)
         .collect()
@@ -473,8 +474,4 @@ async fn read_json(request: Request<Incoming>) -> Result<serde_json::Value, Resp
             &format!("body is not JSON: {e}"),
         )
     })
-}
-
-pub(super) fn error(status: StatusCode, code: &str, reason: &str) -> Response<ProxyBody> {
-    json_answer(status, &json!({"error": code, "reason": reason}), None)
 }

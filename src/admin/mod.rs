@@ -9,6 +9,7 @@
 mod api;
 mod metrics_bounds;
 mod payments;
+mod reply;
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::shutdown::drive;
@@ -103,7 +104,7 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Response<Proxy
         if let Some(response) = api::route(state, request).await {
             return response;
         }
-        return api::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
+        return reply::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint");
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),

@@ -11,13 +11,14 @@
 //! `id` is the payment's decision trace id. Only unknown outcomes are kept in memory;
 //! committed and released payments are in the proof log (`GET /v1/traces`).
 
-use super::api::error;
+use super::reply::error;
 use super::AdminState;
 use crate::engine::settle::ResolveError;
 use crate::ledger::UnknownPayment;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::render::json_answer;
 use crate::store::UnknownView;
+use crate::trace::{Outcome, Vocabulary};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -26,7 +27,7 @@ const MAX_BY: usize = 128;
 const MAX_REASON: usize = 512;
 
 /// The only outcome listed: the others are settled and live in the proof log.
-const OUTCOMES: &[&str] = &["unknown"];
+const LISTED: Outcome = Outcome::Unknown;
 
 /// `GET /v1/payments?outcome=unknown&session=&agent=`.
 pub async fn list(state: &AdminState, params: &[(String, String)]) -> Response<ProxyBody> {
@@ -36,10 +37,10 @@ pub async fn list(state: &AdminState, params: &[(String, String)]) -> Response<P
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    if let Some(outcome) = value("outcome").filter(|o| !o.eq_ignore_ascii_case("unknown")) {
+    if let Some(outcome) = value("outcome").filter(|o| Outcome::parse_any_case(o) != Ok(LISTED)) {
         let body = json!({"error": "bad_filter",
             "reason": format!("outcome `{outcome}` is not listed here: only unknown outcomes wait for reconciliation (settled ones are in GET /v1/traces)"),
-            "parameter": "outcome", "valid": OUTCOMES});
+            "parameter": "outcome", "valid": [LISTED]});
         return json_answer(StatusCode::BAD_REQUEST, &body, None);
     }
     let (session, agent) = (value("session"), value("agent"));
@@ -73,9 +74,10 @@ pub async fn show(state: &AdminState, id: &str) -> Response<ProxyBody> {
 
 /// `POST /v1/payments/{id}/resolve`.
 pub async fn resolve(state: &AdminState, id: &str, body: &Value) -> Response<ProxyBody> {
-    let committed = match body.get("outcome").and_then(Value::as_str) {
-        Some(o) if o.eq_ignore_ascii_case("committed") => true,
-        Some(o) if o.eq_ignore_ascii_case("released") => false,
+    let outcome = body.get("outcome").and_then(Value::as_str);
+    let committed = match outcome.map(Outcome::parse_any_case) {
+        Some(Ok(Outcome::Committed)) => true,
+        Some(Ok(Outcome::Released)) => false,
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -96,7 +98,11 @@ pub async fn resolve(state: &AdminState, id: &str, body: &Value) -> Response<Pro
         Ok(resolved) => {
             let payment = &resolved.payment;
             let budget = engine.budget(&payment.session, &payment.agent).await;
-            let outcome = if committed { "committed" } else { "released" };
+            let outcome = if committed {
+                Outcome::Committed
+            } else {
+                Outcome::Released
+            };
             json_answer(
                 StatusCode::OK,
                 &json!({
@@ -140,7 +146,7 @@ fn payment_json(payment: &UnknownPayment, view: &UnknownView) -> Value {
     let details = &view.details;
     json!({
         "id": view.id,
-        "outcome": "unknown",
+        "outcome": LISTED,
         "session": payment.session,
         "agent": payment.agent,
         "amount_usd": payment.amount.normalize().to_string(),

@@ -1,6 +1,5 @@
 //! Turning admin API JSON values into table cells: amounts, ratios with a bar, short
-//! addresses, clock times, countdowns and who approved a hold. Missing values render
-//! as `-`.
+//! addresses, clock times and countdowns. Missing values render as `-`.
 
 use jiff::Timestamp;
 use rust_decimal::prelude::ToPrimitive;
@@ -48,40 +47,6 @@ pub fn usd(amount: Option<Decimal>) -> String {
             amount.to_string()
         }
         None => NONE.to_string(),
-    }
-}
-
-/// A payment's amount: `0.60 USDC (0.60 USD)` from a trace line's `amount`,
-/// `asset_symbol` and `amount_usd`; `0.60 USD` when only the USD value is known.
-pub fn payment_amount(line: &Value) -> String {
-    let in_usd =
-        decimal(line, "amount_usd").map(|usd_value| format!("{} USD", usd(Some(usd_value))));
-    let Some(amount) = decimal(line, "amount") else {
-        return in_usd.unwrap_or_else(|| NONE.to_string());
-    };
-    let symbol = line
-        .get("asset_symbol")
-        .and_then(Value::as_str)
-        .filter(|symbol| !symbol.is_empty());
-    let in_asset = match symbol {
-        Some(symbol) => format!("{} {symbol}", usd(Some(amount))),
-        None => usd(Some(amount)),
-    };
-    match in_usd {
-        Some(in_usd) => format!("{in_asset} ({in_usd})"),
-        None => in_asset,
-    }
-}
-
-/// Who decided a hold: `by NAME at TIME` from a trace line's `approval`, or `-`.
-pub fn approver(line: &Value) -> String {
-    let Some(approval) = line.get("approval") else {
-        return NONE.to_string();
-    };
-    let by = text(approval, "by");
-    match timestamp(approval, "at") {
-        Some(at) => format!("by {by} at {}", clock(Some(at))),
-        None => format!("by {by}"),
     }
 }
 
@@ -175,23 +140,6 @@ mod tests {
         assert_eq!(usd(Some(Decimal::from_str("0.001000").unwrap())), "0.001");
         assert_eq!(usd(Some(Decimal::from(12))), "12.00");
         assert_eq!(usd(None), "-");
-    }
-
-    #[test]
-    fn payments_show_the_asset_and_usd() {
-        let line = json!({"amount": "0.6", "asset_symbol": "USDC", "amount_usd": "0.600000"});
-        assert_eq!(payment_amount(&line), "0.60 USDC (0.60 USD)");
-        assert_eq!(payment_amount(&json!({"amount_usd": "0.05"})), "0.05 USD");
-        assert_eq!(payment_amount(&json!({"amount": "0.000123"})), "0.000123");
-        assert_eq!(payment_amount(&json!({"kind": "phase"})), "-");
-    }
-
-    #[test]
-    fn approvers_read_by_name_at_time() {
-        let line = json!({"approval": {"by": "ana", "at": "2025-06-01T12:34:56.5Z"}});
-        assert_eq!(approver(&line), "by ana at 2025-06-01 12:34:56");
-        assert_eq!(approver(&json!({"approval": {"by": "bo"}})), "by bo");
-        assert_eq!(approver(&json!({"kind": "decision"})), "-");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::admin_client::{default_decider, encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
+use crate::trace::{Outcome, Vocabulary};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -36,7 +37,7 @@ pub enum PaymentsCommand {
         /// `committed` (it settled: stays spent) or `released` (it did not: the budget
         /// gets it back), any case.
         #[arg(long, value_parser = outcome)]
-        outcome: &'static str,
+        outcome: Outcome,
         /// Why (a transaction hash, what the merchant said), recorded in the proof trace.
         #[arg(long)]
         reason: String,
@@ -46,11 +47,10 @@ pub enum PaymentsCommand {
     },
 }
 
-/// Clap value parser for an outcome: any case, spelled back as the API spells it.
-fn outcome(text: &str) -> Result<&'static str, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "committed" => Ok("committed"),
-        "released" => Ok("released"),
+/// Clap value parser for an outcome a resolution can have, any case.
+fn outcome(text: &str) -> Result<Outcome, String> {
+    match Outcome::parse_any_case(text) {
+        Ok(outcome @ (Outcome::Committed | Outcome::Released)) => Ok(outcome),
         _ => Err(format!(
             "`{text}` is not an outcome; valid values: committed, released"
         )),
@@ -194,8 +194,9 @@ mod tests {
 
     #[test]
     fn outcomes_read_in_any_case() {
-        assert_eq!(outcome("Committed"), Ok("committed"));
-        assert_eq!(outcome("RELEASED"), Ok("released"));
+        assert_eq!(outcome("Committed"), Ok(Outcome::Committed));
+        assert_eq!(outcome("RELEASED"), Ok(Outcome::Released));
+        assert!(outcome("unknown").is_err(), "not one a resolution can have");
         assert!(outcome("settled")
             .unwrap_err()
             .contains("committed, released"));

@@ -3,8 +3,7 @@
 use super::admin_client::{encode, print_list, AdminClient, AdminError};
 use super::format;
 use super::tables::{key_values, print_json, Table};
-use crate::policy::rules::phase_name;
-use crate::policy::values::parse_phase;
+use crate::policy::Phase;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -30,7 +29,7 @@ pub enum SessionsCommand {
         id: String,
         /// EXPLORE, DECIDE or COMMIT, any case.
         #[arg(value_parser = phase)]
-        phase: &'static str,
+        phase: Phase,
     },
     /// Put a session back to EXPLORE.
     Reset {
@@ -39,10 +38,9 @@ pub enum SessionsCommand {
     },
 }
 
-/// Clap value parser for a phase: any case, spelled back as the API spells it.
-fn phase(text: &str) -> Result<&'static str, String> {
-    parse_phase(text)
-        .map(phase_name)
+/// Clap value parser for a phase, any case.
+fn phase(text: &str) -> Result<Phase, String> {
+    Phase::parse(text)
         .ok_or_else(|| format!("`{text}` is not a phase; valid values: EXPLORE, DECIDE, COMMIT"))
 }
 

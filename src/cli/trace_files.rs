@@ -1,12 +1,11 @@
 //! `purser traces verify` and `purser traces show`: read the proof log from disk, no
-//! running Purser needed. `show` prints the same table as `traces tail`.
+//! running Purser needed. `show` prints the same table as `traces tail`; a line it cannot
+//! read as a [`TraceRecord`] is left out (`verify` names such lines).
 
 use super::traces;
-use crate::engine::recovery::log_files;
 use crate::trace::filter::{self as trace_filter, TraceFilter};
-use crate::trace::verify_files;
+use crate::trace::{log_files, verify_files, Kind, TraceRecord, Verdict};
 use clap::Args;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +32,7 @@ pub struct ShowArgs {
     /// Only this kind, any case: decision, settlement, hold, phase, resolution,
     /// compensation, summary.
     #[arg(long, value_parser = trace_filter::kind)]
-    kind: Option<&'static str>,
+    kind: Option<Kind>,
     /// At most this many lines, the latest.
     #[arg(short = 'n', long, default_value_t = 50)]
     lines: usize,
@@ -42,7 +41,7 @@ pub struct ShowArgs {
 /// What `traces show --decision` was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum DecisionOrTrace {
-    Decision(&'static str),
+    Decision(Verdict),
     Trace(String),
 }
 
@@ -103,16 +102,16 @@ pub fn show(args: ShowArgs) -> ExitCode {
         kind: args.kind,
         ..filter
     };
-    let mut lines: Vec<Value> = Vec::new();
+    let mut lines: Vec<TraceRecord> = Vec::new();
     for path in log_files(&args.file) {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
         lines.extend(
             text.lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter_map(|line| TraceRecord::from_line(line).ok())
                 .filter(|line| filter.matches(line))
-                .filter(|line| trace.as_deref().is_none_or(|id| belongs_to(line, id))),
+                .filter(|line| trace.as_deref().is_none_or(|id| line.belongs_to(id))),
         );
     }
     let skip = lines.len().saturating_sub(args.lines);
@@ -123,13 +122,6 @@ pub fn show(args: ShowArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The line is trace `id`, or refers to it (a settlement or hold of that decision).
-fn belongs_to(line: &Value, id: &str) -> bool {
-    ["trace_id", "decision_trace_id"]
-        .iter()
-        .any(|field| line.get(field).and_then(Value::as_str) == Some(id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +130,7 @@ mod tests {
     fn show_takes_a_decision_in_any_case_or_a_trace_id() {
         assert_eq!(
             decision_or_trace("pending_approval"),
-            Ok(DecisionOrTrace::Decision("PENDING_APPROVAL"))
+            Ok(DecisionOrTrace::Decision(Verdict::PendingApproval))
         );
         assert_eq!(
             decision_or_trace("tr_0a"),

@@ -146,7 +146,7 @@ fn demo_policy(refund_endpoint: &str) -> Result<String, DemoError> {
 
 /// Checks the proof log's hash chain as `purser traces verify` does; returns its lines.
 fn verify_proof_log(path: &std::path::Path) -> Result<u64, DemoError> {
-    let files = crate::engine::recovery::log_files(path);
+    let files = crate::trace::log_files(path);
     crate::trace::verify_files(&files)
         .map(|report| report.lines)
         .map_err(|e| DemoError::ProofLog(e.to_string()))
@@ -258,7 +258,7 @@ impl Workspace {
         };
         std::fs::create_dir_all(root.join("traces")).map_err(failed)?;
         let workspace = Workspace { root, keep };
-        if !crate::engine::recovery::log_files(&workspace.files().trace_log).is_empty() {
+        if !crate::trace::log_files(&workspace.files().trace_log).is_empty() {
             return Err(DemoError::UsedDirectory(workspace.root));
         }
         Ok(workspace)

@@ -5,8 +5,8 @@
 use super::evaluate::{evaluate, Evaluation, PaymentFacts, RecentPayment};
 use crate::ledger::{Account, BudgetView};
 use crate::policy::rules::Trust;
-use crate::policy::values::{parse_duration, parse_phase, Money};
-use crate::policy::Policy;
+use crate::policy::values::{parse_duration, Money};
+use crate::policy::{Phase, Policy};
 use crate::x402::normalize_address;
 use serde::Deserialize;
 use std::path::Path;
@@ -145,7 +145,7 @@ fn run_case(policy: &Policy, defaults: &CaseInput, case: &Case) -> Result<CaseRe
         && expect
             .rule
             .as_ref()
-            .is_none_or(|rule| *rule == evaluation.rule)
+            .is_none_or(|rule| *rule == evaluation.rule.name())
         && expect
             .tier
             .as_ref()
@@ -202,7 +202,8 @@ fn merge(case: &CaseInput, defaults: &CaseInput) -> CaseInput {
 pub fn evaluate_input(policy: &Policy, input: &CaseInput) -> Result<Evaluation, String> {
     let agent = input.agent.clone().unwrap_or_else(|| "agent".to_string());
     let phase_text = input.phase.clone().unwrap_or_else(|| "COMMIT".to_string());
-    let phase = parse_phase(&phase_text).ok_or_else(|| format!("`{phase_text}` is not a phase"))?;
+    let phase =
+        Phase::parse(&phase_text).ok_or_else(|| format!("`{phase_text}` is not a phase"))?;
     let host = input
         .host
         .clone()

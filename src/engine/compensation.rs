@@ -10,7 +10,7 @@ use super::facts::RequestFacts;
 use crate::outbound::{JsonPost, Outbound, SharedOutbound};
 use crate::policy::PolicyStore;
 use crate::store::SharedStore;
-use crate::trace::{TraceLog, TraceRecord};
+use crate::trace::{Kind, Outcome, TraceLog, TraceRecord};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -177,7 +177,7 @@ impl Compensator {
 
 async fn run_refunds(context: RefundContext, mut jobs: mpsc::UnboundedReceiver<RefundJob>) {
     while let Some(job) = jobs.recv().await {
-        trace_refund(&context, &job, "pending", false, None);
+        trace_refund(&context, &job, Outcome::Pending, false, None);
         let settings = context.policy.current().compensation.clone();
         let result = match settings.endpoint.as_deref() {
             Some(endpoint) => request_refund(context.client.as_ref(), endpoint, &job).await,
@@ -193,11 +193,17 @@ async fn run_refunds(context: RefundContext, mut jobs: mpsc::UnboundedReceiver<R
                     );
                 }
                 tracing::info!(refund = %job.id, session = %job.payment.session, usd = %job.payment.amount_usd, "refund requested");
-                trace_refund(&context, &job, "requested", settings.credit_budget, None);
+                trace_refund(
+                    &context,
+                    &job,
+                    Outcome::Requested,
+                    settings.credit_budget,
+                    None,
+                );
             }
             Err(error) => {
                 tracing::error!(refund = %job.id, %error, "refund request failed; the loss stands");
-                trace_refund(&context, &job, "failed", false, Some(error));
+                trace_refund(&context, &job, Outcome::Failed, false, Some(error));
             }
         }
     }
@@ -252,7 +258,7 @@ async fn request_refund(
 fn trace_refund(
     context: &RefundContext,
     job: &RefundJob,
-    outcome: &'static str,
+    outcome: Outcome,
     credited: bool,
     error: Option<String>,
 ) {
@@ -264,7 +270,7 @@ fn trace_refund(
             job.id,
             jiff::Timestamp::now().as_microsecond()
         ),
-        kind: "compensation",
+        kind: Kind::Compensation,
         time: jiff::Timestamp::now().to_string(),
         session: job.payment.session.clone(),
         agent: job.payment.agent.clone(),
@@ -286,7 +292,7 @@ fn trace_refund(
             "job": job,
         })),
         policy_digest: Some(policy.digest.clone()),
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
     };
     context.trace.append(&record);

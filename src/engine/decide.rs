@@ -7,7 +7,7 @@
 
 use super::challenges::ChallengeStore;
 use super::context::Shared;
-use super::evaluate::Verdict;
+use super::evaluate::{Decider, Verdict};
 use super::facts::{RequestFacts, TRANSACTION_HEADER};
 use super::gate::{Gate, Refusal, RefusalStatus};
 use super::hold::{await_hold, hold_limits, open_hold, OpenedHold};
@@ -69,8 +69,7 @@ async fn decide_request(
     };
     crate::detect::strip_control_spellings(headers);
     headers.remove(TRANSACTION_HEADER);
-    if let Some(refusal) =
-        apply_phase_header(shared, &policy, &session_id, agent, &session, headers).await
+    if let Some(refusal) = apply_phase_header(shared, &policy, &session_id, &session, headers).await
     {
         return done(refusal);
     }
@@ -113,7 +112,7 @@ async fn decide(
     }
     let identity = || RetryIdentity {
         digest: hex(&priced.payment.digest),
-        session: facts.identity.session_id(),
+        session: facts.identity.session_id().into(),
         resource: facts.resource_digest(),
     };
     match check_retry(&shared.store, &replay_keys, &identity).await {
@@ -181,7 +180,7 @@ async fn decide(
             drop(booking);
             let evaluation = &mut judged.evaluation;
             evaluation.verdict = Verdict::Denied;
-            evaluation.rule = "replayed_payment".to_string();
+            evaluation.rule = Decider::refusal("replayed_payment");
             evaluation.reason = "this payment was already forwarded once".to_string();
         }
     }
@@ -200,7 +199,7 @@ async fn decide(
                     replay_keys = booking.release();
                     let evaluation = &mut judged.evaluation;
                     evaluation.verdict = Verdict::Denied;
-                    evaluation.rule = "hold_limit".to_string();
+                    evaluation.rule = Decider::refusal("hold_limit");
                     evaluation.reason = refused.to_string();
                 }
             }
@@ -263,7 +262,7 @@ async fn decide(
         }
         _ => done(Refusal::denied(
             "denied",
-            &evaluation.rule,
+            &evaluation.rule.name(),
             &evaluation.reason,
             &trace_id,
             &session_id,

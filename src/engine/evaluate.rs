@@ -9,6 +9,7 @@
 use crate::ledger::{projected_ratio, BudgetView, Level};
 use crate::policy::rules::{Comparison, Condition, Phase, RuleAction, RuleTarget, Trust};
 use crate::policy::{ApprovalMode, Limits, Policy, Tier};
+pub use crate::trace::{Decider, Gate, Verdict};
 use rust_decimal::Decimal;
 use std::time::{Duration, Instant};
 
@@ -35,58 +36,22 @@ pub struct PaymentFacts<'a> {
     pub recent: &'a std::collections::VecDeque<RecentPayment>,
 }
 
-/// The three answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    PendingApproval,
-    Denied,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "ALLOWED",
-            Verdict::PendingApproval => "PENDING_APPROVAL",
-            Verdict::Denied => "DENIED",
-        }
-    }
-}
-
 /// One check as evaluated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
-    pub id: String,
+    pub id: Decider,
     pub action: RuleAction,
     pub matched: bool,
     pub shadow: bool,
     pub message: Option<String>,
 }
 
-/// Which budget gate the payment crosses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gate {
-    Warning,
-    Restrict,
-    Halt,
-}
-
-impl Gate {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Warning => "warning",
-            Gate::Restrict => "restrict",
-            Gate::Halt => "halt",
-        }
-    }
-}
-
 /// The decision.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub verdict: Verdict,
-    /// Id of the check that decided (`default` when nothing matched).
-    pub rule: String,
+    /// The check that decided ([`Decider::Default`] when nothing matched).
+    pub rule: Decider,
     pub reason: String,
     pub checks: Vec<Check>,
     pub tier: Option<String>,
@@ -116,7 +81,7 @@ pub fn evaluate(policy: &Policy, facts: &PaymentFacts<'_>) -> Evaluation {
                 .iter()
                 .all(|c| condition_holds(c, &rule.ast.target, facts, tier, ratio));
         checks.push(Check {
-            id: rule.id.clone(),
+            id: Decider::Rule(rule.id.clone()),
             action: rule.ast.action,
             matched,
             shadow: rule.ast.shadow,
@@ -134,7 +99,7 @@ fn check_phase(policy: &Policy, facts: &PaymentFacts<'_>, checks: &mut Vec<Check
     let allowed = policy.phases.allowed_payment_phase;
     let matched = facts.phase < allowed;
     checks.push(builtin(
-        "phase",
+        Decider::Phase,
         RuleAction::Block,
         matched,
         format!(
@@ -151,7 +116,7 @@ fn check_tier(policy: &Policy, tier: Option<&Tier>, checks: &mut Vec<Check>) {
     }
     let Some(tier) = tier else {
         checks.push(builtin(
-            "tier",
+            Decider::NoTier,
             RuleAction::Block,
             true,
             "no autonomy tier covers this payment".to_string(),
@@ -177,7 +142,7 @@ fn check_tier(policy: &Policy, tier: Option<&Tier>, checks: &mut Vec<Check>) {
         ),
     };
     checks.push(builtin(
-        &format!("tier:{}", tier.name),
+        Decider::Tier(tier.name.clone()),
         action,
         true,
         message,
@@ -200,7 +165,7 @@ fn check_budget(
         )
     };
     checks.push(builtin(
-        "budget_limit",
+        Decider::BudgetLimit,
         RuleAction::Block,
         ratio > Decimal::ONE,
         format!(
@@ -209,19 +174,19 @@ fn check_budget(
         ),
     ));
     checks.push(builtin(
-        "budget_halt",
+        Decider::Gate(Gate::Halt),
         RuleAction::Block,
         over(gates.halt),
         describe("halt"),
     ));
     checks.push(builtin(
-        "budget_restrict",
+        Decider::Gate(Gate::Restrict),
         RuleAction::RequireApproval,
         over(gates.restrict),
         describe("restrict"),
     ));
     checks.push(builtin(
-        "budget_warning",
+        Decider::Gate(Gate::Warning),
         RuleAction::Flag,
         over(gates.warning),
         describe("warning"),
@@ -240,7 +205,7 @@ fn check_budget(
 fn check_threshold(facts: &PaymentFacts<'_>, checks: &mut Vec<Check>) {
     if let Some(threshold) = facts.limits.single_call_threshold {
         checks.push(builtin(
-            "single_call_threshold",
+            Decider::SingleCallThreshold,
             RuleAction::RequireApproval,
             facts.cost_usd > threshold,
             format!(
@@ -251,9 +216,9 @@ fn check_threshold(facts: &PaymentFacts<'_>, checks: &mut Vec<Check>) {
     }
 }
 
-fn builtin(id: &str, action: RuleAction, matched: bool, message: String) -> Check {
+fn builtin(id: Decider, action: RuleAction, matched: bool, message: String) -> Check {
     Check {
-        id: id.to_string(),
+        id,
         action,
         matched,
         shadow: false,
@@ -284,12 +249,12 @@ fn conclude(
                 .clone()
                 .unwrap_or_else(|| format!("rule {} matched", check.id)),
         ),
-        None => ("default".to_string(), "no rule objected".to_string()),
+        None => (Decider::Default, "no rule objected".to_string()),
     };
     // A veto window applies only when the tier's veto is the sole reason to hold.
     let only_tier_holds = enforced()
         .filter(|c| c.action == RuleAction::RequireApproval)
-        .all(|c| c.id.starts_with("tier:"));
+        .all(|c| matches!(c.id, Decider::Tier(_)));
     let veto_window = (verdict == Verdict::PendingApproval && only_tier_holds)
         .then_some(tier)
         .flatten()
@@ -416,13 +381,3 @@ fn in_window(minute: u16, start: u16, end: u16) -> bool {
 }
 
 pub use crate::policy::rules::phase_name;
-
-/// `BLOCK`, `REQUIRE_APPROVAL`, `FLAG`, `ALLOW`.
-pub fn action_name(action: RuleAction) -> &'static str {
-    match action {
-        RuleAction::Block => "BLOCK",
-        RuleAction::RequireApproval => "REQUIRE_APPROVAL",
-        RuleAction::Flag => "FLAG",
-        RuleAction::Allow => "ALLOW",
-    }
-}

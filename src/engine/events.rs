@@ -3,7 +3,7 @@
 //! the decision never waits on a webhook.
 
 use super::context::Shared;
-use super::evaluate::{Evaluation, Verdict};
+use super::evaluate::{Decider, Evaluation, Verdict};
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use crate::approvals::HoldView;
@@ -40,7 +40,8 @@ pub(super) fn decision_events(
         event["ratio"] = json!(evaluation.ratio.map(|r| r.1.round_dp(4).to_string()));
         notifier.send(event);
     }
-    let prohibited = evaluation.rule.starts_with("tier:") && evaluation.verdict == Verdict::Denied;
+    let prohibited =
+        matches!(evaluation.rule, Decider::Tier(_)) && evaluation.verdict == Verdict::Denied;
     if prohibited {
         let mut event = base;
         event["event"] = json!("prohibited_attempt");

@@ -16,8 +16,8 @@ use crate::approvals::{
 use crate::policy::rules::{RuleAction, Trust};
 use crate::policy::Policy;
 use crate::store::{Booking, Session};
+use crate::trace::{Approval, Approver, HoldEnd, Kind, Verdict};
 use crate::x402::hex;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -127,14 +127,14 @@ fn hold_view(
         .iter()
         .filter(|c| c.matched && !c.shadow && c.action == RuleAction::RequireApproval)
         .map(|c| RuleMessage {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             message: c.message.clone(),
         })
         .collect();
     let network = networks::label(&priced.network);
     HoldView {
         id: String::new(),
-        session: facts.identity.session_id(),
+        session: facts.identity.session_id().into(),
         agent: facts.identity.agent.to_string(),
         trace_id: trace_id.to_string(),
         created: now.to_string(),
@@ -157,7 +157,7 @@ fn hold_view(
         network_kind: network.kind,
         payer: priced.payment.payer.clone(),
         trust: trust_name(trust),
-        rule: evaluation.rule.clone(),
+        rule: evaluation.rule.to_string(),
         rule_messages,
         cost_usd: priced.price.usd,
     }
@@ -291,22 +291,29 @@ fn hold_record(
 ) -> crate::trace::TraceRecord {
     let policy = shared.policy.current();
     let trace_id = shared.next_trace_id();
-    let mut record = base_record(facts, &policy, &trace_id, "hold");
+    let mut record = base_record(facts, &policy, &trace_id, Kind::Hold);
     record.decision_trace_id = Some(leaving.trace_id.clone());
     record.decision = Some(if outcome.approved() {
-        "ALLOWED"
+        Verdict::Allowed
     } else {
-        "DENIED"
+        Verdict::Denied
     });
     record.amount_usd = Some(leaving.amount_usd);
     record.reason = Some(denial_reason(outcome));
-    record.approval = Some(json!({
-        "hold_id": hold_id,
-        "outcome": outcome.label(),
-        "by": outcome.by(),
-        "at": jiff::Timestamp::now().to_string(),
-        "waited_ms": waited.as_millis() as u64,
-    }));
+    let (end, by) = match outcome {
+        HoldOutcome::Approved { by } => (HoldEnd::Approved, Approver::Person(by.clone())),
+        HoldOutcome::Denied { by, .. } => (HoldEnd::Denied, Approver::Person(by.clone())),
+        HoldOutcome::TimedOut => (HoldEnd::TimedOut, Approver::Timeout),
+        HoldOutcome::VetoWindowPassed => (HoldEnd::VetoWindowPassed, Approver::VetoWindow),
+        HoldOutcome::ShuttingDown => (HoldEnd::ShuttingDown, Approver::Shutdown),
+    };
+    record.approval = Some(Approval {
+        at: jiff::Timestamp::now().to_string(),
+        by,
+        hold_id: hold_id.to_string(),
+        outcome: end,
+        waited_ms: waited.as_millis() as u64,
+    });
     record
 }
 

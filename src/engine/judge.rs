@@ -4,7 +4,7 @@
 //! payment's `decision` line, for new payments and retries alike.
 
 use super::context::Shared;
-use super::evaluate::{evaluate, Evaluation, PaymentFacts, RecentPayment, Verdict};
+use super::evaluate::{evaluate, Decider, Evaluation, PaymentFacts, RecentPayment, Verdict};
 use super::events::decision_events;
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
@@ -142,7 +142,7 @@ impl Judge for PaymentJudge<'_> {
                 Err(over) => {
                     // Another payment took the room between the look and the booking.
                     evaluation.verdict = Verdict::Denied;
-                    evaluation.rule = "budget_limit".to_string();
+                    evaluation.rule = Decider::BudgetLimit;
                     evaluation.reason = over.to_string();
                 }
             }
@@ -172,7 +172,7 @@ impl Judge for PaymentJudge<'_> {
 fn unjudged() -> Evaluation {
     Evaluation {
         verdict: Verdict::Denied,
-        rule: "store_unavailable".to_string(),
+        rule: Decider::refusal("store_unavailable"),
         reason: "the store did not run the decision; the payment does not leave".to_string(),
         checks: Vec::new(),
         tier: None,
@@ -225,7 +225,7 @@ pub(super) async fn write_decision(
     record.budget = Some(budget_snapshot(evaluation, &limits, &view));
     shared.metrics.decision(
         evaluation.verdict.as_str(),
-        &evaluation.rule,
+        &evaluation.rule.name(),
         started.elapsed(),
     );
     shared.trace.append_durable(&record).await

@@ -55,7 +55,7 @@ use crate::detect::Undecidable;
 use crate::ledger::{BudgetView, UnknownPayment};
 use crate::outbound::SharedOutbound;
 use crate::policy::rules::Phase;
-use crate::policy::{Policy, PolicyStore};
+use crate::policy::{Policy, PolicyStore, SessionId};
 use crate::store::{Session, SessionFigures, SharedStore, UnknownView};
 use crate::telemetry::metrics::Metrics;
 use crate::trace::figures::TraceFigures;
@@ -291,18 +291,17 @@ impl Engine {
     /// left.
     pub async fn set_phase(
         &self,
-        session: &str,
-        agent: &str,
+        session: &SessionId,
         phase: Phase,
     ) -> Result<Phase, PhaseChangeError> {
-        phases::set_phase(&self.shared, session, agent, phase).await
+        phases::set_phase(&self.shared, session, phase).await
     }
 
     /// Starts a session over in EXPLORE, forgetting its challenges. Returns the phase it
     /// left, or `None` for a session not tracked.
-    pub async fn reset_session(&self, session: &str) -> Option<Phase> {
-        let (agent, from) = phases::reset(&self.shared, session).await?;
-        self.challenges.forget_session(&agent, session);
+    pub async fn reset_session(&self, session: &SessionId) -> Option<Phase> {
+        let from = phases::reset(&self.shared, session).await?;
+        self.challenges.forget_session(session.agent(), session);
         Some(from)
     }
 

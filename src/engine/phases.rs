@@ -5,8 +5,7 @@
 use super::context::Shared;
 use super::gate::{Refusal, RefusalStatus};
 use crate::policy::rules::{phase_name, Phase};
-use crate::policy::values::parse_phase;
-use crate::policy::Policy;
+use crate::policy::{Policy, SessionId};
 use crate::store::{Session, SessionRefused, TransitionError};
 use http::HeaderMap;
 
@@ -17,8 +16,7 @@ const PHASE_HEADER: &str = "x-purser-phase";
 pub(super) async fn apply_phase_header(
     shared: &Shared,
     policy: &Policy,
-    session_id: &str,
-    agent: &str,
+    session_id: &SessionId,
     session: &Session,
     headers: &mut HeaderMap,
 ) -> Option<Refusal> {
@@ -28,7 +26,7 @@ pub(super) async fn apply_phase_header(
         return None;
     }
     let text = value.to_str().unwrap_or("");
-    let Some(target) = parse_phase(text) else {
+    let Some(target) = Phase::parse(text) else {
         let reason = format!("`{text}` is not a phase: EXPLORE, DECIDE or COMMIT");
         return Some(Refusal::control(
             RefusalStatus::BadRequest,
@@ -49,7 +47,7 @@ pub(super) async fn apply_phase_header(
                     to = phase_name(target),
                     "phase changed by the agent"
                 );
-                trace_phase(shared, session_id, agent, from, target, "agent");
+                trace_phase(shared, session_id, from, target, "agent");
             }
             None
         }
@@ -84,14 +82,13 @@ pub enum PhaseChangeError {
 /// open COMMIT for an agent before it starts. Returns the phase it left.
 pub(super) async fn set_phase(
     shared: &Shared,
-    session_id: &str,
-    agent: &str,
+    session_id: &SessionId,
     to: Phase,
 ) -> Result<Phase, PhaseChangeError> {
     let policy = shared.policy.current();
     let session = shared
         .store
-        .session(session_id, agent, &policy.limits)
+        .session(session_id, session_id.agent(), &policy.limits)
         .await?;
     match shared
         .store
@@ -101,7 +98,7 @@ pub(super) async fn set_phase(
         Ok(previous) => {
             tracing::info!(session = %session_id, from = phase_name(previous), to = phase_name(to), "phase changed by the admin API");
             if previous != to {
-                trace_phase(shared, session_id, agent, previous, to, "admin");
+                trace_phase(shared, session_id, previous, to, "admin");
             }
             Ok(previous)
         }
@@ -114,42 +111,26 @@ pub(super) async fn set_phase(
 
 /// Starts a session over in EXPLORE. Returns the session's agent and the phase it left,
 /// or `None` for a session not tracked.
-pub(super) async fn reset(shared: &Shared, session_id: &str) -> Option<(String, Phase)> {
+pub(super) async fn reset(shared: &Shared, session_id: &SessionId) -> Option<Phase> {
     let session = shared.store.find_session(session_id).await?;
     let from = shared.store.reset_phase(&session).await;
-    let agent = session.lock().agent.clone();
-    trace_phase(
-        shared,
-        session_id,
-        &agent,
-        from,
-        Phase::Explore,
-        "admin reset",
-    );
+    trace_phase(shared, session_id, from, Phase::Explore, "admin reset");
     tracing::info!(session = %session_id, from = phase_name(from), "session reset to EXPLORE");
-    Some((agent, from))
+    Some(from)
 }
 
 /// One `phase` line. Not awaited: losing it in a crash leaves the session in an earlier,
 /// stricter phase.
 pub(super) fn trace_phase(
     shared: &Shared,
-    session_id: &str,
-    agent: &str,
+    session_id: &SessionId,
     from: Phase,
     to: Phase,
     by: &str,
 ) {
     let policy = shared.policy.current();
-    let record = super::records::phase_record(
-        &policy,
-        shared.next_trace_id(),
-        session_id,
-        agent,
-        from,
-        to,
-        by,
-    );
+    let record =
+        super::records::phase_record(&policy, shared.next_trace_id(), session_id, from, to, by);
     shared.trace.append(&record);
 }
 

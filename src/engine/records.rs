@@ -2,13 +2,13 @@
 //! `resolution`, `hold` and `phase` lines (the `compensation` lines are the refund
 //! task's, in `compensation`).
 
-use super::evaluate::{action_name, Evaluation};
+use super::evaluate::Evaluation;
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
-use crate::policy::rules::{phase_name, Phase};
-use crate::policy::{Limits, Policy};
-use crate::trace::{BudgetSnapshot, RuleOutcome, TraceRecord};
+use crate::policy::rules::Phase;
+use crate::policy::{Limits, Policy, SessionId};
+use crate::trace::{self, BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord, Verdict};
 use crate::x402::hex;
 
 /// The fields every line about a request carries.
@@ -16,7 +16,7 @@ pub(super) fn base_record(
     facts: &RequestFacts,
     policy: &Policy,
     trace_id: &str,
-    kind: &'static str,
+    kind: Kind,
 ) -> TraceRecord {
     TraceRecord {
         trace_id: trace_id.to_string(),
@@ -28,7 +28,7 @@ pub(super) fn base_record(
         host: Some(facts.host.clone()),
         path: Some(facts.path.clone()),
         policy_digest: Some(policy.digest.clone()),
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
     }
 }
@@ -54,15 +54,15 @@ pub(super) fn rejection_record(
     policy: &Policy,
     priced: Option<&PricedPayment>,
     trace_id: &str,
-    code: &str,
+    code: &'static str,
     message: &str,
 ) -> TraceRecord {
-    let mut record = base_record(facts, policy, trace_id, "decision");
+    let mut record = base_record(facts, policy, trace_id, Kind::Decision);
     if let Some(priced) = priced {
         fill_payment(&mut record, priced);
     }
-    record.decision = Some("DENIED");
-    record.rule = Some(code.to_string());
+    record.decision = Some(Verdict::Denied);
+    record.rule = Some(Decider::refusal(code));
     record.reason = Some(message.to_string());
     record
 }
@@ -76,10 +76,10 @@ pub(super) fn decision_record(
     trace_id: &str,
     phase: Phase,
 ) -> TraceRecord {
-    let mut record = base_record(facts, policy, trace_id, "decision");
+    let mut record = base_record(facts, policy, trace_id, Kind::Decision);
     fill_payment(&mut record, priced);
     record.resource_digest = Some(facts.resource_digest());
-    record.phase = Some(phase_name(phase));
+    record.phase = Some(phase);
     record.tier = evaluation.tier.clone();
     let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
     record.tool = tool.map(|t| t.name.clone());
@@ -91,16 +91,16 @@ pub(super) fn decision_record(
         .iter()
         .map(|check| RuleOutcome {
             id: check.id.clone(),
-            action: action_name(check.action),
+            action: check.action,
             matched: check.matched,
             shadow: check.shadow,
             detail: None,
         })
         .collect();
-    record.decision = Some(evaluation.verdict.as_str());
+    record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());
     record.reason = Some(evaluation.reason.clone());
-    record.gate = evaluation.gate.map(|g| g.as_str());
+    record.gate = evaluation.gate;
     record
 }
 
@@ -117,7 +117,7 @@ pub(super) fn budget_snapshot(
         Level::Fleet => (view.fleet, limits.fleet),
     };
     BudgetSnapshot {
-        level: level.as_str(),
+        level: level.as_str().into(),
         limit,
         spent: account.spent(),
         reserved: account.reserved,
@@ -143,9 +143,9 @@ pub(super) fn settlement_record(
     decision_trace: &str,
     settlement: Settlement,
 ) -> TraceRecord {
-    let mut record = base_record(facts, policy, trace_id, "settlement");
+    let mut record = base_record(facts, policy, trace_id, Kind::Settlement);
     record.decision_trace_id = Some(decision_trace.to_string());
-    record.outcome = Some(outcome_name(settlement.outcome));
+    record.outcome = Some(traced(settlement.outcome));
     record.amount_usd = Some(settlement.amount_usd);
     record.transaction = settlement.transaction;
     record.reason = settlement.note;
@@ -165,17 +165,22 @@ pub(super) fn resolution_record(
 ) -> TraceRecord {
     TraceRecord {
         trace_id,
-        kind: "resolution",
+        kind: Kind::Resolution,
         time: jiff::Timestamp::now().to_string(),
-        session: payment.session.clone(),
+        // The ledger keeps session ids as text; each came from a `SessionId`.
+        session: SessionId::parse(&payment.session).unwrap_or_default(),
         agent: payment.agent.clone(),
         decision_trace_id: Some(decision_trace.to_string()),
-        outcome: Some(if committed { "committed" } else { "released" }),
+        outcome: Some(if committed {
+            trace::Outcome::Committed
+        } else {
+            trace::Outcome::Released
+        }),
         amount_usd: Some(payment.amount),
         pay_to: Some(payment.pay_to.clone()),
         reason: Some(reason.to_string()),
         policy_digest: Some(policy.digest.clone()),
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
     }
 }
@@ -184,31 +189,30 @@ pub(super) fn resolution_record(
 pub(super) fn phase_record(
     policy: &Policy,
     trace_id: String,
-    session_id: &str,
-    agent: &str,
+    session_id: &SessionId,
     from: Phase,
     to: Phase,
     by: &str,
 ) -> TraceRecord {
     TraceRecord {
         trace_id,
-        kind: "phase",
+        kind: Kind::Phase,
         time: jiff::Timestamp::now().to_string(),
-        session: session_id.to_string(),
-        agent: agent.to_string(),
-        phase: Some(phase_name(to)),
-        reason: Some(format!("{} → {} by {by}", phase_name(from), phase_name(to))),
+        session: session_id.clone(),
+        agent: session_id.agent().to_string(),
+        phase: Some(to),
+        reason: Some(format!("{from} → {to} by {by}")),
         policy_digest: Some(policy.digest.clone()),
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
     }
 }
 
-/// How a settlement line names its outcome.
-pub(super) fn outcome_name(outcome: Outcome) -> &'static str {
+/// A settled reservation's outcome as the proof log (and the metrics) name it.
+pub(super) fn traced(outcome: Outcome) -> trace::Outcome {
     match outcome {
-        Outcome::Committed => "committed",
-        Outcome::Released => "released",
-        Outcome::Unknown => "unknown",
+        Outcome::Committed => trace::Outcome::Committed,
+        Outcome::Released => trace::Outcome::Released,
+        Outcome::Unknown => trace::Outcome::Unknown,
     }
 }

@@ -7,16 +7,14 @@
 
 use super::compensation::RefundJob;
 use crate::ledger::{Outcome, UnknownPayment};
-use crate::policy::values::parse_phase;
+use crate::policy::{Phase, SessionId};
 use crate::store::replay::forget_after;
 use crate::store::{RecentPayment, Recovered, UnknownDetails};
+use crate::trace::{self, Kind, TraceRecord, Verdict};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// Payments older than this do not count towards frequency windows after a restart.
@@ -45,58 +43,6 @@ pub struct RecoveryError {
     pub source: std::io::Error,
 }
 
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    trace_id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    session: Cow<'a, str>,
-    #[serde(borrow, default)]
-    agent: Cow<'a, str>,
-    #[serde(borrow, default)]
-    time: Cow<'a, str>,
-    #[serde(borrow, default)]
-    decision: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    decision_trace_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    outcome: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    amount_usd: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pay_to: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    phase: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    replay_keys: Vec<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tier: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    category: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    host: Option<Cow<'a, str>>,
-    #[serde(default)]
-    compensation: Option<serde_json::Value>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    path: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    payment_digest: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    resource_digest: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    retry_of: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reason: Option<Cow<'a, str>>,
-    #[serde(default)]
-    upstream_status: Option<u16>,
-}
-
 struct OpenPayment {
     payment: UnknownPayment,
     keys: Vec<String>,
@@ -114,44 +60,13 @@ struct Replay {
     resolutions: Vec<(String, bool)>,
     credits: Vec<(String, String, Decimal)>,
     refunds: HashMap<String, serde_json::Value>,
-    phases: HashMap<String, (String, crate::policy::rules::Phase)>,
-    recent: HashMap<String, Vec<(jiff::Timestamp, RecentPayment)>>,
+    phases: HashMap<SessionId, Phase>,
+    recent: HashMap<SessionId, Vec<(jiff::Timestamp, RecentPayment)>>,
     /// Replay keys, each with when it may be forgotten (the line's time plus the
     /// retention: the log does not keep each payment's `validBefore`).
     keys: Vec<(String, u64)>,
     forgotten: Vec<String>,
     report: RecoveryReport,
-}
-
-/// The log's files in chain order: rotated ones (`NAME.MICROS`) oldest first, then NAME.
-pub fn log_files(path: &Path) -> Vec<PathBuf> {
-    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
-    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let file = entry.file_name();
-                let Some(file) = file.to_str() else { continue };
-                let stamp = file
-                    .strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .and_then(|n| n.parse::<u64>().ok());
-                if let Some(stamp) = stamp {
-                    rotated.push((stamp, entry.path()));
-                }
-            }
-        }
-    }
-    rotated.sort();
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    if path.exists() {
-        files.push(path.to_path_buf());
-    }
-    files
 }
 
 /// What the proof log says: the state to rebuild, the refunds to resume, and what was
@@ -202,12 +117,12 @@ fn into_recovery(mut replay: Replay) -> Recovery {
     state.phases = replay
         .phases
         .drain()
-        .map(|(session, (agent, phase))| (session, agent, phase))
+        .map(|(session, phase)| (session.to_string(), session.agent().to_string(), phase))
         .collect();
     let now = jiff::Timestamp::now();
     let instant_now = Instant::now();
     for (session, payments) in replay.recent.drain() {
-        let agent = session.split('.').next().unwrap_or("").to_string();
+        let agent = session.agent().to_string();
         let kept: Vec<RecentPayment> = payments
             .into_iter()
             .filter_map(|(at, mut payment)| {
@@ -218,7 +133,7 @@ fn into_recovery(mut replay: Replay) -> Recovery {
                 })
             })
             .collect();
-        state.recent.push((session, agent, kept));
+        state.recent.push((session.into(), agent, kept));
     }
     let refunds = replay
         .refunds
@@ -250,7 +165,7 @@ fn replay_file(path: &Path, replay: &mut Replay) -> Result<(), RecoveryError> {
         // unreadable like any other torn line, not a reason to refuse to start.
         let line = std::str::from_utf8(&buffer)
             .ok()
-            .and_then(|text| serde_json::from_str::<Line<'_>>(text.trim_end()).ok());
+            .and_then(|text| TraceRecord::from_line(text.trim_end()).ok());
         match line {
             Some(line) => replay_line(line, replay),
             None => replay.report.unreadable_lines += 1,
@@ -259,15 +174,14 @@ fn replay_file(path: &Path, replay: &mut Replay) -> Result<(), RecoveryError> {
     Ok(())
 }
 
-fn replay_line(line: Line<'_>, replay: &mut Replay) {
-    match line.kind.as_ref() {
-        "decision" => replay_decision(line, replay),
-        "hold" => {
+fn replay_line(line: TraceRecord, replay: &mut Replay) {
+    match line.kind {
+        Kind::Decision => replay_decision(line, replay),
+        Kind::Hold => {
             let Some(decision) = line.decision_trace_id.as_deref() else {
                 return;
             };
-            let approved = line.decision.as_deref() == Some("ALLOWED");
-            if approved {
+            if line.decision == Some(Verdict::Allowed) {
                 if let Some(open) = replay.open.get_mut(decision) {
                     open.held = false;
                 }
@@ -275,59 +189,56 @@ fn replay_line(line: Line<'_>, replay: &mut Replay) {
                 replay.forgotten.extend(open.keys);
             }
         }
-        "settlement" => {
-            let Some(decision) = line.decision_trace_id.as_deref() else {
-                return;
-            };
-            let Some(open) = replay.open.remove(decision) else {
-                return;
-            };
-            let outcome = match line.outcome.as_deref() {
-                Some("committed") => Outcome::Committed,
-                Some("unknown") => Outcome::Unknown,
-                _ => Outcome::Released,
-            };
-            match outcome {
-                Outcome::Committed => replay.report.committed += 1,
-                Outcome::Released => replay.report.released += 1,
-                Outcome::Unknown => replay.report.unknown += 1,
-            }
-            if outcome == Outcome::Unknown {
-                let mut details = open.details;
-                details.since = line.time.to_string();
-                details.why = line.reason.as_deref().map(str::to_string);
-                details.upstream_status = line.upstream_status;
-                replay.unknown.push((decision.to_string(), details));
-            }
-            if outcome != Outcome::Released {
-                replay
-                    .settled
-                    .push((decision.to_string(), open.payment, outcome));
+        Kind::Settlement => replay_settlement(line, replay),
+        Kind::Resolution => {
+            if let Some(decision) = line.decision_trace_id {
+                let committed = line.outcome == Some(trace::Outcome::Committed);
+                replay.resolutions.push((decision, committed));
             }
         }
-        "resolution" => {
-            if let Some(decision) = line.decision_trace_id.as_deref() {
-                replay.resolutions.push((
-                    decision.to_string(),
-                    line.outcome.as_deref() == Some("committed"),
-                ));
+        Kind::Compensation => replay_compensation(line, replay),
+        Kind::Phase => {
+            if let Some(phase) = line.phase {
+                replay.phases.insert(line.session, phase);
             }
         }
-        "compensation" => replay_compensation(line, replay),
-        "phase" => {
-            if let Some(phase) = line.phase.as_deref().and_then(parse_phase) {
-                replay
-                    .phases
-                    .insert(line.session.to_string(), (line.agent.to_string(), phase));
-            }
-        }
-        _ => {}
+        Kind::Summary => {}
+    }
+}
+
+/// A forwarded payment's answer: committed and unknown stay counted, released does not.
+fn replay_settlement(line: TraceRecord, replay: &mut Replay) {
+    let Some(decision) = line.decision_trace_id else {
+        return;
+    };
+    let Some(open) = replay.open.remove(&decision) else {
+        return;
+    };
+    let outcome = match line.outcome {
+        Some(trace::Outcome::Committed) => Outcome::Committed,
+        Some(trace::Outcome::Unknown) => Outcome::Unknown,
+        _ => Outcome::Released,
+    };
+    match outcome {
+        Outcome::Committed => replay.report.committed += 1,
+        Outcome::Released => replay.report.released += 1,
+        Outcome::Unknown => replay.report.unknown += 1,
+    }
+    if outcome == Outcome::Unknown {
+        let mut details = open.details;
+        details.since = line.time;
+        details.why = line.reason;
+        details.upstream_status = line.upstream_status;
+        replay.unknown.push((decision.clone(), details));
+    }
+    if outcome != Outcome::Released {
+        replay.settled.push((decision, open.payment, outcome));
     }
 }
 
 /// Refunds queued but never finished are resumed; finished ones that credited the budget
 /// credit it again.
-fn replay_compensation(line: Line<'_>, replay: &mut Replay) {
+fn replay_compensation(line: TraceRecord, replay: &mut Replay) {
     let Some(details) = line.compensation else {
         return;
     };
@@ -338,8 +249,8 @@ fn replay_compensation(line: Line<'_>, replay: &mut Replay) {
     else {
         return;
     };
-    match line.outcome.as_deref() {
-        Some("pending") => {
+    match line.outcome {
+        Some(trace::Outcome::Pending) => {
             if let Some(job) = details.get("job") {
                 replay.refunds.insert(id, job.clone());
             }
@@ -347,42 +258,37 @@ fn replay_compensation(line: Line<'_>, replay: &mut Replay) {
         Some(outcome) => {
             replay.refunds.remove(&id);
             let credited = details.get("credited").and_then(|c| c.as_bool()) == Some(true);
-            let amount = line
-                .amount_usd
-                .as_deref()
-                .and_then(|a| Decimal::from_str(a).ok())
-                .filter(|a| !a.is_sign_negative() && *a <= crate::x402::max_payment_usd());
-            if let (true, "requested", Some(amount)) = (credited, outcome, amount) {
+            let amount = line.amount_usd.filter(|a| payable(*a));
+            if let (true, trace::Outcome::Requested, Some(amount)) = (credited, outcome, amount) {
                 replay
                     .credits
-                    .push((line.session.to_string(), line.agent.to_string(), amount));
+                    .push((line.session.to_string(), line.agent, amount));
             }
         }
         None => {}
     }
 }
 
-fn replay_decision(line: Line<'_>, replay: &mut Replay) {
-    let held = match line.decision.as_deref() {
-        Some("ALLOWED") => false,
-        Some("PENDING_APPROVAL") => true,
+/// Bounded as live pricing bounds it: an amount no payment could have cannot be summed
+/// into the ledger (a hostile or corrupt log must not overflow it).
+fn payable(amount: Decimal) -> bool {
+    !amount.is_sign_negative() && amount <= crate::x402::max_payment_usd()
+}
+
+fn replay_decision(line: TraceRecord, replay: &mut Replay) {
+    let held = match line.decision {
+        Some(Verdict::Allowed) => false,
+        Some(Verdict::PendingApproval) => true,
         _ => return,
     };
     // A retry reserved nothing: its amount, keys and frequency were its original's.
     if line.retry_of.is_some() {
         return;
     }
-    // Bounded as live pricing bounds it: an amount no payment could have cannot be
-    // summed into the ledger (a hostile or corrupt log must not overflow it).
-    let Some(amount) = line
-        .amount_usd
-        .as_deref()
-        .and_then(|a| Decimal::from_str(a).ok())
-        .filter(|a| !a.is_sign_negative() && *a <= crate::x402::max_payment_usd())
-    else {
+    let Some(amount) = line.amount_usd.filter(|a| payable(*a)) else {
         return;
     };
-    let keys: Vec<String> = line.replay_keys.iter().map(|k| k.to_string()).collect();
+    let keys = line.replay_keys;
     let time = line.time.parse::<jiff::Timestamp>().ok();
     let seen = time.map_or(0, |at| at.as_second().max(0) as u64);
     let until = forget_after(None, seen);
@@ -392,40 +298,39 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
     if let Some(at) = time {
         let recent = RecentPayment {
             at: Instant::now(),
-            tier: line.tier.as_deref().map(str::to_string),
-            tool: line.tool.as_deref().map(str::to_string),
-            category: line.category.as_deref().map(str::to_string),
-            host: line.host.as_deref().unwrap_or("").to_string(),
+            tier: line.tier,
+            tool: line.tool,
+            category: line.category,
+            host: line.host.clone().unwrap_or_default(),
             port: 443,
         };
         replay
             .recent
-            .entry(line.session.to_string())
+            .entry(line.session.clone())
             .or_default()
             .push((at, recent));
     }
     let payment = UnknownPayment {
         session: line.session.to_string(),
-        agent: line.agent.to_string(),
+        agent: line.agent.clone(),
         amount,
         pay_to: crate::x402::normalize_address(line.pay_to.as_deref().unwrap_or("")),
     };
-    let text = |field: &Option<Cow<'_, str>>| field.as_deref().unwrap_or("").to_string();
     let details = UnknownDetails {
-        session: line.session.to_string(),
-        agent: line.agent.to_string(),
-        since: line.time.to_string(),
-        method: text(&line.method),
-        host: text(&line.host),
-        path: text(&line.path),
-        payment_digest: line.payment_digest.as_deref().map(str::to_string),
-        resource: line.resource_digest.as_deref().map(str::to_string),
+        session: line.session.into(),
+        agent: line.agent,
+        since: line.time,
+        method: line.method.unwrap_or_default(),
+        host: line.host.unwrap_or_default(),
+        path: line.path.unwrap_or_default(),
+        payment_digest: line.payment_digest,
+        resource: line.resource_digest,
         keys: keys.clone(),
         why: None,
         upstream_status: None,
     };
     replay.open.insert(
-        line.trace_id.to_string(),
+        line.trace_id,
         OpenPayment {
             payment,
             keys,
@@ -433,4 +338,77 @@ fn replay_decision(line: Line<'_>, replay: &mut Replay) {
             details,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log written before trace records were typed (see `trace::record`'s tests).
+    fn written_before() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace/testdata/lines-v0.1.0.jsonl")
+    }
+
+    #[test]
+    fn a_log_written_before_typed_records_reads_back_into_the_same_state() {
+        let Recovery {
+            state,
+            refunds,
+            report,
+        } = read(&[written_before()]).unwrap();
+        assert_eq!((report.lines, report.unreadable_lines), (30, 0));
+        assert_eq!(
+            (report.committed, report.unknown, report.released),
+            (2, 3, 1)
+        );
+        assert_eq!(report.dropped_holds, 0);
+        let usd = |text: &str| text.parse::<Decimal>().unwrap();
+        let mut settled: Vec<(String, Decimal, Outcome)> = state
+            .settled
+            .iter()
+            .map(|(_, payment, outcome)| (payment.session.clone(), payment.amount, *outcome))
+            .collect();
+        settled.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            settled,
+            [
+                ("agent.hdr".into(), usd("0.01"), Outcome::Unknown),
+                ("agent.hold".into(), usd("0.6"), Outcome::Unknown),
+                ("agent.tx".into(), usd("0.05"), Outcome::Committed),
+                ("agent.unk".into(), usd("0.25"), Outcome::Unknown),
+                ("agent.v1".into(), usd("0.02"), Outcome::Committed),
+            ]
+        );
+        assert!(
+            state.unsettled.is_empty(),
+            "every payment that left settled"
+        );
+        assert_eq!(
+            state.resolutions.len(),
+            1,
+            "agent.hdr resolved as committed"
+        );
+        assert!(state.resolutions[0].1);
+        assert_eq!(
+            state.credits,
+            [("agent.tx".to_string(), "agent".to_string(), usd("0.05"))]
+        );
+        assert!(
+            refunds.is_empty(),
+            "the refund was requested: nothing to resume"
+        );
+        let mut phases = state.phases.clone();
+        phases.sort();
+        assert_eq!(phases.len(), 6);
+        assert!(phases
+            .iter()
+            .all(|(session, agent, phase)| session.starts_with("agent.")
+                && agent == "agent"
+                && *phase == Phase::Commit));
+        assert_eq!(
+            state.replay_keys.len(),
+            12,
+            "two keys for each payment that left"
+        );
+    }
 }

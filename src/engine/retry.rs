@@ -9,7 +9,7 @@
 //! business (`store::unknown`).
 
 use super::context::Shared;
-use super::evaluate::Verdict;
+use super::evaluate::{Decider, Verdict};
 use super::facts::RequestFacts;
 use super::gate::{Gate, Refusal};
 use super::judge::{judge, write_decision, Decision};
@@ -80,7 +80,7 @@ pub(super) async fn decide_retry(
              approval: an operator can resolve {original} instead",
             evaluation.rule, evaluation.reason
         );
-        evaluation.rule = "retry_needs_approval".to_string();
+        evaluation.rule = Decider::refusal("retry_needs_approval");
     }
     let trace_id = shared.next_trace_id();
     let decision = Decision {
@@ -107,7 +107,7 @@ pub(super) async fn decide_retry(
     if evaluation.verdict != Verdict::Allowed {
         let refusal = Refusal::denied(
             "denied",
-            &evaluation.rule,
+            &evaluation.rule.name(),
             &evaluation.reason,
             &cited,
             &session_id,

@@ -15,7 +15,7 @@
 use super::compensation::Compensator;
 use super::context::Shared;
 use super::facts::RequestFacts;
-use super::records::{outcome_name, resolution_record, settlement_record, Settlement};
+use super::records::{resolution_record, settlement_record, traced, Settlement};
 use super::ticket::{Stake, Ticket};
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::store::RetryInFlight;
@@ -201,7 +201,7 @@ fn finish(
     let outcome = settlement.outcome;
     let trace_id = shared.next_trace_id();
     let record = settlement_record(facts, &policy, &trace_id, &ticket.trace_id, settlement);
-    shared.metrics.settlement(outcome_name(outcome));
+    shared.metrics.settlement(traced(outcome).as_str());
     shared.trace.append(&record);
     drop(claim);
 }

@@ -147,7 +147,7 @@ impl Ticket {
         upstream_status: Option<u16>,
     ) -> UnknownDetails {
         UnknownDetails {
-            session: facts.identity.session_id(),
+            session: facts.identity.session_id().into(),
             agent: facts.identity.agent.to_string(),
             since: jiff::Timestamp::now().to_string(),
             method: facts.method.clone(),

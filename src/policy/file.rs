@@ -174,7 +174,7 @@ impl<'de> Deserialize<'de> for TransitionRules {
                         "agent_header" => rules.agent_header = map.next_value()?,
                         "allow_skip" => rules.allow_skip = Some(map.next_value()?),
                         _ => {
-                            let Some(from) = super::values::parse_phase(&key) else {
+                            let Some(from) = super::phase::Phase::parse(&key) else {
                                 return Err(de::Error::custom(format!(
                                     "unknown field `{key}`, expected `agent_header`, `allow_skip` \
                                      or a phase (EXPLORE, DECIDE, COMMIT) with the phases it may move to"

@@ -2,11 +2,12 @@
 //! policy's `agents` table (SPEC §2).
 //!
 //! The user name is `AGENT` or `AGENT.SESSION`; a session always belongs to its agent, so
-//! session ids are written `AGENT.SESSION` everywhere. Tokens are compared as SHA-256
-//! digests in constant time, so neither the file nor the comparison leaks them.
+//! session ids ([`SessionId`]) are written `AGENT.SESSION` everywhere. Tokens are compared
+//! as SHA-256 digests in constant time, so neither the file nor the comparison leaks them.
 
 use super::file::{AgentEntry, AnonymousEntry};
 use base64::Engine;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +29,118 @@ pub struct Identity {
 
 impl Identity {
     /// `AGENT.SESSION`: the id sessions are known by in the admin API and traces.
-    pub fn session_id(&self) -> String {
-        format!("{}.{}", self.agent, self.session)
+    pub fn session_id(&self) -> SessionId {
+        SessionId::new(&self.agent, &self.session)
+    }
+}
+
+/// A session's id, `AGENT.SESSION`: the session always names the agent it belongs to.
+///
+/// Built from an [`Identity`], or read once from text (an admin API path, a proof-log
+/// line); the agent and the session name then come from the id, never from splitting the
+/// text again. It reads as the `&str` `AGENT.SESSION` wherever one is expected. The
+/// default, empty id only stands for a proof-log line that names no session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId {
+    /// `AGENT.SESSION`.
+    text: String,
+    /// Where the agent's name ends (the `.`).
+    agent_len: usize,
+}
+
+impl SessionId {
+    /// The id of `agent`'s session `session`.
+    pub fn new(agent: &str, session: &str) -> SessionId {
+        SessionId {
+            text: format!("{agent}.{session}"),
+            agent_len: agent.len(),
+        }
+    }
+
+    /// `AGENT.SESSION` as text, split at its first `.`; `None` unless both parts are there.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        let (agent, session) = text.split_once('.')?;
+        (!agent.is_empty() && !session.is_empty()).then(|| SessionId {
+            text: text.to_string(),
+            agent_len: agent.len(),
+        })
+    }
+
+    /// The agent the session belongs to.
+    pub fn agent(&self) -> &str {
+        &self.text[..self.agent_len]
+    }
+
+    /// The session's own name, without its agent.
+    pub fn session(&self) -> &str {
+        self.text.get(self.agent_len + 1..).unwrap_or("")
+    }
+
+    /// `AGENT.SESSION`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.text
+    }
+}
+
+impl PartialEq<str> for SessionId {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for SessionId {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SessionIdVisitor;
+        impl de::Visitor<'_> for SessionIdVisitor {
+            type Value = SessionId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session id, AGENT.SESSION")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SessionId, E> {
+                SessionId::parse(text).ok_or_else(|| {
+                    E::custom(format!("`{text}` is not a session id: AGENT.SESSION"))
+                })
+            }
+        }
+        deserializer.deserialize_str(SessionIdVisitor)
     }
 }
 
@@ -246,6 +357,23 @@ mod tests {
             dir.authenticate(Some(&basic("bot.bad name:t0ken"))),
             Err(AuthError::BadName)
         );
+    }
+
+    #[test]
+    fn a_session_id_names_its_agent_and_session() {
+        let id = SessionId::new("bot", "run-7");
+        assert_eq!(
+            (id.agent(), id.session(), id.as_str()),
+            ("bot", "run-7", "bot.run-7")
+        );
+        assert_eq!(SessionId::parse("bot.run-7"), Some(id.clone()));
+        for bad in ["bot", ".run", "bot.", ""] {
+            assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"bot.run-7\"");
+        assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<SessionId>("\"bot\"").is_err());
     }
 
     #[test]

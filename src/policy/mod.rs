@@ -8,6 +8,7 @@
 //! the re-exports. The rest, from the bottom up:
 //!
 //! * `route`, `host_pattern`: normal forms of hosts and paths, and host patterns.
+//! * `phase`: the session phases, and the one place their names are read and written.
 //! * `rules`: the rule language's syntax tree; `dsl` parses rule text into it.
 //! * `values`: the typed scalars a policy file is written in (money, durations, phases,
 //!   sizes, endpoint patterns).
@@ -27,6 +28,7 @@ mod error;
 mod file;
 mod host_pattern;
 mod identity;
+mod phase;
 pub mod route;
 pub mod rules;
 mod settings;
@@ -38,7 +40,8 @@ pub use error::PolicyError;
 pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
 pub use host_pattern::{HostPattern, HostPatternError};
 pub(crate) use identity::constant_time_eq;
-pub use identity::{AgentDirectory, AuthError, Identity};
+pub use identity::{AgentDirectory, AuthError, Identity, SessionId};
+pub use phase::{NotAPhase, Phase};
 pub use settings::{
     ApprovalMode, ApprovalSettings, Category, CompensationSettings, CompiledBudget, Gates, Limits,
     MemoryLimits, NotificationSettings, PhasePolicy, Rule, Tier, Tool, X402Settings,

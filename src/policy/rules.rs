@@ -5,11 +5,16 @@
 //! `@no-early-pay BLOCK category:data WHEN phase IS NOT COMMIT`.
 
 use super::host_pattern::HostPattern;
+pub use super::phase::{phase_name, Phase};
 use rust_decimal::Decimal;
 use std::time::Duration;
 
-/// What a rule does when it matches. Ordered by precedence: deny overrides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// What a rule does when it matches. Ordered by precedence: deny overrides. Written
+/// `BLOCK`, `REQUIRE_APPROVAL`, `FLAG` or `ALLOW` (in the proof log's `rules`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RuleAction {
     Allow,
     Flag,
@@ -28,23 +33,6 @@ pub enum RuleTarget {
     Tool(String),
     /// A host pattern: anything with a dot, or `*.example.com`.
     Host(HostPattern),
-}
-
-/// The session phases, in their only order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    Explore,
-    Decide,
-    Commit,
-}
-
-/// `EXPLORE`, `DECIDE` or `COMMIT`: how phases are written in policies, traces and the API.
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Explore => "EXPLORE",
-        Phase::Decide => "DECIDE",
-        Phase::Commit => "COMMIT",
-    }
 }
 
 /// Recipient trust levels.

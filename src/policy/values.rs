@@ -172,21 +172,7 @@ pub struct PhaseName(pub Phase);
 
 impl<'de> Deserialize<'de> for PhaseName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_phase(&text).map(PhaseName).ok_or_else(|| {
-            de::Error::custom(format!(
-                "`{text}` is not a phase: EXPLORE, DECIDE or COMMIT"
-            ))
-        })
-    }
-}
-
-pub fn parse_phase(text: &str) -> Option<Phase> {
-    match text.trim().to_ascii_uppercase().as_str() {
-        "EXPLORE" => Some(Phase::Explore),
-        "DECIDE" => Some(Phase::Decide),
-        "COMMIT" => Some(Phase::Commit),
-        _ => None,
+        Phase::deserialize(deserializer).map(PhaseName)
     }
 }
 

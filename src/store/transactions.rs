@@ -22,7 +22,7 @@ const MAX_TRANSACTIONS: usize = 10_000;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SettledPayment {
     pub decision_trace_id: String,
-    pub session: String,
+    pub session: crate::policy::SessionId,
     pub agent: String,
     pub payer: Option<String>,
     pub pay_to: String,
@@ -101,7 +101,7 @@ mod tests {
     fn payment(trace: &str) -> SettledPayment {
         SettledPayment {
             decision_trace_id: trace.into(),
-            session: "a.s".into(),
+            session: crate::policy::SessionId::new("a", "s"),
             agent: "a".into(),
             payer: None,
             pay_to: "0x1".into(),

@@ -10,7 +10,10 @@
 //! 16 KiB). A refusal, which recovery does not read, is also held to [`MAX_REFUSAL_LINE`]
 //! as a whole: past it, every remaining long field is cut and the rule list dropped.
 
+use super::checks::Checks;
+use super::decider::Decider;
 use super::record::TraceRecord;
+use super::vocabulary::{Kind, Verdict};
 use crate::x402::hex;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -48,7 +51,7 @@ const MARKER_ROOM: usize = 100;
 /// Whether the line is a refusal: a `DENIED` decision, which moved no money and which
 /// recovery skips, so every one of its fields may be cut.
 pub fn is_refusal(record: &TraceRecord) -> bool {
-    record.kind == "decision" && record.decision == Some("DENIED")
+    record.kind == Kind::Decision && record.decision == Some(Verdict::Denied)
 }
 
 /// The record with its long fields cut, borrowed when nothing needed cutting (the usual
@@ -60,6 +63,14 @@ pub fn bound_record(record: &TraceRecord) -> Cow<'_, TraceRecord> {
     let mut bounded = record.clone();
     cut_fields(&mut bounded);
     Cow::Owned(bounded)
+}
+
+/// A rule or check named past [`MAX_FIELD`] (a policy's own long rule id) is cut like
+/// any other name.
+fn decider_too_long(decider: &Option<Decider>) -> bool {
+    decider
+        .as_ref()
+        .is_some_and(|decider| decider.name().len() > MAX_FIELD)
 }
 
 fn too_long(field: &Option<String>, limit: usize) -> bool {
@@ -79,10 +90,10 @@ fn needs_cut(record: &TraceRecord) -> bool {
             &record.asset_symbol,
             &record.payer,
             &record.transaction,
-            &record.rule,
         ]
         .iter()
         .any(|field| too_long(field, MAX_FIELD))
+        || decider_too_long(&record.rule)
         || (refusal
             && (too_long(&record.pay_to, MAX_FIELD)
                 || record.replay_keys.iter().any(|key| key.len() > MAX_FIELD)))
@@ -108,9 +119,13 @@ fn cut_fields(record: &mut TraceRecord) {
         &mut record.asset_symbol,
         &mut record.payer,
         &mut record.transaction,
-        &mut record.rule,
     ] {
         cut_in_place(field, MAX_FIELD);
+    }
+    if let Some(rule) = &mut record.rule {
+        if let Cow::Owned(shorter) = cut(&rule.name(), MAX_FIELD) {
+            *rule = Decider::Rule(shorter);
+        }
     }
     if is_refusal(record) {
         cut_in_place(&mut record.pay_to, MAX_FIELD);
@@ -126,14 +141,18 @@ fn cut_fields(record: &mut TraceRecord) {
 /// over [`MAX_REFUSAL_LINE`] cut harder (every field to its shortest, no rule list).
 /// Returns the JSON and whether anything was cut.
 pub fn bounded_line(record: &TraceRecord) -> Result<(String, bool), serde_json::Error> {
-    let bounded = bound_record(record);
+    let mut bounded = bound_record(record);
     let mut cut_any = matches!(bounded, Cow::Owned(_));
+    if bounded.prev_hash.is_some() {
+        // A record read back from the log: the writer chains the line itself.
+        bounded.to_mut().prev_hash = None;
+    }
     let mut line = serde_json::to_string(bounded.as_ref())?;
     if line.len() > MAX_REFUSAL_LINE && is_refusal(record) {
         let mut harder = bounded.into_owned();
         cut_in_place(&mut harder.path, MAX_FIELD);
         cut_in_place(&mut harder.reason, MAX_FIELD);
-        harder.rules.clear();
+        harder.rules = Checks::default();
         harder.replay_keys.truncate(4);
         for key in &mut harder.replay_keys {
             if let Cow::Owned(shorter) = cut(key, MAX_FIELD) {
@@ -156,13 +175,13 @@ mod tests {
     fn refusal(path: String) -> TraceRecord {
         TraceRecord {
             trace_id: "tr_1".into(),
-            kind: "decision",
+            kind: Kind::Decision,
             time: "2026-01-01T00:00:00Z".into(),
-            session: "a.s".into(),
+            session: crate::policy::SessionId::new("a", "s"),
             agent: "a".into(),
             path: Some(path),
-            decision: Some("DENIED"),
-            rule: Some("malformed_payment".into()),
+            decision: Some(Verdict::Denied),
+            rule: Some(Decider::refusal("malformed_payment")),
             reason: Some("x".repeat(50_000)),
             ..TraceRecord::default()
         }
@@ -192,7 +211,7 @@ mod tests {
     #[test]
     fn a_forward_decision_keeps_what_recovery_reads() {
         let mut record = refusal("/ok".into());
-        record.decision = Some("ALLOWED");
+        record.decision = Some(Verdict::Allowed);
         record.reason = Some("within budget".into());
         record.pay_to = Some("0x".repeat(400));
         record.replay_keys = vec!["evm:".to_string() + &"1".repeat(600)];

@@ -7,7 +7,7 @@
 //! budgets from every file and `purser traces verify` checks the chain from the first,
 //! so making room is the operator's call (archive the oldest rotated files elsewhere).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Counters the writer thread keeps and the admin listener reads.
@@ -73,33 +73,12 @@ impl TraceFigures {
 
 /// The sizes of the log's rotated files (`NAME.DIGITS` beside `path`), summed.
 pub fn rotated_bytes(path: &Path) -> u64 {
-    let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), parent(path)) else {
-        return 0;
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .and_then(|file| file.strip_prefix(name))
-                .and_then(|rest| rest.strip_prefix('.'))
-                .is_some_and(|stamp| !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|entry| entry.metadata().ok())
+    super::files::rotated_files(path)
+        .iter()
+        .filter_map(|(_, file)| std::fs::metadata(file).ok())
         .filter(|meta| meta.is_file())
         .map(|meta| meta.len())
         .sum()
-}
-
-fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Says (once per crossing) that the log passed the alarm size.

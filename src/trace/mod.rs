@@ -9,18 +9,30 @@
 //! An agent cannot flood it: long fields are cut and hashed ([`bound`]), refusals past
 //! a per-agent rate are summarised ([`refusals`]), files rotate by size, and
 //! [`figures`] reports its size on disk and raises an alarm past a threshold.
+//!
+//! Every line is one [`TraceRecord`], whose fixed vocabularies are typed ([`vocabulary`]:
+//! kind, verdict, outcome, gate), as is who decided ([`decider`]). The writer, recovery,
+//! the CLI and the admin API all read and write that one type; [`log_files`] lists the
+//! files a log has rotated into, in chain order.
 
 pub mod bound;
+mod chain;
+mod checks;
+pub mod decider;
 pub mod figures;
+mod files;
 pub mod filter;
 mod record;
 pub mod refusals;
 mod verify;
+pub mod vocabulary;
 mod writer;
 
-pub use record::{BudgetSnapshot, RuleOutcome, TraceRecord};
+pub use chain::GENESIS_HASH;
+pub use checks::{Checks, RuleOutcome};
+pub use decider::{Approver, Decider};
+pub use files::log_files;
+pub use record::{Approval, BudgetSnapshot, TraceRecord};
 pub use verify::{verify_files, VerifyError, VerifyReport};
+pub use vocabulary::{Gate, HoldEnd, Kind, Outcome, Verdict, Vocabulary};
 pub use writer::{TraceError, TraceLimits, TraceLog, TraceSettings};
-
-/// The hash a chain starts from.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

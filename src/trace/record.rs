@@ -1,28 +1,25 @@
-//! The fields of a trace line (SPEC §6). Optional fields are left out when empty, so a
-//! settlement line is short and a decision line says everything.
+//! The fields of a trace line (SPEC §6), the one type the writer, recovery, the CLI and
+//! the admin API all use. Optional fields are left out when empty, so a settlement line
+//! is short and a decision line says everything.
+//!
+//! The field order is the line's (the hash chain covers exact bytes): a line Purser wrote
+//! reads into a [`TraceRecord`] and serialises back to the same bytes. Reading is
+//! tolerant: unknown fields are ignored and every field but `trace_id` and `kind` may be
+//! missing. A decision's checks are kept as written when read back ([`Checks`]).
 
+use super::checks::Checks;
+use super::decider::{Approver, Decider};
+use super::vocabulary::{Gate, HoldEnd, Kind, Outcome, Verdict};
+use crate::policy::{Phase, SessionId};
 use rust_decimal::Decimal;
-use serde::Serialize;
-
-/// One rule as evaluated for a decision.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct RuleOutcome {
-    pub id: String,
-    /// BLOCK, REQUIRE_APPROVAL, FLAG or ALLOW.
-    pub action: &'static str,
-    pub matched: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub shadow: bool,
-    /// Why it matched or not, briefly.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// The budget as seen by a decision.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BudgetSnapshot {
-    /// The level whose ratio is highest.
-    pub level: &'static str,
+    /// The level whose ratio is highest: `session`, `agent` or `fleet`.
+    pub level: Cow<'static, str>,
     pub limit: Option<Decimal>,
     pub spent: Decimal,
     pub reserved: Decimal,
@@ -31,18 +28,36 @@ pub struct BudgetSnapshot {
     pub ratio: Option<Decimal>,
 }
 
-/// One line of the proof log.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct TraceRecord {
-    pub trace_id: String,
-    /// `decision`, `settlement`, `hold`, `phase`, `resolution`, `compensation`, `summary`.
-    pub kind: &'static str,
+/// Who ended a hold, how, when and after how long (a hold line's `approval`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Approval {
     /// RFC 3339, UTC.
+    pub at: String,
+    pub by: Approver,
+    pub hold_id: String,
+    pub outcome: HoldEnd,
+    pub waited_ms: u64,
+}
+
+/// One line of the proof log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// The previous line's hash, on a line read back from the log. The writer chains
+    /// every line it writes itself ([`super::TraceLog`]), so a record to write leaves it
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+    pub trace_id: String,
+    pub kind: Kind,
+    /// RFC 3339, UTC.
+    #[serde(default)]
     pub time: String,
-    pub session: String,
+    #[serde(default)]
+    pub session: SessionId,
+    #[serde(default)]
     pub agent: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<&'static str>,
+    pub phase: Option<Phase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,26 +103,25 @@ pub struct TraceRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
     /// Replay keys (payer+nonce, signature digest, transaction digest).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_keys: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSnapshot>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<RuleOutcome>,
-    /// ALLOWED, DENIED, PENDING_APPROVAL.
+    #[serde(default, skip_serializing_if = "Checks::is_empty")]
+    pub rules: Checks,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<&'static str>,
-    /// The rule that decided.
+    pub decision: Option<Verdict>,
+    /// The rule or check that decided.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<Decider>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Budget gate crossed, if any: warning, restrict, halt.
+    /// Budget gate crossed, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gate: Option<&'static str>,
-    /// Settlement: committed, released, unknown.
+    pub gate: Option<Gate>,
+    /// How a settlement, a resolution or a refund ended.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'static str>,
+    pub outcome: Option<Outcome>,
     /// For settlements: the decision line's trace id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision_trace_id: Option<String>,
@@ -118,7 +132,7 @@ pub struct TraceRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<serde_json::Value>,
+    pub approval: Option<Approval>,
     /// Compensation lines: refund id, transaction, loss, whether the budget was credited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensation: Option<serde_json::Value>,
@@ -129,5 +143,106 @@ pub struct TraceRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub purser_version: Option<&'static str>,
+    pub purser_version: Option<Cow<'static, str>>,
+}
+
+impl TraceRecord {
+    /// A line of the log (without its newline).
+    pub fn from_line(line: &str) -> Result<TraceRecord, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+
+    /// Whether the line is this trace id, or refers to it (the settlement, hold or
+    /// resolution of that decision, or the summary citing it).
+    pub fn belongs_to(&self, trace_id: &str) -> bool {
+        self.trace_id == trace_id || self.decision_trace_id.as_deref() == Some(trace_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::bound::bounded_line;
+    use crate::trace::chain::chain_line;
+    use crate::trace::Vocabulary;
+    use std::collections::BTreeSet;
+
+    /// A log written before trace records were typed (Purser 0.1.0): every kind, allowed,
+    /// refused and held decisions, a gate, a shadow rule, holds approved and denied,
+    /// every settlement outcome, a resolution, a refund pending and requested, a cut
+    /// path, a refusal opening a summary, and the summary.
+    const WRITTEN_BEFORE: &str = include_str!("testdata/lines-v0.1.0.jsonl");
+
+    fn read(line: &str) -> TraceRecord {
+        TraceRecord::from_line(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    #[test]
+    fn lines_written_before_read_back_and_write_out_byte_for_byte() {
+        for line in WRITTEN_BEFORE.lines() {
+            let record = read(line);
+            assert_eq!(serde_json::to_string(&record).unwrap(), line);
+        }
+    }
+
+    #[test]
+    fn the_writer_chains_a_record_read_back_into_the_same_line() {
+        for line in WRITTEN_BEFORE.lines() {
+            let record = read(line);
+            let prev_hash = record.prev_hash.clone().unwrap();
+            let (json, cut) = bounded_line(&record).unwrap();
+            assert!(!json.contains("prev_hash"), "the writer adds it: {json}");
+            assert_eq!(chain_line(&prev_hash, &json), line);
+            // The one line with a path past its bound was cut when written; it stays so.
+            assert!(!cut, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_lines_written_before_cover_every_vocabulary() {
+        let records: Vec<TraceRecord> = WRITTEN_BEFORE.lines().map(read).collect();
+        let kinds: BTreeSet<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds.len(), Kind::ALL.len(), "{kinds:?}");
+        let verdicts: BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| r.decision.map(|d| d.as_str()))
+            .collect();
+        assert_eq!(verdicts.len(), Verdict::ALL.len(), "{verdicts:?}");
+        let outcomes: BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| r.outcome.map(|o| o.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes.len(),
+            Outcome::ALL.len() - 1,
+            "all but failed: {outcomes:?}"
+        );
+        assert!(records.iter().any(|r| r.gate == Some(Gate::Warning)));
+        assert!(records
+            .iter()
+            .any(|r| r.rule == Some(Decider::Tier("open".into()))));
+        assert!(records.iter().any(|r| r
+            .approval
+            .as_ref()
+            .is_some_and(|a| a.outcome == HoldEnd::Denied)));
+        let phase = records.iter().find(|r| r.kind == Kind::Phase).unwrap();
+        assert_eq!(phase.phase, Some(Phase::Commit));
+        assert_eq!(phase.session.agent(), "agent");
+    }
+
+    #[test]
+    fn reading_ignores_unknown_fields_and_missing_optional_ones() {
+        let record = read(r#"{"trace_id":"tr_1","kind":"settlement","later":{"x":1}}"#);
+        assert_eq!(record.kind, Kind::Settlement);
+        assert_eq!(record.session, SessionId::default());
+        assert!(record.replay_keys.is_empty() && record.rules.is_empty());
+        for unreadable in [
+            r#"{"trace_id":"tr_1"}"#,
+            r#"{"kind":"decision"}"#,
+            r#"{"trace_id":"tr_1","kind":"decision","decision":"MAYBE"}"#,
+            r#"{"trace_id":"tr_1","kind":"phase","phase":"LATER"}"#,
+        ] {
+            assert!(TraceRecord::from_line(unreadable).is_err(), "{unreadable}");
+        }
+    }
 }

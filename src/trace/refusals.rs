@@ -12,7 +12,11 @@
 //! Only `DENIED` decisions are ever summarised: a payment that leaves, a hold, a
 //! settlement or a phase change is always written in full.
 
+use super::decider::Decider;
 use super::record::TraceRecord;
+use super::vocabulary::{Kind, Verdict};
+use crate::policy::SessionId;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,7 +53,7 @@ struct Window {
 struct Summary {
     /// The opening line: what suppressed refusals cite.
     cited: String,
-    session: String,
+    session: SessionId,
     policy_digest: Option<String>,
     from: String,
     to: String,
@@ -178,17 +182,18 @@ impl Summary {
         self.suppressed += 1;
         self.to = record.time.clone();
         self.last_trace_id = record.trace_id.clone();
-        let rule = record.rule.as_deref().unwrap_or("unknown");
+        let rule = record.rule.as_ref().map(Decider::name);
+        let rule = rule.as_deref().unwrap_or("unknown");
         if self.by_rule.contains_key(rule) || self.by_rule.len() < NAMED_IN_SUMMARY {
             *self.by_rule.entry(rule.to_string()).or_default() += 1;
         } else {
             *self.by_rule.entry("(other rules)".to_string()).or_default() += 1;
         }
-        if self.sessions.contains(&record.session) {
+        if self.sessions.contains(record.session.as_str()) {
             return;
         }
         if self.sessions.len() < NAMED_IN_SUMMARY {
-            self.sessions.insert(record.session.clone());
+            self.sessions.insert(record.session.to_string());
         } else {
             self.other_sessions += 1;
         }
@@ -204,12 +209,12 @@ fn summary_line(agent: &str, window: Window, per_minute: u32) -> Option<TraceRec
     );
     Some(TraceRecord {
         trace_id: summary.last_trace_id,
-        kind: "summary",
+        kind: Kind::Summary,
         time: jiff::Timestamp::now().to_string(),
         session: summary.session,
         agent: agent.to_string(),
-        decision: Some("DENIED"),
-        rule: Some("refusal_rate".to_string()),
+        decision: Some(Verdict::Denied),
+        rule: Some(Decider::refusal("refusal_rate")),
         reason: Some(reason),
         decision_trace_id: Some(summary.cited),
         summary: Some(serde_json::json!({
@@ -222,7 +227,7 @@ fn summary_line(agent: &str, window: Window, per_minute: u32) -> Option<TraceRec
             "limit_per_minute": per_minute,
         })),
         policy_digest: summary.policy_digest,
-        purser_version: Some(crate::VERSION),
+        purser_version: Some(Cow::Borrowed(crate::VERSION)),
         ..TraceRecord::default()
     })
 }
@@ -234,12 +239,14 @@ mod tests {
     fn refusal(n: u32, agent: &str) -> TraceRecord {
         TraceRecord {
             trace_id: format!("tr_{n}"),
-            kind: "decision",
+            kind: Kind::Decision,
             time: format!("2026-01-01T00:00:{:02}Z", n % 60),
-            session: format!("{agent}.s{}", n % 3),
+            session: SessionId::new(agent, &format!("s{}", n % 3)),
             agent: agent.to_string(),
-            decision: Some("DENIED"),
-            rule: Some(if n % 2 == 0 { "a" } else { "b" }.to_string()),
+            decision: Some(Verdict::Denied),
+            rule: Some(Decider::Rule(
+                if n % 2 == 0 { "a" } else { "b" }.to_string(),
+            )),
             ..TraceRecord::default()
         }
     }
@@ -265,7 +272,7 @@ mod tests {
         let (admission, closed) = limiter.admit(&refusal(50, "mallory"), start + WINDOW);
         assert_eq!(admission, Admission::Write, "a new minute starts afresh");
         let closed = closed.expect("the summary of the minute that ended");
-        assert_eq!(closed.kind, "summary");
+        assert_eq!(closed.kind, Kind::Summary);
         assert_eq!(closed.decision_trace_id.as_deref(), Some("tr_3"));
         assert_eq!(closed.trace_id, "tr_9");
         let summary = closed.summary.unwrap();

@@ -1,8 +1,6 @@
 //! `purser traces verify`: walk the chain and name the first line that breaks it.
 
-use super::GENESIS_HASH;
-use crate::x402::hex;
-use sha2::{Digest, Sha256};
+use super::chain::{line_hash, GENESIS_HASH};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -92,7 +90,7 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
                 found,
             });
         }
-        expected = hex(&Sha256::digest(line.as_bytes()));
+        expected = line_hash(line.as_bytes());
         count += 1;
     }
     Ok((count, expected))
@@ -101,15 +99,19 @@ fn verify_file(path: &Path, start: &str) -> Result<(u64, String), VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::writer::chain_line;
+    use crate::trace::chain::chain_line;
+
+    #[test]
+    fn a_log_written_before_typed_records_still_verifies() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace/testdata/lines-v0.1.0.jsonl");
+        assert_eq!(verify_files(&[path]).unwrap().lines, 30);
+    }
 
     #[test]
     fn a_line_that_is_not_utf8_is_named_not_an_io_error() {
         let first = chain_line(GENESIS_HASH, r#"{"kind":"decision"}"#);
-        let second = chain_line(
-            &hex(&Sha256::digest(first.as_bytes())),
-            r#"{"kind":"settlement"}"#,
-        );
+        let second = chain_line(&line_hash(first.as_bytes()), r#"{"kind":"settlement"}"#);
         let mut bytes = format!("{first}\n{second}\n").into_bytes();
         bytes.extend_from_slice(b"{\"prev_hash\":\"x\",\"reason\":\"caf\xc3\"}\n");
         let path = std::env::temp_dir().join(format!("purser-verify-{}", std::process::id()));

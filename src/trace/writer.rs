@@ -3,12 +3,10 @@
 //! summarised ([`super::refusals`]).
 
 use super::bound::{bounded_line, is_refusal};
+use super::chain::{chain_line, line_hash, GENESIS_HASH};
 use super::figures::{self, TraceFigures};
 use super::record::TraceRecord;
 use super::refusals::{Admission, RefusalLimiter};
-use super::GENESIS_HASH;
-use crate::x402::hex;
-use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -297,7 +295,7 @@ impl Writer {
         let mut last_hash = self.last_hash.clone();
         for job in batch.iter().filter(|job| !job.line.is_empty()) {
             let line = chain_line(&last_hash, &job.line);
-            last_hash = hex(&Sha256::digest(line.as_bytes()));
+            last_hash = line_hash(line.as_bytes());
             buffer.extend_from_slice(line.as_bytes());
             buffer.push(b'\n');
         }
@@ -382,16 +380,6 @@ impl Writer {
     }
 }
 
-/// Puts `"prev_hash"` first in the JSON object, so every line can be checked alone.
-pub(crate) fn chain_line(prev_hash: &str, json_object: &str) -> String {
-    let body = json_object.strip_prefix('{').unwrap_or(json_object);
-    if body.trim_start().starts_with('}') {
-        format!("{{\"prev_hash\":\"{prev_hash}\"}}")
-    } else {
-        format!("{{\"prev_hash\":\"{prev_hash}\",{body}")
-    }
-}
-
 /// The hash of the last complete line, or the genesis hash for a new log. A torn last
 /// line (no newline, a crash mid-write) is cut off so the chain resumes cleanly.
 fn last_line_hash(path: &Path) -> std::io::Result<String> {
@@ -428,7 +416,7 @@ fn last_line_hash(path: &Path) -> std::io::Result<String> {
         }
     }
     Ok(if complete_len > 0 {
-        hex(&Sha256::digest(&last_complete))
+        line_hash(&last_complete)
     } else {
         GENESIS_HASH.to_string()
     })

@@ -277,12 +277,7 @@ impl<'a> Parser<'a> {
     }
 
     fn phase(&mut self) -> Result<Phase, DslError> {
-        self.one_of("a phase (EXPLORE, DECIDE, COMMIT)", |w| match w {
-            "EXPLORE" => Some(Phase::Explore),
-            "DECIDE" => Some(Phase::Decide),
-            "COMMIT" => Some(Phase::Commit),
-            _ => None,
-        })
+        self.one_of("a phase (EXPLORE, DECIDE, COMMIT)", Phase::parse)
     }
 
     fn cost_condition(&mut self) -> Result<Condition, DslError> {
