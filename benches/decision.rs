@@ -18,50 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const POLICY: &str = r#"
-budget:
-  session_limit: 100.00
-  agent_limit: 500.00
-  fleet_limit: 5000.00
-  single_call_threshold: 5.00
-  graduated_gates: { warning: 0.6, restrict: 0.8, halt: 0.95 }
-categories:
-  data: ["*.data.example", "api.feeds.example/market/*"]
-  inference: ["inference.example"]
-  saas: ["*.saas.example"]
-  gift-cards: ["*.giftcards.example"]
-tools:
-  pay_for_data: { endpoints: ["api.feeds.example/market/*"], category: data }
-  search: { endpoints: ["search.example/paid/*"], category: data }
-recipients:
-  verified: ["0x2096000000000000000000000000000000000287"]
-tiers:
-  - { name: prohibited, conditions: { categories: [gift-cards] }, approval: blocked }
-  - { name: autonomous, conditions: { max_amount: 1.00, recipient_trust: [verified, known], frequency: { max: 50, per: 1h } }, approval: none }
-  - { name: supervised, conditions: { max_amount: 10.00 }, approval: notify_with_veto }
-  - { name: collaborative, approval: explicit_human }
-rules: |
-  BLOCK pay_for_data WHEN phase IS NOT commit
-  BLOCK * WHEN budget ABOVE 90%
-  REQUIRE APPROVAL FOR * WHEN cost ABOVE 2.50
-  FLAG * WHEN time OUTSIDE 09:00-17:00
-  @r5 BLOCK search WHEN frequency ABOVE 100 PER 1h
-  @r6 BLOCK category:inference WHEN phase IN (EXPLORE, DECIDE)
-  @r7 REQUIRE APPROVAL FOR category:saas WHEN cost ABOVE 1 AND recipient IS unknown
-  @r8 FLAG *.data.example WHEN cost ABOVE 0.75
-  @r9 BLOCK * WHEN recipient IS unknown AND cost ABOVE 50
-  @r10 SHADOW BLOCK category:data WHEN frequency ABOVE 30 PER 10m
-  @r11 FLAG * WHEN tier IS supervised
-  @r12 BLOCK api.blocked.example
-  @r13 REQUIRE APPROVAL FOR * WHEN budget_ratio > 0.85 AND cost > 0.10
-  @r14 FLAG category:data WHEN time WITHIN 00:00-06:00
-  @r15 BLOCK * WHEN category IS gift-cards
-  @r16 ALLOW category:data WHEN tier IS autonomous
-  @r17 FLAG * WHEN frequency ABOVE 40 PER 1h
-  @r18 BLOCK *.evil.example
-  @r19 REQUIRE APPROVAL FOR inference.example WHEN cost >= 3
-  @r20 FLAG * WHEN recipient IS NOT verified
-"#;
+/// 20 rules and 4 tiers.
+const POLICY: &str = include_str!("decision-policy.yaml");
 
 fn decision(c: &mut Criterion) {
     let policy = Policy::from_yaml(Path::new("bench.yaml"), POLICY).expect("bench policy");

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Shared by benches/paid.sh and benches/run: logging, a temp dir and
-# the cleanup of every child started, ports, VmRSS, medians, the busy-machine note, and
-# the squid and tinyproxy set-ups. Source it from the repository root, then call
-# `bench_init NAME`. Everything listens on $HOST (127.0.0.1).
+# The plumbing of benches/run: logging, a temp dir and the cleanup of every child
+# started, ports, VmRSS, the busy-machine note, and the squid and tinyproxy set-ups.
+# Source it from the repository root, then call `bench_init NAME`. Everything listens on
+# $HOST (127.0.0.1).
 
 HOST=${HOST:-127.0.0.1}
 KEEP=${KEEP:-0}
@@ -47,7 +47,6 @@ bench_cleanup() {
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     stop_pid "${PIDS[$i]}"
   done
-  if declare -F bench_cleanup_hook >/dev/null; then bench_cleanup_hook || true; fi
   [[ -n "$SQUID_SERVICE" ]] && rm -f /dev/shm/"$SQUID_SERVICE"-*
   if [[ -z "$TMP" ]]; then
     return 0
@@ -106,10 +105,6 @@ ports_free() {
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
-
-# median / range of the numbers on stdin, one a line.
-median() { sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "-"}'; }
-range() { sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf "%s–%s", lo, hi; else print "-"}'; }
 
 # cargo_busy: true when a cargo or rustc process runs (two shared cores: it moves numbers
 # by 30% or more).

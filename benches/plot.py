@@ -1,15 +1,11 @@
-#!/usr/bin/env python3
-"""Small SVG bar charts for benches/REPORT.md, with the standard library only.
+"""Small SVG bar charts for benches/REPORT.md (report.py), with the standard library only.
 
 A chart is a title and a stack of panels; each panel is a horizontal bar chart of one
 quantity (one unit): a bar per target with its value written after it, an optional
 min–max whisker (the range over runs) and optional dashed target lines. With "clip":
 true, one value far above the rest is drawn broken at the axis's end instead of
-flattening every other bar; "max" fixes the axis (100 for percentages).
-
-    python3 benches/plot.py SPEC.json OUT.svg
-
-renders a JSON spec of the shape
+flattening every other bar; "max" fixes the axis (100 for percentages). `render(spec)`
+returns the SVG text of a spec of the shape
 
     {"title": "Plain HTTP", "note": "median of 3 runs; whiskers: min–max",
      "panels": [{"title": "keep-alive req/s", "unit": "req/s",
@@ -17,14 +13,10 @@ renders a JSON spec of the shape
                  "targets": [{"value": 45000, "label": "3× squid"}],
                  "bars": [{"label": "purser", "value": 31000, "lo": 29000, "hi": 33000,
                            "highlight": true, "text": "31,000 (0.84× bare)"}]}]}
-
-`render(spec)` returns the SVG text, for report.py.
 """
 
 import html
-import json
 import math
-import sys
 
 WIDTH = 760
 LABEL_W = 170
@@ -211,18 +203,3 @@ def render(spec):
         top += panel_height(panel) + PANEL_GAP
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
-
-
-def main(argv):
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    with open(argv[1], encoding="utf-8") as f:
-        spec = json.load(f)
-    with open(argv[2], "w", encoding="utf-8") as f:
-        f.write(render(spec))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

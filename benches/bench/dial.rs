@@ -3,6 +3,8 @@
 //! dialing, tallies and clocks themselves are the kit's (`purser_kit::load`).
 
 use clap::Args;
+use http::header::HeaderValue;
+use purser_kit::client::basic;
 use purser_kit::load::{Clock, Dialer};
 use purser_kit::Error;
 use std::net::SocketAddr;
@@ -24,6 +26,17 @@ pub(crate) struct Via {
 impl Via {
     pub(crate) fn dialer(&self) -> Result<Dialer, Error> {
         Dialer::new(self.proxy, self.auth.as_deref(), &self.cas)
+    }
+
+    /// The credentials of another session of the `--auth` agent: `AGENT.SESSION:TOKEN`.
+    pub(crate) fn session_auth(&self, session: &str) -> Result<HeaderValue, Error> {
+        let credentials = self
+            .auth
+            .as_deref()
+            .ok_or("sessions need --auth AGENT[.SESSION]:TOKEN")?;
+        let (user, token) = credentials.split_once(':').ok_or("--auth is USER:TOKEN")?;
+        let agent = user.split('.').next().unwrap_or(user);
+        Ok(basic(&format!("{agent}.{session}:{token}")))
     }
 }
 

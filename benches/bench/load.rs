@@ -1,4 +1,4 @@
-//! The load generators of `benches/run` and `benches/paid.sh`. Each prints one
+//! The load generators of `benches/run`. Each prints one
 //! `RESULT key=value …` line on stdout (details on stderr).
 //!
 //! * `load`: `--conns` keep-alive HTTP/1.1 connections send `GET`s to `--target`. `--rate
@@ -27,7 +27,7 @@ use clap::Args;
 use http::header::{HeaderValue, CONNECTION};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use purser_kit::client::{basic, exchange, handshake, Sender};
+use purser_kit::client::{exchange, handshake, Sender};
 use purser_kit::load::{gen_cpu, get_ok, join_all, run_id, Clock, Dialer, Tally, Target};
 use purser_kit::process::cpu_seconds;
 use purser_kit::x402::Pay;
@@ -206,57 +206,48 @@ async fn load_worker(
     tally
 }
 
-/// The credentials of connection `i`: the agent's session `s(i mod N)` when spreading
-/// over N sessions, else the dialer's own.
-fn session_auth(via: &Via, sessions: usize, i: usize) -> Result<Option<HeaderValue>, Error> {
-    if sessions <= 1 {
-        return Ok(None);
-    }
-    let credentials = via.auth.as_deref().ok_or("--sessions needs --auth")?;
-    let (user, token) = credentials.split_once(':').ok_or("--auth is USER:TOKEN")?;
-    let agent = user.split('.').next().unwrap_or(user);
-    Ok(Some(basic(&format!("{agent}.s{}:{token}", i % sessions))))
+/// The pregenerated payment headers of a `--pay` run: one unique payment per request.
+fn payment_pool(args: &LoadArgs, amount: u64) -> Vec<HeaderValue> {
+    let seconds = (args.window.duration + args.window.warmup).ceil() as usize;
+    let count = args.pool.unwrap_or(30_000 * seconds);
+    let (run, built) = (run_id(), Instant::now());
+    let pool: Vec<HeaderValue> = (0..count as u64)
+        .map(|i| Pay::usdc(amount).unique(run, i).header())
+        .map(|h| HeaderValue::from_str(&h).expect("base64 is a valid header value"))
+        .collect();
+    let (bytes, took) = (pool.first().map_or(0, HeaderValue::len), built.elapsed());
+    eprintln!("bench load: {count} payment headers ({bytes} bytes each) generated in {took:.1?}");
+    pool
 }
 
 pub(crate) async fn load(args: LoadArgs) -> Result<(), Error> {
     let dialer = args.via.dialer()?;
     let target = Target::parse(&args.target)?;
-    let payments: Vec<HeaderValue> = match args.pay {
-        None => Vec::new(),
-        Some(amount) => {
-            let seconds = (args.window.duration + args.window.warmup).ceil() as usize;
-            let count = args.pool.unwrap_or(30_000 * seconds);
-            let (run, built) = (run_id(), Instant::now());
-            let pool: Vec<HeaderValue> = (0..count as u64)
-                .map(|i| Pay::usdc(amount).unique(run, i).header())
-                .map(|h| HeaderValue::from_str(&h).expect("base64 is a valid header value"))
-                .collect();
-            eprintln!(
-                "bench load: {count} payment headers ({} bytes each) generated in {:.1}s",
-                pool.first().map_or(0, HeaderValue::len),
-                built.elapsed().as_secs_f64()
-            );
-            pool
-        }
-    };
+    let payments = args
+        .pay
+        .map_or_else(Vec::new, |amount| payment_pool(&args, amount));
     // Every connection is open (and its tunnel and TLS session up) before the clock starts.
-    let mut senders = Vec::with_capacity(args.conns);
-    for _ in 0..args.conns {
-        senders.push(dialer.http(&target).await?);
-    }
+    let senders = open_all(&dialer, &target, args.conns).await?;
     let (cpu_start, wall) = (cpu_seconds(None), Instant::now());
+    let (conns, rate, seconds) = (args.conns, args.rate, args.window.duration);
+    let clock = args.window.clock();
+    let next_payment = AtomicUsize::new(0);
     let shared = Arc::new(Shared {
         dialer,
         target,
-        clock: args.window.clock(),
-        conns: args.conns,
-        rate: args.rate,
+        clock,
+        conns,
+        rate,
         payments,
-        next_payment: AtomicUsize::new(0),
+        next_payment,
     });
-    let mut tasks = Vec::with_capacity(args.conns);
+    let mut tasks = Vec::with_capacity(conns);
     for (i, sender) in senders.into_iter().enumerate() {
-        let auth = session_auth(&args.via, args.sessions, i)?;
+        // Spread over N sessions, connection i speaks as the agent's session `s(i mod N)`.
+        let auth = match args.sessions {
+            0 | 1 => None,
+            n => Some(args.via.session_auth(&format!("s{}", i % n))?),
+        };
         tasks.push(tokio::spawn(load_worker(
             i,
             shared.clone(),
@@ -267,35 +258,47 @@ pub(crate) async fn load(args: LoadArgs) -> Result<(), Error> {
     let mut all = join_all(tasks).await?;
     all.report_error("load");
     let percentiles = all.percentiles();
-    let seconds = args.window.duration;
     // Completions per second: over the window (closed loop), or from the window's start to
     // the last completion of a request scheduled in it (open loop: what was achieved).
     let span = match all.last_done {
-        Some(last) if args.rate > 0.0 => {
-            (last.max(shared.clock.end) - shared.clock.warm_end).as_secs_f64()
-        }
+        Some(last) if rate > 0.0 => (last.max(clock.end) - clock.warm_end).as_secs_f64(),
         _ => seconds,
     };
-    println!(
-        "RESULT mode=load loop={} rate={} paid={} conns={} sessions={} sent={} measured={} seconds={} rps={:.0} {} behind={} unsent={} reconnects={} errors={} pool_exhausted={} {}",
-        if args.rate > 0.0 { "open" } else { "closed" },
-        args.rate,
+    let (kind, paid) = (
+        if rate > 0.0 { "open" } else { "closed" },
         u8::from(args.pay.is_some()),
-        args.conns,
+    );
+    let rps = (all.measured - all.unsent) as f64 / span;
+    let Tally {
+        sent,
+        measured,
+        behind,
+        unsent,
+        reconnects,
+        errors,
+        exhausted,
+        ..
+    } = all;
+    let (sessions, exhausted, gen_cpu) = (
         args.sessions.max(1),
-        all.sent,
-        all.measured,
-        seconds,
-        (all.measured - all.unsent) as f64 / span,
-        percentiles,
-        all.behind,
-        all.unsent,
-        all.reconnects,
-        all.errors,
-        u8::from(all.exhausted),
+        u8::from(exhausted),
         gen_cpu(cpu_start, wall),
     );
+    println!(
+        "RESULT mode=load loop={kind} rate={rate} paid={paid} conns={conns} sessions={sessions} sent={sent} \
+         measured={measured} seconds={seconds} rps={rps:.0} {percentiles} behind={behind} unsent={unsent} \
+         reconnects={reconnects} errors={errors} pool_exhausted={exhausted} {gen_cpu}"
+    );
     Ok(())
+}
+
+/// `count` HTTP/1.1 connections to `target`, each open before anything is measured.
+async fn open_all(dialer: &Dialer, target: &Target, count: usize) -> Result<Vec<Sender>, Error> {
+    let mut senders = Vec::with_capacity(count);
+    for _ in 0..count {
+        senders.push(dialer.http(target).await?);
+    }
+    Ok(senders)
 }
 
 #[derive(Args)]
@@ -330,6 +333,34 @@ async fn one_connection(dialer: &Dialer, target: &Target, request: bool) -> Resu
     Ok(())
 }
 
+/// New connections one after the other until the clock ends.
+async fn handshake_worker(
+    dialer: Arc<Dialer>,
+    target: Arc<Target>,
+    request: bool,
+    clock: Clock,
+) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < clock.end {
+        let started = Instant::now();
+        tally.sent += 1;
+        match one_connection(&dialer, &target, request).await {
+            Ok(()) => {
+                let done = Instant::now();
+                if clock.measured(done) {
+                    tally.measured += 1;
+                    tally.latencies_us.push((done - started).as_micros() as u64);
+                }
+            }
+            Err(e) => {
+                tally.error(e);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    tally
+}
+
 pub(crate) async fn handshakes(args: HandshakeArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Arc::new(Target::parse(&args.target)?);
@@ -339,47 +370,29 @@ pub(crate) async fn handshakes(args: HandshakeArgs) -> Result<(), Error> {
     // One connection first, so that the leaf is cached before the clock starts.
     one_connection(&dialer, &target, args.request).await?;
     let (cpu_start, wall) = (cpu_seconds(None), Instant::now());
-    let clock = args.window.clock();
-    let tasks: Vec<_> = (0..args.conns)
-        .map(|_| {
-            let (dialer, target, request) = (dialer.clone(), target.clone(), args.request);
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < clock.end {
-                    let started = Instant::now();
-                    tally.sent += 1;
-                    match one_connection(&dialer, &target, request).await {
-                        Ok(()) => {
-                            let done = Instant::now();
-                            if clock.measured(done) {
-                                tally.measured += 1;
-                                tally.latencies_us.push((done - started).as_micros() as u64);
-                            }
-                        }
-                        Err(e) => {
-                            tally.error(e);
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut all = join_all(tasks).await?;
-    all.report_error("handshakes");
-    let percentiles = all.percentiles();
-    println!(
-        "RESULT mode=handshakes request={} conns={} sent={} measured={} seconds={} per_s={:.0} {} errors={} {}",
-        u8::from(args.request),
+    let (clock, request, conns, seconds) = (
+        args.window.clock(),
+        args.request,
         args.conns,
-        all.sent,
-        all.measured,
         args.window.duration,
-        all.measured as f64 / args.window.duration,
-        percentiles,
-        all.errors,
-        gen_cpu(cpu_start, wall),
+    );
+    let worker = |_| {
+        tokio::spawn(handshake_worker(
+            dialer.clone(),
+            target.clone(),
+            request,
+            clock,
+        ))
+    };
+    let mut all = join_all((0..conns).map(worker).collect()).await?;
+    all.report_error("handshakes");
+    let (percentiles, request) = (all.percentiles(), u8::from(request));
+    let (sent, measured, errors, gen_cpu) =
+        (all.sent, all.measured, all.errors, gen_cpu(cpu_start, wall));
+    let per_s = measured as f64 / seconds;
+    println!(
+        "RESULT mode=handshakes request={request} conns={conns} sent={sent} measured={measured} \
+         seconds={seconds} per_s={per_s:.0} {percentiles} errors={errors} {gen_cpu}"
     );
     Ok(())
 }
@@ -398,11 +411,12 @@ pub(crate) struct FirstArgs {
 
 /// A TLS handshake through the proxy to `host` (no request): how long it took, µs.
 pub(crate) async fn timed_handshake(dialer: &Dialer, host: &str, port: u16) -> Result<u64, Error> {
+    let (host, path) = (host.to_string(), "/".to_string());
     let target = Target {
         https: true,
-        host: host.to_string(),
+        host,
         port,
-        path: "/".to_string(),
+        path,
     };
     let started = Instant::now();
     let mut stream = dialer.open(&target).await?;
@@ -411,12 +425,13 @@ pub(crate) async fn timed_handshake(dialer: &Dialer, host: &str, port: u16) -> R
     Ok(took)
 }
 
-/// One handshake after the other, to each host in turn.
+/// One handshake after the other, to each host in turn: their latencies as `P_p50_us=…`.
 async fn handshake_series(
     dialer: &Dialer,
     hosts: impl Iterator<Item = String>,
     port: u16,
-) -> Tally {
+    p: &str,
+) -> (String, u64) {
     let mut tally = Tally::default();
     for host in hosts {
         match timed_handshake(dialer, &host, port).await {
@@ -424,7 +439,13 @@ async fn handshake_series(
             Err(e) => tally.error(e),
         }
     }
-    tally
+    tally.report_error(&format!("first ({p})"));
+    let keys: Vec<String> = tally
+        .percentiles()
+        .split(' ')
+        .map(|kv| format!("{p}_{kv}"))
+        .collect();
+    (keys.join(" "), tally.errors)
 }
 
 pub(crate) async fn first(args: FirstArgs) -> Result<(), Error> {
@@ -434,96 +455,77 @@ pub(crate) async fn first(args: FirstArgs) -> Result<(), Error> {
     }
     let run = run_id() & 0xffff_ffff;
     let name = |i: usize| format!("n{i}-{run:x}.{}", args.domain);
-    let mut new_host = handshake_series(&dialer, (0..args.count).map(name), args.port).await;
-    let mut cached = handshake_series(&dialer, (0..args.count).map(|_| name(0)), args.port).await;
-    new_host.report_error("first (new hosts)");
-    cached.report_error("first (cached host)");
-    let prefixed = |tally: &mut Tally, p: &str| {
-        let text = tally.percentiles();
-        text.split(' ')
-            .map(|kv| format!("{p}_{kv}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!(
-        "RESULT mode=first n={} {} {} errors={}",
-        new_host.latencies_us.len(),
-        prefixed(&mut new_host, "new"),
-        prefixed(&mut cached, "cached"),
-        new_host.errors + cached.errors,
-    );
+    let (n, port) = (args.count, args.port);
+    let (new_host, new_errors) = handshake_series(&dialer, (0..n).map(name), port, "new").await;
+    let (cached, cached_errors) =
+        handshake_series(&dialer, (0..n).map(|_| name(0)), port, "cached").await;
+    let (n, errors) = (n as u64 - new_errors, new_errors + cached_errors);
+    println!("RESULT mode=first n={n} {new_host} {cached} errors={errors}");
     Ok(())
+}
+
+/// Bodies back to back on one connection until the clock ends, counting the bytes that
+/// arrive in the measured window.
+async fn bulk_worker(
+    dialer: Arc<Dialer>,
+    target: Arc<Target>,
+    mut sender: Sender,
+    clock: Clock,
+) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < clock.end {
+        tally.sent += 1;
+        let answer = async {
+            sender.ready().await?;
+            let resp = sender.send_request(dialer.get(&target, None)).await?;
+            match resp.status() {
+                StatusCode::OK => Ok(resp.into_body()),
+                status => Err::<_, Error>(status.to_string().into()),
+            }
+        };
+        let mut body = match answer.await {
+            Ok(body) => body,
+            Err(e) => {
+                tally.error(e);
+                return tally;
+            }
+        };
+        while let Some(frame) = body.frame().await {
+            let now = Instant::now();
+            match frame {
+                Ok(frame) if clock.measured(now) => {
+                    tally.bytes += frame.data_ref().map_or(0, |data| data.len() as u64);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tally.error(e);
+                    return tally;
+                }
+            }
+            if now > clock.end {
+                return tally;
+            }
+        }
+        tally.measured += 1;
+    }
+    tally
 }
 
 pub(crate) async fn bulk(args: LoadArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Arc::new(Target::parse(&args.target)?);
-    let mut senders = Vec::with_capacity(args.conns);
-    for _ in 0..args.conns {
-        senders.push(dialer.http(&target).await?);
-    }
+    let senders = open_all(&dialer, &target, args.conns).await?;
     let (cpu_start, wall) = (cpu_seconds(None), Instant::now());
     let clock = args.window.clock();
-    let tasks: Vec<_> = senders
-        .into_iter()
-        .map(|mut sender| {
-            let (dialer, target) = (dialer.clone(), target.clone());
-            tokio::spawn(async move {
-                let mut tally = Tally::default();
-                'requests: while Instant::now() < clock.end {
-                    tally.sent += 1;
-                    let outcome = async {
-                        sender.ready().await?;
-                        let resp = sender.send_request(dialer.get(&target, None)).await?;
-                        if resp.status() != StatusCode::OK {
-                            return Err::<_, Error>(format!("{}", resp.status()).into());
-                        }
-                        Ok(resp.into_body())
-                    }
-                    .await;
-                    let mut body = match outcome {
-                        Ok(body) => body,
-                        Err(e) => {
-                            tally.error(e);
-                            break;
-                        }
-                    };
-                    while let Some(frame) = body.frame().await {
-                        let now = Instant::now();
-                        match frame {
-                            Ok(frame) => {
-                                if let Some(data) = frame.data_ref() {
-                                    if clock.measured(now) {
-                                        tally.bytes += data.len() as u64;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                tally.error(e);
-                                break 'requests;
-                            }
-                        }
-                        if now > clock.end {
-                            break 'requests;
-                        }
-                    }
-                    tally.measured += 1;
-                }
-                tally
-            })
-        })
-        .collect();
-    let all = join_all(tasks).await?;
+    let worker = |sender| tokio::spawn(bulk_worker(dialer.clone(), target.clone(), sender, clock));
+    let all = join_all(senders.into_iter().map(worker).collect()).await?;
     all.report_error("bulk");
+    let (conns, seconds, gen_cpu) = (args.conns, args.window.duration, gen_cpu(cpu_start, wall));
+    let (bodies, bytes, errors) = (all.measured, all.bytes, all.errors);
+    let mb_per_s = bytes as f64 / seconds / 1e6;
     println!(
-        "RESULT mode=bulk conns={} bodies={} bytes={} seconds={} mb_per_s={:.1} errors={} {}",
-        args.conns,
-        all.measured,
-        all.bytes,
-        args.window.duration,
-        all.bytes as f64 / args.window.duration / 1e6,
-        all.errors,
-        gen_cpu(cpu_start, wall),
+        "RESULT mode=bulk conns={conns} bodies={bodies} bytes={bytes} seconds={seconds} \
+         mb_per_s={mb_per_s:.1} errors={errors} {gen_cpu}"
     );
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! load generators it drives, and the soak and the governance findings, all on loopback
 //! and all built on the kit the integration tests share (`purser_kit`).
 //!
-//! * servers: `origin` (the origin stub), `merchant` (the stub merchant and
-//!   facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
-//! * load ([`load`], [`memory`], [`paid`], [`gen_log`]): `load`, `handshakes`, `first`,
+//! * servers, all the kit's: `origin` (the origin stub), `merchant` (the stub merchant
+//!   and facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
+//! * load ([`load`], [`memory`], [`paid`]): `load`, `handshakes`, `first`,
 //!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`; each prints one
 //!   `RESULT key=value …` line on stdout;
 //! * whole runs ([`soak`], [`findings`]): `soak`, `findings`, `findings-plan`, each
@@ -13,11 +13,10 @@
 //! The generators run on one thread by default (`--threads 1`, like `wrk -t1`), so the
 //! proxy under test gets the rest of the box; the servers on all cores.
 
-mod bare_proxy;
 mod dial;
 mod findings;
-mod gen_log;
 mod load;
+mod md;
 mod memory;
 mod paid;
 mod serve;
@@ -82,7 +81,7 @@ enum Command {
         count: usize,
     },
     /// Writes a large hash-chained proof log from a real one.
-    GenLog(gen_log::GenLogArgs),
+    GenLog(paid::GenLogArgs),
     /// Minutes of mixed traffic through one Purser, then the checks.
     Soak(soak::SoakArgs),
     /// The governance findings: one seeded workload, flat limit vs governed policy.
@@ -118,7 +117,9 @@ fn main() -> Result<(), Error> {
     let threads = cli.threads;
     match cli.command {
         Command::Origin(args) => serve(serve::origin(args)),
-        Command::BareProxy { listen } => serve(async move { Ok(bare_proxy::run(listen).await?) }),
+        Command::BareProxy { listen } => {
+            serve(async move { Ok(purser_kit::bare_proxy::run(listen).await?) })
+        }
         // One thread: the load generator and Purser need the other cycles of a small box.
         Command::Merchant(args) => block_on(1, serve::merchant(args)),
         Command::Certs { dir } => serve::certs(&dir),
@@ -130,7 +131,7 @@ fn main() -> Result<(), Error> {
         Command::Approve(args) => block_on(threads, paid::approve(args)),
         Command::Holds(args) => block_on(threads, paid::holds(args)),
         Command::Fsync { dir, count } => paid::fsync_probe(&dir, count),
-        Command::GenLog(args) => gen_log::gen_log(&args),
+        Command::GenLog(args) => paid::gen_log(&args),
         Command::Soak(args) => soak::soak(args),
         Command::Findings(args) => findings::findings(args),
         Command::FindingsPlan(args) => findings::plan_command(&args),

@@ -8,8 +8,7 @@ use crate::dial::Via;
 use crate::load::timed_handshake;
 use clap::Args;
 use purser_kit::admin::Admin;
-use purser_kit::client::{basic, Sender};
-use purser_kit::load::{get_ok, run_id, spread, Dialer, Target};
+use purser_kit::load::{get_ok, open_idle, run_id, spread, Dialer, Target};
 use purser_kit::process::rss_kb;
 use purser_kit::x402::Pay;
 use purser_kit::Error;
@@ -47,59 +46,24 @@ pub(crate) struct MemoryArgs {
     admin: Option<SocketAddr>,
 }
 
-/// `count` connections to `target`, each after one `GET` answered `200`, kept open.
-pub(crate) async fn open_idle(
-    dialer: &Dialer,
-    target: &Target,
-    count: usize,
-) -> Result<Vec<Sender>, Error> {
-    let mut open = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut sender = dialer.http(target).await?;
-        get_ok(&mut sender, dialer.get(target, None)).await?;
-        open.push(sender);
-    }
-    Ok(open)
-}
-
 pub(crate) async fn memory(args: MemoryArgs) -> Result<(), Error> {
     let dialer = Arc::new(args.via.dialer()?);
     let target = Target::parse(&args.target)?;
-    let settle = || tokio::time::sleep(Duration::from_millis(args.settle_ms));
-    let mut out = vec![format!("rss_start_kb={}", rss_kb(args.pid))];
+    let (pid, settle) = (args.pid, Duration::from_millis(args.settle_ms));
+    let mut out = vec![format!("rss_start_kb={}", rss_kb(pid))];
     let mut errors = 0;
     let started = Instant::now();
     let held = open_idle(&dialer, &target, args.conns).await?;
     if args.conns > 0 {
-        eprintln!(
-            "bench memory: {} keep-alive connections open after {:.1}s",
-            held.len(),
-            started.elapsed().as_secs_f64()
-        );
-        settle().await;
-        out.push(format!("rss_conns_kb={}", rss_kb(args.pid)));
+        let (n, took) = (held.len(), started.elapsed());
+        eprintln!("bench memory: {n} keep-alive connections open after {took:.1?}");
+        tokio::time::sleep(settle).await;
+        out.push(format!("rss_conns_kb={}", rss_kb(pid)));
     }
     if args.leaves > 0 {
-        let run = run_id() & 0xffff_ffff;
-        let started = Instant::now();
-        let d = dialer.clone();
-        let tally = spread(args.leaves, args.workers, move |i| {
-            let d = d.clone();
-            async move {
-                timed_handshake(&d, &format!("leaf{i}-{run:x}.bench.test"), 443).await?;
-                Ok(())
-            }
-        })
-        .await?;
-        tally.report_error("memory (leaves)");
-        errors += tally.errors;
-        eprintln!(
-            "bench memory: {} hosts intercepted after {:.1}s",
-            args.leaves,
-            started.elapsed().as_secs_f64()
-        );
-        settle().await;
-        out.push(format!("rss_leaves_kb={}", rss_kb(args.pid)));
+        errors += leaves(args.leaves, args.workers, dialer.clone()).await?;
+        tokio::time::sleep(settle).await;
+        out.push(format!("rss_leaves_kb={}", rss_kb(pid)));
         // The proxy closes idle connections after a while: say how many the reading had.
         if !held.is_empty() {
             let open = held.iter().filter(|s| !s.is_closed()).count();
@@ -108,8 +72,8 @@ pub(crate) async fn memory(args: MemoryArgs) -> Result<(), Error> {
     }
     if args.sessions > 0 {
         errors += sessions(&args, dialer.clone()).await?;
-        settle().await;
-        out.push(format!("rss_sessions_kb={}", rss_kb(args.pid)));
+        tokio::time::sleep(settle).await;
+        out.push(format!("rss_sessions_kb={}", rss_kb(pid)));
     }
     // Counted after the readings: listing 100,000 sessions allocates.
     if let Some(addr) = args.admin {
@@ -118,37 +82,45 @@ pub(crate) async fn memory(args: MemoryArgs) -> Result<(), Error> {
             out.push(format!("leaf_entries={entries}"));
         }
         if args.sessions > 0 {
-            if let Ok(listed) = admin.get_json("/v1/sessions").await {
-                if let Some(n) = listed["sessions"].as_array().map(Vec::len) {
-                    out.push(format!("sessions_listed={n}"));
-                }
+            let listed = admin.get_json("/v1/sessions").await.ok();
+            if let Some(n) = listed.and_then(|l| l["sessions"].as_array().map(Vec::len)) {
+                out.push(format!("sessions_listed={n}"));
             }
         }
     }
-    println!(
-        "RESULT mode=memory conns={} leaves={} sessions={} {} errors={errors}",
-        held.len(),
-        args.leaves,
-        args.sessions,
-        out.join(" ")
-    );
+    let (conns, leaves, sessions, out) = (held.len(), args.leaves, args.sessions, out.join(" "));
+    println!("RESULT mode=memory conns={conns} leaves={leaves} sessions={sessions} {out} errors={errors}");
     Ok(())
 }
 
-/// `--sessions` sessions, one paid request each, over one keep-alive connection per
-/// worker: the number of errors.
+/// A handshake to each of `count` host names never seen (the proxy mints a leaf for
+/// each), over `workers` connections at a time: the number of errors.
+async fn leaves(count: usize, workers: usize, dialer: Arc<Dialer>) -> Result<u64, Error> {
+    let (run, started) = (run_id() & 0xffff_ffff, Instant::now());
+    let tally = spread(count, workers, move |i| {
+        let dialer = dialer.clone();
+        async move {
+            timed_handshake(&dialer, &format!("leaf{i}-{run:x}.bench.test"), 443).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    tally.report_error("memory (leaves)");
+    eprintln!(
+        "bench memory: {count} hosts intercepted after {:.1?}",
+        started.elapsed()
+    );
+    Ok(tally.errors)
+}
+
+/// `--sessions` sessions (`AGENT.mI`), one paid request each, over one keep-alive
+/// connection per worker: the number of errors.
 async fn sessions(args: &MemoryArgs, dialer: Arc<Dialer>) -> Result<u64, Error> {
     let paid_target = args.paid_target.as_deref();
     let paid = Arc::new(Target::parse(
         paid_target.ok_or("--sessions needs --paid-target")?,
     )?);
-    let credentials = args.via.auth.clone();
-    let credentials = credentials.ok_or("--sessions needs --auth AGENT[.SESSION]:TOKEN")?;
-    let (user, token) = credentials.split_once(':').ok_or("--auth is USER:TOKEN")?;
-    let agent = user.split('.').next().unwrap_or(user).to_string();
-    let token = token.to_string();
-    let run = run_id();
-    let started = Instant::now();
+    let (via, run, started) = (args.via.clone(), run_id(), Instant::now());
     let mut pool = Vec::with_capacity(args.workers);
     for _ in 0..args.workers.max(1) {
         pool.push(tokio::sync::Mutex::new(dialer.http(&paid).await?));
@@ -156,9 +128,9 @@ async fn sessions(args: &MemoryArgs, dialer: Arc<Dialer>) -> Result<u64, Error> 
     let pool = Arc::new(pool);
     let tally = spread(args.sessions, args.workers, move |i| {
         let (d, paid, pool) = (dialer.clone(), paid.clone(), pool.clone());
-        let auth = basic(&format!("{agent}.m{i}:{token}"));
+        let auth = via.session_auth(&format!("m{i}"));
         async move {
-            let mut req = d.get(&paid, Some(&auth));
+            let mut req = d.get(&paid, Some(&auth?));
             let payment = Pay::usdc(1).unique(run, i as u64).header();
             req.headers_mut()
                 .insert("payment-signature", payment.parse()?);
@@ -171,10 +143,7 @@ async fn sessions(args: &MemoryArgs, dialer: Arc<Dialer>) -> Result<u64, Error> 
     })
     .await?;
     tally.report_error("memory (sessions)");
-    eprintln!(
-        "bench memory: {} sessions paid once each after {:.1}s",
-        args.sessions,
-        started.elapsed().as_secs_f64()
-    );
+    let (n, took) = (args.sessions, started.elapsed());
+    eprintln!("bench memory: {n} sessions paid once each after {took:.1?}");
     Ok(tally.errors)
 }

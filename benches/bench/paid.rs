@@ -1,5 +1,5 @@
-//! The held-payment benches of `benches/paid.sh`, and the disk's raw fsync rate. Each
-//! prints one `RESULT key=value …` line.
+//! The held-payment benches of the paid section of `benches/run`, the disk's raw fsync
+//! rate and the proof log of the recovery time. Each prints one `RESULT key=value …` line.
 //!
 //! * `approve`: approval latency. Runs the stub merchant in this process (same clock) and
 //!   N times sends one held payment, polls `GET /v1/approvals` until it is listed, waits
@@ -11,17 +11,19 @@
 //!   until the admin API lists N, reads VmRSS again, denies them all. With `--plain`, N
 //!   idle keep-alive connections instead (what a connection alone costs).
 //! * `fsync`: the disk's raw rate of 100-byte appends each followed by `fdatasync`.
+//! * `gen-log`: a long hash-chained proof log made from a real one, for the recovery time
+//!   (`purser_kit::gen_log`).
 
-use crate::memory::open_idle;
 use bytes::Bytes;
 use clap::Args;
-use http::header::{HeaderValue, HOST};
+use http::header::HeaderValue;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use purser_kit::admin::Admin;
-use purser_kit::client::{authority_of, basic, connect, exchange, handshake, proxied_get};
-use purser_kit::load::{run_id, Dialer, Target};
+use purser_kit::client::{authority_of, basic, exchange};
+use purser_kit::gen_log::{generate, Shape};
+use purser_kit::load::{open_idle, run_id, Dialer, Target};
 use purser_kit::merchant::{Arrivals, Merchant};
 use purser_kit::process::rss_kb;
 use purser_kit::stats::percentile_us;
@@ -83,37 +85,22 @@ impl HoldArgs {
         let header = Pay::usdc(self.amount).unique(run, i as u64).header();
         HeaderValue::from_str(&header).expect("base64 is a valid header value")
     }
+
+    /// Through the proxy with the agent's credentials, trusting the proxy's CA for HTTPS.
+    fn dialer(&self) -> Result<Dialer, Error> {
+        Dialer::new(Some(self.proxy), Some(&self.auth), self.tls_ca.as_slice())
+    }
 }
 
-/// One held payment on its own connection; resolves to the final status.
-fn send_held(proxy: SocketAddr, url: String, auth: HeaderValue, payment: HeaderValue) -> Held {
+/// One held payment on a connection of its own: absolute form for an `http://` target;
+/// for `https://`, an intercepted `CONNECT` tunnel, TLS with the proxy's leaf, then the
+/// request in origin form, as an SDK client sends it. Resolves to the final status.
+fn send_held(dialer: Arc<Dialer>, target: Arc<Target>, payment: HeaderValue) -> Held {
     tokio::spawn(async move {
         let held = async {
-            let mut sender = connect(proxy).await?;
-            let mut req = proxied_get(&url, Some(&auth), &[])?;
+            let mut sender = dialer.http(&target).await?;
+            let mut req = dialer.get(&target, None);
             req.headers_mut().insert("payment-signature", payment);
-            Ok::<_, Error>(exchange(&mut sender, req).await?.status)
-        };
-        held.await.map_err(|e| e.to_string())
-    })
-}
-
-/// One held payment over HTTPS: `CONNECT` to the target's authority, TLS with the proxy's
-/// leaf, then the request in origin form, as an SDK client sends it.
-fn send_held_tls(args: &HoldArgs, payment: HeaderValue, tls: Arc<rustls::ClientConfig>) -> Held {
-    let (proxy, url, auth) = (args.proxy, args.target.clone(), basic(&args.auth));
-    tokio::spawn(async move {
-        let held = async {
-            let authority = authority_of(&url);
-            let path = url.split_once("://").map_or("/", |(_, rest)| {
-                rest.find('/').map_or("/", |at| &rest[at..])
-            });
-            let stream = tls_through_proxy(proxy, authority, Some(auth.to_str()?), tls).await?;
-            let mut sender = handshake(stream).await?;
-            let req = Request::get(path)
-                .header(HOST, authority)
-                .header("payment-signature", payment)
-                .body(Full::new(Bytes::new()))?;
             Ok::<_, Error>(exchange(&mut sender, req).await?.status)
         };
         held.await.map_err(|e| e.to_string())
@@ -173,24 +160,13 @@ async fn open_holds(
         (Some(ca), true) => {
             send_held_h2(args, run, count, tls_config(&[ca], &[b"h2"], false)?).await?
         }
-        (Some(ca), false) => {
-            let tls = tls_config(&[ca], &[b"http/1.1"], false)?;
-            (0..count)
-                .map(|i| send_held_tls(args, args.payment(run, i), tls.clone()))
-                .collect()
-        }
-        (None, _) => {
-            let auth = basic(&args.auth);
-            (0..count)
-                .map(|i| {
-                    send_held(
-                        args.proxy,
-                        args.target.clone(),
-                        auth.clone(),
-                        args.payment(run, i),
-                    )
-                })
-                .collect()
+        _ => {
+            let (dialer, target) = (
+                Arc::new(args.dialer()?),
+                Arc::new(Target::parse(&args.target)?),
+            );
+            let held = |i| send_held(dialer.clone(), target.clone(), args.payment(run, i));
+            (0..count).map(held).collect()
         }
     };
     let started = Instant::now();
@@ -242,7 +218,7 @@ pub(crate) async fn holds(args: HoldArgs) -> Result<(), Error> {
     let pid = args.pid.ok_or("--pid is required")?;
     let settle = || tokio::time::sleep(Duration::from_millis(500));
     if args.plain {
-        let dialer = Dialer::new(Some(args.proxy), Some(&args.auth), &[])?;
+        let dialer = args.dialer()?;
         let target = Target::parse(&args.target)?;
         let rss_start = rss_kb(pid);
         drop(open_idle(&dialer, &target, 10).await?);
@@ -291,15 +267,15 @@ pub(crate) async fn approve(args: HoldArgs) -> Result<(), Error> {
     let arrivals = Arrivals::default();
     let upstream = Arc::new(Merchant::stamping(arrivals.clone())).spawn()?;
     let mut admin = Admin::new(args.admin);
-    let auth = basic(&args.auth);
+    let dialer = Arc::new(args.dialer()?);
     let run = run_id();
     let approval = json!({"by": "bench", "reason": "bench cleanup"});
     let mut deltas_ns: Vec<i128> = Vec::with_capacity(args.count);
     let mut approve_rtt_us: Vec<u64> = Vec::with_capacity(args.count);
     for i in 0..args.count {
         let path = format!("/held/{i}");
-        let url = format!("http://{upstream}{path}");
-        let request = send_held(args.proxy, url, auth.clone(), args.payment(run, i));
+        let target = Arc::new(Target::parse(&format!("http://{upstream}{path}"))?);
+        let request = send_held(dialer.clone(), target, args.payment(run, i));
         let listed = Instant::now();
         let id = loop {
             let holds = admin.holds().await?;
@@ -378,5 +354,43 @@ pub(crate) fn fsync_probe(dir: &Path, count: usize) -> Result<(), Error> {
         percentile_us(&each_us, 0.50),
         percentile_us(&each_us, 0.99),
     );
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct GenLogArgs {
+    /// A real proof log to copy an ALLOWED decision and its settlement from.
+    #[arg(long)]
+    template: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: usize,
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// The payments are spread over this many days before now.
+    #[arg(long, default_value_t = 7)]
+    days: i64,
+}
+
+pub(crate) fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
+    let GenLogArgs {
+        lines,
+        agents,
+        sessions,
+        days,
+        ..
+    } = *args;
+    let shape = Shape {
+        lines,
+        agents,
+        sessions,
+        days,
+    };
+    let bytes = generate(&args.template, &args.out, &shape)?;
+    let lines = lines / 2 * 2;
+    println!("RESULT mode=gen-log lines={lines} bytes={bytes} agents={agents} sessions={sessions} days={days}");
     Ok(())
 }

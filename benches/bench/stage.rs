@@ -1,95 +1,66 @@
-//! The stage the soak and the findings run on: a run directory (kept on request or on
-//! failure), a fresh `purser run` on loopback ports of its own, the machine and commit
-//! a report names, and where reports are written.
+//! The stage the soak and the findings run on: a stub merchant and facilitator (recording,
+//! in process) and a fresh `purser run` in a directory of their own, the machine and
+//! commit a report names, and where reports are written.
 
-use purser_kit::process::{launch, terminate, Launched};
+use purser_kit::merchant::Merchant;
+use purser_kit::process::{start_purser, terminate, Launched};
 use purser_kit::Error;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A scratch directory under the system's temp dir, removed on drop unless kept.
-pub(crate) struct RunDir {
-    pub path: PathBuf,
-    pub keep: bool,
+/// A stub merchant and a fresh Purser with its own CA and proof log (`trace/trace.jsonl`,
+/// its stderr in `purser.log`), all in one directory.
+pub(crate) struct Stage {
+    pub merchant: Arc<Merchant>,
+    pub stub: SocketAddr,
+    pub purser: Launched,
+    pub trace: PathBuf,
+    pub log: PathBuf,
 }
 
-impl RunDir {
-    pub(crate) fn new(label: &str, keep: bool) -> Result<RunDir, Error> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("purser-{label}.{}.{stamp:x}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(RunDir { path, keep })
+impl Stage {
+    /// Starts the stub, has `policy` write the policy for it (it gets the stub's address
+    /// and returns the file's path), then starts Purser with it and `extra` arguments.
+    pub(crate) fn start(
+        purser: &Path,
+        dir: &Path,
+        policy: impl FnOnce(SocketAddr) -> Result<PathBuf, Error>,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Result<Stage, Error> {
+        std::fs::create_dir_all(dir)?;
+        let merchant = Arc::new(Merchant::recording());
+        let stub = merchant.clone().spawn()?;
+        let policy = policy(stub)?;
+        let (trace, log) = (dir.join("trace/trace.jsonl"), dir.join("purser.log"));
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        let (policy, ca, trace_log) = (text(&policy), text(&dir.join("ca")), text(&trace));
+        let mut args = vec![
+            "--policy",
+            &policy,
+            "--ca-dir",
+            &ca,
+            "--trace-log",
+            &trace_log,
+        ];
+        args.extend(extra);
+        let purser = start_purser(purser, &args, rust_log, &log)?;
+        Ok(Stage {
+            merchant,
+            stub,
+            purser,
+            trace,
+            log,
+        })
     }
-}
 
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("==> kept {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
+    /// SIGTERM: Purser drains and flushes its proof log. Its exit code (`None`: killed).
+    pub(crate) fn stop(&mut self, grace: Duration) -> Option<i32> {
+        terminate(&mut self.purser.child, grace)
     }
-}
-
-/// `purser run` with `args` on ports of its own, its stderr in `log`, `RUST_LOG` as given;
-/// returns once the admin API answers `/healthz`.
-pub(crate) fn start_purser(
-    purser: &Path,
-    args: &[&str],
-    rust_log: &str,
-    log: &Path,
-) -> Result<Launched, Error> {
-    let mut command = Command::new(purser);
-    command
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env("RUST_LOG", rust_log);
-    let mut launched = launch(command, log)?;
-    let started = Instant::now();
-    while !healthy(launched.admin) {
-        if started.elapsed() > Duration::from_secs(60) || launched.child.try_wait()?.is_some() {
-            terminate(&mut launched.child, Duration::from_secs(1));
-            return Err(format!("purser never answered /healthz: {}", tail(log)).into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(launched)
-}
-
-fn healthy(admin: std::net::SocketAddr) -> bool {
-    purser_kit::admin::call_blocking(admin, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
-}
-
-/// The last lines of a log, for an error message.
-pub(crate) fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// Runs `purser ARGS` to completion; an error with its output when it fails.
-pub(crate) fn purser_command(purser: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = Command::new(purser).args(args).output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if !output.status.success() {
-        return Err(format!("purser {}: {text}", args.join(" ")).into());
-    }
-    Ok(text)
 }
 
 /// What a report says about where it ran.
@@ -155,16 +126,12 @@ pub(crate) fn cargo_busy() -> bool {
     running("rustc") || running("cargo")
 }
 
-/// `benches/results/KIND-DATE.md`, its directory created.
-pub(crate) fn results_path(kind: &str) -> Result<PathBuf, Error> {
-    std::fs::create_dir_all("benches/results")?;
-    let now = jiff::Zoned::now().strftime("%Y-%m-%d-%H%M%S").to_string();
-    Ok(PathBuf::from(format!("benches/results/{kind}-{now}.md")))
-}
-
-/// Writes a report where `results_path` says and says so (benches/run reads the line).
+/// Writes a report to `benches/results/KIND-DATE.md` and says so (benches/run reads the
+/// line).
 pub(crate) fn write_report(kind: &str, text: &str) -> Result<PathBuf, Error> {
-    let path = results_path(kind)?;
+    std::fs::create_dir_all("benches/results")?;
+    let now = jiff::Zoned::now().strftime("%Y-%m-%d-%H%M%S");
+    let path = PathBuf::from(format!("benches/results/{kind}-{now}.md"));
     std::fs::write(&path, text)?;
     eprintln!("==> written to {}", path.display());
     Ok(path)

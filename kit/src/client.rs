@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use purser::x402::wire::PaymentRequiredV2;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +40,17 @@ impl Answer {
     /// The body as JSON (`Null` when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The x402 v2 challenge (`PAYMENT-REQUIRED`) of a `402` answer, when it decodes and
+    /// offers at least one way to pay.
+    pub fn challenge(&self) -> Option<PaymentRequiredV2> {
+        if self.status != StatusCode::PAYMENT_REQUIRED {
+            return None;
+        }
+        let header = self.headers.get("payment-required")?;
+        crate::x402::decode::<PaymentRequiredV2>(header.as_bytes())
+            .filter(|c| !c.accepts.is_empty())
     }
 
     /// The first 200 bytes of the body on one line, for messages.
@@ -152,6 +164,19 @@ impl Conn {
             self.sender = None;
         }
         result
+    }
+
+    /// A `GET` of `url` through this connection's forward proxy: absolute form, the proxy
+    /// credentials `auth` and `headers` ([`proxied_get`]), sent as [`Conn::send`] does.
+    pub async fn get_through(
+        &mut self,
+        url: &str,
+        auth: &HeaderValue,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
+        self.send(proxied_get(url, Some(auth), headers)?, timeout)
+            .await
     }
 
     async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Error> {

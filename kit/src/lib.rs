@@ -2,6 +2,7 @@
 //! machinery exists once:
 //!
 //! * [`origin`]: the origin stub (recording for tests, lean for load).
+//! * [`bare_proxy`]: a bare hyper pass-through forward proxy, the yardstick.
 //! * [`merchant`]: the stub merchant and facilitator (402 challenge, then a paid answer
 //!   with a receipt; refunds; the facilitator's record).
 //! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
@@ -9,14 +10,17 @@
 //! * [`tunnel`]: `CONNECT` tunnels and TLS clients through a proxy.
 //! * [`load`]: load-generation primitives (dialing through a proxy, measurement windows,
 //!   tallies).
-//! * [`admin`]: a client of Purser's admin API.
+//! * [`admin`]: a client of Purser's admin API, and a console that answers holds.
 //! * [`pki`]: a throwaway CA and leaves for TLS origins.
-//! * [`process`]: starting and stopping `purser run`, `/proc` probes.
-//! * [`proof_log`]: the proof log as the reports read it.
-//! * [`stats`]: percentiles, medians, percentages, USD sums.
+//! * [`process`]: starting and stopping `purser run`, `/proc` probes, scratch directories.
+//! * [`proof_log`]: the proof log as the reports read it; [`gen_log`]: a long one made
+//!   from a real one.
+//! * [`stats`]: percentiles, medians, percentages, USD sums, a seeded random stream.
 
 pub mod admin;
+pub mod bare_proxy;
 pub mod client;
+pub mod gen_log;
 pub mod load;
 pub mod merchant;
 pub mod origin;

@@ -148,6 +148,22 @@ pub async fn get_ok(sender: &mut Sender, req: Request<Full<Bytes>>) -> Result<u6
     Ok(answer.body.len() as u64)
 }
 
+/// `count` connections to `target`, each after one `GET` answered `200`, kept open: what
+/// idle keep-alive connections cost the proxy.
+pub async fn open_idle(
+    dialer: &Dialer,
+    target: &Target,
+    count: usize,
+) -> Result<Vec<Sender>, Error> {
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut sender = dialer.http(target).await?;
+        get_ok(&mut sender, dialer.get(target, None)).await?;
+        open.push(sender);
+    }
+    Ok(open)
+}
+
 /// Cores the generator used since `cpu_start` (its CPU seconds then) over the wall time
 /// since `wall`: `gen_cpu=…`, so a run can tell when the generator set the pace.
 pub fn gen_cpu(cpu_start: f64, wall: Instant) -> String {

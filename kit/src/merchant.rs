@@ -93,6 +93,37 @@ pub struct Record {
     nonces: HashSet<String>,
 }
 
+impl Record {
+    /// The settlements by payment digest (a digest settled twice has two).
+    pub fn settled_by_digest(&self) -> HashMap<&str, Vec<&Seen>> {
+        let mut by_digest: HashMap<&str, Vec<&Seen>> = HashMap::new();
+        for s in &self.settlements {
+            by_digest.entry(s.digest.as_str()).or_default().push(s);
+        }
+        by_digest
+    }
+
+    /// Σ of the settled amounts in atomic units, and how many amounts did not parse.
+    pub fn settled_atomic(&self) -> (u128, u64) {
+        let amounts = self.settlements.iter().map(|s| s.amount.parse::<u128>());
+        amounts.fold((0, 0), |(sum, bad), a| match a {
+            Ok(a) => (sum + a, bad),
+            Err(_) => (sum, bad + 1),
+        })
+    }
+
+    /// How many refund requests name each receipt transaction (`tx_hash`).
+    pub fn refunds_by_tx(&self) -> HashMap<&str, usize> {
+        let mut by_tx: HashMap<&str, usize> = HashMap::new();
+        for r in &self.refunds {
+            *by_tx
+                .entry(r.body["tx_hash"].as_str().unwrap_or_default())
+                .or_default() += 1;
+        }
+        by_tx
+    }
+}
+
 /// The stub's state: arrival stamps, the facilitator's record.
 #[derive(Default)]
 pub struct Merchant {

@@ -1,9 +1,12 @@
-//! Processes: starting `purser run` and reading where it listens, stopping it the way an
-//! operator does (SIGTERM, then its exit status), and what `/proc` says about a process
-//! (VmRSS, threads, descriptors, CPU time).
+//! Processes: starting `purser run` and reading where it listens (or waiting for its
+//! `/healthz`), running a `purser` command to completion, stopping it the way an operator
+//! does (SIGTERM, then its exit status), what `/proc` says about a process (VmRSS,
+//! threads, descriptors, CPU time), and a scratch directory for a run's files.
 
+use crate::Error;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,6 +64,86 @@ fn parse_banner(line: &str) -> Result<(SocketAddr, SocketAddr), String> {
     match addresses[..] {
         [proxy, admin] => Ok((proxy, admin)),
         _ => Err(format!("unexpected banner: {line}")),
+    }
+}
+
+/// `purser run` with `args` on ports of its own, its stderr in `log`, `RUST_LOG` as given;
+/// returns once the admin API answers `/healthz`.
+pub fn start_purser(
+    purser: &Path,
+    args: &[&str],
+    rust_log: &str,
+    log: &Path,
+) -> Result<Launched, Error> {
+    let mut command = Command::new(purser);
+    let ports = [
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    command.args(ports).args(args).env("RUST_LOG", rust_log);
+    let mut launched = launch(command, log)?;
+    let started = Instant::now();
+    let healthy = |admin| {
+        crate::admin::call_blocking(admin, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
+    };
+    while !healthy(launched.admin) {
+        if started.elapsed() > Duration::from_secs(60) || launched.child.try_wait()?.is_some() {
+            terminate(&mut launched.child, Duration::from_secs(1));
+            return Err(format!("purser never answered /healthz: {}", tail(log)).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(launched)
+}
+
+/// The last 20 lines of a log, for an error message.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Runs `purser ARGS` to completion: what it printed, or an error with it when it failed.
+pub fn purser_command(purser: &Path, args: &[&str]) -> Result<String, Error> {
+    let output = Command::new(purser).args(args).output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        return Err(format!("purser {}: {text}", args.join(" ")).into());
+    }
+    Ok(text)
+}
+
+/// A scratch directory under the system's temp dir, removed on drop unless kept.
+pub struct RunDir {
+    pub path: PathBuf,
+    pub keep: bool,
+}
+
+impl RunDir {
+    pub fn new(label: &str, keep: bool) -> Result<RunDir, Error> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let name = format!(
+            "purser-{label}.{}.{:x}",
+            std::process::id(),
+            stamp.as_nanos()
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path)?;
+        Ok(RunDir { path, keep })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("==> kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 

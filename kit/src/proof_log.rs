@@ -177,22 +177,21 @@ impl LogView {
             .is_some_and(|holds| holds.iter().any(|d| d == "ALLOWED"))
     }
 
+    /// The decision line that let this payment go out (ALLOWED, or PENDING_APPROVAL with
+    /// an approving hold line): its trace id.
+    pub fn authorizing(&self, digest: &str) -> Option<&str> {
+        self.decisions.iter().find_map(|d| {
+            let allowed = d.decision == "ALLOWED"
+                || (d.decision == "PENDING_APPROVAL" && self.approved(&d.trace_id));
+            (allowed && d.digest.as_deref() == Some(digest)).then_some(d.trace_id.as_str())
+        })
+    }
+
     /// Whether a compensation line requested a refund for this decision.
     pub fn refund_requested(&self, trace_id: &str) -> bool {
         self.compensations
             .get(trace_id)
             .is_some_and(|outcomes| outcomes.iter().any(|o| o == "requested"))
-    }
-
-    /// decision trace ids by payment digest, in the order written.
-    pub fn by_payment_digest(&self) -> HashMap<&str, Vec<&DecisionLine>> {
-        let mut index: HashMap<&str, Vec<&DecisionLine>> = HashMap::new();
-        for line in &self.decisions {
-            if let Some(digest) = &line.digest {
-                index.entry(digest.as_str()).or_default().push(line);
-            }
-        }
-        index
     }
 
     /// The lines of `kind`.

@@ -1,3 +1,5 @@
+//! Unit tests of the detector: header spellings, credentials, and which requests it inspects.
+
 use super::*;
 use http::header::HeaderName;
 

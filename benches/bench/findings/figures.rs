@@ -3,57 +3,13 @@
 
 use super::plan::{Kind, PaymentRecord};
 use super::Pass;
-use purser_kit::merchant::Record;
+use purser_kit::merchant::Seen;
 use purser_kit::proof_log::{verify, LogView};
 use purser_kit::stats::{pct, Sum};
 use purser_kit::Error;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-
-/// What the stub's record says, by payment digest.
-#[derive(Default)]
-pub(super) struct StubView {
-    /// digest → (receipt transaction, amount atomic, arrival)
-    pub settled: HashMap<String, (String, u64, u64)>,
-    pub duplicate_digests: usize,
-    /// digest → arrival (the failing steps)
-    pub failed: HashMap<String, u64>,
-    pub refused: usize,
-    /// receipt transaction hash → refund requests naming it
-    pub refunds_by_tx: HashMap<String, usize>,
-    pub refunds: usize,
-}
-
-fn stub_view(record: &Record) -> StubView {
-    let mut settled = HashMap::new();
-    let mut duplicate_digests = 0;
-    for s in &record.settlements {
-        let id = s.id.clone().unwrap_or_default();
-        let entry = (id, s.amount.parse().unwrap_or(0), s.received_unix_ns);
-        if settled.insert(s.digest.clone(), entry).is_some() {
-            duplicate_digests += 1;
-        }
-    }
-    let failed = record
-        .failures
-        .iter()
-        .map(|f| (f.digest.clone(), f.received_unix_ns))
-        .collect();
-    let mut refunds_by_tx: HashMap<String, usize> = HashMap::new();
-    for r in &record.refunds {
-        let tx = r.body["tx_hash"].as_str().unwrap_or_default().to_string();
-        *refunds_by_tx.entry(tx).or_default() += 1;
-    }
-    StubView {
-        settled,
-        duplicate_digests,
-        failed,
-        refused: record.refused.len(),
-        refunds_by_tx,
-        refunds: record.refunds.len(),
-    }
-}
 
 /// The proof log of a pass, checked with `purser traces verify`.
 #[derive(Default)]
@@ -68,28 +24,13 @@ impl Log {
         let (verified, verify_output) = verify(purser, trace)?;
         let view = LogView::read(trace)?;
         if view.unparsable > 0 {
-            return Err(format!(
-                "{}: {} lines are not JSON",
-                trace.display(),
-                view.unparsable
-            )
-            .into());
+            let n = view.unparsable;
+            return Err(format!("{}: {n} lines are not JSON", trace.display()).into());
         }
         Ok(Log {
             view,
             verified,
             verify_output,
-        })
-    }
-
-    /// The decision line that let this payment go out (ALLOWED, or PENDING_APPROVAL with
-    /// an approving hold line), if any.
-    fn authorizing(&self, digest: &str) -> Option<&str> {
-        self.view.decisions.iter().find_map(|d| {
-            let ok = d.digest.as_deref() == Some(digest)
-                && (d.decision == "ALLOWED"
-                    || (d.decision == "PENDING_APPROVAL" && self.view.approved(&d.trace_id)));
-            ok.then_some(d.trace_id.as_str())
         })
     }
 }
@@ -162,7 +103,8 @@ pub(super) struct Figures {
     pub audit_decision: usize,
     pub audit_complete: usize,
     pub log: Log,
-    pub stub: StubView,
+    /// Refund requests the stub received.
+    pub stub_refunds: usize,
     pub denied_by_rule: BTreeMap<String, Sum>,
     pub checks: Vec<String>,
     pub total_settled: Sum,
@@ -174,15 +116,27 @@ pub(super) struct Figures {
 
 /// Everything one pass measured, from what it sent, the stub's record and the proof log.
 pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
-    let workload = &pass.workload;
-    let stub = stub_view(&pass.record);
-    let log = Log::read(&pass.trace, purser)?;
+    let (workload, record) = (&pass.workload, &pass.record);
+    // The stub's record by payment digest: the (last) settlement, the failing steps' arrival.
+    let by_digest = record.settled_by_digest();
+    let settled: HashMap<&str, &Seen> = by_digest
+        .iter()
+        .map(|(d, s)| (*d, s[s.len() - 1]))
+        .collect();
+    let duplicate_digests: usize = by_digest.values().map(|s| s.len() - 1).sum();
+    let failed: HashMap<&str, u64> = record
+        .failures
+        .iter()
+        .map(|f| (f.digest.as_str(), f.received_unix_ns))
+        .collect();
+    let refunds_by_tx = record.refunds_by_tx();
+    let refunded = |s: &Seen| refunds_by_tx.contains_key(s.id.as_deref().unwrap_or_default());
     let mut f = Figures {
         label: workload.label.clone(),
         approvals: workload.approvals.len(),
         quiescence: workload.quiescence.clone(),
-        log,
-        stub,
+        log: Log::read(&pass.trace, purser)?,
+        stub_refunds: record.refunds.len(),
         ..Figures::default()
     };
     for run in &workload.run_records {
@@ -206,15 +160,14 @@ pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
             continue;
         };
         planned_digests.insert(p.digest.as_str());
-        let settled = f.stub.settled.get(&p.digest);
-        let reached = settled.is_some() || f.stub.failed.contains_key(&p.digest);
-        let decision_trace = f.log.authorizing(&p.digest);
-        let stub_refund = settled.is_some_and(|(tx, _, _)| f.stub.refunds_by_tx.contains_key(tx));
+        let settlement = settled.get(p.digest.as_str());
+        let reached = settlement.is_some() || failed.contains_key(p.digest.as_str());
+        let decision_trace = f.log.view.authorizing(&p.digest);
+        let stub_refund = settlement.is_some_and(|s| refunded(s));
         let log_refund = decision_trace.is_some_and(|t| f.log.view.refund_requested(t));
         let recovered = stub_refund && log_refund;
         // The agent's view and the facilitator's must agree.
-        let agent_ok = outcome.status == Some(200);
-        if agent_ok != settled.is_some() {
+        if (outcome.status == Some(200)) != settlement.is_some() {
             mismatches += 1;
         }
         if outcome.status == Some(403) {
@@ -224,7 +177,7 @@ pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
                 .or_default()
                 .add(p.amount_atomic);
         }
-        if settled.is_some() {
+        if settlement.is_some() {
             f.total_settled.add(p.amount_atomic);
         }
         if let Some(waste) = Waste::of(p) {
@@ -232,7 +185,7 @@ pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
                 .entry(waste)
                 .or_default()
                 .add(p.amount_atomic);
-            if settled.is_some() && !recovered {
+            if settlement.is_some() && !recovered {
                 f.waste_settled
                     .entry(waste)
                     .or_default()
@@ -245,105 +198,90 @@ pub(super) fn measure(pass: &Pass, purser: &Path) -> Result<Figures, Error> {
                 f.necessary_through.add(p.amount_atomic);
             }
         }
-        if p.failed_run && settled.is_some() {
+        if p.failed_run && settlement.is_some() {
             f.failed_all_settled.add(p.amount_atomic);
             if p.in_transaction {
-                f.failed_tx_settled.add(p.amount_atomic);
-                if recovered {
-                    f.failed_tx_recovered.add(p.amount_atomic);
-                }
-                if stub_refund {
-                    f.failed_tx_stub_refunds.add(p.amount_atomic);
-                }
-                if log_refund {
-                    f.failed_tx_log_requested.add(p.amount_atomic);
+                let failed_tx = [
+                    (&mut f.failed_tx_settled, true),
+                    (&mut f.failed_tx_recovered, recovered),
+                    (&mut f.failed_tx_stub_refunds, stub_refund),
+                    (&mut f.failed_tx_log_requested, log_refund),
+                ];
+                for (sum, counted) in failed_tx {
+                    if counted {
+                        sum.add(p.amount_atomic);
+                    }
                 }
             }
         }
     }
-    if mismatches > 0 {
-        f.checks.push(format!(
-            "**{mismatches} payments where the agent's 200 and the stub's settlement disagree**"
-        ));
-    }
-    if unattempted > 0 {
-        f.checks.push(format!(
-            "{unattempted} planned payments were not attempted (probe failed; see errors)"
-        ));
-    }
-    let foreign = f
-        .stub
-        .settled
+    let foreign = settled
         .keys()
-        .filter(|d| !planned_digests.contains(d.as_str()))
+        .filter(|d| !planned_digests.contains(*d))
         .count();
-    if foreign > 0 {
-        f.checks.push(format!(
-            "**{foreign} settlements in the stub's record the workload did not send**"
-        ));
-    }
-    if f.stub.duplicate_digests > 0 || f.stub.refused > 0 {
-        f.checks.push(format!(
-            "**the stub settled {} payment digests twice and refused {} payments**",
-            f.stub.duplicate_digests, f.stub.refused
-        ));
-    }
-    let refunded_txs: usize = f.stub.refunds_by_tx.values().filter(|n| **n > 1).count();
-    if refunded_txs > 0 {
-        f.checks.push(format!(
-            "{refunded_txs} receipt transactions got more than one refund request"
-        ));
+    let refunded_twice = refunds_by_tx.values().filter(|n| **n > 1).count();
+    let checks = [
+        (
+            mismatches,
+            "**{} payments where the agent's 200 and the stub's settlement disagree**",
+        ),
+        (
+            unattempted,
+            "{} planned payments were not attempted (probe failed; see errors)",
+        ),
+        (
+            foreign,
+            "**{} settlements in the stub's record the workload did not send**",
+        ),
+        (
+            duplicate_digests,
+            "**the stub settled {} payment digests twice**",
+        ),
+        (record.refused.len(), "**the stub refused {} payments**"),
+        (
+            refunded_twice,
+            "{} receipt transactions got more than one refund request",
+        ),
+    ];
+    for (n, text) in checks.into_iter().filter(|(n, _)| *n > 0) {
+        f.checks.push(text.replace("{}", &n.to_string()));
     }
     // Approvals: joined to the stub's arrival by payment digest.
     for a in &workload.approvals {
-        for rule in a.rules.as_array().into_iter().flatten() {
-            *f.holds_by_rule
-                .entry(rule.as_str().unwrap_or("?").to_string())
-                .or_default() += 1;
+        for rule in a.hold["rules"].as_array().into_iter().flatten() {
+            let rule = rule.as_str().unwrap_or("?").to_string();
+            *f.holds_by_rule.entry(rule).or_default() += 1;
         }
-        let arrival = f
-            .stub
-            .settled
-            .get(&a.digest)
-            .map(|s| s.2)
-            .or_else(|| f.stub.failed.get(&a.digest).copied());
-        match (arrival, a.status) {
-            (Some(at), 200) => {
-                f.latencies_ns
-                    .push(i128::from(at) - i128::from(a.approve_returned_unix_ns));
-                f.sent_to_arrival_ns
-                    .push(i128::from(at) - i128::from(a.approve_sent_unix_ns));
+        let digest = a.hold["digest"].as_str().unwrap_or_default();
+        let arrival = settled.get(digest).map(|s| s.received_unix_ns);
+        match (arrival.or_else(|| failed.get(digest).copied()), &a.status) {
+            (Some(at), Ok(_)) => {
+                let at = i128::from(at);
+                f.latencies_ns.push(at - i128::from(a.returned_unix_ns));
+                f.sent_to_arrival_ns.push(at - i128::from(a.sent_unix_ns));
             }
             _ => f.approvals_unjoined += 1,
         }
     }
     // Audit: every settlement in the stub's record against the verified log.
-    for (digest, (tx, _, _)) in &f.stub.settled {
+    for (digest, s) in &settled {
         f.audit_settled += 1;
-        if !f.log.verified {
-            continue;
-        }
-        if let Some(trace) = f.log.authorizing(digest) {
+        let trace = f.log.view.authorizing(digest).filter(|_| f.log.verified);
+        if let Some(trace) = trace {
             f.audit_decision += 1;
-            let settled = f.log.view.settlements.get(trace).and_then(|s| s.last());
-            if settled.is_some_and(|(outcome, t)| outcome == "committed" && t.as_ref() == Some(tx))
-            {
+            let logged = f.log.view.settlements.get(trace).and_then(|s| s.last());
+            if logged.is_some_and(|(outcome, tx)| outcome == "committed" && tx == &s.id) {
                 f.audit_complete += 1;
             }
         }
     }
-    f.audit_settled += f.stub.duplicate_digests;
+    f.audit_settled += duplicate_digests;
     Ok(f)
 }
 
 impl Figures {
     pub(super) fn waste_totals(&self) -> (Sum, Sum) {
-        let total = |m: &BTreeMap<Waste, Sum>| {
-            m.values().fold(Sum::default(), |a, s| Sum {
-                n: a.n + s.n,
-                usd: a.usd + s.usd,
-            })
-        };
+        let total = |m: &BTreeMap<Waste, Sum>| m.values().fold(Sum::default(), |a, s| a.plus(*s));
         (total(&self.waste_attempted), total(&self.waste_settled))
     }
 

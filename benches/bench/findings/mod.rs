@@ -8,8 +8,8 @@
 //! governed policy, and measures the same four figures from the facilitator stub's record
 //! (`purser_kit::merchant`) and Purser's proof log.
 //!
-//! `bench findings` does it all (`benches/findings.sh` builds and runs it): for each pass,
-//! a fresh stub merchant and facilitator (recording, in process) and a fresh Purser (own
+//! `bench findings` does it all (the findings section of `benches/run`): for each pass, a
+//! fresh stub merchant and facilitator (recording, in process) and a fresh Purser (own
 //! proof log and CA, the policy with `compensation.endpoint` pointed at the stub, checked
 //! and its own cases run), the workload sent through Purser with every hold approved
 //! like a human at the console, a wait for the refunds Purser requests, and Purser
@@ -45,48 +45,24 @@
 //! A human thread polls `GET /v1/approvals` and approves every hold it sees after
 //! `--think-ms` (a rubber stamp: it does not use what the workload knows).
 //!
-//! # Definitions (amounts in USD, `rust_decimal`, from the stub's record)
+//! # Definitions
 //!
-//! * A payment is *attempted* when its paid request was sent, *settled* when the stub's
-//!   record has a settlement with its digest, and *refund-requested* when it settled, the
-//!   stub received a refund request naming its receipt transaction, and Purser's log
-//!   has a `compensation` line with outcome `requested` for its decision.
-//! * *Unnecessary* payments, known from the plan: duplicate reads and loop reads of a
-//!   source the run already bought, purchases made while exploring, reads after the run
-//!   declared DECIDE, and every paid step of a failed run's transaction (wasted unless
-//!   refunded; the step that answers 500 is left out: it can never settle).
-//!   *Unnecessary spend settled* counts those that settled and were not refund-requested.
-//!   **Reduction** = 1 − unnecessary spend settled ÷ unnecessary spend attempted.
-//! * *Necessary* payments: the first read of each needed source and every step of the
-//!   transaction (the premium one and the failing one included). **Necessary pass rate** =
-//!   necessary spend that reached the merchant (settled, or the failing step's 500) ÷
-//!   necessary spend attempted.
-//! * **Failure recovery** = refund-requested spend ÷ settled spend, over the paid steps of
-//!   failed runs' transactions. The report also gives it over all settled spend of failed
-//!   runs (exploration reads included, which no transaction covers).
-//! * **Approval latency**: from the approve call returning (the human's clock) to the held
-//!   request reaching the stub (the stub's stamp); both are wall-clock nanoseconds on the
-//!   same host. A request that arrives before the approve answer is read counts as 0 and
-//!   is counted.
-//! * **Audit completeness** = settled payments in the stub's record that have a decision
-//!   line authorizing them (ALLOWED, or PENDING_APPROVAL with an approving `hold` line),
-//!   matched by `payment_digest`, in a proof log that `purser traces verify` accepts ÷ all
-//!   settled payments. The report also gives the stricter share that also has a
-//!   `committed` settlement line carrying the stub's receipt transaction.
+//! What each figure counts (attempted, settled, refund-requested, unnecessary and
+//! necessary spend, the reduction, the recovery, the approval latency, the audit
+//! completeness) is defined once, in [`report::DEFINITIONS`], which every report prints.
 
 mod figures;
 mod plan;
 mod report;
 mod run;
 
-use crate::stage::{cargo_busy, purser_command, start_purser, write_report, Machine, RunDir};
+use crate::stage::{cargo_busy, write_report, Machine, Stage};
 use clap::Args;
-use purser_kit::merchant::{Merchant, Record};
-use purser_kit::process::terminate;
+use purser_kit::merchant::Record;
+use purser_kit::process::{purser_command, RunDir};
 use purser_kit::Error;
 use run::WorkloadFile;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use plan::plan_command;
@@ -184,22 +160,12 @@ fn prepare_policy(purser: &Path, src: &Path, dest: &Path, stub: &str) -> Result<
 
 /// One pass: stub + Purser + workload, in `dir`.
 fn pass(args: &FindingsArgs, label: &str, policy: &Path, dir: &Path) -> Result<Pass, Error> {
-    std::fs::create_dir_all(dir)?;
-    let merchant = Arc::new(Merchant::recording());
-    let stub = merchant.clone().spawn()?;
     let policy_copy = dir.join("policy.yaml");
-    prepare_policy(&args.purser, policy, &policy_copy, &stub.to_string())?;
-    let text = |p: PathBuf| p.to_string_lossy().into_owned();
-    let trace = dir.join("trace.jsonl");
-    let purser_args = [
-        "--policy",
-        &text(policy_copy),
-        "--ca-dir",
-        &text(dir.join("ca")),
-        "--trace-log",
-        &text(trace.clone()),
-    ];
-    let mut purser = start_purser(&args.purser, &purser_args, "warn", &dir.join("purser.log"))?;
+    let write_policy = |stub: std::net::SocketAddr| {
+        prepare_policy(&args.purser, policy, &policy_copy, &stub.to_string())?;
+        Ok(policy_copy.clone())
+    };
+    let mut stage = Stage::start(&args.purser, dir, write_policy, &[], "warn")?;
     let busy = cargo_busy();
     eprintln!(
         "==> {label}: {} runs, seed {}, policy {}",
@@ -208,22 +174,21 @@ fn pass(args: &FindingsArgs, label: &str, policy: &Path, dir: &Path) -> Result<P
         policy.display()
     );
     let target = run::Target {
-        proxy: purser.proxy,
-        admin: purser.admin,
-        stub,
+        proxy: stage.purser.proxy,
+        admin: stage.purser.admin,
+        stub: stage.stub,
         agent: args.agent.clone(),
         token: args.token.clone(),
     };
-    let workload = run::run(args, target, label, &merchant);
-    terminate(&mut purser.child, Duration::from_secs(10));
-    let workload = workload?;
-    let record = merchant.record();
+    let workload = run::run(args, target, label, &stage.merchant);
+    stage.stop(Duration::from_secs(10));
+    let (workload, record) = (workload?, stage.merchant.record());
     std::fs::write(dir.join("workload.json"), serde_json::to_vec(&workload)?)?;
     std::fs::write(dir.join("record.json"), serde_json::to_vec(&record)?)?;
     Ok(Pass {
         workload,
         record,
-        trace,
+        trace: stage.trace,
         busy,
     })
 }
@@ -255,7 +220,7 @@ pub(crate) fn findings(args: FindingsArgs) -> Result<(), Error> {
             args.governed_policy.display()
         ),
         format!(
-            "Reproduce: `RUNS={} SEED={} CONCURRENCY={} THINK_MS={} bash benches/findings.sh`.",
+            "Reproduce: `cargo build --release --bin purser --example bench && target/release/examples/bench findings --runs {} --seed {} --concurrency {} --think-ms {}`.",
             args.runs, args.seed, args.concurrency, args.think_ms
         ),
     ];

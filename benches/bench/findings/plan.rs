@@ -2,8 +2,8 @@
 //! payments, phase moves and failure, and `findings-plan`, which prints it.
 
 use super::PlanArgs;
+use purser_kit::stats::{usd, SplitMix64, Sum};
 use purser_kit::Error;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -18,46 +18,6 @@ const SOURCES: [(&str, u64); 5] = [
     ("compliance", 4 * CENT),
     ("news", CENT),
 ];
-
-/// splitmix64 (Steele, Lea, Flood 2014): small, fast, and the same everywhere.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// An independent stream per run: run r's plan does not depend on the others.
-    fn for_run(seed: u64, run: u32) -> SplitMix64 {
-        let mut rng = SplitMix64(seed ^ (u64::from(run) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        rng.next();
-        rng
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (modulo bias below 2^-50 for these ranges).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        self.range(0, len as u64 - 1) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.range(0, i as u64) as usize;
-            items.swap(i, j);
-        }
-    }
-}
 
 /// What a payment is, from the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -198,7 +158,7 @@ pub(super) fn session_name(run: u32) -> String {
 
 /// The plan of run `run` of workload `seed`.
 pub(super) fn plan_run(seed: u64, run: u32) -> (RunRecord, Vec<Action>) {
-    let mut rng = SplitMix64::for_run(seed, run);
+    let mut rng = SplitMix64::stream(seed, u64::from(run));
     let mut p = Planner { seed, run, seq: 0 };
     // Exploration: distinct needed sources, then the waste inserted among them.
     let need = rng.range(2, 5) as usize;
@@ -330,46 +290,39 @@ pub(super) fn plan_run(seed: u64, run: u32) -> (RunRecord, Vec<Action>) {
     (record, actions)
 }
 
-fn usd(atomic: u64) -> Decimal {
-    purser_kit::stats::usd(u128::from(atomic))
-}
-
+/// `findings-plan`: the workload's totals by kind of payment (and with `--verbose` every
+/// run's actions, a JSON line each); nothing is sent.
 pub(crate) fn plan_command(args: &PlanArgs) -> Result<(), Error> {
-    let mut totals: BTreeMap<Kind, (u64, Decimal)> = BTreeMap::new();
+    let mut totals: BTreeMap<Kind, Sum> = BTreeMap::new();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
     for run in 0..args.runs {
         let (record, actions) = plan_run(args.seed, run);
-        let mut line = Vec::new();
-        for action in &actions {
-            match action {
+        let line: Vec<String> = actions
+            .iter()
+            .map(|action| match action {
                 Action::Pay(r) => {
-                    let t = totals.entry(r.kind).or_default();
-                    t.0 += 1;
-                    t.1 += usd(r.amount_atomic);
-                    line.push(format!(
-                        "{:?}:{}{}",
-                        r.kind,
-                        usd(r.amount_atomic),
-                        if r.fails { "!" } else { "" }
-                    ));
+                    totals.entry(r.kind).or_default().add(r.amount_atomic);
+                    let (kind, amount) = (r.kind, usd(u128::from(r.amount_atomic)));
+                    format!("{kind:?}:{amount}{}", if r.fails { "!" } else { "" })
                 }
-                Action::Phase(p) => line.push(format!("->{p}")),
-                Action::Rollback => line.push("ROLLBACK".to_string()),
-            }
-        }
+                Action::Phase(p) => format!("->{p}"),
+                Action::Rollback => "ROLLBACK".to_string(),
+            })
+            .collect();
         if let Some(kind) = record.failure {
             *failures.entry(format!("{kind:?}")).or_default() += 1;
         }
         if args.verbose {
+            let failure = record.failure;
             println!(
                 "{}",
-                json!({"run": run, "failure": record.failure, "actions": line})
+                json!({"run": run, "failure": failure, "actions": line})
             );
         }
     }
     println!("seed {} runs {}", args.seed, args.runs);
-    for (kind, (count, amount)) in &totals {
-        println!("  {kind:?}: {count} payments, ${amount:.2}");
+    for (kind, sum) in &totals {
+        println!("  {kind:?}: {} payments, ${:.2}", sum.n, sum.usd);
     }
     println!("  failed runs: {failures:?}");
     Ok(())

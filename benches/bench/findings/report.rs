@@ -3,11 +3,13 @@
 
 use super::figures::{measure, Figures, Waste};
 use super::{FindingsArgs, Pass};
+use crate::md::table;
+use crate::row;
 use purser_kit::stats::{self, pct, Sum};
 use purser_kit::Error;
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
 fn fmt_pct(p: Option<Decimal>) -> String {
     p.map_or_else(|| "n/a".to_string(), |p| format!("{p}%"))
 }
@@ -15,6 +17,13 @@ fn fmt_pct(p: Option<Decimal>) -> String {
 /// The nearest-rank quantile, NaN when there is nothing to rank.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     stats::percentile(sorted, q).unwrap_or(f64::NAN)
+}
+
+/// `p50 / p90 / p99 / max` of sorted milliseconds.
+fn quantiles_ms(ms: &[f64]) -> String {
+    let max = ms.last().copied().unwrap_or(f64::NAN);
+    let q = |q| percentile(ms, q);
+    format!("{:.2} / {:.2} / {:.2} / {max:.2}", q(0.5), q(0.9), q(0.99))
 }
 
 fn latency_cell(f: &Figures) -> String {
@@ -52,8 +61,6 @@ pub(super) fn report(
     notes: &[String],
 ) -> Result<String, Error> {
     let (flat_wl, gov_wl) = (&flat.workload, &governed.workload);
-    let flat = measure(flat, &args.purser)?;
-    let gov = measure(governed, &args.purser)?;
     if (flat_wl.seed, flat_wl.runs) != (gov_wl.seed, gov_wl.runs) {
         return Err(format!(
             "the passes ran different workloads: flat seed {} runs {}, governed seed {} runs {}",
@@ -61,14 +68,14 @@ pub(super) fn report(
         )
         .into());
     }
-    let mut out = String::new();
-    let w = &mut out;
-    writeln!(w, "# Governance findings, reproduced")?;
-    writeln!(w)?;
+    let flat = measure(flat, &args.purser)?;
+    let gov = measure(governed, &args.purser)?;
+    let mut w = String::new();
+    writeln!(w, "# Governance findings, reproduced\n")?;
     writeln!(
         w,
         "Workload: **{} agent runs, seed {}**, {} runs in flight, human think time {} ms \
-         (`bench findings`). Flat pass: `{}`; governed pass: `{}`.",
+         (`bench findings`). Flat pass: `{}`; governed pass: `{}`.\n",
         gov_wl.runs,
         gov_wl.seed,
         gov_wl.concurrency,
@@ -76,157 +83,164 @@ pub(super) fn report(
         args.flat_policy.display(),
         args.governed_policy.display()
     )?;
-    if !notes.is_empty() {
-        writeln!(w)?;
-    }
     for note in notes {
         writeln!(w, "* {note}")?;
     }
-    writeln!(w)?;
-    // ---- the four figures
+    writeln!(w, "\n## The four figures\n\n{}", four_figures(&flat, &gov))?;
+    writeln!(w, "## Unnecessary spend by kind\n\n{}", spend(&flat, &gov))?;
+    writeln!(
+        w,
+        "## Failed workflows\n\n{}",
+        failed_workflows(&flat, &gov)
+    )?;
+    writeln!(w, "## Approvals\n\n{}", approvals(&flat, &gov))?;
+    writeln!(w, "## Audit trail\n\n{}", audit(&flat, &gov))?;
+    writeln!(w, "## What this does and does not show\n\n{CAVEATS}\n")?;
+    writeln!(w, "## Definitions\n\n{DEFINITIONS}")?;
+    Ok(w)
+}
+
+/// The claimed figures beside both passes' measured ones, and the governed pass's targets.
+fn four_figures(flat: &Figures, gov: &Figures) -> String {
     let g_lat = gov.latency_ms();
-    let g_p50 = percentile(&g_lat, 0.5);
-    let g_p99 = percentile(&g_lat, 0.99);
-    let reduction_ok = gov.reduction().is_some_and(|r| r >= Decimal::from(95));
-    let recovery_ok = gov.recovery() == Some(Decimal::ONE_HUNDRED);
-    let latency_ok = !g_lat.is_empty() && g_p50 <= 2.0;
-    let audit_ok = gov.audit() == Some(Decimal::ONE_HUNDRED) && gov.log.verified;
-    writeln!(w, "## The four figures")?;
-    writeln!(w)?;
-    writeln!(w, "| metric | claimed (flat → governed) | measured flat | measured governed | target (governed) |")?;
-    writeln!(w, "|---|---|---:|---:|---|")?;
-    writeln!(
-        w,
-        "| unnecessary-spend reduction | 12% → 92% | {} | **{}** | ≥ 95% ({}) |",
-        fmt_pct(flat.reduction()),
-        fmt_pct(gov.reduction()),
-        met(reduction_ok)
-    )?;
-    writeln!(
-        w,
-        "| workflow-failure recovery | 0% → 95% | {} | **{}** | 100% of settled spend in failed transactions refund-requested ({}) |",
-        fmt_pct(flat.recovery()),
-        fmt_pct(gov.recovery()),
-        met(recovery_ok)
-    )?;
-    writeln!(
-        w,
-        "| single-call approval latency | under 45 ms | {} | **{}** | ≤ 2 ms median ({}{}) |",
-        latency_cell(&flat),
-        latency_cell(&gov),
-        met(latency_ok),
-        if latency_ok && g_p99 > 2.0 {
-            "; p99 above 2 ms"
-        } else {
-            ""
-        }
-    )?;
-    writeln!(
-        w,
-        "| audit-trail completeness | 40% → 100% | {} | **{}** | 100%, log verifies ({}) |",
-        fmt_pct(flat.audit()),
-        fmt_pct(gov.audit()),
-        met(audit_ok)
-    )?;
-    writeln!(
-        w,
-        "| *necessary-spend pass rate* (not claimed) | – | {} | **{}** | 100% |",
-        fmt_pct(pct(
-            flat.necessary_through.usd,
-            flat.necessary_attempted.usd
-        )),
-        fmt_pct(pct(gov.necessary_through.usd, gov.necessary_attempted.usd)),
-    )?;
-    writeln!(w)?;
-    // ---- details
-    writeln!(w, "## Unnecessary spend by kind")?;
-    writeln!(w)?;
-    writeln!(w, "Payments (USD). *Attempted* is the same workload in both passes; *settled* counts what the stub settled and was not refund-requested.")?;
-    writeln!(w)?;
-    writeln!(
-        w,
-        "| kind | attempted | settled, flat | settled, governed |"
-    )?;
-    writeln!(w, "|---|---:|---:|---:|")?;
-    for waste in Waste::ALL {
-        let get = |f: &Figures, m: fn(&Figures) -> &BTreeMap<Waste, Sum>| {
-            m(f).get(&waste).copied().unwrap_or_default()
-        };
-        writeln!(
-            w,
-            "| {} | {} | {} | {} |",
-            waste.label(),
-            get(&gov, |f| &f.waste_attempted),
-            get(&flat, |f| &f.waste_settled),
-            get(&gov, |f| &f.waste_settled),
-        )?;
-    }
-    let (ga, gs) = gov.waste_totals();
-    let (fa, fs) = flat.waste_totals();
-    writeln!(w, "| **all** | {} | {} | {} |", ga, fs, gs)?;
+    let latency_ok = !g_lat.is_empty() && percentile(&g_lat, 0.5) <= 2.0;
+    let p99_note = if latency_ok && percentile(&g_lat, 0.99) > 2.0 {
+        "; p99 above 2 ms"
+    } else {
+        ""
+    };
+    let necessary = |f: &Figures| fmt_pct(pct(f.necessary_through.usd, f.necessary_attempted.usd));
+    let rows = [
+        row![
+            "unnecessary-spend reduction",
+            "12% → 92%",
+            fmt_pct(flat.reduction()),
+            format!("**{}**", fmt_pct(gov.reduction())),
+            format!(
+                "≥ 95% ({})",
+                met(gov.reduction().is_some_and(|r| r >= Decimal::from(95)))
+            )
+        ],
+        row![
+            "workflow-failure recovery",
+            "0% → 95%",
+            fmt_pct(flat.recovery()),
+            format!("**{}**", fmt_pct(gov.recovery())),
+            format!(
+                "100% of settled spend in failed transactions refund-requested ({})",
+                met(gov.recovery() == Some(Decimal::ONE_HUNDRED))
+            )
+        ],
+        row![
+            "single-call approval latency",
+            "under 45 ms",
+            latency_cell(flat),
+            format!("**{}**", latency_cell(gov)),
+            format!("≤ 2 ms median ({}{p99_note})", met(latency_ok))
+        ],
+        row![
+            "audit-trail completeness",
+            "40% → 100%",
+            fmt_pct(flat.audit()),
+            format!("**{}**", fmt_pct(gov.audit())),
+            format!(
+                "100%, log verifies ({})",
+                met(gov.audit() == Some(Decimal::ONE_HUNDRED) && gov.log.verified)
+            )
+        ],
+        row![
+            "*necessary-spend pass rate* (not claimed)",
+            "–",
+            necessary(flat),
+            format!("**{}**", necessary(gov)),
+            "100%"
+        ],
+    ];
+    let header = "metric | claimed (flat → governed) | measured flat | measured governed | target (governed)";
+    table(header, "llrrl", rows)
+}
+
+/// Unnecessary spend by kind, necessary spend, and what the policy refused.
+fn spend(flat: &Figures, gov: &Figures) -> String {
+    let mut w = "Payments (USD). *Attempted* is the same workload in both passes; *settled* \
+        counts what the stub settled and was not refund-requested.\n\n"
+        .to_string();
+    let of = |sums: &std::collections::BTreeMap<Waste, Sum>, waste| {
+        sums.get(&waste).copied().unwrap_or_default()
+    };
+    let mut rows: Vec<Vec<String>> = Waste::ALL
+        .into_iter()
+        .map(|waste| {
+            row![
+                waste.label(),
+                of(&gov.waste_attempted, waste),
+                of(&flat.waste_settled, waste),
+                of(&gov.waste_settled, waste)
+            ]
+        })
+        .collect();
+    let ((fa, fs), (ga, gs)) = (flat.waste_totals(), gov.waste_totals());
+    rows.push(row!["**all**", ga, fs, gs]);
+    let header = "kind | attempted | settled, flat | settled, governed";
+    w += &table(header, "lrrr", rows);
     if fa.usd != ga.usd {
-        writeln!(w, "\n**The passes attempted different unnecessary spend: flat {}, governed {}** (errors during a run?).", fa, ga)?;
+        let _ = writeln!(w, "\n**The passes attempted different unnecessary spend: flat {fa}, governed {ga}** (errors during a run?).");
     }
-    writeln!(w)?;
-    writeln!(
-        w,
-        "| pass | necessary attempted | necessary reached the merchant | all settled |"
-    )?;
-    writeln!(w, "|---|---:|---:|---:|")?;
-    for f in [&flat, &gov] {
-        writeln!(
-            w,
-            "| {} | {} | {} | {} |",
-            f.label, f.necessary_attempted, f.necessary_through, f.total_settled
-        )?;
-    }
-    writeln!(w)?;
-    writeln!(w, "Payments refused (`403`), by the rule that decided:")?;
-    writeln!(w)?;
-    writeln!(w, "| pass | rule | refused |")?;
-    writeln!(w, "|---|---|---:|")?;
-    for f in [&flat, &gov] {
+    let passes = [flat, gov];
+    let header = "pass | necessary attempted | necessary reached the merchant | all settled";
+    let rows = passes.map(|f| {
+        row![
+            f.label,
+            f.necessary_attempted,
+            f.necessary_through,
+            f.total_settled
+        ]
+    });
+    w += &format!("\n{}\n", table(header, "lrrr", rows));
+    w += "Payments refused (`403`), by the rule that decided:\n\n";
+    let mut refused = Vec::new();
+    for f in passes {
         if f.denied_by_rule.is_empty() {
-            writeln!(w, "| {} | – | 0 |", f.label)?;
+            refused.push(row![f.label, "–", 0]);
         }
         for (rule, sum) in &f.denied_by_rule {
-            writeln!(w, "| {} | `{rule}` | {} |", f.label, sum)?;
+            refused.push(row![f.label, format!("`{rule}`"), sum]);
         }
     }
-    writeln!(w)?;
-    writeln!(w, "## Failed workflows")?;
-    writeln!(w)?;
-    writeln!(w, "| pass | failed runs | settled steps of their transactions | refund-requested (stub received it and the log says `requested`) | stub received a refund | log `requested` | recovery over all settled spend of failed runs (reads included) |")?;
-    writeln!(w, "|---|---|---:|---:|---:|---:|---:|")?;
-    for f in [&flat, &gov] {
-        writeln!(
-            w,
-            "| {} | {} {:?} | {} | {} | {} | {} | {} of {} |",
+    w + &table("pass | rule | refused", "llr", refused)
+}
+
+fn failed_workflows(flat: &Figures, gov: &Figures) -> String {
+    let header = "pass | failed runs | settled steps of their transactions | refund-requested (stub received it and the log says `requested`) | stub received a refund | log `requested` | recovery over all settled spend of failed runs (reads included)";
+    let rows = [flat, gov].map(|f| {
+        row![
             f.label,
-            f.failed_runs,
-            f.failed_by_kind,
+            format!("{} {:?}", f.failed_runs, f.failed_by_kind),
             f.failed_tx_settled,
             f.failed_tx_recovered,
             f.failed_tx_stub_refunds,
             f.failed_tx_log_requested,
-            fmt_pct(pct(f.failed_tx_recovered.usd, f.failed_all_settled.usd)),
-            f.failed_all_settled,
-        )?;
-    }
-    writeln!(w)?;
-    for f in [&flat, &gov] {
-        writeln!(
+            format!(
+                "{} of {}",
+                fmt_pct(pct(f.failed_tx_recovered.usd, f.failed_all_settled.usd)),
+                f.failed_all_settled
+            )
+        ]
+    });
+    let mut w = table(header, "llrrrrr", rows) + "\n";
+    for f in [flat, gov] {
+        let _ = writeln!(
             w,
             "* {}: rollback calls answered {:?} (status: count); stub received {} refund requests; {}.",
-            f.label, f.rollbacks, f.stub.refunds, f.quiescence
-        )?;
+            f.label, f.rollbacks, f.stub_refunds, f.quiescence
+        );
     }
-    writeln!(w)?;
-    writeln!(w, "## Approvals")?;
-    writeln!(w)?;
-    writeln!(w, "| pass | holds approved | held by | approve returned → request at the stub: p50 / p90 / p99 / max (ms) | arrived before the approve answer was read | approve sent → request at the stub, p50 (ms) |")?;
-    writeln!(w, "|---|---:|---|---|---:|---:|")?;
-    for f in [&flat, &gov] {
+    w
+}
+
+fn approvals(flat: &Figures, gov: &Figures) -> String {
+    let header = "pass | holds approved | held by | approve returned → request at the stub: p50 / p90 / p99 / max (ms) | arrived before the approve answer was read | approve sent → request at the stub, p50 (ms)";
+    let rows = [flat, gov].map(|f| {
         let ms = f.latency_ms();
         let mut sent: Vec<f64> = f
             .sent_to_arrival_ns
@@ -234,65 +248,52 @@ pub(super) fn report(
             .map(|n| *n as f64 / 1e6)
             .collect();
         sent.sort_by(f64::total_cmp);
-        let negatives = f.latencies_ns.iter().filter(|n| **n < 0).count();
-        let cell = if ms.is_empty() {
-            "–".to_string()
-        } else {
-            format!(
-                "{:.2} / {:.2} / {:.2} / {:.2}",
-                percentile(&ms, 0.5),
-                percentile(&ms, 0.9),
-                percentile(&ms, 0.99),
-                ms.last().copied().unwrap_or(f64::NAN)
-            )
+        let unjoined = match f.approvals_unjoined {
+            0 => String::new(),
+            n => format!(" ({n} not found at the stub)"),
         };
-        writeln!(
-            w,
-            "| {} | {}{} | {:?} | {} | {} | {} |",
+        row![
             f.label,
-            f.approvals,
-            if f.approvals_unjoined > 0 {
-                format!(" ({} not found at the stub)", f.approvals_unjoined)
+            format!("{}{unjoined}", f.approvals),
+            format!("{:?}", f.holds_by_rule),
+            if ms.is_empty() {
+                "–".to_string()
             } else {
-                String::new()
+                quantiles_ms(&ms)
             },
-            f.holds_by_rule,
-            cell,
-            negatives,
+            f.latencies_ns.iter().filter(|n| **n < 0).count(),
             if sent.is_empty() {
                 "–".to_string()
             } else {
                 format!("{:.2}", percentile(&sent, 0.5))
             }
-        )?;
-    }
-    writeln!(w)?;
-    writeln!(w, "## Audit trail")?;
-    writeln!(w)?;
-    writeln!(w, "| pass | `purser traces verify` | log lines by kind | settled at the stub | with an authorizing decision line | … and a `committed` settlement line with the stub's transaction |")?;
-    writeln!(w, "|---|---|---|---:|---:|---:|")?;
-    for f in [&flat, &gov] {
-        writeln!(
-            w,
-            "| {} | {} | {:?} | {} | {} | {} ({}) |",
+        ]
+    });
+    table(header, "lrllrr", rows)
+}
+
+fn audit(flat: &Figures, gov: &Figures) -> String {
+    let header = "pass | `purser traces verify` | log lines by kind | settled at the stub | with an authorizing decision line | … and a `committed` settlement line with the stub's transaction";
+    let rows = [flat, gov].map(|f| {
+        let verify = match f.log.verified {
+            true => format!("ok ({})", f.log.verify_output),
+            false => format!("**FAILED**: {}", f.log.verify_output),
+        };
+        let complete = pct(
+            Decimal::from(f.audit_complete),
+            Decimal::from(f.audit_settled),
+        );
+        row![
             f.label,
-            if f.log.verified {
-                format!("ok ({})", f.log.verify_output.replace('|', "/"))
-            } else {
-                format!("**FAILED**: {}", f.log.verify_output.replace('|', "/"))
-            },
-            f.log.view.kinds,
+            verify,
+            format!("{:?}", f.log.view.kinds),
             f.audit_settled,
             f.audit_decision,
-            f.audit_complete,
-            fmt_pct(pct(
-                Decimal::from(f.audit_complete),
-                Decimal::from(f.audit_settled)
-            )),
-        )?;
-    }
-    writeln!(w)?;
-    for f in [&flat, &gov] {
+            format!("{} ({})", f.audit_complete, fmt_pct(complete))
+        ]
+    });
+    let mut w = table(header, "lllrrr", rows) + "\n";
+    for f in [flat, gov] {
         let digests: Vec<&str> = f
             .log
             .view
@@ -300,42 +301,30 @@ pub(super) fn report(
             .iter()
             .map(|d| &d[..d.len().min(12)])
             .collect();
-        writeln!(
+        let _ = writeln!(
             w,
-            "* {}: {} phase requests answered {:?}; policy digest(s) in the log {:?}; {} workload errors.",
+            "* {}: {} phase requests answered {:?}; policy digest(s) in the log {digests:?}; {} workload errors.",
             f.label,
             f.phase_moves.values().sum::<usize>(),
             f.phase_moves,
-            digests,
             f.errors
-        )?;
+        );
     }
-    let checks: Vec<String> = [&flat, &gov]
+    let checks: Vec<String> = [flat, gov]
         .iter()
-        .flat_map(|f| f.checks.iter().map(move |c| format!("{}: {c}", f.label)))
+        .flat_map(|f| f.checks.iter().map(move |c| format!("* {}: {c}", f.label)))
         .collect();
-    writeln!(w)?;
     if checks.is_empty() {
-        writeln!(w, "Cross-checks: the agent's answers, the stub's record and the proof log agree in both passes (every 200 is a settlement and every settlement a payment the workload sent; no digest settled twice; no payment refused by the stub).")?;
+        w + "\nCross-checks: the agent's answers, the stub's record and the proof log agree in both \
+             passes (every 200 is a settlement and every settlement a payment the workload sent; no \
+             digest settled twice; no payment refused by the stub).\n"
     } else {
-        writeln!(w, "Cross-checks that failed:")?;
-        writeln!(w)?;
-        for c in checks {
-            writeln!(w, "* {c}")?;
-        }
+        w + "\nCross-checks that failed:\n\n" + &checks.join("\n") + "\n"
     }
-    writeln!(w)?;
-    writeln!(w, "## What this does and does not show")?;
-    writeln!(w)?;
-    writeln!(w, "{CAVEATS}")?;
-    writeln!(w)?;
-    writeln!(w, "## Definitions")?;
-    writeln!(w)?;
-    writeln!(w, "{DEFINITIONS}")?;
-    Ok(out)
 }
 
-const DEFINITIONS: &str = "\
+/// What the figures mean; the module documentation above refers here.
+pub(super) const DEFINITIONS: &str = "\
 * **Workload** (`bench findings-plan --seed S --runs N` prints it): each run is one session \
 (`analyst.rN`). EXPLORE: 2–5 paid reads of distinct sources ($0.01–$0.05); 40% of runs \
 re-read 1–3 sources already bought, 5% loop 20–60 times on one, 25% buy a $0.10–$0.30 item \

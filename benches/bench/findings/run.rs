@@ -5,15 +5,13 @@ use super::plan::{plan_run, Action, Outcome, PaymentRecord, RunRecord};
 use super::FindingsArgs;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
-use purser::x402::wire::PaymentRequiredV2;
-use purser_kit::admin::Admin;
-use purser_kit::client::{basic, proxied_get, Answer, Conn};
+use purser_kit::admin::{console, Admin, Answered};
+use purser_kit::client::{basic, Answer, Conn};
 use purser_kit::merchant::{unix_ns, Merchant};
-use purser_kit::x402::{decode, Pay, FAR_FUTURE};
+use purser_kit::x402::{Pay, FAR_FUTURE};
 use purser_kit::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,22 +24,6 @@ pub(super) struct Target {
     pub stub: SocketAddr,
     pub agent: String,
     pub token: String,
-}
-
-/// One approval, as the human made it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct ApprovalRecord {
-    pub hold_id: String,
-    pub session: String,
-    pub path: String,
-    pub digest: String,
-    pub trace_id: String,
-    pub amount_usd: String,
-    pub rules: Value,
-    pub listed_unix_ns: u64,
-    pub approve_sent_unix_ns: u64,
-    pub approve_returned_unix_ns: u64,
-    pub status: u16,
 }
 
 /// What one pass sent and saw (`workload.json`).
@@ -58,137 +40,114 @@ pub(super) struct WorkloadFile {
     pub quiescence: String,
     pub run_records: Vec<RunRecord>,
     pub payments: Vec<PaymentRecord>,
-    pub approvals: Vec<ApprovalRecord>,
+    /// Every hold the human approved, as listed, and the approve call's times.
+    pub approvals: Vec<Answered>,
 }
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
-/// A `GET` of the stub's `path` through Purser, with `extra` headers.
-async fn send(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> Result<Answer, Error> {
-    let req = proxied_get(&format!("http://{}{path}", target.stub), Some(auth), extra)?;
-    conn.send(req, ANSWER_WITHIN).await
+/// One run's agent: its session's credentials and keep-alive connection to Purser.
+struct Agent<'a> {
+    target: &'a Target,
+    conn: Conn,
+    auth: HeaderValue,
 }
 
-/// One paid call: the 402, then the payment an x402 client signs for the challenge's
-/// first offer (the plan's nonce, a signature derived from run and payment).
-async fn pay(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    record: &mut PaymentRecord,
-    transaction: &str,
-) {
-    let outcome = attempt(target, conn, auth, record, transaction).await;
-    record.outcome = Some(outcome);
-}
-
-async fn attempt(
-    target: &Target,
-    conn: &mut Conn,
-    auth: &HeaderValue,
-    record: &mut PaymentRecord,
-    transaction: &str,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    let mut extra = Vec::new();
-    if record.in_transaction {
-        extra.push(("x-purser-transaction", transaction));
+impl Agent<'_> {
+    /// A `GET` of the stub's `path` through Purser, with `extra` headers.
+    async fn send(&mut self, path: &str, extra: &[(&str, &str)]) -> Result<Answer, Error> {
+        let url = format!("http://{}{path}", self.target.stub);
+        self.conn
+            .get_through(&url, &self.auth, extra, ANSWER_WITHIN)
+            .await
     }
-    let challenge = match send(target, conn, auth, &record.path, &extra).await {
-        Ok(answer) => {
-            outcome.probe_status = Some(answer.status.as_u16());
-            let header = answer.headers.get("payment-required");
-            match header.and_then(|v| decode::<PaymentRequiredV2>(v.as_bytes())) {
-                Some(c)
-                    if answer.status == StatusCode::PAYMENT_REQUIRED && !c.accepts.is_empty() =>
-                {
-                    c
-                }
-                _ => {
+
+    /// One paid call: the 402, then the payment an x402 client signs for the challenge's
+    /// first offer (the plan's nonce, a signature derived from run and payment). Why it
+    /// went wrong, if it did, is the outcome's `error`.
+    async fn pay(&mut self, record: &mut PaymentRecord, transaction: &str) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut extra = Vec::new();
+        if record.in_transaction {
+            extra.push(("x-purser-transaction", transaction));
+        }
+        let challenge = match self.send(&record.path, &extra).await {
+            Ok(answer) => {
+                outcome.probe_status = Some(answer.status.as_u16());
+                let Some(challenge) = answer.challenge() else {
                     let status = answer.status;
                     outcome.error = Some(format!("probe answered {status} without a challenge"));
                     return outcome;
-                }
+                };
+                challenge
             }
-        }
-        Err(e) => {
-            outcome.error = Some(format!("probe: {e}"));
+            Err(e) => {
+                outcome.error = Some(format!("probe: {e}"));
+                return outcome;
+            }
+        };
+        let offer = challenge.accepts[0].clone();
+        if offer.amount != record.amount_atomic.to_string() {
+            let (asked, planned) = (&offer.amount, record.amount_atomic);
+            outcome.error = Some(format!("challenge asks {asked}, the plan says {planned}"));
             return outcome;
         }
-    };
-    let offer = challenge.accepts[0].clone();
-    if offer.amount != record.amount_atomic.to_string() {
-        let planned = record.amount_atomic;
-        outcome.error = Some(format!(
-            "challenge asks {}, the plan says {planned}",
-            offer.amount
-        ));
-        return outcome;
-    }
-    let tag = format!("{:08x}{:08x}", record.run, record.seq);
-    let payment = Pay::offer(offer)
-        .nonce(record.nonce.clone())
-        .signature(format!("0x{tag}{}", "ab".repeat(65 - tag.len() / 2)))
-        .valid_before(FAR_FUTURE)
-        .resource(challenge.resource);
-    let (header, digest) = payment.header_and_digest();
-    record.digest = digest;
-    extra.push(("payment-signature", &header));
-    outcome.paid_sent = true;
-    match send(target, conn, auth, &record.path, &extra).await {
-        Ok(answer) => {
-            outcome.status = Some(answer.status.as_u16());
-            outcome.decision = answer.header("x-purser-decision");
-            outcome.trace_id = answer.header("x-purser-trace");
-            if answer.status == StatusCode::FORBIDDEN {
-                outcome.rule = answer.json()["rule"].as_str().map(str::to_string);
+        let tag = format!("{:08x}{:08x}", record.run, record.seq);
+        let payment = Pay::offer(offer)
+            .nonce(record.nonce.clone())
+            .signature(format!("0x{tag}{}", "ab".repeat(65 - tag.len() / 2)))
+            .valid_before(FAR_FUTURE)
+            .resource(challenge.resource);
+        let (header, digest) = payment.header_and_digest();
+        record.digest = digest;
+        extra.push(("payment-signature", &header));
+        outcome.paid_sent = true;
+        match self.send(&record.path, &extra).await {
+            Ok(answer) => {
+                outcome.status = Some(answer.status.as_u16());
+                outcome.decision = answer.header("x-purser-decision");
+                outcome.trace_id = answer.header("x-purser-trace");
+                if answer.status == StatusCode::FORBIDDEN {
+                    outcome.rule = answer.json()["rule"].as_str().map(str::to_string);
+                }
             }
+            Err(e) => outcome.error = Some(format!("paid request: {e}")),
         }
-        Err(e) => outcome.error = Some(format!("paid request: {e}")),
+        outcome
     }
-    outcome
 }
 
+/// One run's actions in order: its payments, phase moves and rollback.
 async fn execute_run(
     target: &Target,
     mut record: RunRecord,
     actions: Vec<Action>,
 ) -> (RunRecord, Vec<PaymentRecord>) {
-    let auth = basic(&format!(
-        "{}.{}:{}",
-        target.agent, record.session, target.token
-    ));
-    let mut conn = Conn::new(target.proxy);
+    let (agent, token) = (&target.agent, &target.token);
+    let auth = basic(&format!("{agent}.{}:{token}", record.session));
+    let mut agent = Agent {
+        target,
+        conn: Conn::new(target.proxy),
+        auth,
+    };
     let mut payments = Vec::new();
     for action in actions {
         match action {
             Action::Pay(mut payment) => {
-                pay(target, &mut conn, &auth, &mut payment, &record.transaction).await;
-                if let Some(e) = payment.outcome.as_ref().and_then(|o| o.error.clone()) {
+                let outcome = agent.pay(&mut payment, &record.transaction).await;
+                if let Some(e) = &outcome.error {
                     record.errors.push(format!("payment {}: {e}", payment.seq));
                 }
+                payment.outcome = Some(outcome);
                 payments.push(*payment);
             }
             Action::Phase(phase) => {
                 let path = format!("/plan/r{}/{}", record.run, phase.to_ascii_lowercase());
-                match send(
-                    target,
-                    &mut conn,
-                    &auth,
-                    &path,
-                    &[("x-purser-phase", phase)],
-                )
-                .await
-                {
-                    Ok(answer) => record
-                        .phase_moves
-                        .push((phase.to_string(), answer.status.as_u16())),
+                match agent.send(&path, &[("x-purser-phase", phase)]).await {
+                    Ok(answer) => {
+                        let moved = (phase.to_string(), answer.status.as_u16());
+                        record.phase_moves.push(moved);
+                    }
                     Err(e) => record.errors.push(format!("phase {phase}: {e}")),
                 }
             }
@@ -210,65 +169,28 @@ async fn execute_run(
     (record, payments)
 }
 
-/// The human at the console: polls the holds and approves each one after `think`.
+/// The human at the console: approves every hold it is shown, `think` after seeing it.
 /// Runs on its own thread, so its clock readings are not delayed by the runs.
 fn human(
     admin: SocketAddr,
     think: Duration,
     poll: Duration,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Result<Vec<ApprovalRecord>, String>> {
+) -> std::thread::JoinHandle<Result<Vec<Answered>, String>> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        runtime.block_on(async move {
-            let mut admin = Admin::new(admin);
-            let mut done: HashSet<String> = HashSet::new();
-            let mut approvals = Vec::new();
-            loop {
-                let stopping = stop.load(Ordering::Acquire);
-                let holds = admin
-                    .holds()
-                    .await
-                    .map_err(|e| format!("GET /v1/approvals: {e}"))?;
-                let fresh: Vec<Value> = holds
-                    .into_iter()
-                    .filter(|h| !done.contains(h["id"].as_str().unwrap_or_default()))
-                    .collect();
-                if fresh.is_empty() && stopping {
-                    return Ok(approvals);
-                }
-                for hold in fresh {
-                    let id = hold["id"].as_str().unwrap_or_default().to_string();
-                    let listed_unix_ns = unix_ns();
-                    tokio::time::sleep(think).await;
-                    let field = |k: &str| hold[k].as_str().unwrap_or_default().to_string();
-                    let body = json!({"by": "findings-human", "digest": field("digest")});
-                    let sent = unix_ns();
-                    let answer = admin
-                        .decide(&id, "approve", &body)
-                        .await
-                        .map_err(|e| format!("approve {id}: {e}"))?;
-                    approvals.push(ApprovalRecord {
-                        hold_id: id.clone(),
-                        session: field("session"),
-                        path: field("path"),
-                        digest: field("digest"),
-                        trace_id: field("trace_id"),
-                        amount_usd: field("amount_usd"),
-                        rules: hold["rules"].clone(),
-                        listed_unix_ns,
-                        approve_sent_unix_ns: sent,
-                        approve_returned_unix_ns: unix_ns(),
-                        status: answer.status.as_u16(),
-                    });
-                    done.insert(id);
-                }
-                tokio::time::sleep(poll).await;
-            }
-        })
+        let approve = |hold: &Value| {
+            let digest = hold["digest"].as_str().unwrap_or_default();
+            ("approve", json!({"by": "findings-human", "digest": digest}))
+        };
+        let (answered, errors) = runtime.block_on(console(admin, poll, think, &stop, approve));
+        match errors.first() {
+            Some(e) => Err(e.clone()),
+            None => Ok(answered),
+        }
     })
 }
 

@@ -2,11 +2,11 @@
 //! and two more (every class answered as expected, every reload took effect).
 
 use super::report::Inputs;
-use super::{Class, ReloadEvent, RunFile};
-use purser_kit::merchant::Record;
+use super::{Class, ReloadEvent, RunFile, Sent};
+use purser_kit::merchant::{Record, Seen};
 use purser_kit::process::Sample;
 use purser_kit::proof_log::{decimal_of, verify, LogView};
-use purser_kit::stats::{median, mib, usd};
+use purser_kit::stats::{median, mib, percentile, usd};
 use purser_kit::Error;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -54,15 +54,6 @@ pub(super) fn rss_window(run: &RunFile) -> f64 {
     } else {
         run.traffic_s / 5.0
     }
-}
-
-/// The stub's settlements: Σ atomic units, and how many amounts were unreadable.
-fn stub_total(record: &Record) -> (u128, u64) {
-    let amounts = record.settlements.iter().map(|s| s.amount.parse::<u128>());
-    amounts.fold((0, 0), |(sum, bad), a| match a {
-        Ok(a) => (sum + a, bad),
-        Err(_) => (sum, bad + 1),
-    })
 }
 
 /// 1. Zero panics: none logged, alive at every sample, exit 0 after SIGTERM.
@@ -145,162 +136,150 @@ fn rss(run: &RunFile) -> Check {
     }
 }
 
+/// Why a payment is not accounted for, if it is not: the problem and an example.
+fn unaccounted(
+    p: &Sent,
+    log: &LogView,
+    stub: &HashMap<&str, Vec<&Seen>>,
+) -> Option<(&'static str, String)> {
+    let digest = p.digest.as_deref();
+    let short = digest.map_or("-", |d| &d[..12.min(d.len())]);
+    let (class, variant, t_ms, status, trace) = (p.class, &p.variant, p.t_ms, p.status, &p.trace);
+    let who =
+        format!("{class:?} {variant} t={t_ms}ms status {status} trace {trace:?} digest {short}");
+    let Some(trace) = p.trace.as_deref() else {
+        return Some(("answer without X-Purser-Trace", who));
+    };
+    let Some(line) = log.decision(trace) else {
+        return Some(("no decision line for the answer's trace id", who));
+    };
+    if digest.is_some() && line.digest.as_deref() != digest {
+        return Some(("decision line with another payment_digest", who));
+    }
+    let want = match p.class {
+        Class::Paid => "ALLOWED",
+        Class::Held => "PENDING_APPROVAL",
+        _ => "DENIED",
+    };
+    if line.decision != want {
+        let (decision, rule) = (&line.decision, &line.rule);
+        return Some((
+            "unexpected decision in the log",
+            format!("{who}: {decision} by {rule:?}"),
+        ));
+    }
+    let holds = log.holds.get(trace).map(Vec::as_slice).unwrap_or(&[]);
+    if p.class == Class::Held && holds != ["ALLOWED"] {
+        return Some((
+            "held payment without one approving hold line",
+            format!("{who}: {holds:?}"),
+        ));
+    }
+    let settled_at_stub = stub
+        .get(digest.unwrap_or_default())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if !matches!(p.class, Class::Paid | Class::Held) {
+        let settled = digest.is_some() && !settled_at_stub.is_empty();
+        return settled.then_some(("a refused payment reached the stub and settled", who));
+    }
+    let logged = log.settlements.get(trace).map(Vec::as_slice).unwrap_or(&[]);
+    match (settled_at_stub, logged) {
+        ([seen], [(outcome, Some(tx))])
+            if outcome == "committed"
+                && seen.id.as_ref() == Some(tx)
+                && seen.amount.parse() == Ok(u128::from(p.amount_atomic)) =>
+        {
+            None
+        }
+        ([], _) => Some(("paid, but the stub never settled it", who)),
+        ([_, _, ..], _) => Some(("settled more than once at the stub", who)),
+        (stub, _) => {
+            let stub: Vec<(&Option<String>, &str)> =
+                stub.iter().map(|s| (&s.id, s.amount.as_str())).collect();
+            let example = format!("{who}: log {logged:?}, stub {stub:?}");
+            Some((
+                "settlement line missing or not matching the stub's receipt",
+                example,
+            ))
+        }
+    }
+}
+
 /// 3. Every payment accounted for in the proof log, and at the stub.
 fn accounting(run: &RunFile, record: &Record, log: &LogView) -> Check {
-    let stub_settlements = &record.settlements;
-    let mut stub_by_digest: HashMap<String, Vec<(String, u128)>> = HashMap::new();
-    let (_, stub_bad_amounts) = stub_total(record);
-    for s in stub_settlements {
-        let amount = s.amount.parse::<u128>();
-        let id = s.id.clone().unwrap_or_default();
-        let entry = stub_by_digest.entry(s.digest.clone()).or_default();
-        entry.push((id, *amount.as_ref().unwrap_or(&0)));
-    }
+    let stub = record.settled_by_digest();
     let mut problems = Problems::default();
-    let mut flag = |what: &'static str, example: String| problems.add(what, example, 1);
-    let mut matched_traces: HashSet<&str> = HashSet::new();
     let mut accounted: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
-    let mut expected_settled: HashSet<&str> = HashSet::new();
     for p in &run.payments {
         let entry = accounted.entry(p.class).or_default();
         entry.0 += 1;
-        let who = format!(
-            "{:?} {} t={}ms status {} trace {:?} digest {}",
-            p.class,
-            p.variant,
-            p.t_ms,
-            p.status,
-            p.trace,
-            p.digest.as_deref().map_or("-", |d| &d[..12.min(d.len())])
-        );
-        let Some(trace) = p.trace.as_deref() else {
-            flag("answer without X-Purser-Trace", who);
-            continue;
-        };
-        let Some(line) = log.decision(trace) else {
-            flag("no decision line for the answer's trace id", who);
-            continue;
-        };
-        matched_traces.insert(trace);
-        if p.digest.is_some() && line.digest != p.digest {
-            flag("decision line with another payment_digest", who.clone());
-            continue;
+        match unaccounted(p, log, &stub) {
+            Some((what, example)) => problems.add(what, example, 1),
+            None => entry.1 += 1,
         }
-        let want = match p.class {
-            Class::Paid => "ALLOWED",
-            Class::Held => "PENDING_APPROVAL",
-            _ => "DENIED",
-        };
-        if line.decision != want {
-            flag(
-                "unexpected decision in the log",
-                format!("{who}: {} by {:?}", line.decision, line.rule),
-            );
-            continue;
-        }
-        if p.class == Class::Held {
-            let holds = log.holds.get(trace).map(Vec::as_slice).unwrap_or(&[]);
-            if holds != ["ALLOWED"] {
-                flag(
-                    "held payment without one approving hold line",
-                    format!("{who}: {holds:?}"),
-                );
-                continue;
-            }
-        }
-        if matches!(p.class, Class::Paid | Class::Held) {
-            let digest = p.digest.as_deref().unwrap_or_default();
-            expected_settled.insert(digest);
-            let stub = stub_by_digest.get(digest).map(Vec::as_slice).unwrap_or(&[]);
-            let settled = log.settlements.get(trace).map(Vec::as_slice).unwrap_or(&[]);
-            match (stub, settled) {
-                ([(tx, amount)], [(outcome, Some(logged_tx))])
-                    if outcome == "committed"
-                        && logged_tx == tx
-                        && *amount == u128::from(p.amount_atomic) => {}
-                ([], _) => {
-                    flag("paid, but the stub never settled it", who);
-                    continue;
-                }
-                ([_, _, ..], _) => {
-                    flag("settled more than once at the stub", who);
-                    continue;
-                }
-                _ => {
-                    flag(
-                        "settlement line missing or not matching the stub's receipt",
-                        format!("{who}: log {settled:?}, stub {stub:?}"),
-                    );
-                    continue;
-                }
-            }
-        } else if let Some(d) = &p.digest {
-            if stub_by_digest.contains_key(d) {
-                flag("a refused payment reached the stub and settled", who);
-                continue;
-            }
-        }
-        entry.1 += 1;
     }
-    let extra_decisions: Vec<&String> = log
-        .decisions
+    let answered: HashSet<&str> = run
+        .payments
         .iter()
-        .map(|d| &d.trace_id)
-        .filter(|t| !matched_traces.contains(t.as_str()))
+        .filter_map(|p| p.trace.as_deref())
         .collect();
-    if let Some(first) = extra_decisions.first() {
-        problems.add(
-            "decision line no request of the driver accounts for",
-            first.to_string(),
-            extra_decisions.len() as u64,
-        );
-    }
-    let stub_extra: Vec<&String> = stub_by_digest
+    let expected: HashSet<&str> = run
+        .payments
+        .iter()
+        .filter(|p| matches!(p.class, Class::Paid | Class::Held))
+        .filter_map(|p| p.digest.as_deref())
+        .collect();
+    let extra_decisions = log.decisions.iter().map(|d| d.trace_id.as_str());
+    let extra_decisions: Vec<&str> = extra_decisions.filter(|t| !answered.contains(t)).collect();
+    let stub_extra: Vec<&str> = stub
         .keys()
-        .filter(|d| !expected_settled.contains(d.as_str()))
+        .copied()
+        .filter(|d| !expected.contains(d))
         .collect();
-    if let Some(first) = stub_extra.first() {
-        problems.add(
+    let refused = record
+        .refused
+        .first()
+        .map(|r| serde_json::to_string(r).unwrap_or_default());
+    let (_, bad_amounts) = record.settled_atomic();
+    let more = [
+        (
+            "decision line no request of the driver accounts for",
+            extra_decisions.first().map(|t| t.to_string()),
+            extra_decisions.len(),
+        ),
+        (
             "the stub settled a payment the driver did not expect to settle",
-            first.to_string(),
-            stub_extra.len() as u64,
-        );
-    }
-    if let Some(first) = record.refused.first() {
-        let example = serde_json::to_string(first).unwrap_or_default();
-        problems.add(
-            "the stub refused payments",
-            example,
-            record.refused.len() as u64,
-        );
-    }
-    if stub_bad_amounts > 0 {
-        problems.add(
+            stub_extra.first().map(|d| d.to_string()),
+            stub_extra.len(),
+        ),
+        ("the stub refused payments", refused, record.refused.len()),
+        (
             "stub settlements with unreadable amounts",
-            String::new(),
-            stub_bad_amounts,
-        );
+            Some(String::new()),
+            bad_amounts as usize,
+        ),
+    ];
+    for (what, example, n) in more.into_iter().filter(|m| m.2 > 0) {
+        problems.add(what, example.unwrap_or_default(), n as u64);
     }
-    let sent_payments = run.payments.len() as u64;
-    let ok_payments: u64 = accounted.values().map(|a| a.1).sum();
+    let sent = run.payments.len() as u64;
+    let ok: u64 = accounted.values().map(|a| a.1).sum();
+    let by_class = accounted
+        .iter()
+        .map(|(c, (n, ok))| format!("{c:?} {ok}/{n}").to_lowercase());
+    let by_class = by_class.collect::<Vec<_>>().join(", ");
+    let (decisions, settlements) = (log.count("decision"), log.count("settlement"));
+    let (stub_settled, expected) = (record.settlements.len(), expected.len());
     let mut detail = format!(
-        "{ok_payments} of {sent_payments} payments sent have their decision line (trace id + digest) with the expected decision ({}); {} decision lines in the log, {} settlement lines; the stub settled {} payments, {} expected",
-        accounted
-            .iter()
-            .map(|(c, (n, ok))| format!("{c:?} {ok}/{n}").to_lowercase())
-            .collect::<Vec<_>>()
-            .join(", "),
-        log.count("decision"),
-        log.count("settlement"),
-        stub_settlements.len(),
-        expected_settled.len(),
+        "{ok} of {sent} payments sent have their decision line (trace id + digest) with the expected decision ({by_class}); {decisions} decision lines in the log, {settlements} settlement lines; the stub settled {stub_settled} payments, {expected} expected"
     );
     for (what, (n, examples)) in &problems.0 {
         let _ = write!(detail, "; **{n} × {what}** (e.g. {})", examples.join(" | "));
     }
     Check {
         name: "every payment accounted for in the log",
-        passed: problems.0.is_empty() && ok_payments == sent_payments && log.unparsable == 0,
+        passed: problems.0.is_empty() && ok == sent && log.unparsable == 0,
         detail,
     }
 }
@@ -349,7 +328,7 @@ fn ledger(run: &RunFile, sessions: &Value, record: &Record, log: &LogView) -> Ch
             fleet = Some(f);
         }
     }
-    let stub_usd = usd(stub_total(record).0);
+    let stub_usd = usd(record.settled_atomic().0);
     let stub_settlements = &record.settlements;
     let ledger_ok = ledger_committed == stub_usd
         && log.committed_usd == stub_usd
@@ -381,96 +360,107 @@ fn ledger(run: &RunFile, sessions: &Value, record: &Record, log: &LogView) -> Ch
 /// Every class got its expected answers; every hold was approved.
 fn traffic(run: &RunFile) -> Check {
     let unexpected: u64 = run.classes.values().map(|c| c.unexpected).sum();
-    let approvals = &run.approvals;
-    let traffic_ok = unexpected == 0
-        && approvals.approve_failed == 0
-        && approvals.unexpected_holds == 0
-        && run.pending_holds_at_end == 0
-        && run.errors.is_empty();
+    let answered = run.approvals.iter();
+    let approved: Vec<_> = answered
+        .clone()
+        .filter(|a| a.verb == "approve" && a.status.is_ok())
+        .collect();
+    let failed: Vec<&String> = answered
+        .clone()
+        .filter_map(|a| a.status.as_ref().err())
+        .collect();
+    let denied: Vec<String> = answered
+        .filter(|a| a.verb == "deny")
+        .map(|a| format!("unexpected hold {}", a.hold))
+        .collect();
+    // Hold listed → approve call answered.
+    let mut ms: Vec<f64> = approved
+        .iter()
+        .map(|a| (a.returned_unix_ns - a.listed_unix_ns) as f64 / 1e6)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let (p50, p99) = (
+        percentile(&ms, 0.5).unwrap_or(0.0),
+        percentile(&ms, 0.99).unwrap_or(0.0),
+    );
+    let (n_approved, n_failed, n_denied) = (approved.len(), failed.len(), denied.len());
+    let (pending, reconnects) = (run.pending_holds_at_end, run.reconnects);
     let mut detail = format!(
-        "{unexpected} unexpected answers; {} holds approved (approve call p50 {:.1} ms, p99 {:.1} ms), {} failed admin calls, {} unexpected holds, {} still pending at the end; {} reconnects",
-        approvals.approved,
-        approvals.latency_ms_p50,
-        approvals.latency_ms_p99,
-        approvals.approve_failed,
-        approvals.unexpected_holds,
-        run.pending_holds_at_end,
-        run.reconnects
+        "{unexpected} unexpected answers; {n_approved} holds approved (approve call p50 {p50:.1} ms, p99 {p99:.1} ms), {n_failed} failed admin calls, {n_denied} unexpected holds, {pending} still pending at the end; {reconnects} reconnects"
     );
     for (class, stats) in &run.classes {
         if !stats.examples.is_empty() {
             let _ = write!(detail, "; {class:?}: {}", stats.examples.join(" | "));
         }
     }
-    for e in approvals.examples.iter().chain(&run.errors) {
+    let examples = denied.iter().chain(failed).take(5).chain(&run.errors);
+    for e in examples {
         let _ = write!(detail, "; {e}");
     }
     Check {
         name: "every class got its expected answers",
-        passed: traffic_ok,
+        passed: unexpected == 0
+            && n_failed == 0
+            && n_denied == 0
+            && pending == 0
+            && run.errors.is_empty(),
         detail,
     }
 }
 
 /// Every reload took effect.
 fn reloads(run: &RunFile, purser_log: &str, log: &LogView) -> Check {
-    let api: Vec<&ReloadEvent> = run.reloads.iter().filter(|r| r.via == "api").collect();
-    let hup: Vec<&ReloadEvent> = run.reloads.iter().filter(|r| r.via == "sighup").collect();
-    let api_ok = api
-        .iter()
-        .filter(|r| {
-            r.status == Some(200) && r.answered_digest.as_deref() == Some(r.digest.as_str())
-        })
-        .count();
+    let via = |how: &str| {
+        run.reloads
+            .iter()
+            .filter(|r| r.via == how)
+            .collect::<Vec<_>>()
+    };
+    let (api, hup) = (via("api"), via("sighup"));
+    let answered = |r: &ReloadEvent| {
+        r.status == Some(200) && r.answered_digest.as_deref() == Some(r.digest.as_str())
+    };
+    let api_ok = api.iter().filter(|r| answered(r)).count();
     let hup_sent = hup.iter().filter(|r| r.error.is_none()).count();
+    let logged = |pattern: &str| purser_log.lines().filter(|l| l.contains(pattern)).count();
+    let logged_api = logged("policy reloaded through the admin API");
     let logged_hup = purser_log
         .lines()
         .filter(|l| l.contains("policy reloaded") && !l.contains("admin API"))
         .count();
-    let logged_api = purser_log
-        .lines()
-        .filter(|l| l.contains("policy reloaded through the admin API"))
-        .count();
-    let failed_reloads = purser_log
-        .lines()
-        .filter(|l| l.contains("policy reload failed"))
-        .count();
-    let mut generations: Vec<(u64, &str)> = vec![(0, run.base_policy_digest.as_str())];
-    generations.extend(
-        run.reloads
-            .iter()
-            .map(|r| (r.generation, r.digest.as_str())),
-    );
-    let unseen: Vec<u64> = generations
-        .iter()
-        .filter(|(_, d)| !log.decision_policies.contains_key(*d))
-        .map(|(g, _)| *g)
-        .collect();
-    let reload_errors: Vec<String> = run
+    let failed_reloads = logged("policy reload failed");
+    let generations = run
         .reloads
         .iter()
-        .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|e| format!("gen {}: {e}", r.generation))
-        })
+        .map(|r| (r.generation, r.digest.as_str()));
+    let generations: Vec<(u64, &str)> = std::iter::once((0, run.base_policy_digest.as_str()))
+        .chain(generations)
         .collect();
+    let unseen = generations
+        .iter()
+        .filter(|(_, d)| !log.decision_policies.contains_key(*d));
+    let unseen: Vec<u64> = unseen.map(|(g, _)| *g).collect();
+    let errors = run
+        .reloads
+        .iter()
+        .filter_map(|r| Some(format!("gen {}: {}", r.generation, r.error.as_ref()?)));
+    let errors: String = errors.map(|e| format!("; {e}")).collect();
+    let missing = match unseen.is_empty() {
+        true => String::new(),
+        false => format!(" (missing: {unseen:?})"),
+    };
+    let (n_api, n_hup, n_gen) = (api.len(), hup.len(), generations.len());
+    let seen = n_gen - unseen.len();
     Check {
         name: "every reload took effect",
-        passed: api_ok == api.len()
-            && hup_sent == hup.len()
-            && logged_hup == hup.len()
-            && logged_api == api.len()
+        passed: api_ok == n_api
+            && hup_sent == n_hup
+            && logged_hup == n_hup
+            && logged_api == n_api
             && failed_reloads == 0
             && unseen.is_empty(),
         detail: format!(
-            "{api_ok}/{} admin reloads answered 200 with the new file's digest; {hup_sent}/{} SIGHUPs sent, {logged_hup} `policy reloaded` lines logged for them ({logged_api} for the API), {failed_reloads} failed reloads; {} of {} policy generations appear in decision lines{}{}",
-            api.len(),
-            hup.len(),
-            generations.len() - unseen.len(),
-            generations.len(),
-            if unseen.is_empty() { String::new() } else { format!(" (missing: {unseen:?})") },
-            if reload_errors.is_empty() { String::new() } else { format!("; {}", reload_errors.join("; ")) }
+            "{api_ok}/{n_api} admin reloads answered 200 with the new file's digest; {hup_sent}/{n_hup} SIGHUPs sent, {logged_hup} `policy reloaded` lines logged for them ({logged_api} for the API), {failed_reloads} failed reloads; {seen} of {n_gen} policy generations appear in decision lines{missing}{errors}"
         ),
     }
 }

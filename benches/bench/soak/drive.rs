@@ -3,12 +3,12 @@
 //! its policy.
 
 use super::traffic;
-use super::{ApprovalStats, Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
-use http::{Method, StatusCode};
-use purser_kit::admin::Admin;
-use purser_kit::merchant::{Merchant, Record};
-use purser_kit::process::{sample, signal, Launched, Sample};
-use purser_kit::stats::percentile;
+use super::{Class, ClassStats, ReloadEvent, RunFile, Sent, SoakArgs};
+use crate::stage::Stage;
+use http::Method;
+use purser_kit::admin::{console, Admin, Answered};
+use purser_kit::merchant::Record;
+use purser_kit::process::{sample, signal, Sample};
 use purser_kit::x402::sha256_hex;
 use purser_kit::Error;
 use serde_json::{json, Value};
@@ -35,6 +35,8 @@ pub(super) struct Ctx {
     pub next_path: AtomicU64,
     /// Digests of held payments sent and not yet approved.
     pub held_digests: Mutex<HashSet<String>>,
+    /// What the connections sent and saw, all together.
+    pub tally: Mutex<Tally>,
 }
 
 impl Ctx {
@@ -43,7 +45,7 @@ impl Ctx {
     }
 }
 
-/// What one connection saw.
+/// What the connections sent and saw.
 #[derive(Default)]
 pub(super) struct Tally {
     pub requests: u64,
@@ -63,10 +65,9 @@ impl Tally {
         self.requests += 1;
         let stats = self.classes.entry(class).or_default();
         stats.sent += 1;
-        let key = if status == 0 {
-            "no answer".to_string()
-        } else {
-            status.to_string()
+        let key = match status {
+            0 => "no answer".to_string(),
+            status => status.to_string(),
         };
         *stats.statuses.entry(key).or_default() += 1;
         if let Some(code) = code {
@@ -79,103 +80,43 @@ impl Tally {
             }
         }
     }
-
-    fn merge(&mut self, other: Tally) {
-        self.requests += other.requests;
-        self.reconnects += other.reconnects;
-        for (class, s) in other.classes {
-            let all = self.classes.entry(class).or_default();
-            all.sent += s.sent;
-            all.unexpected += s.unexpected;
-            for (k, v) in s.statuses {
-                *all.statuses.entry(k).or_default() += v;
-            }
-            for (k, v) in s.codes {
-                *all.codes.entry(k).or_default() += v;
-            }
-            let room = 5usize.saturating_sub(all.examples.len());
-            all.examples.extend(s.examples.into_iter().take(room));
-        }
-        self.payments.extend(other.payments);
-    }
 }
 
 /// The human at the console: approves every hold whose digest the driver sent as a held
-/// payment, denies (and reports) any other.
-async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> ApprovalStats {
-    let mut admin = Admin::new(ctx.admin);
-    let mut stats = ApprovalStats::default();
-    let mut latencies = Vec::new();
-    let mut done: HashSet<String> = HashSet::new();
-    let note = |stats: &mut ApprovalStats, text: String| {
-        if stats.examples.len() < 5 {
-            stats.examples.push(text);
-        }
-    };
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
-        let holds = admin.holds().await.unwrap_or_else(|e| {
-            stats.approve_failed += 1;
-            note(&mut stats, e.to_string());
-            Vec::new()
-        });
-        let fresh: Vec<Value> = holds
-            .into_iter()
-            .filter(|h| !done.contains(h["id"].as_str().unwrap_or_default()))
-            .collect();
-        if fresh.is_empty() && stopping {
-            break;
-        }
-        for hold in fresh {
-            let listed = Instant::now();
-            let id = hold["id"].as_str().unwrap_or_default().to_string();
-            let digest = hold["digest"].as_str().unwrap_or_default().to_string();
-            done.insert(id.clone());
-            let expected = ctx.held_digests.lock().unwrap().remove(&digest);
-            let (verb, body) = if expected {
-                ("approve", json!({"by": "soak-approver", "digest": digest}))
-            } else {
-                stats.unexpected_holds += 1;
-                note(&mut stats, format!("unexpected hold {id}: {hold}"));
-                (
-                    "deny",
-                    json!({"by": "soak-approver", "reason": "not a payment the soak held"}),
-                )
-            };
-            match admin.decide(&id, verb, &body).await {
-                Ok(a) if a.status == StatusCode::OK => {
-                    if expected {
-                        stats.approved += 1;
-                        latencies.push(listed.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                Ok(a) => {
-                    stats.approve_failed += 1;
-                    note(
-                        &mut stats,
-                        format!("{verb} {id}: {} {}", a.status, a.excerpt()),
-                    );
-                }
-                Err(e) => {
-                    stats.approve_failed += 1;
-                    note(&mut stats, format!("{verb} {id}: {e}"));
-                }
+/// payment, denies (and reports) any other. What it answered, and failed listings.
+async fn approver(ctx: Arc<Ctx>, stop: Arc<AtomicBool>) -> (Vec<Answered>, Vec<String>) {
+    let poll = Duration::from_millis(ctx.args.poll_ms);
+    let verdict = |hold: &Value| {
+        let digest = hold["digest"].as_str().unwrap_or_default();
+        match ctx.held_digests.lock().unwrap().remove(digest) {
+            true => ("approve", json!({"by": "soak-approver", "digest": digest})),
+            false => {
+                let reason = "not a payment the soak held";
+                ("deny", json!({"by": "soak-approver", "reason": reason}))
             }
         }
-        tokio::time::sleep(Duration::from_millis(ctx.args.poll_ms)).await;
-    }
-    latencies.sort_by(f64::total_cmp);
-    stats.latency_ms_p50 = percentile(&latencies, 0.50).unwrap_or(0.0);
-    stats.latency_ms_p99 = percentile(&latencies, 0.99).unwrap_or(0.0);
-    stats
+    };
+    console(ctx.admin, poll, Duration::ZERO, &stop, verdict).await
 }
 
+/// Samples Purser's resources every `--sample-every` seconds, and prints progress at
+/// the first sample of each minute.
 async fn sampler(ctx: Arc<Ctx>) -> Vec<Sample> {
     let every = Duration::from_secs(ctx.args.sample_every.max(1));
-    let mut samples = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut at = ctx.start;
     loop {
-        samples.push(sample(ctx.pid, ctx.start.elapsed().as_secs_f64()));
+        let s = sample(ctx.pid, ctx.start.elapsed().as_secs_f64());
+        let minute = |s: &Sample| (s.t_s / 60.0) as u64;
+        if samples.last().is_some_and(|last| minute(last) < minute(&s)) {
+            let ops = ctx.next_op.load(Ordering::Relaxed);
+            let payments = ctx.next_payment.load(Ordering::Relaxed);
+            let (t, rss, alive) = (s.t_s, s.rss_kb as f64 / 1024.0, s.alive);
+            eprintln!(
+                "soak: t={t:.0}s ops={ops} payments={payments} rss={rss:.1} MiB alive={alive}"
+            );
+        }
+        samples.push(s);
         at += every;
         if at > ctx.end {
             break;
@@ -247,34 +188,11 @@ async fn reloader(ctx: Arc<Ctx>, base: String) -> Vec<ReloadEvent> {
     events
 }
 
-/// Prints progress once a minute.
-async fn progress(ctx: Arc<Ctx>) {
-    let mut at = ctx.start;
-    loop {
-        at += Duration::from_secs(60);
-        if at >= ctx.end {
-            return;
-        }
-        tokio::time::sleep_until(at.into()).await;
-        let s = sample(ctx.pid, 0.0);
-        eprintln!(
-            "soak: t={:.0}s ops={} payments={} rss={:.1} MiB alive={}",
-            ctx.start.elapsed().as_secs_f64(),
-            ctx.next_op.load(Ordering::Relaxed),
-            ctx.next_payment.load(Ordering::Relaxed),
-            s.rss_kb as f64 / 1024.0,
-            s.alive
-        );
-    }
-}
-
 /// The traffic, on a runtime of one thread (Purser gets the rest of the box); then what
 /// was sent and seen, Purser's sessions and the stub's record.
 pub(super) fn drive(
     args: &SoakArgs,
-    purser: &Launched,
-    stub: SocketAddr,
-    merchant: &Merchant,
+    stage: &Stage,
     policy: &Path,
 ) -> Result<(RunFile, Value, Record), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -287,10 +205,10 @@ pub(super) fn drive(
     let start = Instant::now() + Duration::from_millis(100);
     let ctx = Arc::new(Ctx {
         args: args.clone(),
-        proxy: purser.proxy,
-        admin: purser.admin,
-        stub,
-        pid: purser.child.id(),
+        proxy: stage.purser.proxy,
+        admin: stage.purser.admin,
+        stub: stage.stub,
+        pid: stage.purser.child.id(),
         policy: policy.to_path_buf(),
         run: (started_unix_ms << 16) ^ u64::from(std::process::id()),
         start,
@@ -300,36 +218,35 @@ pub(super) fn drive(
         next_payment: AtomicU64::new(0),
         next_path: AtomicU64::new(0),
         held_digests: Mutex::new(HashSet::new()),
+        tally: Mutex::new(Tally::default()),
     });
     runtime.block_on(async move {
         let approver_stop = Arc::new(AtomicBool::new(false));
         let approver_task = tokio::spawn(approver(ctx.clone(), approver_stop.clone()));
         let sampler_task = tokio::spawn(sampler(ctx.clone()));
         let reloader_task = tokio::spawn(reloader(ctx.clone(), base.trim_end().to_string()));
-        let progress = tokio::spawn(progress(ctx.clone()));
         let workers: Vec<_> = (0..args.conns)
             .map(|i| tokio::spawn(traffic::worker(ctx.clone(), i)))
             .collect();
-        let mut tally = Tally::default();
         let mut errors = Vec::new();
         for w in workers {
-            match w.await {
-                Ok(t) => tally.merge(t),
-                Err(e) => errors.push(format!("a connection task failed: {e}")),
+            if let Err(e) = w.await {
+                errors.push(format!("a connection task failed: {e}"));
             }
         }
+        let mut tally = std::mem::take(&mut *ctx.tally.lock().unwrap());
         let traffic_s = ctx.start.elapsed().as_secs_f64();
         ctx.stop.store(true, Ordering::Release);
         approver_stop.store(true, Ordering::Release);
-        progress.abort();
-        let approvals = approver_task.await?;
+        let (approvals, list_errors) = approver_task.await?;
+        errors.extend(list_errors);
         let samples = sampler_task.await?;
         let reloads = reloader_task.await?;
         eprintln!(
-            "soak: traffic done after {traffic_s:.1}s: {} requests, {} payments, {} approvals",
+            "soak: traffic done after {traffic_s:.1}s: {} requests, {} payments, {} holds answered",
             tally.requests,
             tally.payments.len(),
-            approvals.approved
+            approvals.len()
         );
         // Snapshots: what is still held, the ledger, the facilitator's record.
         let mut admin = Admin::new(ctx.admin);
@@ -357,6 +274,6 @@ pub(super) fn drive(
             pending_holds_at_end,
             errors,
         };
-        Ok((run, sessions, merchant.record()))
+        Ok((run, sessions, stage.merchant.record()))
     })
 }

@@ -1,5 +1,6 @@
 //! `soak` (issue #6, part 6): minutes of mixed traffic through one fresh Purser, then the
-//! checks. `benches/soak.sh` builds and runs it.
+//! checks. `cargo build --release --bin purser --example bench`, then
+//! `target/release/examples/bench soak` (ten minutes; `--duration 60` for a short run).
 //!
 //! It starts the stub merchant and facilitator (recording, in process on a thread of its
 //! own) and a fresh Purser (own proof log and CA, the policy `--policy` copied to the run
@@ -62,15 +63,14 @@ mod drive;
 mod report;
 mod traffic;
 
-use crate::stage::{purser_command, start_purser, write_report, Machine, RunDir};
+use crate::stage::{write_report, Machine, Stage};
 use clap::Args;
-use purser_kit::merchant::Merchant;
-use purser_kit::process::{terminate, Sample};
+use purser_kit::admin::Answered;
+use purser_kit::process::{purser_command, RunDir, Sample};
 use purser_kit::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Clone)]
@@ -133,24 +133,15 @@ impl Class {
         Class::Malformed,
     ];
 
-    pub(crate) fn label(self) -> &'static str {
+    /// What the class is, for the report, and the answer it expects.
+    pub(crate) fn describe(self) -> (&'static str, &'static str) {
         match self {
-            Class::Plain => "plain GET, no payment",
-            Class::Challenge => "x402 probe (answered 402)",
-            Class::Paid => "paid, $0.001",
-            Class::Held => "held ($0.75), then approved",
-            Class::Denied => "denied by the policy",
-            Class::Malformed => "malformed payment header",
-        }
-    }
-
-    pub(crate) fn expected(self) -> &'static str {
-        match self {
-            Class::Plain => "200",
-            Class::Challenge => "402 + PAYMENT-REQUIRED",
-            Class::Paid | Class::Held => "200 ALLOWED + receipt",
-            Class::Denied => "403 DENIED, the rule",
-            Class::Malformed => "4xx",
+            Class::Plain => ("plain GET, no payment", "200"),
+            Class::Challenge => ("x402 probe (answered 402)", "402 + PAYMENT-REQUIRED"),
+            Class::Paid => ("paid, $0.001", "200 ALLOWED + receipt"),
+            Class::Held => ("held ($0.75), then approved", "200 ALLOWED + receipt"),
+            Class::Denied => ("denied by the policy", "403 DENIED, the rule"),
+            Class::Malformed => ("malformed payment header", "4xx"),
         }
     }
 }
@@ -200,17 +191,6 @@ pub(crate) struct ReloadEvent {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct ApprovalStats {
-    pub approved: u64,
-    pub approve_failed: u64,
-    pub unexpected_holds: u64,
-    pub examples: Vec<String>,
-    /// Hold listed → approve call answered, milliseconds.
-    pub latency_ms_p50: f64,
-    pub latency_ms_p99: f64,
-}
-
 /// What the driver sent and saw (`run.json` in the run directory).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct RunFile {
@@ -227,7 +207,8 @@ pub(crate) struct RunFile {
     pub samples: Vec<Sample>,
     pub reloads: Vec<ReloadEvent>,
     pub base_policy_digest: String,
-    pub approvals: ApprovalStats,
+    /// Every hold the approver answered.
+    pub approvals: Vec<Answered>,
     pub pending_holds_at_end: usize,
     pub errors: Vec<String>,
 }
@@ -244,50 +225,31 @@ pub(crate) fn soak(args: SoakArgs) -> Result<(), Error> {
         eprintln!("==> warning: cargo/rustc was running when the soak started");
     }
     let mut dir = RunDir::new("soak", args.keep)?;
-    let merchant = Arc::new(Merchant::recording());
-    let stub = merchant.clone().spawn()?;
     let policy_copy = dir.path.join("policy.yaml");
-    std::fs::copy(&args.policy, &policy_copy)?;
-    let (trace, log) = (
-        dir.path.join("trace/trace.jsonl"),
-        dir.path.join("purser.log"),
-    );
-    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-    let (ca, policy_text, trace_text) =
-        (path(&dir.path.join("ca")), path(&policy_copy), path(&trace));
+    let copy_policy =
+        |_stub| Ok(std::fs::copy(&args.policy, &policy_copy).map(|_| policy_copy.clone())?);
     // Every refusal is written (no per-agent summaries): check 3 matches each answer's
     // trace id to its own decision line. Reload outcomes (purser::app for SIGHUP,
     // purser::admin for the API) at INFO, the rest at WARN: a panic or an error shows, a
     // line per request does not.
-    let purser_args = [
-        "--policy",
-        &policy_text,
-        "--ca-dir",
-        &ca,
-        "--trace-log",
-        &trace_text,
+    let extra = [
         "--trace-rotate-size",
         &args.rotate,
         "--trace-refusals-per-minute",
         "0",
     ];
-    let mut purser = start_purser(
-        &args.purser,
-        &purser_args,
-        "warn,purser::app=info,purser::admin=info",
-        &log,
-    )?;
+    let rust_log = "warn,purser::app=info,purser::admin=info";
+    let mut stage = Stage::start(&args.purser, &dir.path, copy_policy, &extra, rust_log)?;
     eprintln!(
         "==> soak: {}s at {} operations/s over {} connections (Purser pid {}, run dir {})",
         args.duration,
         args.rate,
         args.conns,
-        purser.child.id(),
+        stage.purser.child.id(),
         dir.path.display()
     );
-    let driven = drive::drive(&args, &purser, stub, &merchant, &policy_copy);
-    // SIGTERM: Purser drains, flushes its proof log and should exit 0.
-    let exit = terminate(&mut purser.child, Duration::from_secs(30));
+    let driven = drive::drive(&args, &stage, &policy_copy);
+    let exit = stage.stop(Duration::from_secs(30));
     eprintln!("==> purser exited with status {exit:?}");
     let (run, sessions, record) = driven?;
     std::fs::write(dir.path.join("run.json"), serde_json::to_vec(&run)?)?;
@@ -310,8 +272,8 @@ pub(crate) fn soak(args: SoakArgs) -> Result<(), Error> {
         sessions: &sessions,
         record: &record,
         purser: &args.purser,
-        purser_log: &std::fs::read_to_string(&log).unwrap_or_default(),
-        trace: &trace,
+        purser_log: &std::fs::read_to_string(&stage.log).unwrap_or_default(),
+        trace: &stage.trace,
         purser_exit: exit,
         notes: &notes,
     };

@@ -3,12 +3,15 @@
 
 use super::checks::{self, rss_window};
 use super::{Class, RunFile};
+use crate::md::table;
+use crate::row;
 use purser_kit::merchant::Record;
 use purser_kit::process::Sample;
 use purser_kit::proof_log::LogView;
 use purser_kit::stats::{median, mib};
 use purser_kit::Error;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -71,99 +74,80 @@ pub(super) fn report(args: &Inputs<'_>) -> Result<(String, bool), Error> {
         if passed { "PASS" } else { "FAIL" }
     );
     let _ = writeln!(out, "## Checks\n");
-    let _ = writeln!(out, "| # | check | result | detail |");
-    let _ = writeln!(out, "|---|---|---|---|");
-    for (i, c) in checks.iter().enumerate() {
-        let n = if i < 5 {
+    // The five checks of the issue are numbered; the two more, `+`.
+    let numbered = |i: usize| {
+        if i < 5 {
             (i + 1).to_string()
         } else {
             "+".to_string()
-        };
-        let _ = writeln!(
-            out,
-            "| {n} | {} | **{}** | {} |",
-            c.name,
-            if c.passed { "PASS" } else { "FAIL" },
-            c.detail.replace('|', "\\|").replace('\n', " ")
-        );
-    }
+        }
+    };
+    let verdict = |passed: bool| if passed { "**PASS**" } else { "**FAIL**" };
+    let rows = checks.iter().enumerate();
+    let rows = rows.map(|(i, c)| row![numbered(i), c.name, verdict(c.passed), c.detail]);
+    out += &table("# | check | result | detail", "llll", rows);
     let _ = writeln!(out, "\n## Requests per class\n");
-    let _ = writeln!(
-        out,
-        "| class | sent | per s | statuses | expected | unexpected | rules / codes |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---|---|---:|---|");
-    for class in Class::ALL {
-        let Some(s) = run.classes.get(&class) else {
-            continue;
-        };
-        let statuses = s
-            .statuses
+    let joined = |counts: &BTreeMap<String, u64>, quote: &str| {
+        let counts = counts
             .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let codes = s
-            .codes
-            .iter()
-            .map(|(k, v)| format!("`{k}`: {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} | {} | {} | {} | {} |",
-            class.label(),
-            s.sent,
-            s.sent as f64 / run.traffic_s,
-            statuses,
-            class.expected(),
-            s.unexpected,
-            if codes.is_empty() {
-                "-".to_string()
-            } else {
+            .map(|(k, v)| format!("{quote}{k}{quote}: {v}"));
+        counts.collect::<Vec<_>>().join(", ")
+    };
+    let per_s = |n: u64| format!("{:.1}", n as f64 / run.traffic_s);
+    let mut rows: Vec<Vec<String>> = Class::ALL
+        .into_iter()
+        .filter_map(|class| Some((class, run.classes.get(&class)?)))
+        .map(|(class, s)| {
+            let codes = Some(joined(&s.codes, "`")).filter(|c| !c.is_empty());
+            let (statuses, (label, expected)) = (joined(&s.statuses, ""), class.describe());
+            let codes = codes.unwrap_or_else(|| "-".to_string());
+            row![
+                label,
+                s.sent,
+                per_s(s.sent),
+                statuses,
+                expected,
+                s.unexpected,
                 codes
-            }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "| **all** | {} | {:.1} | | | {unexpected} | |",
+            ]
+        })
+        .collect();
+    rows.push(row![
+        "**all**",
         run.requests,
-        run.requests as f64 / run.traffic_s
-    );
+        per_s(run.requests),
+        "",
+        "",
+        unexpected,
+        ""
+    ]);
+    let header = "class | sent | per s | statuses | expected | unexpected | rules / codes";
+    out += &table(header, "lrrllrl", rows);
     let _ = writeln!(out, "\n## Purser's resources\n");
-    let _ = writeln!(
-        out,
-        "| sampled every {} s | first | min | median | max | last |",
-        run.samples
-            .get(1)
-            .map_or(0.0, |s| (s.t_s - run.samples[0].t_s).round())
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     type Field = fn(&Sample) -> f64;
     let fields: [(&str, Field, bool); 3] = [
         ("VmRSS (MiB)", |s| s.rss_kb as f64, true),
         ("threads", |s| s.threads as f64, false),
         ("open descriptors", |s| s.fds as f64, false),
     ];
-    for (name, get, is_kb) in fields {
-        let mut values: Vec<f64> = alive.iter().map(|s| get(s)).collect();
-        if values.is_empty() {
-            continue;
-        }
-        let (first, last) = (values[0], values[values.len() - 1]);
-        let fmt = |v: f64| if is_kb { mib(v) } else { format!("{v:.0}") };
-        let med = median(&mut values).unwrap_or(0.0);
-        let _ = writeln!(
-            out,
-            "| {name} | {} | {} | {} | {} | {} |",
-            fmt(first),
-            fmt(values[0]),
-            fmt(med),
-            fmt(values[values.len() - 1]),
-            fmt(last)
-        );
-    }
+    let rows = fields
+        .into_iter()
+        .filter(|_| !alive.is_empty())
+        .map(|(name, get, is_kb)| {
+            let mut values: Vec<f64> = alive.iter().map(|s| get(s)).collect();
+            let (first, last) = (values[0], values[values.len() - 1]);
+            let fmt = |v: f64| if is_kb { mib(v) } else { format!("{v:.0}") };
+            // Sorted by the median: then the first value is the least and the last the most.
+            let median = median(&mut values).unwrap_or(0.0);
+            let (min, max) = (values[0], values[values.len() - 1]);
+            row![name, fmt(first), fmt(min), fmt(median), fmt(max), fmt(last)]
+        });
+    let every = run
+        .samples
+        .get(1)
+        .map_or(0.0, |s| (s.t_s - run.samples[0].t_s).round());
+    let header = format!("sampled every {every} s | first | min | median | max | last");
+    out += &table(&header, "lrrrrr", rows);
     let per_minute: Vec<String> = alive
         .iter()
         .filter(|s| (s.t_s.round() as u64) % 60 == 0 || s.t_s + 0.5 >= d)

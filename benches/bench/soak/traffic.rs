@@ -1,13 +1,13 @@
 //! The soak's mix on the wire: the cycle of operations, the payments each sends, and the
 //! connections that send them and check every answer against its class.
 
-use super::drive::{Ctx, Tally};
+use super::drive::Ctx;
 use super::{Class, Sent};
 use http::header::HeaderValue;
 use http::StatusCode;
 use purser::x402::wire::{PaymentRequiredV2, PaymentRequirementsV2, ResourceInfo};
-use purser_kit::client::{basic, proxied_get, Answer, Conn};
-use purser_kit::x402::{b64, decode, usdc_offer, Pay};
+use purser_kit::client::{basic, Answer, Conn};
+use purser_kit::x402::{b64, usdc_offer, Pay};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,27 +33,12 @@ enum Op {
 
 /// The fixed mix: 7 plain, 3 direct paid, 3 paid x402 exchanges, 2 held, 2 denied, 3
 /// malformed, interleaved.
+#[rustfmt::skip]
 const CYCLE: [Op; 20] = [
-    Op::Plain,
-    Op::PaidDirect,
-    Op::Malformed,
-    Op::Plain,
-    Op::PaidX402,
-    Op::Denied,
-    Op::Plain,
-    Op::PaidDirect,
-    Op::Plain,
-    Op::PaidX402,
-    Op::Malformed,
-    Op::Held,
-    Op::Plain,
-    Op::PaidDirect,
-    Op::Denied,
-    Op::Plain,
-    Op::PaidX402,
-    Op::Malformed,
-    Op::Plain,
-    Op::Held,
+    Op::Plain, Op::PaidDirect, Op::Malformed, Op::Plain, Op::PaidX402,
+    Op::Denied, Op::Plain, Op::PaidDirect, Op::Plain, Op::PaidX402,
+    Op::Malformed, Op::Held, Op::Plain, Op::PaidDirect, Op::Denied,
+    Op::Plain, Op::PaidX402, Op::Malformed, Op::Plain, Op::Held,
 ];
 
 /// Deliberately broken payment headers (not payments: hand-written on purpose).
@@ -118,7 +103,6 @@ struct Worker {
     conn: Conn,
     auth: HeaderValue,
     session: String,
-    tally: Tally,
 }
 
 impl Worker {
@@ -128,12 +112,12 @@ impl Worker {
             .map(|p| ("payment-signature", p))
             .into_iter()
             .collect();
-        let req = proxied_get(&url, Some(&self.auth), &headers).map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(self.ctx.args.request_timeout);
-        self.conn
-            .send(req, timeout)
-            .await
-            .map_err(|e| e.to_string())
+        let answer = self
+            .conn
+            .get_through(&url, &self.auth, &headers, timeout)
+            .await;
+        answer.map_err(|e| e.to_string())
     }
 
     fn path(&self, prefix: &str) -> String {
@@ -143,6 +127,12 @@ impl Worker {
 
     fn next_seq(&self) -> u64 {
         self.ctx.next_payment.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts one answer of `class` (0: none), with its rule or code and what was wrong.
+    fn count(&self, class: Class, status: u16, code: Option<&str>, problem: Option<String>) {
+        let mut tally = self.ctx.tally.lock().unwrap();
+        tally.count(class, status, code, problem);
     }
 
     async fn plain(&mut self) {
@@ -155,7 +145,7 @@ impl Worker {
             ),
             Err(e) => (0, Some(format!("{path}: {e}"))),
         };
-        self.tally.count(Class::Plain, status, None, problem);
+        self.count(Class::Plain, status, None, problem);
     }
 
     /// Sends one payment and checks the answer against what its class expects.
@@ -228,9 +218,8 @@ impl Worker {
             Class::Malformed => sent.code.clone(),
             _ => None,
         };
-        self.tally
-            .count(class, sent.status, code.as_deref(), problem);
-        self.tally.payments.push(sent);
+        self.count(class, sent.status, code.as_deref(), problem);
+        self.ctx.tally.lock().unwrap().payments.push(sent);
     }
 
     async fn paid_direct(&mut self) {
@@ -241,31 +230,17 @@ impl Worker {
 
     /// The `402` probe: the challenge, counted as its own class.
     async fn probe(&mut self, path: &str) -> Option<PaymentRequiredV2> {
-        let (status, challenge) = match self.request(path, None).await {
+        let (status, challenge, problem) = match self.request(path, None).await {
             Ok(a) => {
-                let header = a.headers.get("payment-required");
-                let challenge = header.and_then(|v| decode::<PaymentRequiredV2>(v.as_bytes()));
-                (a.status, challenge)
+                let challenge = a.challenge();
+                let problem = challenge.is_none();
+                let problem = problem.then(|| format!("{path}: {} without a challenge", a.status));
+                (a.status.as_u16(), challenge, problem)
             }
-            Err(e) => {
-                self.tally
-                    .count(Class::Challenge, 0, None, Some(format!("{path}: {e}")));
-                return None;
-            }
+            Err(e) => (0, None, Some(format!("{path}: {e}"))),
         };
-        match challenge.filter(|c| status == StatusCode::PAYMENT_REQUIRED && !c.accepts.is_empty())
-        {
-            Some(challenge) => {
-                self.tally.count(Class::Challenge, 402, None, None);
-                Some(challenge)
-            }
-            None => {
-                let problem = format!("{path}: {status} without a challenge");
-                self.tally
-                    .count(Class::Challenge, status.as_u16(), None, Some(problem));
-                None
-            }
-        }
+        self.count(Class::Challenge, status, None, problem);
+        challenge
     }
 
     async fn paid_x402(&mut self) {
@@ -327,13 +302,12 @@ impl Worker {
 }
 
 /// One connection: the mix at `rate / conns` operations per second until the end.
-pub(super) async fn worker(ctx: Arc<Ctx>, index: usize) -> Tally {
+pub(super) async fn worker(ctx: Arc<Ctx>, index: usize) {
     let session = format!("{}.c{index}", ctx.args.agent);
     let mut w = Worker {
         conn: Conn::new(ctx.proxy),
         auth: basic(&format!("{session}:{}", ctx.args.token)),
         session,
-        tally: Tally::default(),
         ctx: ctx.clone(),
     };
     let period = Duration::from_secs_f64(ctx.args.conns as f64 / ctx.args.rate);
@@ -357,6 +331,5 @@ pub(super) async fn worker(ctx: Arc<Ctx>, index: usize) -> Tally {
             Op::Malformed => w.malformed(turn * 3 + slot % 20 / 7).await,
         }
     }
-    w.tally.reconnects = w.conn.reconnects;
-    w.tally
+    ctx.tally.lock().unwrap().reconnects += w.conn.reconnects;
 }

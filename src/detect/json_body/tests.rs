@@ -1,3 +1,5 @@
+//! Unit tests of the streaming JSON scanner, fed whole and in pieces of every size.
+
 use super::*;
 
 fn scan_in_pieces(body: &[u8], piece: usize) -> Scan {

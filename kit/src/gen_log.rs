@@ -1,30 +1,19 @@
-//! `gen-log`: writes a hash-chained proof log of N lines for the recovery bench of
-//! `benches/paid.sh`: decision and settlement lines copied from a real Purser log (the
-//! first ALLOWED payment with a committed settlement), with fresh trace ids, sessions,
-//! replay keys and times, re-chained. One `RESULT` line.
+//! A long proof log that `purser traces verify` accepts and Purser replays on start-up,
+//! made from a real one: for the recovery bench, and for any test that needs a log of
+//! a million lines without making a million payments.
 
-use clap::Args;
-use purser_kit::x402::{sha256_hex, PAYER};
-use purser_kit::Error;
+use crate::x402::{sha256_hex, PAYER};
+use crate::Error;
 use std::io::{BufRead, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
-#[derive(Args)]
-pub(crate) struct GenLogArgs {
-    /// A real proof log to copy an ALLOWED decision and its settlement from.
-    #[arg(long)]
-    template: PathBuf,
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 1_000_000)]
-    lines: usize,
-    #[arg(long, default_value_t = 20)]
-    agents: usize,
-    #[arg(long, default_value_t = 1000)]
-    sessions: usize,
-    /// The payments are spread over this many days before now.
-    #[arg(long, default_value_t = 7)]
-    days: i64,
+/// How many lines, and over how many agents, sessions and days before now.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub lines: usize,
+    pub agents: usize,
+    pub sessions: usize,
+    pub days: i64,
 }
 
 /// A line cut at the values that change: literal, slot, literal, slot, …, literal.
@@ -75,16 +64,16 @@ impl Template {
     }
 }
 
-pub(crate) fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
-    let GenLogArgs {
-        template,
-        out,
+/// Writes `shape.lines` lines to `out`: decision and settlement pairs copied from the first
+/// ALLOWED payment with a committed settlement in `template` (a real proof log), with
+/// fresh trace ids, sessions, replay keys and times, hash-chained. The bytes written.
+pub fn generate(template: &Path, out: &Path, shape: &Shape) -> Result<u64, Error> {
+    let Shape {
         lines,
         agents,
         sessions,
         days,
-    } = args;
-    let (lines, agents, sessions, days) = (*lines, *agents, *sessions, *days);
+    } = *shape;
     // The first ALLOWED decision that has a committed settlement, and that settlement.
     let mut decisions = std::collections::HashMap::new();
     let mut pair = None;
@@ -175,7 +164,6 @@ pub(crate) fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
     let mut writer = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let mut prev = "0".repeat(64);
     let mut line = String::with_capacity(4096);
-    let mut written = 0;
     let mut emit = |body: &str, prev: &mut String| -> std::io::Result<()> {
         line.clear();
         line.push_str("{\"prev_hash\":\"");
@@ -211,11 +199,8 @@ pub(crate) fn gen_log(args: &GenLogArgs) -> Result<(), Error> {
             &[&trace_settle, &settled, &session, &agent, &trace, &tx],
         );
         emit(&body, &mut prev)?;
-        written += 2;
     }
     writer.flush()?;
     drop(writer);
-    let bytes = std::fs::metadata(out)?.len();
-    println!("RESULT mode=gen-log lines={written} bytes={bytes} agents={agents} sessions={sessions} days={days}");
-    Ok(())
+    Ok(std::fs::metadata(out)?.len())
 }

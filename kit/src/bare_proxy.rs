@@ -1,9 +1,10 @@
-//! `bare-proxy`: the "bare hyper pass-through" forward proxy, the yardstick for Purser.
+//! The "bare hyper pass-through" forward proxy: what forwarding costs with nothing on top,
+//! the yardstick the benches hold Purser to (`bench bare-proxy`), and a reference a test
+//! can compare Purser's forwarding with.
 //!
-//! `bench bare-proxy --listen 127.0.0.1:PORT`. HTTP/1.1, absolute-form `http://`
-//! requests only (no CONNECT, no TLS). Forwards with the hyper-util legacy
-//! pooled client, strips hop-by-hop headers both ways, streams bodies and
-//! answers 502 on upstream error. Deliberately minimal: no policy, no logging.
+//! HTTP/1.1, absolute-form `http://` requests only (no CONNECT, no TLS). Forwards with the
+//! hyper-util legacy pooled client, strips hop-by-hop headers both ways, streams bodies
+//! and answers 502 on upstream error. Deliberately minimal: no policy, no logging.
 
 use std::net::SocketAddr;
 
@@ -78,7 +79,7 @@ async fn proxy(
 }
 
 /// Serves on `listen` until killed (on a multi-thread runtime, as hyper users do).
-pub(crate) async fn run(listen: SocketAddr) -> std::io::Result<()> {
+pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
