@@ -7,7 +7,7 @@
 //! one `fsync` for the group, so durability does not serialise the proxy.
 //!
 //! An agent cannot flood it: long fields are cut and hashed ([`bound`]), refusals past
-//! a per-agent rate are summarised ([`refusals`]), files rotate by size, and
+//! a per-agent rate are summarised (`refusals`), files rotate by size, and
 //! [`figures`] reports its size on disk and raises an alarm past a threshold.
 //!
 //! Every line is one [`TraceRecord`], whose fixed vocabularies are typed ([`vocabulary`]:
