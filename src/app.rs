@@ -4,10 +4,10 @@
 //! stops accepting, lets in-flight requests finish for up to the drain timeout, and exits.
 
 use crate::admin::{self, AdminState};
-use crate::approvals::notify::Notifier;
-use crate::approvals::HoldOutcome;
 use crate::engine::recovery::RecoveryError;
 use crate::engine::Engine;
+use crate::holds::notify::Notifier;
+use crate::holds::HoldOutcome;
 use crate::outbound::SharedOutbound;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};

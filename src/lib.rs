@@ -15,7 +15,7 @@
 //! * [`ledger`]: budgets in decimal: reservations, commits, releases, unknown outcomes.
 //! * [`trace`]: the hash-chained proof log: typed records, the writer, rotation,
 //!   verification, filters.
-//! * `approvals`: holds waiting for a human, and their notifications.
+//! * `holds`: payments waiting for a human (approvals), and their notifications.
 //! * [`store`]: what the engine keeps between requests, behind one [`store::Store`]
 //!   interface; [`store::Embedded`] (in memory, rebuilt from the proof log) is the
 //!   default.
@@ -34,13 +34,13 @@
 
 pub(crate) mod admin;
 pub mod app;
-pub(crate) mod approvals;
 pub mod cli;
 pub(crate) mod codes;
 pub(crate) mod demo;
 pub mod detect;
 #[doc(hidden)]
 pub mod engine;
+pub(crate) mod holds;
 #[doc(hidden)]
 pub mod ledger;
 pub mod outbound;

@@ -21,7 +21,7 @@ const RANKS: &[(&str, u8)] = &[
     ("policy", 2),
     ("ledger", 3),
     ("trace", 3),
-    ("approvals", 4),
+    ("holds", 4),
     ("store", 5),
     ("engine", 6),
     ("proxy", 7),

@@ -2,8 +2,8 @@
 
 use super::reply::error;
 use super::AdminState;
-use crate::approvals::{DecideError, HoldOutcome};
 use crate::engine::{PhaseChangeError, RollbackError};
+use crate::holds::{DecideError, HoldOutcome};
 use crate::ledger::Account;
 use crate::policy::{Phase, SessionId};
 use crate::proxy::body::ProxyBody;

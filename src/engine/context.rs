@@ -3,7 +3,7 @@
 //! (`decide`, `hold`, `retry`, `settle`, ...) are functions over it; a forwarded
 //! payment's ticket keeps a reference to it so it can settle itself if dropped.
 
-use crate::approvals::notify::Notifier;
+use crate::holds::notify::Notifier;
 use crate::policy::PolicyStore;
 use crate::store::SharedStore;
 use crate::telemetry::metrics::Metrics;

@@ -6,7 +6,7 @@ use super::context::Shared;
 use super::evaluate::{Decider, Evaluation, Verdict};
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
-use crate::approvals::HoldView;
+use crate::holds::HoldView;
 use serde_json::json;
 
 /// Events for a decision: a gate crossed, a prohibited attempt.

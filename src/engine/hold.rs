@@ -10,7 +10,7 @@ use super::gate::{Gate, Refusal};
 use super::pricing::PricedPayment;
 use super::records::base_record;
 use super::ticket::{Leaving, Ticket};
-use crate::approvals::{
+use crate::holds::{
     networks, HoldKind, HoldLimits, HoldOutcome, HoldRefused, HoldView, RuleMessage,
 };
 use crate::policy::rules::{RuleAction, Trust};

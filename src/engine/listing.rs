@@ -3,7 +3,7 @@
 //! budgets are read at listing time, not when the hold opened: other payments settle and
 //! reserve while a hold waits, and the approver decides on now.
 
-use crate::approvals::HoldView;
+use crate::holds::HoldView;
 use crate::ledger::{Account, BudgetView};
 use crate::policy::Policy;
 use crate::store::Store;

@@ -49,9 +49,9 @@ pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
 pub use phases::PhaseChangeError;
 pub use ticket::Ticket;
 
-use crate::approvals::notify::Notifier;
-use crate::approvals::{DecideError, HoldOutcome, HoldView};
 use crate::detect::Undecidable;
+use crate::holds::notify::Notifier;
+use crate::holds::{DecideError, HoldOutcome, HoldView};
 use crate::ledger::{BudgetView, UnknownPayment};
 use crate::outbound::SharedOutbound;
 use crate::policy::rules::Phase;

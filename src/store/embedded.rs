@@ -15,7 +15,7 @@ use super::transactions::{SettledPayment, Transactions};
 use super::unknown::{
     Claim, RetryIdentity, RetryInFlight, UnknownDetails, UnknownSet, UnknownView,
 };
-use crate::approvals::{DecideError, HoldLimits, HoldOutcome, HoldRefused, HoldView, Holds};
+use crate::holds::{DecideError, HoldLimits, HoldOutcome, HoldRefused, HoldView, Holds};
 use crate::ledger::{BudgetView, Ledger, Outcome, ReservationId, ReserveRequest, UnknownPayment};
 use crate::policy::rules::Phase;
 use crate::policy::{MemoryLimits, PhasePolicy};

@@ -14,7 +14,7 @@ use super::session::{Session, SessionState, TransitionError};
 use super::session_table::{SessionFigures, SessionRefused};
 use super::transactions::SettledPayment;
 use super::unknown::{Claim, RetryIdentity, RetryInFlight, UnknownDetails, UnknownView};
-use crate::approvals::{DecideError, HoldLimits, HoldOutcome, HoldRefused, HoldView};
+use crate::holds::{DecideError, HoldLimits, HoldOutcome, HoldRefused, HoldView};
 use crate::ledger::{
     BudgetView, Outcome, OverBudget, ReservationId, ReserveRequest, UnknownPayment,
 };
