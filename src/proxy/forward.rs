@@ -169,6 +169,21 @@ impl Exchange {
 
     /// The facts, built on first use, beside the state whose engine is told them.
     fn facts(&mut self) -> (&Arc<ProxyState>, &RequestFacts) {
+        let (state, facts) = self.facts_mut();
+        (state, facts)
+    }
+
+    /// The facts with the request's `X-Purser-Transaction`, for the engine's decision.
+    fn facts_for(&mut self, headers: &HeaderMap) -> (&Arc<ProxyState>, &RequestFacts) {
+        let (state, facts) = self.facts_mut();
+        facts.transaction = headers
+            .get(TRANSACTION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect());
+        (state, facts)
+    }
+
+    fn facts_mut(&mut self) -> (&Arc<ProxyState>, &mut RequestFacts) {
         let Exchange {
             state,
             identity,
@@ -179,24 +194,6 @@ impl Exchange {
         } = self;
         let facts = facts.get_or_insert_with(|| request_facts(identity, target, method, uri));
         (state, facts)
-    }
-
-    /// The facts with the request's `X-Purser-Transaction`, for the engine's decision.
-    fn facts_for(&mut self, headers: &HeaderMap) -> (&Arc<ProxyState>, &RequestFacts) {
-        let Exchange {
-            state,
-            identity,
-            target,
-            method,
-            uri,
-            facts,
-        } = self;
-        let inspected = facts.insert(request_facts(identity, target, method, uri));
-        inspected.transaction = headers
-            .get(TRANSACTION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(128).collect());
-        (state, inspected)
     }
 }
 
