@@ -133,18 +133,31 @@ impl Drop for RawHost {
 const PLAINTEXT_PAYMENT: &str =
     "POST /pay HTTP/1.1\r\nHost: 127.0.0.1\r\nX-PAYMENT: eyJ4NDAyVmVyc2lvbiI6MX0=\r\nContent-Length: 0\r\n\r\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plaintext_inside_a_splice_to_an_untrusted_tunnel_host_is_refused() {
+/// A raw host, a Purser whose policy has `tunnel` (the host is 127.0.0.1), and a splice
+/// to the host through it that has carried [`PLAINTEXT_PAYMENT`].
+async fn splice_plaintext_payment(
+    tunnel: &str,
+) -> (
+    RawHost,
+    Purser,
+    hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+) {
     let host = RawHost::start().await;
-    let purser = Purser::start(&format!("{ANONYMOUS}tunnel: ['127.0.0.1']\n"), None);
-    let (status, tunnel) =
+    let purser = Purser::start(&format!("{ANONYMOUS}{tunnel}"), None);
+    let (status, spliced) =
         connect_tunnel(purser.proxy, &format!("127.0.0.1:{}", host.port), None).await;
     assert_eq!(status, 200);
-    let mut tunnel = tunnel.unwrap();
-    tunnel
+    let mut spliced = spliced.unwrap();
+    spliced
         .write_all(PLAINTEXT_PAYMENT.as_bytes())
         .await
         .unwrap();
+    (host, purser, spliced)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_inside_a_splice_to_an_untrusted_tunnel_host_is_refused() {
+    let (host, _purser, mut tunnel) = splice_plaintext_payment("tunnel: ['127.0.0.1']\n").await;
     let answer = String::from_utf8_lossy(&read_until_closed(&mut tunnel).await).into_owned();
     assert_eq!(statuses(&answer), vec![403], "{answer}");
     assert!(
@@ -180,19 +193,8 @@ async fn plaintext_inside_a_splice_to_an_untrusted_tunnel_host_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_tunnel_host_splices_whatever_the_agent_sends() {
-    let host = RawHost::start().await;
-    let purser = Purser::start(
-        &format!("{ANONYMOUS}tunnel:\n  - {{host: '127.0.0.1', trust_payments: true}}\n"),
-        None,
-    );
-    let (status, tunnel) =
-        connect_tunnel(purser.proxy, &format!("127.0.0.1:{}", host.port), None).await;
-    assert_eq!(status, 200);
-    let mut tunnel = tunnel.unwrap();
-    tunnel
-        .write_all(PLAINTEXT_PAYMENT.as_bytes())
-        .await
-        .unwrap();
+    let (host, _purser, mut tunnel) =
+        splice_plaintext_payment("tunnel:\n  - {host: '127.0.0.1', trust_payments: true}\n").await;
     let mut echoed = vec![0u8; PLAINTEXT_PAYMENT.len()];
     tokio::time::timeout(DEADLINE, tunnel.read_exact(&mut echoed))
         .await
