@@ -70,19 +70,27 @@ impl Compensator {
 
     /// A settled payment joins its transaction; a 5xx answer compensates it (and, in a
     /// transaction, every earlier step) at once.
+    ///
+    /// Takes the payment by reference and copies it only when it is kept: most commits
+    /// are in no transaction and answered 2xx, and this runs on every one of them.
     pub(super) async fn after_commit(
         &self,
         facts: &RequestFacts,
-        payment: SettledPayment,
+        payment: &SettledPayment,
+        tx_hash: Option<String>,
         status: StatusCode,
     ) {
         if !self.enabled() {
             return;
         }
+        let kept = || SettledPayment {
+            tx_hash,
+            ..payment.clone()
+        };
         match &facts.transaction {
             Some(transaction) => {
                 let agent = &facts.identity.agent;
-                self.store.record_step(agent, transaction, payment);
+                self.store.record_step(agent, transaction, kept());
                 if status.is_server_error() {
                     let reason = format!("step answered {status} after it was paid");
                     self.compensate_transaction(agent, transaction, &reason)
@@ -90,7 +98,7 @@ impl Compensator {
                 }
             }
             None if status.is_server_error() => {
-                self.enqueue(None, &format!("paid, but the answer was {status}"), payment);
+                self.enqueue(None, &format!("paid, but the answer was {status}"), kept());
             }
             None => {}
         }

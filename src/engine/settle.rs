@@ -108,9 +108,9 @@ pub(super) async fn on_response(
     };
     settle(shared, facts, &mut ticket, settlement).await;
     if let (true, Some(compensator)) = (committed, compensator) {
-        let mut payment = ticket.settled.clone();
-        payment.tx_hash = tx_hash;
-        compensator.after_commit(facts, payment, status).await;
+        compensator
+            .after_commit(facts, &ticket.settled, tx_hash, status)
+            .await;
     }
     insert_header(headers, "x-purser-decision", "ALLOWED");
     insert_header(headers, "x-purser-trace", &ticket.trace_id);
