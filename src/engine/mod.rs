@@ -13,7 +13,8 @@
 //!   changes.
 //! * [`gate`]: what the proxy is told to do: forward (with a [`Ticket`]), or a typed
 //!   [`Refusal`] it renders.
-//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
+//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes;
+//!   `upto`: what a payment that signed a maximum commits.
 //! * [`compensation`]: refunds for transactions that failed after paying.
 //! * [`recovery`]: reading the proof log back into the store on start.
 //! * [`listing`]: pending holds as the approver sees them, with their budgets.
@@ -43,6 +44,7 @@ mod refuse;
 mod retry;
 pub mod settle;
 mod ticket;
+mod upto;
 
 pub use facts::{RequestFacts, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};

@@ -128,7 +128,10 @@ pub(super) fn budget_snapshot(
 /// What a settlement says about a payment.
 pub(super) struct Settlement {
     pub outcome: Outcome,
+    /// What the settlement counts: the reservation, or what an `upto` receipt charged.
     pub amount_usd: rust_decimal::Decimal,
+    /// Set only when it differs from the decision's (an `upto` charge).
+    pub amount_atomic: Option<u128>,
     pub transaction: Option<String>,
     pub note: Option<String>,
     pub upstream_status: Option<u16>,
@@ -147,6 +150,7 @@ pub(super) fn settlement_record(
     record.decision_trace_id = Some(decision_trace.to_string());
     record.outcome = Some(traced(settlement.outcome));
     record.amount_usd = Some(settlement.amount_usd);
+    record.amount_atomic = settlement.amount_atomic.map(|atomic| atomic.to_string());
     record.transaction = settlement.transaction;
     record.reason = settlement.note;
     record.upstream_status = settlement.upstream_status;

@@ -33,6 +33,7 @@ pub enum TransferMethod {
 /// lowercase `0x` hex, the nonce as 32 bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainAuthorization {
+    /// Which contract keeps the nonce, and how it is asked.
     pub method: TransferMethod,
     /// CAIP-2 (`eip155:84532`).
     pub network: String,
