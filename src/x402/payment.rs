@@ -173,11 +173,6 @@ impl Payment {
         super::permit2::spender_problem(&self.scheme, spender)
     }
 
-    /// What the chain can be asked about this payment (EVM only).
-    pub fn chain_authorization(&self) -> Option<super::onchain::ChainAuthorization> {
-        super::onchain::ChainAuthorization::of(self)
-    }
-
     /// Why this payment does not answer `requirement` (another scheme, network, asset
     /// or recipient, or more money), or `None` if it does. Fields the payment does not
     /// carry are not compared.

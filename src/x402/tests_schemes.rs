@@ -137,7 +137,7 @@ fn a_permit2_signature_for_another_spender_is_refused() {
 #[test]
 fn the_chain_is_asked_about_the_permit2_nonce_as_32_bytes() {
     let (payment, _) = payments("upto").remove(0);
-    let onchain = payment.chain_authorization().unwrap();
+    let onchain = ChainAuthorization::of(&payment).unwrap();
     assert_eq!(onchain.method, TransferMethod::Permit2);
     assert_eq!(onchain.network, "eip155:84532");
     assert_eq!(onchain.token, USDC.to_ascii_lowercase());
@@ -150,7 +150,7 @@ fn the_chain_is_asked_about_the_permit2_nonce_as_32_bytes() {
     );
     let permit2_exact = payments("permit2").remove(0).0;
     assert_eq!(
-        permit2_exact.chain_authorization().unwrap().method,
+        ChainAuthorization::of(&permit2_exact).unwrap().method,
         TransferMethod::Permit2
     );
 }
