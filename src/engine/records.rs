@@ -9,7 +9,7 @@ use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
 use crate::policy::rules::Phase;
 use crate::policy::{Limits, Policy, SessionId};
 use crate::trace::{self, BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord, Verdict};
-use crate::x402::hex;
+use crate::x402::{hex, ChainAuthorization};
 
 /// The fields every line about a request carries.
 pub(super) fn base_record(
@@ -97,6 +97,9 @@ pub(super) fn decision_record(
             detail: None,
         })
         .collect();
+    if evaluation.verdict != Verdict::Denied {
+        record.onchain = ChainAuthorization::of(&priced.payment);
+    }
     record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());
     record.reason = Some(evaluation.reason.clone());

@@ -335,6 +335,7 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
         keys: keys.clone(),
         why: None,
         upstream_status: None,
+        onchain: line.onchain,
     };
     replay.open.insert(
         line.trace_id,

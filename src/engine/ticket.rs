@@ -13,7 +13,7 @@ use super::records::{settlement_record, Settlement};
 use super::upto::{Charge, Metered};
 use crate::ledger::{Outcome, ReservationId};
 use crate::store::{Booking, RetryClaim, SettledPayment, UnknownDetails};
-use crate::x402::hex;
+use crate::x402::{hex, ChainAuthorization};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ pub struct Ticket {
     pub settled: SettledPayment,
     /// An `upto` payment's terms: what it commits depends on its receipt.
     metered: Option<Metered>,
+    /// What the chain can be asked about it, kept if its outcome becomes unknown.
+    onchain: Option<ChainAuthorization>,
     stake: Stake,
 }
 
@@ -72,6 +74,7 @@ pub(super) struct Leaving {
     pub payment_digest: [u8; 32],
     pub settled: SettledPayment,
     pub metered: Option<Metered>,
+    pub onchain: Option<ChainAuthorization>,
 }
 
 impl Leaving {
@@ -90,6 +93,7 @@ impl Leaving {
             version: priced.payment.version,
             payment_digest: priced.payment.digest,
             metered: Metered::of(priced),
+            onchain: ChainAuthorization::of(&priced.payment),
         }
     }
 }
@@ -127,6 +131,7 @@ impl Ticket {
             payment_digest,
             settled,
             metered,
+            onchain,
         } = leaving;
         Ticket {
             trace_id,
@@ -137,6 +142,7 @@ impl Ticket {
             payment_digest,
             settled,
             metered,
+            onchain,
             stake,
         }
     }
@@ -186,6 +192,7 @@ impl Ticket {
             keys: self.replay_keys.clone(),
             why,
             upstream_status,
+            onchain: self.onchain.clone(),
         }
     }
 }
