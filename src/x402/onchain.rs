@@ -83,6 +83,15 @@ impl ChainAuthorization {
         strict_hex(&self.token)
     }
 
+    /// The contract that keeps the nonce: the token (EIP-3009) or Permit2.
+    pub fn contract(&self) -> Option<[u8; 20]> {
+        match self.method {
+            TransferMethod::Eip3009 => self.token_bytes(),
+            TransferMethod::Permit2 => canonical::address(super::permit2::PERMIT2),
+            TransferMethod::Other => None,
+        }
+    }
+
     /// The payer's address as bytes.
     pub fn payer_bytes(&self) -> Option<[u8; 20]> {
         strict_hex(&self.payer)
@@ -126,6 +135,16 @@ mod tests {
             valid_before: Some(100),
         };
         assert_eq!(authorization.token_bytes(), Some([0xab; 20]));
+        assert_eq!(authorization.contract(), Some([0xab; 20]));
+        let permit2 = ChainAuthorization {
+            method: TransferMethod::Permit2,
+            ..authorization.clone()
+        };
+        let permit2_contract = format!("0x{}", hex(&permit2.contract().unwrap()));
+        assert_eq!(
+            permit2_contract,
+            super::super::permit2::PERMIT2.to_ascii_lowercase()
+        );
         assert_eq!(authorization.payer_bytes(), None, "too short");
         assert_eq!(authorization.nonce_bytes(), Some([0; 32]));
         assert!(!authorization.expired_at(99, 0));
