@@ -11,6 +11,7 @@ use crate::holds::HoldOutcome;
 use crate::outbound::SharedOutbound;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
+use crate::proxy::chain_rpc::ChainClient;
 use crate::proxy::egress::EgressGuard;
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
@@ -142,7 +143,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             metrics.clone(),
             Some(notifier),
         )
-        .with_compensator(outbound),
+        .with_compensator(outbound)
+        .with_chain_rpc(Arc::new(ChainClient::new(upstream.internal_client.clone()))),
     );
     spawn_session_sweeper(engine.clone());
     let started = std::time::Instant::now();

@@ -8,6 +8,8 @@
 //!   and one normal form for addresses.
 //! * `codes`, [`outbound`]: the stable error codes every layer speaks; the client
 //!   Purser's own calls (webhooks, refund requests) go through.
+//! * [`chain_rpc`]: `eth_call` to an EVM node (ABI, JSON-RPC), behind the small trait
+//!   chain reconciliation is given.
 //! * [`detect`]: the one payment detector: whether a request carries a payment, in
 //!   which protocol, and whether Purser can govern it.
 //! * [`telemetry`]: log set-up and the counters behind `/metrics`.
@@ -34,6 +36,7 @@
 
 pub(crate) mod admin;
 pub mod app;
+pub mod chain_rpc;
 pub mod cli;
 pub(crate) mod codes;
 pub(crate) mod demo;

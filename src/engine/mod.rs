@@ -13,7 +13,10 @@
 //!   changes.
 //! * [`gate`]: what the proxy is told to do: forward (with a [`Ticket`]), or a typed
 //!   [`Refusal`] it renders.
-//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
+//! * `chain_watch`: on a timer, unknown EVM payments resolved from their chain (the
+//!   policy's `chains`), through the [`crate::chain_rpc`] client it is given.
+//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes;
+//!   `upto`: what a payment that signed a maximum commits.
 //! * [`compensation`]: refunds for transactions that failed after paying.
 //! * [`recovery`]: reading the proof log back into the store on start.
 //! * [`listing`]: pending holds as the approver sees them, with their budgets.
@@ -24,6 +27,7 @@
 //! to forward it is on disk and its amount is reserved in the store.
 
 pub mod cases;
+mod chain_watch;
 pub mod challenges;
 pub mod compensation;
 mod context;
@@ -43,6 +47,7 @@ mod refuse;
 mod retry;
 pub mod settle;
 mod ticket;
+mod upto;
 
 pub use facts::{RequestFacts, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
@@ -114,6 +119,13 @@ impl Engine {
             trace: shared.trace.clone(),
             store: shared.store.clone(),
         }));
+        self
+    }
+
+    /// Starts chain reconciliation (needs a runtime): unknown EVM payments are looked up
+    /// on their chain through `rpc`, where the policy's `chains.rpc` names a node.
+    pub fn with_chain_rpc(self, rpc: crate::chain_rpc::SharedChainRpc) -> Self {
+        chain_watch::start(self.shared.clone(), rpc);
         self
     }
 

@@ -9,7 +9,7 @@ use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
 use crate::policy::rules::Phase;
 use crate::policy::{Limits, Policy, SessionId};
 use crate::trace::{self, BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord, Verdict};
-use crate::x402::hex;
+use crate::x402::{hex, ChainAuthorization};
 
 /// The fields every line about a request carries.
 pub(super) fn base_record(
@@ -97,6 +97,9 @@ pub(super) fn decision_record(
             detail: None,
         })
         .collect();
+    if evaluation.verdict != Verdict::Denied {
+        record.onchain = ChainAuthorization::of(&priced.payment);
+    }
     record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());
     record.reason = Some(evaluation.reason.clone());
@@ -128,7 +131,10 @@ pub(super) fn budget_snapshot(
 /// What a settlement says about a payment.
 pub(super) struct Settlement {
     pub outcome: Outcome,
+    /// What the settlement counts: the reservation, or what an `upto` receipt charged.
     pub amount_usd: rust_decimal::Decimal,
+    /// Set only when it differs from the decision's (an `upto` charge).
+    pub amount_atomic: Option<u128>,
     pub transaction: Option<String>,
     pub note: Option<String>,
     pub upstream_status: Option<u16>,
@@ -147,6 +153,7 @@ pub(super) fn settlement_record(
     record.decision_trace_id = Some(decision_trace.to_string());
     record.outcome = Some(traced(settlement.outcome));
     record.amount_usd = Some(settlement.amount_usd);
+    record.amount_atomic = settlement.amount_atomic.map(|atomic| atomic.to_string());
     record.transaction = settlement.transaction;
     record.reason = settlement.note;
     record.upstream_status = settlement.upstream_status;

@@ -270,8 +270,15 @@ fn replay_settlement(line: ReplayView<'_>, replay: &mut Replay) {
         details.upstream_status = line.upstream_status;
         replay.unknown.push((decision.clone(), details));
     }
+    let mut payment = open.payment;
+    // An `upto` payment commits what was charged, which its settlement line carries; a
+    // line can lower what its decision reserved, never raise it.
+    if let (Outcome::Committed, Some(charged)) = (outcome, line.amount_usd.filter(|a| payable(*a)))
+    {
+        payment.amount = payment.amount.min(charged);
+    }
     if outcome != Outcome::Released {
-        replay.settled.push((decision, open.payment, outcome));
+        replay.settled.push((decision, payment, outcome));
     }
 }
 
@@ -370,6 +377,7 @@ fn replay_decision(line: ReplayView<'_>, replay: &mut Replay) {
         keys: keys.clone(),
         why: None,
         upstream_status: None,
+        onchain: line.onchain,
     };
     replay.open.insert(
         line.trace_id.into_owned(),

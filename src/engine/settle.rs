@@ -10,7 +10,8 @@
 //! (admin API, CLI), or the agent's retry of it brings a receipt that says it settled.
 //!
 //! A ticket dropped before its answer was settled settles itself as `unknown` too
-//! (`ticket`).
+//! (`ticket`). An `upto` payment commits what its receipt says was charged, never more
+//! than the signed maximum it reserved (`upto`).
 
 use super::compensation::Compensator;
 use super::context::Shared;
@@ -28,6 +29,8 @@ pub struct AnswerSettlement {
     pub outcome: Outcome,
     /// The settlement transaction from the receipt.
     pub transaction: Option<String>,
+    /// What the receipt says was charged (atomic units), when it says.
+    pub charged_atomic: Option<u128>,
     /// Why, for the settlement line.
     pub note: Option<String>,
 }
@@ -38,12 +41,14 @@ pub fn read_answer(status: StatusCode, headers: &HeaderMap) -> AnswerSettlement 
     let unknown = |note: String| AnswerSettlement {
         outcome: Outcome::Unknown,
         transaction: None,
+        charged_atomic: None,
         note: Some(note),
     };
     match crate::detect::receipt(headers) {
         None if status == StatusCode::PAYMENT_REQUIRED => AnswerSettlement {
             outcome: Outcome::Released,
             transaction: None,
+            charged_atomic: None,
             note: Some("the merchant answered a fresh 402: it did not take the payment".into()),
         },
         None => unknown(format!(
@@ -52,11 +57,13 @@ pub fn read_answer(status: StatusCode, headers: &HeaderMap) -> AnswerSettlement 
         Some(Ok(receipt)) if receipt.success => AnswerSettlement {
             outcome: Outcome::Committed,
             transaction: receipt.transaction,
+            charged_atomic: receipt.settled_amount_atomic,
             note: None,
         },
         Some(Ok(receipt)) => AnswerSettlement {
             outcome: Outcome::Released,
             transaction: receipt.transaction,
+            charged_atomic: None,
             note: Some(match receipt.error_reason {
                 Some(reason) => format!("the receipt says settlement failed: {reason}"),
                 None => "the receipt says settlement failed".to_string(),
@@ -98,14 +105,23 @@ pub(super) async fn on_response(
     let answer = read_answer(status, headers);
     let committed = answer.outcome == Outcome::Committed;
     let tx_hash = answer.transaction.clone();
-    let settlement = Settlement {
+    let mut settlement = Settlement {
         outcome: answer.outcome,
         amount_usd: ticket.amount_usd,
+        amount_atomic: None,
         transaction: answer.transaction,
         note: answer.note,
         upstream_status: Some(status.as_u16()),
         retry_of: None,
     };
+    if committed {
+        let assets = &shared.policy.current().assets;
+        if let Some(charge) = ticket.charge(answer.charged_atomic, assets) {
+            settlement.amount_usd = charge.usd;
+            settlement.amount_atomic = Some(charge.atomic);
+            settlement.note = Some(charge.note);
+        }
+    }
     settle(shared, facts, &mut ticket, settlement).await;
     if let (true, Some(compensator)) = (committed, compensator) {
         compensator
@@ -138,6 +154,7 @@ pub(super) fn on_upstream_failure(
     let settlement = Settlement {
         outcome,
         amount_usd: ticket.amount_usd,
+        amount_atomic: None,
         transaction: None,
         note: Some(note.to_string()),
         upstream_status: None,
@@ -185,7 +202,16 @@ fn finish(
                     .store
                     .settle_unknown(reservation, &ticket.trace_id, details);
             }
-            outcome => shared.store.settle(reservation, outcome),
+            outcome => {
+                shared.store.settle(reservation, outcome);
+                // An `upto` payment charged less than it reserved: the rest goes back.
+                let uncharged = ticket.amount_usd - settlement.amount_usd;
+                if outcome == Outcome::Committed && uncharged > rust_decimal::Decimal::ZERO {
+                    let session = facts.identity.session_id();
+                    let agent = &facts.identity.agent;
+                    shared.store.credit(&session, agent, uncharged);
+                }
+            }
         },
         // Nothing is booked for a retry: its amount is already counted as the
         // original's. Only a receipt that says it settled tells what happened to the

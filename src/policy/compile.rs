@@ -66,6 +66,7 @@ impl Policy {
         check_compensation_action(&file, source)?;
         let assets = compile_assets(&file, source)?;
         let notifications = compile_notifications(&file, source)?;
+        let chains = super::chains::compile_chains(&file.chains, source)?;
         Ok(Policy {
             source: source.path.to_path_buf(),
             digest,
@@ -88,6 +89,7 @@ impl Policy {
                 loopback_ports: file.egress.loopback_ports.clone(),
             },
             limits: compile_limits(&file.limits),
+            chains,
             agent_settings,
             agents: AgentDirectory::new(file.agents, file.anonymous),
             tunnel: file.tunnel,

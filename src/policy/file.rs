@@ -79,6 +79,9 @@ pub struct PolicyFile {
     /// `limits`: the memory one agent, or all of them, can make Purser use.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `chains`: EVM nodes to reconcile unknown payments with (`policy::chains`).
+    #[serde(default)]
+    pub chains: super::chains::ChainsSection,
 }
 
 /// `limits`: how much one agent, or all of them, can make Purser keep in memory. Holds

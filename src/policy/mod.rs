@@ -17,9 +17,11 @@
 //! * `egress`: which IP addresses agents may not reach, and what a connection really reaches.
 //! * `identity`: agents, their credentials and authentication.
 //! * `error`: [`PolicyError`] and how a message finds its `file:line:column`.
+//! * `chains`: the EVM nodes unknown payments are reconciled with (`chains`).
 //! * `compile`, `compile_rules`: file to [`Policy`] ([`Policy::load`], [`Policy::from_yaml`]),
 //!   every section checked and defaulted; `compile_rules` does the `rules` section.
 
+mod chains;
 mod compile;
 mod compile_rules;
 pub mod dsl;
@@ -35,6 +37,7 @@ mod settings;
 mod tunnel;
 pub mod values;
 
+pub use chains::ChainSettings;
 pub use egress::{effective_destination, EgressRefusal, EgressRules};
 pub use error::PolicyError;
 pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
@@ -98,6 +101,8 @@ pub struct Policy {
     pub egress: EgressRules,
     /// Bounds on the memory agents can make Purser use.
     pub limits: MemoryLimits,
+    /// EVM nodes unknown payments are reconciled with (`chains`).
+    pub chains: ChainSettings,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }

@@ -14,7 +14,8 @@
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
 //!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]);
 //! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
-//!   Purser's own [`outbound`] client for webhooks and refund requests;
+//!   Purser's own [`outbound`] client for webhooks and refund requests, and the
+//!   [`chain_rpc`] client chain reconciliation asks nodes through;
 //! * shared pieces: [`settings`], [`state`] (what every connection shares),
 //!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`].
 
@@ -27,6 +28,7 @@ pub mod arrival;
 pub mod authenticate;
 pub mod body;
 pub mod ca;
+pub mod chain_rpc;
 pub mod connect;
 pub mod destination;
 pub mod egress;

@@ -132,6 +132,11 @@ pub struct TraceRecord {
     /// Replay keys (payer+nonce, signature digest, transaction digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_keys: Vec<String>,
+    /// On a decision that let an EVM payment go (or held it): what the chain can be asked
+    /// about it, should its outcome be unknown (its nonce, the contract keeping it, until
+    /// when it was valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onchain: Option<crate::x402::ChainAuthorization>,
     /// The budget level closest to its limit, as the decision saw it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSnapshot>,

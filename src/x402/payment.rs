@@ -45,6 +45,9 @@ pub struct Payment {
     pub nonce: Option<String>,
     /// The payer's signature as written (EVM: 0x hex); `None` for Solana or when absent.
     pub signature: Option<String>,
+    /// Permit2: the contract the signature lets pull the tokens (must be the x402 proxy
+    /// of the scheme, see [`Payment::permit2_spender_problem`]).
+    pub spender: Option<String>,
     /// Solana: the base64 transaction.
     pub solana_transaction: Option<String>,
     /// Unix time after which the signature is void (EIP-3009 `validBefore`, Permit2
@@ -119,6 +122,7 @@ fn assemble(
         asset: signed.asset,
         nonce: signed.nonce,
         signature: signed.signature,
+        spender: signed.spender,
         solana_transaction: signed.solana_transaction,
         valid_before: signed.valid_before,
         digest: Sha256::digest(decoded).into(),
@@ -152,15 +156,21 @@ impl Payment {
         hex(&self.digest)
     }
 
-    /// The most this payment can move according to what it carries itself: the larger
-    /// of the signed amount and v2's `accepted.amount`. `None` when it carries neither
-    /// (a v1 Solana payment: price it from the challenge it answers).
+    /// The most this payment can move according to what it carries itself: the signed
+    /// amount (EIP-3009 `value`, Permit2 `permitted.amount`, the `upto` maximum), which
+    /// is what the chain lets move. v2's `accepted.amount` is only echoed by the client,
+    /// never signed, so it counts only when nothing is signed (a Solana payment). `None`
+    /// when it carries neither (v1 Solana: price it from the challenge it answers).
     pub fn max_cost_atomic(&self) -> Option<u128> {
-        let accepted = self.accepted.as_ref().map(|r| r.amount_atomic);
-        match (self.amount_atomic, accepted) {
-            (Some(signed), Some(offered)) => Some(signed.max(offered)),
-            (signed, offered) => signed.or(offered),
-        }
+        self.amount_atomic
+            .or_else(|| self.accepted.as_ref().map(|r| r.amount_atomic))
+    }
+
+    /// Why a Permit2 payment's spender cannot be trusted to pay the signed recipient
+    /// (see [`super::permit2`]), or `None`; always `None` for other payments.
+    pub fn permit2_spender_problem(&self) -> Option<String> {
+        let spender = self.spender.as_deref()?;
+        super::permit2::spender_problem(&self.scheme, spender)
     }
 
     /// Why this payment does not answer `requirement` (another scheme, network, asset
