@@ -48,6 +48,8 @@ pub struct ReplayView<'a> {
     pub path: Option<Cow<'a, str>>,
     #[serde(default)]
     pub amount_usd: Option<Decimal>,
+    #[serde(default)]
+    pub onchain: Option<crate::x402::ChainAuthorization>,
     #[serde(borrow, default)]
     pub pay_to: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -108,6 +110,7 @@ mod tests {
             assert_eq!(text(&view.host), record.host);
             assert_eq!(text(&view.path), record.path);
             assert_eq!(view.amount_usd, record.amount_usd);
+            assert_eq!(view.onchain, record.onchain);
             assert_eq!(text(&view.pay_to), record.pay_to);
             assert_eq!(text(&view.payment_digest), record.payment_digest);
             assert_eq!(text(&view.resource_digest), record.resource_digest);
