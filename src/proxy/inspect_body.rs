@@ -110,9 +110,10 @@ fn streaming_refusal(scan: Scan, declared: bool) -> Option<Undecidable> {
         Verdict::Payment => Some(Undecidable {
             code: UNSUPPORTED_PAYMENT,
             message: format!(
-                "the request body carries a payment after its first {INSPECTED_PREFIX_BYTES} \
-                 bytes, which Purser does not read before forwarding; the request was cut \
-                 off. Send the payment first in a smaller body"
+                "a payment key turned up in a request body Purser streams on rather than \
+                 reads whole (its content type is not JSON, or the key comes after the \
+                 first {INSPECTED_PREFIX_BYTES} bytes), so the request was cut off before \
+                 it; send an MCP payment in an application/json tools/call, its _meta first"
             ),
         }),
         Verdict::Continue | Verdict::NotJson => None,
