@@ -68,7 +68,10 @@ def main() -> None:
         return create_payment_wrapper(server, accepts=accepts, resource=ResourceInfo(
             url=f"mcp://tool/{name}", description=description, mime_type="application/json"))
 
-    mcp = FastMCP("purser-interop", json_response=args.json, host="127.0.0.1", port=0)
+    # CRITICAL: the SDK logs an error with a traceback for every session a client closes
+    # (its standalone SSE writer), with or without Purser in between.
+    mcp = FastMCP("purser-interop", json_response=args.json, host="127.0.0.1", port=0,
+                  log_level="CRITICAL")
 
     @mcp.tool()
     def ping() -> str:
