@@ -29,6 +29,8 @@ phases:
   allowed_payment_phase: COMMIT
 budget:
   session_limit: 1.00
+# Every paid call must answer the challenge Purser saw in that tool's result.
+x402: { require_challenge: true }
 tools:
   premium: { endpoints: ["mcp://tool/premium_report"], category: reports }
 rules:
@@ -177,6 +179,12 @@ fn explore_then_commit(label: &str, json_answers: bool, https: bool) {
     assert_eq!(refused["mcp_tool"], "get_weather");
     assert_eq!(refused["amount_atomic"], "10000");
     assert_eq!(refused["x402_version"], 2);
+    let (_, session) = purser.admin("GET", &format!("/v1/sessions/agent.{label}"), None);
+    let session: Value = serde_json::from_str(&session).unwrap();
+    assert_eq!(
+        session["challenges"], 1,
+        "the probe's challenge, for its tool: {session}"
+    );
 
     purser.set_phase(&format!("agent.{label}"), "COMMIT");
     let (steps, closed) = mcp_agent(&url, &proxy, ca, &["call:get_weather", "call:ping"]);

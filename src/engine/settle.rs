@@ -397,6 +397,49 @@ mod tests {
     }
 
     #[test]
+    fn an_mcp_answer_settles_as_an_http_answer_does() {
+        use crate::x402::{Challenge, Receipt};
+        let receipt = |success| Receipt {
+            success,
+            payer: None,
+            transaction: Some("0xabc".into()),
+            network: None,
+            error_reason: None,
+            settled_amount_atomic: None,
+        };
+        let challenge = Challenge {
+            version: 2,
+            resource: None,
+            accepts: Vec::new(),
+        };
+        let outcome = |answer: CallAnswer| read_call_answer(Ok(answer)).outcome;
+        let with = |receipt, challenge, error_code| CallAnswer {
+            receipt,
+            challenge,
+            error_code,
+            tool_error: false,
+        };
+        assert_eq!(
+            outcome(with(Some(Ok(receipt(true))), None, None)),
+            Outcome::Committed
+        );
+        // A failed receipt beside a fresh challenge (the SDK's settlement failure).
+        let failed = with(Some(Ok(receipt(false))), Some(challenge.clone()), None);
+        assert_eq!(outcome(failed), Outcome::Released);
+        assert_eq!(
+            outcome(with(None, Some(challenge), None)),
+            Outcome::Released
+        );
+        assert_eq!(outcome(with(None, None, None)), Outcome::Unknown);
+        assert_eq!(outcome(with(None, None, Some(-32603))), Outcome::Unknown);
+        let unreadable = Some(Err(X402Error::WrongShape("two".into())));
+        assert_eq!(outcome(with(unreadable, None, None)), Outcome::Unknown);
+        let cut = read_call_answer(Err("the answer broke off".into()));
+        assert_eq!(cut.outcome, Outcome::Unknown);
+        assert!(cut.note.unwrap().starts_with("the answer broke off"));
+    }
+
+    #[test]
     fn a_receipt_that_settled_commits_under_either_name() {
         for name in RECEIPT_HEADERS {
             assert_eq!(answer(200, &[(name, receipt(true))]), Outcome::Committed);

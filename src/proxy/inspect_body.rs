@@ -426,6 +426,42 @@ mod tests {
         assert_eq!(collect(plain).await.unwrap(), Bytes::from(text));
     }
 
+    #[tokio::test]
+    async fn an_mcp_call_is_read_whole_with_its_payment_and_goes_on_intact() {
+        let paid = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"_meta":{"x402/payment":{"x402Version":2}},"name":"get_weather"}}"#;
+        let chunks: Vec<Vec<u8>> = paid.chunks(9).map(<[u8]>::to_vec).collect();
+        let mut request = request("application/json", chunks);
+        let Inspected::Call(call) = inspect(&mut request).await else {
+            panic!("a paid tools/call is a call");
+        };
+        assert_eq!(call.tool, "get_weather");
+        assert!(call.payment.is_some());
+        assert_eq!(collect(request).await.unwrap(), Bytes::from(paid.to_vec()));
+        let probe =
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_weather"}}"#;
+        let mut request = request_text(probe.to_vec());
+        let Inspected::Call(call) = inspect(&mut request).await else {
+            panic!("a tools/call without a payment is a call too");
+        };
+        assert!(call.payment.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_paid_call_is_refused_under_the_id_at_its_end() {
+        let big = format!(
+            r#"{{"method":"tools/call","params":{{"_meta":{{"x402/payment":{{}}}},"name":"t","arguments":{{"a":"{}"}}}},"jsonrpc":"2.0","id":41}}"#,
+            "x".repeat(3 * INSPECTED_PREFIX_BYTES)
+        );
+        let chunks: Vec<Vec<u8>> = big.as_bytes().chunks(8192).map(<[u8]>::to_vec).collect();
+        let mut request = request("application/json", chunks);
+        let Inspected::Refuse(refused) = inspect(&mut request).await else {
+            panic!("an oversized paid call is refused");
+        };
+        assert_eq!(refused.id, Some(jsonrpsee_types::Id::Number(41)));
+        assert_eq!(refused.undecidable.code, "unsupported_payment");
+        assert!(refused.undecidable.message.contains("larger than"));
+    }
+
     fn request_text(body: Vec<u8>) -> Request<ProxyBody> {
         request("text/plain", vec![body])
     }
