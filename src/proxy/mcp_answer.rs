@@ -42,16 +42,13 @@ pub fn settling(
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let status = response.status();
-    watch(
-        response,
-        id,
-        Job::Settle {
-            state,
-            facts,
-            ticket,
-            status,
-        },
-    )
+    let job = Job::Settle(Box::new(Settle {
+        state,
+        facts,
+        ticket,
+        status,
+    }));
+    watch(response, id, job)
 }
 
 /// The answer to a call without a payment: a challenge in it is remembered for the tool.
@@ -82,16 +79,20 @@ fn watch(response: Response<ProxyBody>, id: Id<'static>, job: Job) -> Response<P
 
 /// What to do with the response once it is read.
 enum Job {
-    Settle {
-        state: Arc<ProxyState>,
-        facts: RequestFacts,
-        ticket: Ticket,
-        status: StatusCode,
-    },
+    /// Boxed: a ticket and the facts are most of a kilobyte.
+    Settle(Box<Settle>),
     Remember {
         state: Arc<ProxyState>,
         facts: RequestFacts,
     },
+}
+
+/// A paid call's answer settles its ticket.
+struct Settle {
+    state: Arc<ProxyState>,
+    facts: RequestFacts,
+    ticket: Ticket,
+    status: StatusCode,
 }
 
 impl Job {
@@ -103,12 +104,13 @@ impl Job {
         };
         let challenge = answer.as_ref().ok().and_then(|a| a.challenge.clone());
         match self {
-            Job::Settle {
-                state,
-                facts,
-                ticket,
-                status,
-            } => Some(tokio::spawn(async move {
+            Job::Settle(settle) => Some(tokio::spawn(async move {
+                let Settle {
+                    state,
+                    facts,
+                    ticket,
+                    status,
+                } = *settle;
                 if let Some(challenge) = challenge {
                     state.engine.on_challenge(&facts, challenge).await;
                 }
