@@ -171,9 +171,6 @@ impl Merchant {
         if path == CATALOG_PATH {
             return json_response(StatusCode::OK, &self.catalog());
         }
-        if path == super::merchant_mcp::MCP_PATH {
-            return super::merchant_mcp::handle(self, request).await;
-        }
         let Some(product) = PRODUCTS.iter().find(|p| p.path == path) else {
             return json_response(StatusCode::NOT_FOUND, &json!({"error": "no such product"}));
         };

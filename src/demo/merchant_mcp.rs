@@ -1,6 +1,6 @@
-//! The demo merchant's MCP server: one paid tool, `fx_quote`, over MCP's streamable HTTP
-//! (`POST /mcp`, JSON answers), speaking x402 over MCP as the official SDK does
-//! (tests/data/captures/mcp/):
+//! The demo merchant's MCP server, on a port of its own: one paid tool, `fx_quote`, over
+//! MCP's streamable HTTP (`POST /mcp`, JSON answers), speaking x402 over MCP as the
+//! official SDK does (tests/data/captures/mcp/):
 //!
 //! * a call without a payment gets a tool result with `isError: true` whose
 //!   `structuredContent` is the x402 v2 challenge (`resource.url` `mcp://tool/fx_quote`);
@@ -11,7 +11,8 @@
 //! methods (`initialize`, `tools/list`) are not needed by the demo's agent and get a
 //! JSON-RPC "method not found".
 
-use super::http::{json_response, read_body};
+use super::error::DemoError;
+use super::http::{bind_loopback, json_response, read_body, serve};
 use super::merchant::{Merchant, SHOP_ADDRESS, USDC_BASE_SEPOLIA};
 use crate::x402::{parse_payment_json, same_address};
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// Where the shop serves MCP.
 pub(super) const MCP_PATH: &str = "/mcp";
@@ -41,11 +43,35 @@ struct CallParams<'a> {
     meta: BTreeMap<&'a str, &'a RawValue>,
 }
 
+/// The running MCP server of the shop; it settles through the shop's facilitator.
+#[derive(Clone)]
+pub(super) struct McpShop {
+    pub address: SocketAddr,
+}
+
+impl McpShop {
+    /// Starts the MCP server on a loopback port, settling as `merchant` does.
+    pub(super) async fn start(merchant: Merchant) -> Result<McpShop, DemoError> {
+        let listener = bind_loopback("demo MCP server").await?;
+        let address = listener.local_addr().map_err(|source| DemoError::Bind {
+            what: "demo MCP server",
+            source,
+        })?;
+        serve(listener, move |request| {
+            let merchant = merchant.clone();
+            async move { handle(&merchant, request).await }
+        });
+        Ok(McpShop { address })
+    }
+
+    /// The MCP endpoint's URL.
+    pub(super) fn url(&self) -> String {
+        format!("http://{}{MCP_PATH}", self.address)
+    }
+}
+
 /// Answers one JSON-RPC POST.
-pub(super) async fn handle(
-    merchant: &Merchant,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn handle(merchant: &Merchant, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let body = match read_body(request.into_body()).await {
         Ok(body) => body,
         Err(reason) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": reason})),

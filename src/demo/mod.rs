@@ -35,6 +35,7 @@ pub(crate) use error::DemoError;
 use facilitator::Facilitator;
 use launch::{PurserFiles, PurserProcess};
 use merchant::Merchant;
+use merchant_mcp::McpShop;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -114,6 +115,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
 async fn run_steps(args: &DemoArgs, workspace: &Workspace) -> Result<(), DemoError> {
     let facilitator = Facilitator::start().await?;
     let merchant = Merchant::start(facilitator.clone()).await?;
+    let mcp = McpShop::start(merchant.clone()).await?;
     let policy = demo_policy(&facilitator.refund_endpoint())?;
     let files = workspace.files();
     std::fs::write(&files.policy, policy).map_err(|source| DemoError::Workspace {
@@ -123,7 +125,7 @@ async fn run_steps(args: &DemoArgs, workspace: &Workspace) -> Result<(), DemoErr
     let mut purser = tokio::task::spawn_blocking(move || PurserProcess::start(&files))
         .await
         .map_err(|e| DemoError::Launch(format!("cannot start Purser: {e}")))??;
-    let stage = script::Stage::new(&purser, merchant, facilitator, args.pause_at_hold);
+    let stage = script::Stage::new(&purser, merchant, mcp, facilitator, args.pause_at_hold);
     introduce(&stage, &purser, workspace);
     let steps = tokio::select! {
         outcome = run_all(&stage) => outcome,
@@ -188,7 +190,12 @@ fn introduce(stage: &script::Stage, purser: &PurserProcess, workspace: &Workspac
         (
             "Merchant",
             format!("http://{}", stage.merchant.address),
-            "demo shop, x402 v2 and v1 challenges, a paid MCP tool".to_string(),
+            "demo shop, x402 v2 and v1 challenges".to_string(),
+        ),
+        (
+            "MCP server",
+            format!("http://{}", stage.mcp.address),
+            "the shop's paid MCP tool at /mcp, x402 over MCP".to_string(),
         ),
         (
             "Facilitator",

@@ -14,6 +14,7 @@ use super::facilitator::Facilitator;
 use super::http::Reply;
 use super::launch::PurserProcess;
 use super::merchant::{Merchant, Product, ANALYST_NOTES, CATALOG_PATH, MARKET_SNAPSHOT};
+use super::merchant_mcp::McpShop;
 use super::narrative::{self, detail, more, passed, say, usd, why};
 use http::StatusCode;
 use serde_json::Value;
@@ -35,6 +36,8 @@ pub(super) struct Stage {
     pub tools_agent: Agent,
     pub admin: Admin,
     pub merchant: Merchant,
+    /// The shop's MCP server (its paid tool).
+    pub mcp: McpShop,
     pub facilitator: Facilitator,
     pub pause_at_hold: bool,
 }
@@ -68,6 +71,7 @@ impl Stage {
     pub(super) fn new(
         purser: &PurserProcess,
         merchant: Merchant,
+        mcp: McpShop,
         facilitator: Facilitator,
         pause_at_hold: bool,
     ) -> Stage {
@@ -78,6 +82,7 @@ impl Stage {
                 address: purser.admin,
             },
             merchant,
+            mcp,
             facilitator,
             pause_at_hold,
         }

@@ -37,7 +37,7 @@ pub(super) async fn mcp_tool_call(stage: &Stage) -> Result<(), DemoError> {
         agent.session_id,
         usd(price)
     ));
-    let url = stage.merchant.url(MCP_PATH);
+    let url = stage.mcp.url();
     let settled_before = stage.facilitator.settlements().len();
     let seen_before = stage.merchant.payments_seen();
 
