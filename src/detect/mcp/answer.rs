@@ -55,6 +55,8 @@ enum Framing {
         /// Bytes fed since the last event ended: what the parser may be holding.
         since_event: usize,
     },
+    /// Answered: the buffers are let go while the rest of the answer streams past.
+    Done,
 }
 
 impl AnswerReader {
@@ -97,8 +99,12 @@ impl AnswerReader {
                 input.push(Bytes::copy_from_slice(chunk));
                 feed_events(events, since_event, chunk.len(), &self.id)
             }
+            Framing::Done => None,
         };
-        self.done = answered.is_some();
+        if answered.is_some() {
+            self.done = true;
+            self.framing = Framing::Done;
+        }
         answered
     }
 
@@ -118,7 +124,9 @@ impl AnswerReader {
                 let mut since = 0;
                 feed_events(events, &mut since, 0, &self.id)
             }
+            Framing::Done => None,
         };
+        self.framing = Framing::Done;
         Some(answered.unwrap_or_else(|| {
             Answered::Unreadable("the answer ended without a response to the call".into())
         }))
