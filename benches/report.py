@@ -371,6 +371,7 @@ class Report:
                        f"{num(v['decisions'], 0)}, settlements {num(v['settlements'], 0)}, errors {num(v['errors'], 0)}, "
                        f"verify {'ok' if v['verify_ok'] == 1 else 'FAILED'}")
         self.paid_approvals()
+        self.paid_mcp()
         self.paid_holds()
         self.paid_recovery()
         profile = self.meta.get("paid_profile")
@@ -400,6 +401,25 @@ class Report:
                      f"{num(a['negatives'], 0)} (counted as 0; earliest {ms(a['min_raw_us'])} ms)",
                      ms(a["approve_rtt_p50_us"])]], "r" * 7)
         self.w("", "Target: ≤ 2 ms median.")
+
+    def paid_mcp(self):
+        d = self.data
+        rows = [(key, label) for key, label in (("mcp", "durable (fsync), event-stream answers"),
+                                                ("mcp-nofsync-json", "--trace-no-fsync, JSON answers"))
+                if d.has("paid", key)]
+        if not rows:
+            return
+        self.w("", "### A paid MCP tool call", "", f"{num(d.med('paid', rows[0][0], 'n'), 0)} x402-over-MCP paid "
+               "`tools/call`s each way, one at a time, straight to the kit's stub MCP merchant and through Purser "
+               "alternately, in one run (`bench mcp`); each timed from sending to the whole JSON-RPC answer, with "
+               "its receipt, read.", "")
+        self.table(["Purser", "direct p50 (µs)", "through Purser p50 (µs)", "added p50 (µs)", "direct p99 (µs)",
+                    "through Purser p99 (µs)", "errors"],
+                   [[label, *(num(d.med("paid", key, m), 1) for m in
+                              ("direct_p50_us", "proxied_p50_us", "added_p50_us", "direct_p99_us", "proxied_p99_us")),
+                     num(d.med("paid", key, "errors"), 0)] for key, label in rows], "l" + "r" * 6)
+        added = d.med("paid", "mcp", "added_p50_us")
+        self.w("", f"Target: ≤ 0.5 ms added p50 (durable): {met(added, 500, higher_is_better=False)}.")
 
     def paid_holds(self):
         d, n = self.data, f"{self.s('PAID_HOLDS', 1000):,.0f}"

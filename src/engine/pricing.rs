@@ -52,8 +52,20 @@ pub struct PricedPayment {
     pub quoted: bool,
 }
 
+use crate::detect::FoundPayment;
 /// Which header carried the payment (found by [`crate::detect`]).
 pub use crate::detect::PaymentHeader;
+
+/// Parses the payment the detector found: a header's value, or the JSON of an MCP
+/// call's `_meta` payment (x402 over MCP, priced exactly as an x402 header).
+pub fn parse_found(found: &FoundPayment<'_>) -> Result<Payment, Rejection> {
+    match found {
+        FoundPayment::Header(header) => parse(header.kind, header.value.as_bytes()),
+        FoundPayment::Meta(meta) => {
+            x402::parse_payment_json(meta.json.get().as_bytes()).map_err(Rejection::from)
+        }
+    }
+}
 
 /// Parses the header's value.
 pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Rejection> {

@@ -27,6 +27,7 @@ pub(super) fn base_record(
         method: Some(facts.method.clone()),
         host: Some(facts.host.clone()),
         path: Some(facts.path.clone()),
+        mcp_tool: facts.mcp_tool.clone(),
         policy_digest: Some(policy.digest.clone()),
         purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
@@ -81,11 +82,9 @@ pub(super) fn decision_record(
     record.resource_digest = Some(facts.resource_digest());
     record.phase = Some(phase);
     record.tier = evaluation.tier.clone();
-    let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
+    let tool = facts.tool(policy);
     record.tool = tool.map(|t| t.name.clone());
-    record.category = policy
-        .category_for(tool, &facts.host, facts.port, &facts.path)
-        .map(str::to_string);
+    record.category = facts.category(policy, tool).map(str::to_string);
     record.rules = evaluation
         .checks
         .iter()

@@ -12,12 +12,14 @@
 //!   however it arrived ([`arrival`]): who is asking ([`authenticate`],
 //!   [`agent_connections`]), where it goes ([`destination`], [`target`]), protocol
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
-//!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]);
+//!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]), an MCP
+//!   tool call's answer ([`mcp_answer`]);
 //! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
 //!   Purser's own [`outbound`] client for webhooks and refund requests, and the
 //!   [`chain_rpc`] client chain reconciliation asks nodes through;
 //! * shared pieces: [`settings`], [`state`] (what every connection shares),
-//!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`].
+//!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`]; refusals are spelled
+//!   by [`render`] (plain HTTP) and [`render_jsonrpc`] (an MCP tool call).
 
 pub mod admission;
 pub mod agent_connections;
@@ -36,9 +38,11 @@ pub mod forward;
 pub mod headers;
 pub mod inspect_body;
 pub mod leaf_cache;
+pub mod mcp_answer;
 pub mod mitm;
 pub mod outbound;
 pub mod render;
+pub mod render_jsonrpc;
 pub mod server;
 pub mod service;
 pub mod settings;

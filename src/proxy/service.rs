@@ -78,16 +78,18 @@ pub fn serve(
             if let Some(refusal) = exchange.refuse_switch(request.headers()) {
                 break 'answered refusal;
             }
-            // Detector, on the body: a payment in a JSON body is refused before anything
+            // Detector, on the body: an MCP tool call is read whole (its payment goes to
+            // the engine); any other payment in a JSON body is refused before anything
             // leaves, or the body is cut off before the chunk that carries it.
             let watch = match exchange.inspect_body(&mut request).await {
                 Ok(watch) => watch,
                 Err(refusal) => break 'answered refusal,
             };
-            // Decision: a request the detector flagged goes through the engine, which
-            // forwards it with a ticket, holds it, or answers it.
+            // Decision: a request the detector flagged (on its head, or an MCP tool call
+            // with a payment in its body) goes through the engine, which forwards it
+            // with a ticket, holds it, or answers it.
             let mut ticket = None;
-            if governed {
+            if governed || exchange.carries_body_payment() {
                 match exchange.decide(&mut request).await {
                     Ok(granted) => ticket = granted,
                     Err(answer) => break 'answered answer,

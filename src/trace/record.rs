@@ -89,6 +89,9 @@ pub struct TraceRecord {
     /// The request's path as sent, without the query (cut and hashed past its bound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The MCP tool called (`params.name`), for a payment in an MCP tool call (cut if long).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
     /// The payment's x402 version, `1` or `2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x402_version: Option<u8>,

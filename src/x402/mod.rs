@@ -36,14 +36,17 @@ pub mod wire;
 
 pub use address::{normalize_address, same_address};
 pub use assets::{max_payment_usd, price, AssetInfo, AssetTable, Price};
-pub use challenge::{parse_challenge_v1_body, parse_challenge_v2_header, Challenge, Requirement};
+pub use challenge::{
+    parse_challenge_json, parse_challenge_v1_body, parse_challenge_v2_header, Challenge,
+    Requirement,
+};
 pub use decode::{MAX_CHALLENGE_BODY_BYTES, MAX_PAYMENT_HEADER_BYTES};
 pub use error::X402Error;
 pub(crate) use hex::hex;
 pub use network::canonical_network;
 pub use onchain::{ChainAuthorization, TransferMethod};
-pub use payment::{parse_payment_v1, parse_payment_v2, Payment, PaymentKind};
-pub use receipt::{parse_receipt, Receipt};
+pub use payment::{parse_payment_json, parse_payment_v1, parse_payment_v2, Payment, PaymentKind};
+pub use receipt::{parse_receipt, parse_receipt_json, Receipt};
 pub use replay_key::ReplayKey;
 
 #[cfg(test)]

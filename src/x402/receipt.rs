@@ -11,6 +11,7 @@
 use super::decode::decode_header_json;
 use super::error::X402Error;
 use super::fields::Obj;
+use serde_json::Value;
 
 /// A parsed settlement receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,13 @@ pub struct Receipt {
 /// Parses a receipt header of either version.
 pub fn parse_receipt(header: &[u8]) -> Result<Receipt, X402Error> {
     let (json, _) = decode_header_json(header)?;
-    let root = Obj::root(&json, "the payment receipt")?;
+    parse_receipt_json(&json)
+}
+
+/// Parses a receipt given as a JSON object: x402 over MCP puts it in a tool result's
+/// `_meta["x402/payment-response"]`.
+pub fn parse_receipt_json(json: &Value) -> Result<Receipt, X402Error> {
+    let root = Obj::root(json, "the payment receipt")?;
     Ok(Receipt {
         success: root.boolean("success")?,
         payer: root.opt_string("payer")?,
