@@ -79,6 +79,9 @@ pub struct PolicyFile {
     /// `limits`: the memory one agent, or all of them, can make Purser use.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `transparent`: the identity of connections the kernel redirected to Purser.
+    #[serde(default)]
+    pub transparent: Option<super::transparent::TransparentSection>,
 }
 
 /// `limits`: how much one agent, or all of them, can make Purser keep in memory. Holds

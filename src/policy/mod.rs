@@ -14,6 +14,7 @@
 //!   sizes, endpoint patterns).
 //! * `tunnel`, `file`: the file's shape as written (serde types that refuse unknown keys).
 //! * `settings`: the compiled parts a [`Policy`] holds (rules, tiers, budgets, limits...).
+//! * `transparent`: the identity of redirected connections, and what passes them unread.
 //! * `egress`: which IP addresses agents may not reach, and what a connection really reaches.
 //! * `identity`: agents, their credentials and authentication.
 //! * `error`: [`PolicyError`] and how a message finds its `file:line:column`.
@@ -32,6 +33,7 @@ mod phase;
 pub mod route;
 pub mod rules;
 mod settings;
+pub mod transparent;
 mod tunnel;
 pub mod values;
 
@@ -46,6 +48,7 @@ pub use settings::{
     ApprovalMode, ApprovalSettings, Category, CompensationSettings, CompiledBudget, Gates, Limits,
     MemoryLimits, NotificationSettings, PhasePolicy, Rule, Tier, Tool, X402Settings,
 };
+pub use transparent::{Passthrough, Transparent};
 pub use tunnel::TunnelEntry;
 
 use arc_swap::ArcSwap;
@@ -98,6 +101,8 @@ pub struct Policy {
     pub egress: EgressRules,
     /// Bounds on the memory agents can make Purser use.
     pub limits: MemoryLimits,
+    /// Who redirected connections speak for (`transparent`); `None` refuses them.
+    pub transparent: Option<Transparent>,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }

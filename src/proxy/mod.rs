@@ -13,6 +13,9 @@
 //!   [`agent_connections`]), where it goes ([`destination`], [`target`]), protocol
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
 //!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]);
+//! * redirected connections: [`transparent`] serves what the kernel redirected to Purser
+//!   (`--transparent-listen`), through the same service, to the original destination
+//!   ([`pinned`]);
 //! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
 //!   Purser's own [`outbound`] client for webhooks and refund requests;
 //! * shared pieces: [`settings`], [`state`] (what every connection shares),
@@ -36,6 +39,7 @@ pub mod inspect_body;
 pub mod leaf_cache;
 pub mod mitm;
 pub mod outbound;
+pub mod pinned;
 pub mod render;
 pub mod server;
 pub mod service;
@@ -44,6 +48,7 @@ pub mod shutdown;
 pub mod sniff;
 pub mod state;
 pub mod target;
+pub mod transparent;
 pub mod trust_bundle;
 pub mod tunnel;
 pub mod upgrade;
