@@ -133,6 +133,17 @@ impl World {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("purser.log")).unwrap_or_default()
     }
+
+    /// Whether Purser's log says `text`, waiting (bounded) for its writer to catch up.
+    fn logged(&self, text: &str) -> bool {
+        for _ in 0..200 {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        false
+    }
 }
 
 fn path(path: &Path) -> &str {

@@ -1,5 +1,6 @@
-//! The first flight of redirected TLS: Purser reads the agent's ClientHello before it
-//! answers, to learn the name the agent asked for (SNI).
+//! The first flight of a redirected connection, read before Purser answers: the TLS
+//! ClientHello, for the name the agent asked for (SNI), or the start of an HTTP request
+//! line ([`request_line`]).
 //!
 //! Behind `CONNECT` the agent names its host before TLS starts; a redirected connection
 //! names it only inside the ClientHello. rustls's [`Acceptor`] parses it (Purser never
@@ -71,6 +72,41 @@ async fn read_until_complete<S: AsyncRead + Unpin>(agent: &mut S, seen: &mut Vec
             Err((error, _alert)) => return Hello::Broken(error.to_string()),
         }
     }
+}
+
+/// The longest method token [`request_line`] waits for.
+const MAX_METHOD: usize = 20;
+
+/// Whether plaintext opens an HTTP/1.1 request line: a method (an upper-case token) and a
+/// space, under `wait`. Returns the answer and the bytes read to give it, to be replayed.
+///
+/// Two upper-case bytes are not enough on a redirected connection, where other protocols
+/// arrive too: `SSH-2.0-...` starts like a method, and a spliced passthrough must never
+/// carry HTTP Purser could have read.
+pub(super) async fn request_line<S: AsyncRead + Unpin>(
+    agent: &mut S,
+    wait: Duration,
+) -> (bool, Vec<u8>) {
+    let mut seen: Vec<u8> = Vec::with_capacity(MAX_METHOD + 1);
+    let reading = tokio::time::timeout(wait, async {
+        let mut chunk = [0u8; MAX_METHOD + 1];
+        loop {
+            let token = seen.iter().take_while(|b| b.is_ascii_uppercase()).count();
+            match seen.get(token) {
+                Some(b' ') => return token > 0,
+                Some(_) => return false,
+                None if token >= MAX_METHOD => return false,
+                None => {}
+            }
+            let room = MAX_METHOD + 1 - seen.len();
+            match agent.read(&mut chunk[..room]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(read) => seen.extend_from_slice(&chunk[..read]),
+            }
+        }
+    });
+    let http = reading.await.unwrap_or(false);
+    (http, seen)
 }
 
 /// A stream with bytes already read from it put back in front; the copy is freed once
@@ -198,6 +234,29 @@ mod tests {
             matches!(hello, Hello::Broken(_)),
             "a truncated record: {hello:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_method_and_a_space_open_a_request_line() {
+        for (bytes, http) in [
+            (&b"GET / HTTP/1.1\r\n"[..], true),
+            (b"PROPFIND /x HTTP/1.1\r\n", true),
+            (b"SSH-2.0-OpenSSH_9.2\r\n", false),
+            (b"get / HTTP/1.1\r\n", false),
+            (b" GET", false),
+            (b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false),
+            (b"GET", false),
+        ] {
+            let (mut agent, mut purser) = tokio::io::duplex(64);
+            agent.write_all(bytes).await.unwrap();
+            drop(agent);
+            let (found, seen) = request_line(&mut purser, Duration::from_secs(5)).await;
+            assert_eq!(found, http, "{bytes:?}");
+            assert!(
+                bytes.starts_with(&seen),
+                "only bytes the agent sent are kept"
+            );
+        }
     }
 
     #[tokio::test]

@@ -12,10 +12,10 @@
 //! 2. the original destination, from `SO_ORIGINAL_DST` (IPv4 and IPv6). A connection
 //!    whose original destination is one of Purser's own listeners is refused: nothing
 //!    loops, and an agent cannot reach the admin API by way of the redirect;
-//! 3. the first bytes ([`super::sniff`]): a TLS ClientHello is intercepted by the name it
+//! 3. the first bytes ([`super::sniff`], [`hello`]): a TLS ClientHello is intercepted by the name it
 //!    asks for ([`hello`]; a leaf is minted for that name, and upstream TLS is verified
-//!    for it), or spliced when that name is a `tunnel` host; plain HTTP is served by its
-//!    `Host`. Both go to the proxy's one service as [`Arrival::Transparent`], with the same
+//!    for it), or spliced when that name is a `tunnel` host; plain HTTP (a method and a space) is
+//!    served by its `Host`. Both go to the proxy's one service as [`Arrival::Transparent`], with the same
 //!    detector, decision, holds and traces as any proxied request, and leave for the
 //!    original destination's address ([`super::pinned`]);
 //! 4. anything Purser cannot read (TLS without SNI, a protocol that is neither TLS nor
@@ -177,12 +177,14 @@ async fn dispatch(
                 }
             }
         }
-        Opening::Plaintext if sniff::looks_like_http(&agent) => {
-            let redirected = redirected(pass, original, None);
-            serve_http(state, agent, redirected, false).await;
-        }
         Opening::Plaintext => {
-            unreadable(state, agent, pass, original, "neither TLS nor HTTP").await
+            let (http, seen) = Box::pin(hello::request_line(&mut agent, wait)).await;
+            let agent = Replayed::new(seen, agent);
+            if http {
+                serve_http(state, agent, redirected(pass, original, None), false).await;
+            } else {
+                unreadable(state, agent, pass, original, "neither TLS nor HTTP").await;
+            }
         }
         Opening::Closed => {}
     }
