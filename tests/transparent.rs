@@ -329,9 +329,7 @@ fn what_purser_cannot_read_is_refused_unless_listed_and_nothing_loops() {
             .is_empty(),
         "the refused connection never reached its destination"
     );
-    assert!(world
-        .log()
-        .contains("refusing a redirected connection Purser cannot read"));
+    assert!(world.logged("refusing a redirected connection Purser cannot read"));
     // The same bytes to the listed destination are spliced, unread.
     let listed = raw(7001);
     assert_eq!(listed.stdout, b"\x00\x01raw bytes\n", "{listed:?}");
@@ -358,9 +356,7 @@ fn what_purser_cannot_read_is_refused_unless_listed_and_nothing_loops() {
     );
     let looped = bash_as_agent(&world, &loop_back);
     assert_eq!(String::from_utf8_lossy(&looped.stdout), "000", "{looped:?}");
-    assert!(world
-        .log()
-        .contains("refusing a redirected connection to Purser's own listener"));
+    assert!(world.logged("refusing a redirected connection to Purser's own listener"));
 
     // The agent cannot take the rules out; applying them again does not stack them.
     let removal = world
