@@ -23,10 +23,8 @@
 //! never spliced here, so a listed destination is the operator's word that it is not a
 //! merchant (a database, a broker), as a `tunnel` entry is for a certificate-pinned host.
 
-use super::file::AgentEntry;
-use super::identity::{valid_name, DEFAULT_SESSION};
-use super::Identity;
-use serde::Deserialize;
+use super::file::{AgentEntry, TransparentSection};
+use super::identity::{valid_name, Identity, DEFAULT_SESSION};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -35,23 +33,6 @@ use std::sync::Arc;
 /// The request header that picks a session of the transparent agent, where the policy
 /// lets it (`session_header: true`). Purser strips it either way.
 pub const SESSION_HEADER: &str = "x-purser-session";
-
-/// `transparent`, as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransparentSection {
-    /// The agent every redirected connection speaks for.
-    pub agent: String,
-    /// Its session, unless a request picks another; `default` when absent.
-    #[serde(default)]
-    pub session: Option<String>,
-    /// Whether `X-Purser-Session` may pick another session of the agent.
-    #[serde(default)]
-    pub session_header: bool,
-    /// `host:port` or `IP:port` destinations whose unreadable traffic is spliced.
-    #[serde(default)]
-    pub passthrough: Vec<String>,
-}
 
 /// The compiled `transparent` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
