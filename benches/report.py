@@ -547,10 +547,35 @@ class Report:
                                                                "panels": panels})
         self.end_section("findings")
 
+    # ------------------------------------------------------------ transparent
+    def transparent(self):
+        d, conns, hs = self.data, int(self.s("CONNS", 16)), int(self.s("HS_CONNS", 16))
+        self.w("## 6. Transparent mode", "")
+        self.w("HTTPS to `bench origin` (a test CA's certificate for `localhost`) inside a network namespace the run "
+               "makes, from a load generator running as its own uid. **transparent**: no proxy settings; "
+               "`purser redirect --apply` sends that uid's TCP to `--transparent-listen`, which intercepts by SNI and "
+               "connects to the original destination. **HTTPS_PROXY**: the same load generator, the same Purser, "
+               f"through `CONNECT` to the proxy listener. Keep-alive: {conns} connections, `GET`s back to back; new "
+               f"handshakes: {hs} workers opening, handshaking and closing connections (cached leaf). Needs root.", "")
+        if not d.has("transparent", "transparent"):
+            self.end_section("transparent")
+            return
+        labels = {"transparent": "**transparent** (redirected)", "proxy": "HTTPS_PROXY (CONNECT)"}
+        self.table(["path", "keep-alive req/s", "new TLS handshakes/s"],
+                   [[labels[t], cell(d, "transparent", t, "tls_rps", digits=0), cell(d, "transparent", t, "hs_per_s", digits=0)]
+                    for t in ("transparent", "proxy") if d.has("transparent", t)])
+        rps, r_rps = ratio_cell(d, "transparent", "transparent", "proxy", "tls_rps")
+        hs_text, r_hs = ratio_cell(d, "transparent", "transparent", "proxy", "hs_per_s")
+        self.w("", "transparent ÷ HTTPS_PROXY (ratio of medians, per-run range):", "")
+        self.table(["keep-alive req/s", "new TLS handshakes/s"], [[rps, hs_text]], "rr")
+        self.summary.append(("transparent vs HTTPS_PROXY, keep-alive req/s", "≥ 0.90×", rps, met(r_rps, 0.9)))
+        self.summary.append(("transparent vs HTTPS_PROXY, new TLS handshakes/s", "≥ 0.90×", hs_text, met(r_hs, 0.9)))
+        self.end_section("transparent")
+
     # ------------------------------------------------------------ all
     def render(self):
         m = self.meta
-        for name in ("plain", "mitm", "paid", "memory", "findings"):
+        for name in ("plain", "mitm", "paid", "memory", "findings", "transparent"):
             if name in self.sections:
                 getattr(self, name)()
         body, self.out = self.out, []

@@ -27,6 +27,8 @@
 //!   every request passes, rendering, the upstream client.
 //! * `admin`: the admin API, the console and `/metrics`.
 //! * [`app`]: `purser run`, assembling the above.
+//! * `redirect`: `purser redirect`, the nftables rules that send an agent's traffic to
+//!   the transparent listener.
 //! * `demo`: `purser demo`, a governed workflow end to end on loopback.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
 //!
@@ -50,6 +52,7 @@ pub mod outbound;
 pub mod policy;
 #[doc(hidden)]
 pub mod proxy;
+pub(crate) mod redirect;
 #[doc(hidden)]
 pub mod store;
 #[doc(hidden)]

@@ -28,6 +28,7 @@ const RANKS: &[(&str, u8)] = &[
     ("proxy", 7),
     ("admin", 8),
     ("app", 9),
+    ("redirect", 9),
     ("demo", 10),
     ("cli", 11),
 ];

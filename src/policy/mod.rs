@@ -14,6 +14,7 @@
 //!   sizes, endpoint patterns).
 //! * `tunnel`, `file`: the file's shape as written (serde types that refuse unknown keys).
 //! * `settings`: the compiled parts a [`Policy`] holds (rules, tiers, budgets, limits...).
+//! * `transparent`: the identity of redirected connections, and what passes them unread.
 //! * `egress`: which IP addresses agents may not reach, and what a connection really reaches.
 //! * `identity`: agents, their credentials and authentication.
 //! * `error`: [`PolicyError`] and how a message finds its `file:line:column`.
@@ -34,6 +35,7 @@ mod phase;
 pub mod route;
 pub mod rules;
 mod settings;
+pub mod transparent;
 mod tunnel;
 pub mod values;
 
@@ -49,6 +51,7 @@ pub use settings::{
     ApprovalMode, ApprovalSettings, Category, CompensationSettings, CompiledBudget, Gates, Limits,
     MemoryLimits, NotificationSettings, PhasePolicy, Rule, Tier, Tool, X402Settings,
 };
+pub use transparent::{Passthrough, Transparent};
 pub use tunnel::TunnelEntry;
 
 use arc_swap::ArcSwap;
@@ -103,6 +106,8 @@ pub struct Policy {
     pub limits: MemoryLimits,
     /// EVM nodes unknown payments are reconciled with (`chains`).
     pub chains: ChainSettings,
+    /// Who redirected connections speak for (`transparent`); `None` refuses them.
+    pub transparent: Option<Transparent>,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }

@@ -11,6 +11,7 @@ use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::inspect_body::{self, BodyWatch, Inspected};
 use super::mcp_answer;
+use super::pinned::OriginalDestination;
 use super::render;
 use super::render_jsonrpc::{self, MCP_SESSION_HEADER};
 use super::state::ProxyState;
@@ -311,7 +312,14 @@ async fn send(
     if let Err(reason) = prepare_request(&mut request, target, upgrade) {
         return answers::error(ErrorCode::BadRequest, reason);
     }
-    let client = state.upstream.agent_client(upgrade);
+    // From the transparent listener: to the address the agent's connection was going to.
+    let pinned = request.extensions().get::<OriginalDestination>().copied();
+    let client = match pinned {
+        Some(OriginalDestination(address)) => {
+            std::borrow::Cow::Owned(state.upstream.pinned_client(address, upgrade))
+        }
+        None => std::borrow::Cow::Borrowed(state.upstream.agent_client(upgrade)),
+    };
     let mut response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {

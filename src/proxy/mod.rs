@@ -14,6 +14,9 @@
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
 //!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]), an MCP
 //!   tool call's answer ([`mcp_answer`]);
+//! * redirected connections: [`transparent`] serves what the kernel redirected to Purser
+//!   (`--transparent-listen`), through the same service, to the original destination
+//!   ([`pinned`]);
 //! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
 //!   Purser's own [`outbound`] client for webhooks and refund requests, and the
 //!   [`chain_rpc`] client chain reconciliation asks nodes through;
@@ -41,6 +44,7 @@ pub mod leaf_cache;
 pub mod mcp_answer;
 pub mod mitm;
 pub mod outbound;
+pub mod pinned;
 pub mod render;
 pub mod render_jsonrpc;
 pub mod server;
@@ -50,6 +54,7 @@ pub mod shutdown;
 pub mod sniff;
 pub mod state;
 pub mod target;
+pub mod transparent;
 pub mod trust_bundle;
 pub mod tunnel;
 pub mod upgrade;

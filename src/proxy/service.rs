@@ -3,7 +3,9 @@
 //!
 //! The agent's own connection ([`super::server`]) calls it for each request; a `CONNECT`
 //! that Purser intercepts ([`super::connect`], [`super::mitm`]) calls it again for each
-//! request inside the tunnel, with the tunnel as the arrival. The connection servers
+//! request inside the tunnel, with the tunnel as the arrival. The transparent listener
+//! ([`super::transparent`]) calls it for each request on a connection the kernel
+//! redirected. The connection servers
 //! know nothing of policy, the engine or the upstream; the layers here know nothing of
 //! sockets, TLS or how the bytes were framed.
 //!
@@ -16,8 +18,10 @@ use super::arrival::Arrival;
 use super::body::request_body;
 use super::forward::Exchange;
 use super::headers::detach_head;
+use super::pinned::OriginalDestination;
 use super::state::ProxyState;
 use super::{authenticate, connect, destination};
+use crate::policy::transparent::SESSION_HEADER;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -60,6 +64,13 @@ pub fn serve(
         let slot = connection.take_slot();
         let tunnel = connect::open(state.clone(), request, target, identity, slot, serve);
         return Answering::later(tunnel.instrument(span));
+    }
+    // Transparent: the request goes to the address the agent's connection was going to
+    // ([`super::pinned`]); the header that picked its session stays here.
+    if let Arrival::Transparent(redirected) = arrival {
+        request.headers_mut().remove(SESSION_HEADER);
+        let original = OriginalDestination(redirected.original);
+        request.extensions_mut().insert(original);
     }
     // Metrics: a request counted, by the scheme it leaves with.
     state.metrics.request(target.https);
