@@ -16,7 +16,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
-use crate::store::{Embedded, SharedStore};
+use crate::store::{Embedded, FleetSettings, Postgres, SharedStore, StoreSetupError};
 use crate::telemetry::metrics::Metrics;
 use crate::trace::{log_files, TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
@@ -54,6 +54,9 @@ pub struct RunConfig {
     pub upstream: UpstreamSettings,
     /// Connection workers (threads serving agents); 0 means one per core.
     pub workers: usize,
+    /// The fleet store (`--store`); `None` keeps state in this process (the embedded
+    /// default).
+    pub store: Option<FleetSettings>,
 }
 
 /// Why Purser could not start.
@@ -88,6 +91,9 @@ pub enum RunError {
     /// The connection workers could not be started.
     #[error("{0}")]
     Workers(#[from] WorkerError),
+    /// The fleet store could not be reached or set up.
+    #[error("{0}")]
+    Store(#[from] StoreSetupError),
     /// The `SIGHUP`/`SIGTERM`/`SIGINT` handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -132,8 +138,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // leave through the client that is not held to the policy's `egress` section.
     let outbound: SharedOutbound = Arc::new(upstream.internal_client.clone());
     let notifier = Notifier::start(policy.clone(), outbound.clone());
-    // The one place the store is chosen: in memory, rebuilt from the proof log below.
-    let store: SharedStore = Arc::new(Embedded::new());
+    // The one place the store is chosen: in memory, rebuilt from the proof log below, or
+    // the fleet's, in PostgreSQL (which rebuilds nothing: it is the truth).
+    let store: SharedStore = match &config.store {
+        None => Arc::new(Embedded::new()),
+        Some(fleet) => Arc::new(Postgres::connect(fleet, policy.current().limits, &trace).await?),
+    };
     let engine = Arc::new(
         Engine::new(
             policy.clone(),

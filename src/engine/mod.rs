@@ -252,6 +252,16 @@ impl Engine {
         self.shared.trace.path()
     }
 
+    /// The fleet's latest proof-log lines matching `filter`, when the store keeps every
+    /// replica's (`None`: read this process's own file).
+    pub async fn fleet_traces(
+        &self,
+        filter: &crate::trace::filter::TraceFilter,
+        limit: usize,
+    ) -> Option<Result<Vec<crate::trace::TraceRecord>, String>> {
+        self.shared.store.fleet_traces(filter, limit).await
+    }
+
     /// The proof log's figures, for `/metrics`.
     pub fn trace_figures(&self) -> &TraceFigures {
         self.shared.trace.figures()
