@@ -64,6 +64,8 @@ pub struct Postgres {
     limits: parking_lot::Mutex<MemoryLimits>,
     holds: Arc<Holds>,
     paid: PaidCache,
+    peeks: unknowns::Peeks,
+    views: money::Views,
 }
 
 impl Postgres {
@@ -97,6 +99,8 @@ impl Postgres {
             limits: parking_lot::Mutex::new(limits),
             holds,
             paid: PaidCache::default(),
+            peeks: unknowns::Peeks::default(),
+            views: money::Views::default(),
         })
     }
 
@@ -117,6 +121,9 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 impl Store for Postgres {
     fn budget(&self, session: &str, agent: &str) -> Op<'_, BudgetView> {
         let (session, agent) = (session.to_string(), agent.to_string());
+        if let Some(view) = self.views.take(&session, &agent) {
+            return Op::ready(view);
+        }
         Op::pending(async move {
             money::budget(&self.link, &self.writes, &session, &agent)
                 .await
@@ -183,6 +190,7 @@ impl Store for Postgres {
         Op::pending(money::decide_in(
             &self.batchers,
             &self.writes,
+            &self.views,
             session,
             request,
             judge,
@@ -229,6 +237,9 @@ impl Store for Postgres {
     }
 
     fn first_seen_replay_key(&self, keys: &[String], now: u64) -> Op<'_, Option<usize>> {
+        if let Some(seen) = self.peeks.take(keys) {
+            return Op::ready(keys.iter().position(|key| seen.contains(key)));
+        }
         let keys = keys.to_vec();
         Op::pending(async move {
             let now = now as i64;
@@ -281,7 +292,7 @@ impl Store for Postgres {
         // Asked now: the closure is borrowed only for this call.
         let identity = identity();
         Op::pending(async move {
-            unknowns::claim_retry(&self.link, &self.writes, &keys, identity).await
+            unknowns::claim_retry(&self.link, &self.writes, &self.peeks, &keys, identity).await
         })
     }
 

@@ -16,8 +16,38 @@ use crate::ledger::{Account, BudgetView, Level, OverBudget, ReservationId, Reser
 use crate::policy::rules::Phase;
 use crate::store::interface::Judge;
 use crate::store::session::Session;
-use dashmap::DashSet;
+use dashmap::{DashMap, DashSet};
 use rust_decimal::Decimal;
+use std::time::{Duration, Instant};
+
+/// The accounts as each session's latest decision left them, for the decision's own
+/// proof-log line (read once, right after): that line then costs no round trip.
+#[derive(Default)]
+pub(crate) struct Views {
+    latest: DashMap<String, (String, BudgetView, Instant)>,
+}
+
+/// How long a decision's view stands in for a read of the store.
+const VIEW_FRESH: Duration = Duration::from_millis(500);
+
+impl Views {
+    /// The view the session's latest decision left, once and only while fresh.
+    pub(super) fn take(&self, session: &str, agent: &str) -> Option<BudgetView> {
+        let (_, (owner, view, at)) = self.latest.remove(session)?;
+        (owner == agent && at.elapsed() < VIEW_FRESH).then_some(view)
+    }
+
+    fn keep(&self, session: &str, agent: &str, view: BudgetView) {
+        if self.latest.len() > 10_000 {
+            self.latest
+                .retain(|_, (_, _, at)| at.elapsed() < VIEW_FRESH);
+        }
+        self.latest.insert(
+            session.to_string(),
+            (agent.to_string(), view, Instant::now()),
+        );
+    }
+}
 
 /// Recipients each agent is known to have paid (a cache: it only ever grows).
 #[derive(Default)]
@@ -92,6 +122,7 @@ pub(super) async fn has_paid(link: &Link, cache: &PaidCache, agent: &str, pay_to
 pub(super) async fn decide_in(
     batchers: &Batchers,
     writes: &Writes,
+    views: &Views,
     session: &Session,
     request: ReserveRequest<'_>,
     judge: &mut dyn Judge,
@@ -128,6 +159,11 @@ pub(super) async fn decide_in(
     };
     judge.judge(&mut state, view, &mut book);
     drop(state);
+    views.keep(
+        request.session,
+        request.agent,
+        after(view, booked.then_some(request.amount)),
+    );
     if refused.is_none() && !booked {
         // Judged not to go (or held back by a rule): the room is given back.
         writes.push(Write::Settle {
@@ -136,6 +172,16 @@ pub(super) async fn decide_in(
             unknown: None,
         });
     }
+}
+
+/// The view once `booked` (if anything) is reserved at every level.
+fn after(mut view: BudgetView, booked: Option<Decimal>) -> BudgetView {
+    if let Some(amount) = booked {
+        for account in [&mut view.session, &mut view.agent, &mut view.fleet] {
+            account.reserved += amount;
+        }
+    }
+    view
 }
 
 /// Session, agent and fleet caps: each limit times the halt ratio (never above 1).

@@ -6,8 +6,10 @@ use super::link::{Link, StoreError};
 use super::writes::{Write, Writes};
 use crate::ledger::UnknownPayment;
 use crate::store::unknown::{Claim, RetryIdentity, RetryInFlight, UnknownDetails, UnknownView};
+use dashmap::DashMap;
 use rust_decimal::Decimal;
 use serde_json::json;
+use std::time::{Duration, Instant};
 use tokio_postgres::Row;
 
 /// Unknown payments listed at most.
@@ -65,16 +67,68 @@ fn payment_of(row: &Row) -> Option<(UnknownPayment, UnknownView)> {
     Some((payment, view))
 }
 
+/// What one look at the replay set found for a payment's keys, kept for the replay check
+/// that follows it in the same decision (one round trip instead of two).
+#[derive(Default)]
+pub(crate) struct Peeks {
+    seen: DashMap<String, (Vec<String>, Instant)>,
+}
+
+/// How long a look stays good for the check that follows it.
+const PEEK_FRESH: Duration = Duration::from_secs(2);
+
+impl Peeks {
+    fn key(keys: &[String]) -> String {
+        keys.join("\n")
+    }
+
+    /// The keys of `keys` the replay set held when the retry check looked, if it just did.
+    pub(super) fn take(&self, keys: &[String]) -> Option<Vec<String>> {
+        let (_, (seen, at)) = self.seen.remove(&Peeks::key(keys))?;
+        (at.elapsed() < PEEK_FRESH).then_some(seen)
+    }
+
+    fn keep(&self, keys: &[String], seen: Vec<String>) {
+        // Looks nobody took (a payment refused in between) do not pile up.
+        if self.seen.len() > 10_000 {
+            self.seen.retain(|_, (_, at)| at.elapsed() < PEEK_FRESH);
+        }
+        self.seen.insert(Peeks::key(keys), (seen, Instant::now()));
+    }
+}
+
 /// Whether a payment with `keys` is the retry of an unknown payment; claims the retry in
 /// the store when it is. A store that cannot say lets the payment go on to the checks
-/// that refuse it (its reservation, its replay keys) when the store is down.
+/// that refuse it (its reservation, its replay keys) when the store is down. The same
+/// look notes which keys the replay set holds, for the replay check that follows.
 pub(super) async fn claim_retry(
     link: &Link,
     writes: &Writes,
+    peeks: &Peeks,
     keys: &[String],
     copy: RetryIdentity,
 ) -> Claim {
-    if writes.caught_up(link.timeout).await.is_err() {
+    if writes.shaping_caught_up(link.timeout).await.is_err() {
+        return Claim::Unrelated;
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let Ok(rows) = link
+        .rows(
+            "SELECT (SELECT coalesce(array_agg(key), '{}') FROM purser_replay_keys \
+                      WHERE key = ANY($1) AND until >= $2), \
+                    EXISTS (SELECT 1 FROM purser_unknown_keys WHERE key = ANY($1))",
+            &[&keys, &now],
+        )
+        .await
+    else {
+        return Claim::Unrelated;
+    };
+    let Some(row) = rows.first() else {
+        return Claim::Unrelated;
+    };
+    let seen: Vec<String> = row.try_get(0).unwrap_or_default();
+    if !row.try_get::<_, bool>(1).unwrap_or(true) {
+        peeks.keep(keys, seen);
         return Claim::Unrelated;
     }
     let sql = format!(

@@ -65,12 +65,33 @@ pub(super) enum Write {
     },
 }
 
+impl Write {
+    /// Whether a payment's decision must see this write: it changes the replay set or
+    /// the unknown payments (a settlement that commits or releases does neither).
+    fn shapes_decisions(&self) -> bool {
+        match self {
+            Write::Settle { outcome, .. } => *outcome == "unknown",
+            Write::ForgetKeys { .. }
+            | Write::ForgetClaim { .. }
+            | Write::ReleaseRetry { .. }
+            | Write::Unresolving { .. } => true,
+            Write::Credit { .. } | Write::CloseHold { .. } | Write::Step { .. } => false,
+        }
+    }
+}
+
 /// The queue of plain writes.
 pub(crate) struct Writes {
-    /// The sequence number of the last write queued, and the queue (one lock, so numbers
-    /// follow the queue's order).
-    queue: parking_lot::Mutex<(u64, mpsc::UnboundedSender<(u64, Write)>)>,
+    /// The sequence number of the last write queued, of the last one that shapes
+    /// decisions, and the queue (one lock, so numbers follow the queue's order).
+    queue: parking_lot::Mutex<Queued>,
     applied: watch::Receiver<u64>,
+}
+
+struct Queued {
+    last: u64,
+    last_shaping: u64,
+    sender: mpsc::UnboundedSender<(u64, Write)>,
 }
 
 impl Writes {
@@ -80,7 +101,11 @@ impl Writes {
         let (applied_tx, applied) = watch::channel(0);
         tokio::spawn(run(link, receiver, applied_tx));
         Writes {
-            queue: parking_lot::Mutex::new((0, sender)),
+            queue: parking_lot::Mutex::new(Queued {
+                last: 0,
+                last_shaping: 0,
+                sender,
+            }),
             applied,
         }
     }
@@ -88,16 +113,34 @@ impl Writes {
     /// Queues `write`.
     pub(super) fn push(&self, write: Write) {
         let mut queue = self.queue.lock();
-        queue.0 += 1;
-        let number = queue.0;
-        if queue.1.send((number, write)).is_err() {
+        queue.last += 1;
+        let number = queue.last;
+        if write.shapes_decisions() {
+            queue.last_shaping = number;
+        }
+        if queue.sender.send((number, write)).is_err() {
             tracing::error!("the fleet store's writer has stopped; a write was lost");
         }
     }
 
     /// Waits until every write queued before this call is applied, within `limit`.
     pub(super) async fn caught_up(&self, limit: Duration) -> Result<(), StoreError> {
-        let target = self.queue.lock().0;
+        let target = self.queue.lock().last;
+        self.applied_up_to(target, limit).await
+    }
+
+    /// Waits until the writes queued before this call that shape decisions (replay keys,
+    /// unknown payments) are applied: under load, most writes are plain settlements, and
+    /// a decision need not wait for them.
+    pub(super) async fn shaping_caught_up(&self, limit: Duration) -> Result<(), StoreError> {
+        let target = self.queue.lock().last_shaping;
+        self.applied_up_to(target, limit).await
+    }
+
+    async fn applied_up_to(&self, target: u64, limit: Duration) -> Result<(), StoreError> {
+        if *self.applied.borrow() >= target {
+            return Ok(());
+        }
         let mut applied = self.applied.clone();
         let wait = async { applied.wait_for(|done| *done >= target).await.map(|_| ()) };
         let waited = tokio::time::timeout(limit, wait).await;
