@@ -237,6 +237,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     proxy_task.abort();
     admin_task.abort();
+    state.engine.close_store().await;
     if let Err(error) = state.engine.flush_trace().await {
         tracing::error!(%error, "could not flush the proof log at shutdown");
     }

@@ -214,7 +214,7 @@ struct RunArgs {
     store_timeout: u64,
     /// Seconds a replica's reservations outlive its last sign of life before another
     /// replica makes them `unknown` (still counted).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     store_lease: u64,
 }
 

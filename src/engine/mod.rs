@@ -235,6 +235,11 @@ impl Engine {
         self.shared.store.resolve_all_holds(outcome).await
     }
 
+    /// Leaves the store cleanly (shutdown): a shared store takes what is still queued.
+    pub async fn close_store(&self) {
+        self.shared.store.close().await;
+    }
+
     /// Waits until every proof-log line written so far is on disk.
     pub async fn flush_trace(&self) -> Result<(), TraceError> {
         self.shared.trace.flush().await

@@ -212,7 +212,13 @@ pub trait Store: Send + Sync + 'static {
         Op::ready(None)
     }
 
-    // Health.
+    // Health and shutdown.
+
+    /// Writes everything still queued and leaves the fleet (shutdown, once in-flight
+    /// requests have finished). Nothing to do for the embedded store.
+    fn close(&self) -> Op<'_, ()> {
+        Op::ready(())
+    }
 
     /// Why payments are refused right now (`ledger_unavailable`): a shared store that
     /// cannot be reached says so here. The embedded store is always there.

@@ -466,4 +466,8 @@ impl Store for Postgres {
     fn unavailable(&self) -> Option<String> {
         self.link.unavailable()
     }
+
+    fn close(&self) -> Op<'_, ()> {
+        Op::pending(sweeper::leave(&self.link, &self.writes))
+    }
 }

@@ -34,7 +34,7 @@ impl FleetSettings {
             url: url.to_string(),
             replica: replica.to_string(),
             timeout: Duration::from_secs(2),
-            lease: Duration::from_secs(15),
+            lease: Duration::from_secs(10),
         }
     }
 }

@@ -9,11 +9,12 @@
 //! settlement reconciles the unknown payment (`purser_settle`).
 
 use super::link::{Link, StoreError};
+use super::writes::Writes;
 use crate::policy::SessionId;
 use crate::trace::{Kind, Outcome, TraceLog, TraceRecord};
 use rust_decimal::Decimal;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Registers this process, and sweeps at once what an earlier process of the same
 /// replica left (it is gone: this one replaces it).
@@ -49,13 +50,26 @@ fn lease_ms(link: &Link) -> f64 {
 }
 
 /// Renews this process's lease and sweeps expired ones, a few times per lease period.
+///
+/// A sweeper sweeps only once it has itself renewed without a break for a whole lease:
+/// after the store was frozen or unreachable, every lease looks expired, and the living
+/// replicas must first get the chance to renew theirs.
 pub(super) fn start(link: Arc<Link>, trace: TraceLog) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval((link.lease / 4).max(Duration::from_millis(100)));
+        let mut renewing_since = Instant::now();
+        let mut broken = false;
         loop {
             every.tick().await;
             if let Err(error) = renew(&link).await {
                 tracing::debug!(%error, "lease not renewed this round");
+                broken = true;
+                continue;
+            }
+            if std::mem::take(&mut broken) {
+                renewing_since = Instant::now();
+            }
+            if renewing_since.elapsed() < link.lease {
                 continue;
             }
             if let Err(error) = sweep(&link, &trace).await {
@@ -173,6 +187,26 @@ async fn sweep_one(
         });
     }
     Ok(())
+}
+
+/// A clean exit: the queued writes are applied (settlements of the requests that just
+/// finished), then this process leaves the fleet. Anything it still had reserved is
+/// swept as unknown by the next sweep, as for a process that died.
+pub(super) async fn leave(link: &Link, writes: &Writes) {
+    let flushed = writes.caught_up(link.timeout * 3).await;
+    if let Err(error) = &flushed {
+        tracing::error!(%error, "stopping with writes the fleet store has not taken; this replica's reservations become unknown when its lease expires");
+        return;
+    }
+    let left = link
+        .execute(
+            "UPDATE purser_instances SET lease_until = now() WHERE instance = $1",
+            &[&link.instance],
+        )
+        .await;
+    if let Err(error) = left {
+        tracing::warn!(%error, "could not end this replica's lease; it expires by itself");
+    }
 }
 
 /// Forgets what can no longer matter: replay keys of payments that can no longer settle,
