@@ -183,17 +183,23 @@ BEGIN
     -- (the log is written in order). Meanwhile the hot budget rows are held briefly.
     PERFORM set_config('synchronous_commit', 'off', true);
     SELECT * INTO f FROM purser_fleet WHERE id = 1 FOR UPDATE;
-    -- Agents, then sessions, in name order: the lock order.
+    -- Agents, then sessions, in name order: the lock order. The batch's payments of one
+    -- agent (and of one session) follow each other, so each row is read, locked and
+    -- written once per batch: its running figures are kept here in between.
     FOR i IN SELECT g.i FROM generate_subscripts(p_ids, 1) AS g(i)
               ORDER BY p_agents[g.i], p_sessions[g.i] LOOP
         amount := p_amounts[i];
-        SELECT * INTO a FROM purser_agents WHERE agent = p_agents[i] FOR UPDATE;
-        IF NOT FOUND THEN
+        IF a.agent IS DISTINCT FROM p_agents[i] THEN
+            IF a.agent IS NOT NULL THEN
+                UPDATE purser_agents SET reserved = a.reserved WHERE agent = a.agent;
+            END IF;
             INSERT INTO purser_agents (agent) VALUES (p_agents[i]) ON CONFLICT DO NOTHING;
             SELECT * INTO a FROM purser_agents WHERE agent = p_agents[i] FOR UPDATE;
         END IF;
-        SELECT * INTO s FROM purser_sessions WHERE session = p_sessions[i] FOR UPDATE;
-        IF NOT FOUND THEN
+        IF s.session IS DISTINCT FROM p_sessions[i] THEN
+            IF s.session IS NOT NULL THEN
+                UPDATE purser_sessions SET reserved = s.reserved WHERE session = s.session;
+            END IF;
             INSERT INTO purser_sessions (session, agent) VALUES (p_sessions[i], p_agents[i])
                 ON CONFLICT DO NOTHING;
             SELECT * INTO s FROM purser_sessions WHERE session = p_sessions[i] FOR UPDATE;
@@ -212,8 +218,8 @@ BEGIN
             WHEN f.committed + f.unknown + f.reserved + amount > p_fleet_caps[i] THEN 'fleet'
         END;
         IF r_refused IS NULL THEN
-            UPDATE purser_agents SET reserved = reserved + amount WHERE agent = p_agents[i];
-            UPDATE purser_sessions SET reserved = reserved + amount WHERE session = p_sessions[i];
+            a.reserved := a.reserved + amount;
+            s.reserved := s.reserved + amount;
             f.reserved := f.reserved + amount;
             INSERT INTO purser_reservations (id, instance, replica, session, agent, pay_to, amount)
                  VALUES (p_ids[i], p_instance, p_replica, p_sessions[i], p_agents[i],
@@ -221,6 +227,12 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    IF a.agent IS NOT NULL THEN
+        UPDATE purser_agents SET reserved = a.reserved WHERE agent = a.agent;
+    END IF;
+    IF s.session IS NOT NULL THEN
+        UPDATE purser_sessions SET reserved = s.reserved WHERE session = s.session;
+    END IF;
     UPDATE purser_fleet SET reserved = f.reserved WHERE id = 1;
 END $$;
 
@@ -293,6 +305,49 @@ BEGIN
     END IF;
 END $$;
 
+-- Ends many reservations as committed or released in one statement: each account is
+-- updated once however many of its payments settle. Returns the ids it did not find
+-- (settled already, or swept as unknown: purser_settle handles those one by one). The
+-- caller holds the fleet row.
+CREATE FUNCTION purser_settle_many(p_ids BIGINT[], p_outcomes TEXT[]) RETURNS BIGINT[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    missing BIGINT[];
+BEGIN
+    WITH wanted AS (
+        SELECT * FROM unnest(p_ids, p_outcomes) AS w(id, outcome)
+    ), done AS (
+        DELETE FROM purser_reservations r USING wanted w WHERE r.id = w.id
+        RETURNING r.id, r.session, r.agent, r.pay_to, r.amount,
+                  CASE WHEN w.outcome = 'committed' THEN r.amount ELSE 0 END AS committed
+    ), sessions AS (
+        UPDATE purser_sessions s SET reserved = s.reserved - d.amount,
+                                     committed = s.committed + d.committed
+          FROM (SELECT session, sum(amount) AS amount, sum(committed) AS committed
+                  FROM done GROUP BY session) d
+         WHERE s.session = d.session
+    ), agents AS (
+        UPDATE purser_agents a SET reserved = a.reserved - d.amount,
+                                   committed = a.committed + d.committed
+          FROM (SELECT agent, sum(amount) AS amount, sum(committed) AS committed
+                  FROM done GROUP BY agent) d
+         WHERE a.agent = d.agent
+    ), fleet AS (
+        UPDATE purser_fleet f SET reserved = f.reserved - d.amount,
+                                  committed = f.committed + d.committed
+          FROM (SELECT coalesce(sum(amount), 0) AS amount,
+                       coalesce(sum(committed), 0) AS committed FROM done) d
+         WHERE f.id = 1
+    ), paid AS (
+        INSERT INTO purser_paid (agent, pay_to)
+        SELECT DISTINCT agent, pay_to FROM done WHERE committed > 0
+        ON CONFLICT DO NOTHING
+    )
+    SELECT array_agg(w.id) INTO missing
+      FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.id = w.id);
+    RETURN missing;
+END $$;
+
 -- Records a reservation as an unknown payment, with the details its settlement gave.
 CREATE FUNCTION purser_insert_unknown(r purser_reservations, d JSONB, p_origin TEXT)
 RETURNS VOID
@@ -343,10 +398,27 @@ CREATE FUNCTION purser_apply(p_writes JSONB, p_instance BIGINT) RETURNS TIMESTAM
 LANGUAGE plpgsql AS $$
 DECLARE
     w JSONB;
+    ids BIGINT[] := '{}';
+    outcomes TEXT[] := '{}';
+    late BIGINT;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM 1 FROM purser_fleet WHERE id = 1 FOR UPDATE;
     FOR w IN SELECT * FROM jsonb_array_elements(p_writes) LOOP
+        -- Committed and released settlements are gathered and applied together; any
+        -- other write applies those gathered so far first, so the order holds.
+        IF w->>'op' = 'settle' AND w->>'outcome' IN ('committed', 'released') THEN
+            ids := ids || (w->>'id')::BIGINT;
+            outcomes := outcomes || (w->>'outcome');
+            CONTINUE;
+        END IF;
+        IF cardinality(ids) > 0 THEN
+            FOR late IN SELECT unnest(purser_settle_many(ids, outcomes)) LOOP
+                PERFORM purser_settle(late, outcomes[array_position(ids, late)], NULL);
+            END LOOP;
+            ids := '{}';
+            outcomes := '{}';
+        END IF;
         CASE w->>'op'
         WHEN 'settle' THEN
             PERFORM purser_settle((w->>'id')::BIGINT, w->>'outcome', w->'unknown');
@@ -379,6 +451,11 @@ BEGIN
             NULL;  -- written by a newer Purser: left for it
         END CASE;
     END LOOP;
+    IF cardinality(ids) > 0 THEN
+        FOR late IN SELECT unnest(purser_settle_many(ids, outcomes)) LOOP
+            PERFORM purser_settle(late, outcomes[array_position(ids, late)], NULL);
+        END LOOP;
+    END IF;
     RETURN pg_postmaster_start_time();
 END $$;
 
