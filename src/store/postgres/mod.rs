@@ -78,12 +78,28 @@ impl Postgres {
         trace: &TraceLog,
     ) -> Result<Postgres, StoreSetupError> {
         let link = Arc::new(Link::new(settings)?);
-        let failed = |error: link::StoreError| StoreSetupError::Database {
-            url: link.url.clone(),
-            reason: error.to_string(),
-        };
-        migrate::migrate(&link).await.map_err(failed)?;
-        sweeper::register(&link, trace).await.map_err(failed)?;
+        match prepare(&link, trace).await {
+            Ok(()) => {}
+            // Down or slow now: start all the same (reads need no store; payments are
+            // refused until it answers), and keep trying.
+            Err(error) if error.maybe_done() => {
+                tracing::error!(store = %link.url, %error, "fleet store unreachable at start; serving reads and refusing payments (ledger_unavailable) until it answers");
+                link.note::<()>(&Err(error));
+                let (link, trace) = (link.clone(), trace.clone());
+                tokio::spawn(async move {
+                    while prepare(&link, &trace).await.is_err() {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    tracing::info!(store = %link.url, "fleet store reached; schema ready");
+                });
+            }
+            Err(error) => {
+                return Err(StoreSetupError::Database {
+                    url: link.url.clone(),
+                    reason: error.to_string(),
+                })
+            }
+        }
         let writes = Arc::new(Writes::start(link.clone()));
         let batchers = Batchers::start(link.clone(), writes.clone());
         let holds = Arc::new(Holds::default());
@@ -108,6 +124,13 @@ impl Postgres {
     pub fn replica(&self) -> &str {
         &self.link.replica
     }
+}
+
+/// Brings the schema up to date and registers this process (taking over what an earlier
+/// process of the same replica left).
+async fn prepare(link: &Link, trace: &TraceLog) -> Result<(), link::StoreError> {
+    migrate::migrate(link).await?;
+    sweeper::register(link, trace).await
 }
 
 fn outcome_name(outcome: Outcome) -> &'static str {
