@@ -147,14 +147,26 @@ impl Store for Postgres {
         if let Some(view) = self.views.take(&session, &agent) {
             return Op::ready(view);
         }
+        if self.link.unavailable().is_some() {
+            // Known down: the last view read, at once, rather than a wait for nothing.
+            return Op::ready(self.views.last_known(&session));
+        }
         Op::pending(async move {
-            money::budget(&self.link, &self.writes, &session, &agent)
-                .await
-                .unwrap_or_default()
+            match money::budget(&self.link, &self.writes, &session, &agent).await {
+                Ok(view) => {
+                    self.views.read(&session, view);
+                    view
+                }
+                Err(_) => self.views.last_known(&session),
+            }
         })
     }
 
     fn has_paid(&self, agent: &str, pay_to: &str) -> Op<'_, bool> {
+        if self.link.unavailable().is_some() {
+            // Known down: the reservation that follows refuses the payment anyway.
+            return Op::ready(self.paid.knows(agent, pay_to));
+        }
         let (agent, pay_to) = (agent.to_string(), pay_to.to_string());
         Op::pending(async move { money::has_paid(&self.link, &self.paid, &agent, &pay_to).await })
     }
@@ -263,6 +275,9 @@ impl Store for Postgres {
         if let Some(seen) = self.peeks.take(keys) {
             return Op::ready(keys.iter().position(|key| seen.contains(key)));
         }
+        if self.link.unavailable().is_some() {
+            return Op::ready(None); // the claim that follows is the check that counts
+        }
         let keys = keys.to_vec();
         Op::pending(async move {
             let now = now as i64;
@@ -311,6 +326,10 @@ impl Store for Postgres {
         keys: &[String],
         identity: &(dyn Fn() -> RetryIdentity + Sync),
     ) -> Op<'_, Claim> {
+        if self.link.unavailable().is_some() {
+            // Known down: the reservation that follows refuses the payment at once.
+            return Op::ready(Claim::Unrelated);
+        }
         let keys = keys.to_vec();
         // Asked now: the closure is borrowed only for this call.
         let identity = identity();

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 /// The accounts as each session's latest decision left them, for the decision's own
 /// proof-log line (read once, right after): that line then costs no round trip.
+/// Also the last view read of each session, shown while the store cannot be asked.
 #[derive(Default)]
 pub(crate) struct Views {
     latest: DashMap<String, (String, BudgetView, Instant)>,
+    known: DashMap<String, BudgetView>,
 }
 
 /// How long a decision's view stands in for a read of the store.
@@ -37,7 +39,24 @@ impl Views {
         (owner == agent && at.elapsed() < VIEW_FRESH).then_some(view)
     }
 
+    /// The last view read of `session`, for when the store is down (zeros if none).
+    pub(super) fn last_known(&self, session: &str) -> BudgetView {
+        self.known
+            .get(session)
+            .map(|view| *view)
+            .unwrap_or_default()
+    }
+
+    /// Notes a view read from the store.
+    pub(super) fn read(&self, session: &str, view: BudgetView) {
+        if self.known.len() > 100_000 {
+            self.known.clear();
+        }
+        self.known.insert(session.to_string(), view);
+    }
+
     fn keep(&self, session: &str, agent: &str, view: BudgetView) {
+        self.read(session, view);
         if self.latest.len() > 10_000 {
             self.latest
                 .retain(|_, (_, _, at)| at.elapsed() < VIEW_FRESH);
@@ -53,6 +72,14 @@ impl Views {
 #[derive(Default)]
 pub(crate) struct PaidCache {
     known: DashSet<(String, String)>,
+}
+
+impl PaidCache {
+    /// Whether this replica has seen `agent` pay `pay_to`.
+    pub(super) fn knows(&self, agent: &str, pay_to: &str) -> bool {
+        self.known
+            .contains(&(agent.to_string(), pay_to.to_string()))
+    }
 }
 
 /// The accounts of `session`, its `agent` and the fleet, once this process's earlier
@@ -112,6 +139,9 @@ pub(super) async fn has_paid(link: &Link, cache: &PaidCache, agent: &str, pay_to
         .await
         .is_ok_and(|rows| !rows.is_empty());
     if paid {
+        if cache.known.len() > 100_000 {
+            cache.known.clear();
+        }
         cache.known.insert(key);
     }
     paid
