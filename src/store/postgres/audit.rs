@@ -75,7 +75,9 @@ struct Head {
     decision: Option<String>,
 }
 
-/// Copies until the process ends; returns an error when the store stops answering.
+/// Copies until the process ends. A batch the store does not take is sent again once it
+/// answers; if the store's copy no longer ends where this one thought (a restart lost
+/// its latest lines), the copy starts over from where the store's ends.
 async fn copy(link: &Link, path: &Path, bell: &Notify) -> Result<(), StoreError> {
     let (seq, hash) = last_copied(link).await?;
     let search = path.to_path_buf();
@@ -93,7 +95,19 @@ async fn copy(link: &Link, path: &Path, bell: &Notify) -> Result<(), StoreError>
             let _ = tokio::time::timeout(IDLE_LOOK, bell.notified()).await;
             continue;
         }
-        ship(link, position.seq, &lines).await?;
+        let mut pause = Duration::from_millis(100);
+        while let Err(error) = ship(link, position.seq, &lines).await {
+            tracing::debug!(%error, "proof-log copy to the fleet store paused");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+            if let Ok((seq, _)) = last_copied(link).await {
+                if seq != position.seq {
+                    return Err(StoreError::Unreachable(
+                        "the store's copy changed meanwhile; starting over from its end".into(),
+                    ));
+                }
+            }
+        }
         position = next;
     }
 }
