@@ -16,6 +16,7 @@ const RANKS: &[(&str, u8)] = &[
     ("x402", 0),
     ("codes", 0),
     ("outbound", 0),
+    ("chain_rpc", 0),
     ("telemetry", 1),
     ("detect", 1),
     ("policy", 2),
@@ -27,6 +28,7 @@ const RANKS: &[(&str, u8)] = &[
     ("proxy", 7),
     ("admin", 8),
     ("app", 9),
+    ("redirect", 9),
     ("demo", 10),
     ("cli", 11),
 ];

@@ -1,6 +1,6 @@
 //! The `purser` command line: a thin layer that parses flags and calls the library.
 //!
-//! `run`, `ca` and `policy` work locally; `approvals`, `payments`, `sessions` and
+//! `run`, `ca`, `policy` and `redirect` work locally; `approvals`, `payments`, `sessions` and
 //! `traces` are the operator's view of a running Purser, through its admin API.
 
 mod admin_client;
@@ -9,6 +9,7 @@ mod ca;
 mod fleet;
 mod format;
 mod payments;
+mod redirect;
 mod sessions;
 mod tables;
 mod trace_files;
@@ -60,6 +61,9 @@ enum Command {
     Traces(TracesArgs),
     /// A governed x402 workflow end to end on this machine: no network, no money.
     Demo(crate::demo::DemoArgs),
+    /// The nftables rules that send an agent uid's outbound TCP to the transparent
+    /// listener: printed, installed (--apply) or removed (--remove).
+    Redirect(redirect::RedirectArgs),
 }
 
 /// Where the admin API is, for the operator commands.
@@ -216,6 +220,10 @@ struct RunArgs {
     /// replica makes them `unknown` (still counted).
     #[arg(long, default_value_t = 10)]
     store_lease: u64,
+    /// Also accept connections the kernel redirected here (`purser redirect`), e.g.
+    /// `[::]:15001`; the policy's `transparent` section names their agent.
+    #[arg(long)]
+    transparent_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -289,6 +297,7 @@ pub fn main() -> ExitCode {
             TracesCommand::Show(args) => trace_files::show(args),
         },
         Command::Demo(args) => crate::demo::run(args),
+        Command::Redirect(args) => redirect::run(args),
     }
 }
 
@@ -350,6 +359,7 @@ fn run(args: RunArgs) -> ExitCode {
         upstream: UpstreamSettings::default(),
         workers: args.workers,
         store,
+        transparent_listen: args.transparent_listen,
     };
     // Agent connections run on their own workers (`proxy::workers`); this thread keeps
     // the admin API, the accept loop, signals and the sweepers.

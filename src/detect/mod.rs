@@ -8,18 +8,22 @@
 //! * [`names`]: header names as frameworks read them (`PAYMENT_SIGNATURE` is
 //!   `PAYMENT-SIGNATURE`), for payment, receipt and Purser's own control headers;
 //! * [`credentials`]: `Authorization: Payment` (MPP) and `L402` / `LSAT`;
-//! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP).
+//! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP);
+//! * [`mcp`]: MCP tool calls over streamable HTTP: the payment in `params._meta` and
+//!   the challenge and receipt in the JSON or event-stream answer.
 //!
 //! What a payment costs is the engine's business ([`crate::engine::pricing`]): x402 is
 //! priced from what it signs, checked against the challenge it answers. The detector
 //! tells the engine which payment it has to price, and calls everything it cannot price
 //! [`Undecidable`]: two payments in one request (`ambiguous_payment`), or a protocol
 //! Purser does not govern yet (`unsupported_payment`). Either is refused, never
-//! forwarded. Governing MPP or MCP later means turning its detection here into a
-//! credential the engine prices: one detector per protocol.
+//! forwarded. Governing another protocol means turning its detection here into a
+//! credential the engine prices: one detector per protocol. x402 over MCP is governed
+//! that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
 
 pub mod credentials;
 pub mod json_body;
+pub mod mcp;
 pub mod names;
 
 use crate::x402::{self, Receipt, X402Error};
@@ -79,7 +83,8 @@ impl Undecidable {
             code: UNSUPPORTED_PAYMENT,
             message: format!(
                 "{} {detail}: Purser cannot price or decide this protocol yet, so it is not \
-                 forwarded; pay with x402 over HTTP headers instead",
+                 forwarded; pay with x402 (HTTP headers, or MCP's _meta[\"x402/payment\"]) \
+                 instead",
                 protocol.describe()
             ),
         }
@@ -169,6 +174,33 @@ pub fn head_payment(headers: &HeaderMap) -> Result<Option<X402Header>, Undecidab
         [Protocol::X402V1 | Protocol::X402V2] => Ok(x402),
         [other] => Err(Undecidable::unsupported(*other, "in Authorization")),
         several => Err(Undecidable::ambiguous(several)),
+    }
+}
+
+/// A request's one payment, in the form the engine prices.
+#[derive(Clone, Debug)]
+pub enum FoundPayment<'a> {
+    /// An x402 payment header.
+    Header(X402Header),
+    /// A payment in an MCP call's `params._meta` ([`mcp::read_paid_call`]).
+    Meta(&'a mcp::MetaPayment),
+}
+
+/// The one payment of a request: in its headers ([`head_payment`]) or in its body (an
+/// MCP call's `_meta`, read before the engine is asked). A payment in both is
+/// [`AMBIGUOUS_PAYMENT`].
+pub fn request_payment<'a>(
+    headers: &HeaderMap,
+    body: Option<&'a mcp::MetaPayment>,
+) -> Result<Option<FoundPayment<'a>>, Undecidable> {
+    match (head_payment(headers)?, body) {
+        (None, None) => Ok(None),
+        (Some(header), None) => Ok(Some(FoundPayment::Header(header))),
+        (None, Some(meta)) => Ok(Some(FoundPayment::Meta(meta))),
+        (Some(header), Some(meta)) => Err(Undecidable::ambiguous(&[
+            x402_protocol(header.kind),
+            meta.protocol,
+        ])),
     }
 }
 

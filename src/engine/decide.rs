@@ -13,15 +13,17 @@ use super::gate::{Gate, Refusal, RefusalStatus};
 use super::hold::{await_hold, hold_limits, open_hold, OpenedHold};
 use super::judge::{judge, write_decision, Decision};
 use super::phases::apply_phase_header;
-use super::pricing::{self, PaymentHeader, PricedPayment, Rejection};
+use super::pricing::{self, PricedPayment, Rejection};
 use super::refuse::refuse;
 use super::retry::{decide_retry, Retry};
 use super::ticket::{Leaving, Ticket};
+use crate::detect::mcp::MetaPayment;
+use crate::detect::FoundPayment;
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
 use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
 use crate::x402::hex;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,11 +41,13 @@ pub(super) async fn on_request(
     challenges: &ChallengeStore,
     facts: &RequestFacts,
     headers: &mut HeaderMap,
+    body: Option<&MetaPayment>,
 ) -> Gate {
     // The decision's working state (payment, evaluation, trace record) is kilobytes,
     // boxed so it is freed once decided: a payment held for minutes keeps only its hold.
     // Bound before the wait, so the future does not keep the whole `Decided` for it.
-    let (session, hold) = match Box::pin(decide_request(shared, challenges, facts, headers)).await {
+    let deciding = decide_request(shared, challenges, facts, headers, body);
+    let (session, hold) = match Box::pin(deciding).await {
         Decided::Done(gate) => return gate,
         Decided::Held(session, hold) => (session, hold),
     };
@@ -55,6 +59,7 @@ async fn decide_request(
     challenges: &ChallengeStore,
     facts: &RequestFacts,
     headers: &mut HeaderMap,
+    body: Option<&MetaPayment>,
 ) -> Decided {
     let policy = shared.policy.current();
     let session_id = facts.identity.session_id();
@@ -74,12 +79,12 @@ async fn decide_request(
         return done(refusal);
     }
     let rejected = |rejection| refuse(shared, facts, &policy, None, rejection);
-    let (kind, value) = match payment_header(headers) {
+    let found = match found_payment(headers, body) {
         Ok(None) => return Decided::Done(Gate::Forward(None)),
         Ok(Some(found)) => found,
         Err(rejection) => return done(rejected(rejection).await),
     };
-    let payment = match pricing::parse(kind, value.as_bytes()) {
+    let payment = match pricing::parse_found(&found) {
         Ok(payment) => payment,
         Err(rejection) => return done(rejected(rejection).await),
     };
@@ -290,16 +295,17 @@ fn session_refusal(refused: &SessionRefused, session_id: &str) -> Refusal {
     )
 }
 
-/// The payment header, if exactly one payment is present in any spelling; two, or a
-/// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
-fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Rejection> {
-    match crate::detect::head_payment(headers) {
-        Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
-        Err(undecidable) => Err(Rejection {
-            code: undecidable.code,
-            message: undecidable.message,
-        }),
-    }
+/// The payment, if exactly one is present: a header in any spelling, or an MCP call's
+/// `_meta` payment read from the body; two, or a credential of a protocol Purser does
+/// not govern, is refused ([`crate::detect`]).
+fn found_payment<'b>(
+    headers: &HeaderMap,
+    body: Option<&'b MetaPayment>,
+) -> Result<Option<FoundPayment<'b>>, Rejection> {
+    crate::detect::request_payment(headers, body).map_err(|undecidable| Rejection {
+        code: undecidable.code,
+        message: undecidable.message,
+    })
 }
 
 /// Replay keys as written to the trace (a signature is only ever its digest).

@@ -19,9 +19,11 @@ const COLUMNS: &str = "id, session, agent, pay_to, amount, since, method, host, 
                        payment_digest, resource, why, upstream_status, retries, \
                        retry_instance IS NOT NULL, \
                        (SELECT coalesce(array_agg(key), '{}') FROM purser_unknown_keys k \
-                         WHERE k.id = u.id)";
+                         WHERE k.id = u.id), \
+                       onchain::TEXT";
 
-/// An unknown payment's details as `purser_settle` records them.
+/// An unknown payment's details as `purser_settle` records them (`onchain` too, so any
+/// replica's chain watch can reconcile it).
 pub(super) fn details_json(decision_trace: &str, details: &UnknownDetails) -> serde_json::Value {
     json!({
         "id": decision_trace,
@@ -34,6 +36,7 @@ pub(super) fn details_json(decision_trace: &str, details: &UnknownDetails) -> se
         "keys": details.keys,
         "why": details.why,
         "upstream_status": details.upstream_status,
+        "onchain": details.onchain,
     })
 }
 
@@ -60,6 +63,12 @@ fn payment_of(row: &Row) -> Option<(UnknownPayment, UnknownView)> {
             keys: row.try_get(15).ok()?,
             why: row.try_get(11).ok()?,
             upstream_status: status.and_then(|s| u16::try_from(s).ok()),
+            // Facts the store cannot read back are facts the chain is not asked about:
+            // the payment stays unknown until an operator resolves it.
+            onchain: row
+                .try_get::<_, Option<String>>(16)
+                .ok()?
+                .and_then(|text| serde_json::from_str(&text).ok()),
         },
         retries: row.try_get::<_, i32>(13).ok()?.max(0) as u32,
         retry_in_flight: row.try_get(14).ok()?,
@@ -142,7 +151,7 @@ pub(super) async fn claim_retry(
         .iter()
         .filter_map(|row| {
             let (_, view) = payment_of(row)?;
-            Some((view, row.try_get(16).ok()?))
+            Some((view, row.try_get(17).ok()?))
         })
         .collect();
     found.sort_by(|a, b| a.0.id.cmp(&b.0.id));

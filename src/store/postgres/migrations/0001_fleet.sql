@@ -87,6 +87,7 @@ CREATE TABLE purser_unknown (
     resource           TEXT,
     why                TEXT,
     upstream_status    INTEGER,
+    onchain            JSONB,    -- what the chain can be asked about it (x402::ChainAuthorization)
     retries            INTEGER NOT NULL DEFAULT 0,
     retry_instance     BIGINT,  -- set while the one retry allowed is in flight
     resolving_instance BIGINT   -- set while a resolution is being written
@@ -357,11 +358,12 @@ DECLARE
 BEGIN
     INSERT INTO purser_unknown (id, reservation, origin, session, agent, pay_to, amount, since,
                                 method, host, path, payment_digest, resource, why,
-                                upstream_status)
+                                upstream_status, onchain)
     VALUES (unknown_id, r.id, p_origin, r.session, r.agent, r.pay_to, r.amount,
             coalesce(d->>'since', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
             coalesce(d->>'method', ''), coalesce(d->>'host', ''), coalesce(d->>'path', ''),
-            d->>'payment_digest', d->>'resource', d->>'why', (d->>'upstream_status')::INTEGER)
+            d->>'payment_digest', d->>'resource', d->>'why', (d->>'upstream_status')::INTEGER,
+            nullif(d->'onchain', 'null'::jsonb))
     ON CONFLICT DO NOTHING;
     INSERT INTO purser_unknown_keys (key, id)
     SELECT k, unknown_id FROM jsonb_array_elements_text(coalesce(d->'keys', '[]')) AS k
