@@ -425,3 +425,33 @@ impl FromStr for Money {
         }
     }
 }
+
+/// A SHA-256 digest given in hex; checked when the file loads.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl TryFrom<String> for TokenDigest {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return Err(format!(
+                "token_sha256 must be 64 hex digits, got {} characters",
+                text.len()
+            ));
+        }
+        // Checked before slicing: a non-ASCII character would split across a pair (and
+        // panic), and `from_str_radix` alone would take a `+` sign as part of a byte.
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("token_sha256 must be hex digits only".to_string());
+        }
+        let mut digest = [0u8; 32];
+        for (index, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16)
+                .map_err(|_| "token_sha256 must be hex digits only".to_string())?;
+        }
+        Ok(TokenDigest(digest))
+    }
+}
