@@ -134,11 +134,14 @@ pub struct X402Header {
 }
 
 /// Whether the engine must see a request: it carries a payment or payment credential,
-/// or one of Purser's control headers, in any spelling. Reads without any of these pass
-/// without touching session state. One pass over the header names.
+/// or one of Purser's control headers that act on a session (phase, transaction), in any
+/// spelling. Reads without any of these pass without touching session state (a read
+/// naming its session, `X-Purser-Session`, still is only a read). One pass over the
+/// header names.
 pub fn inspects(headers: &HeaderMap) -> bool {
     headers.keys().any(|name| match names::role(name.as_str()) {
-        Some(Role::Payment(_) | Role::Control(_)) => true,
+        Some(Role::Payment(_)) => true,
+        Some(Role::Control(control)) => control != names::Control::Session,
         Some(Role::Authorization) => headers
             .get_all(name)
             .iter()
@@ -243,6 +246,19 @@ pub fn strip_control_spellings(headers: &mut HeaderMap) {
         .collect();
     for name in variants {
         tracing::warn!(header = %name, "stripping a misspelt Purser control header");
+        headers.remove(name);
+    }
+}
+
+/// Removes `X-Purser-Session` in every spelling. It only names a redirected request's
+/// session to Purser, which reads it before this, so it never goes upstream, on reads too.
+pub fn strip_session_header(headers: &mut HeaderMap) {
+    let spellings: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|name| names::role(name.as_str()) == Some(Role::Control(names::Control::Session)))
+        .cloned()
+        .collect();
+    for name in spellings {
         headers.remove(name);
     }
 }

@@ -38,16 +38,20 @@ pub enum Control {
     Phase,
     /// `X-Purser-Transaction`: the multi-step transaction the request is a step of.
     Transaction,
+    /// `X-Purser-Session`: the session a redirected connection's request speaks for,
+    /// where the policy's `transparent` section lets the agent pick it.
+    Session,
 }
 
 /// The canonical spelling of each name Purser looks for.
-const NAMED: [(&str, Role); 8] = [
+const NAMED: [(&str, Role); 9] = [
     ("x-payment", Role::Payment(PaymentHeader::V1)),
     ("payment-signature", Role::Payment(PaymentHeader::V2)),
     ("x-payment-response", Role::Receipt),
     ("payment-response", Role::Receipt),
     ("x-purser-phase", Role::Control(Control::Phase)),
     ("x-purser-transaction", Role::Control(Control::Transaction)),
+    ("x-purser-session", Role::Control(Control::Session)),
     ("authorization", Role::Authorization),
     ("http2-settings", Role::Http2Settings),
 ];
@@ -90,6 +94,7 @@ pub fn control_name(control: Control) -> &'static str {
     match control {
         Control::Phase => "x-purser-phase",
         Control::Transaction => "x-purser-transaction",
+        Control::Session => "x-purser-session",
     }
 }
 

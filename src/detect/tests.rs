@@ -81,6 +81,23 @@ fn control_headers_in_other_spellings_are_stripped() {
 }
 
 #[test]
+fn the_session_header_is_stripped_in_every_spelling_and_keeps_a_read_a_read() {
+    let mut map = headers(&[
+        ("x-purser-session", "s1"),
+        ("X_Purser_Session", "s2"),
+        ("x.purser.session", "s3"),
+        ("x-kept", "1"),
+    ]);
+    assert!(
+        !inspects(&map),
+        "naming a session does not make a read a payment"
+    );
+    strip_session_header(&mut map);
+    assert_eq!(map.len(), 1);
+    assert!(map.contains_key("x-kept"));
+}
+
+#[test]
 fn payment_fields_are_stripped_from_trailers() {
     let mut trailers = headers(&[
         ("payment_signature", "a"),

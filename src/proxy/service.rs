@@ -21,7 +21,6 @@ use super::headers::detach_head;
 use super::pinned::OriginalDestination;
 use super::state::ProxyState;
 use super::{authenticate, connect, destination};
-use crate::policy::transparent::SESSION_HEADER;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -65,10 +64,12 @@ pub fn serve(
         let tunnel = connect::open(state.clone(), request, target, identity, slot, serve);
         return Answering::later(tunnel.instrument(span));
     }
+    // The header that picked a redirected request's session stays here, in every
+    // spelling and whatever the arrival.
+    crate::detect::strip_session_header(request.headers_mut());
     // Transparent: the request goes to the address the agent's connection was going to
-    // ([`super::pinned`]); the header that picked its session stays here.
+    // ([`super::pinned`]).
     if let Arrival::Transparent(redirected) = arrival {
-        request.headers_mut().remove(SESSION_HEADER);
         let original = OriginalDestination(redirected.original);
         request.extensions_mut().insert(original);
     }
