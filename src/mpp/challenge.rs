@@ -10,13 +10,13 @@
 //! cannot recompute. So a credential is bound to a challenge by its `id` and by
 //! [`Challenge::binding`]: a digest of every parameter the `id` covers (the `request` and
 //! `opaque` as decoded JSON, in a canonical form), which the credential's echo must
-//! reproduce exactly ([`super::credential::Echo::binding`]). `description` is left out:
+//! reproduce exactly (`Echo::binding` in `credential`). `description` is left out:
 //! the `id` does not cover it either, and it moves no money.
 
 use super::auth_params::parse_challenge_list;
-use super::canonical::{b64url_object, hash_text, hash_value};
+use super::canonical::{amount, b64url_object, hash_text, hash_value};
 use super::error::{excerpt, MppError};
-use super::{MAX_CHALLENGES_PER_ANSWER, MAX_CHALLENGE_FIELD_BYTES, MAX_PARAM_BYTES};
+use super::limits::{MAX_CHALLENGES_PER_ANSWER, MAX_CHALLENGE_FIELD_BYTES, MAX_PARAM_BYTES};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -256,6 +256,6 @@ impl Challenge {
         self.request
             .get("amount")
             .and_then(Value::as_str)
-            .and_then(|a| super::canonical::amount(a).ok())
+            .and_then(|a| amount(a).ok())
     }
 }

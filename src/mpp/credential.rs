@@ -16,7 +16,7 @@
 use super::canonical::{b64url, b64url_object, hash_value, json_object};
 use super::challenge::{check_method_id, credential_header, BindingFields};
 use super::error::MppError;
-use super::{MAX_CREDENTIAL_BYTES, MAX_PARAM_BYTES};
+use super::limits::{MAX_CREDENTIAL_BYTES, MAX_PARAM_BYTES};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -186,7 +186,7 @@ fn optional_text(
 }
 
 impl Echo {
-    /// The digest of what is echoed: equal to [`super::Challenge::binding`] of the
+    /// The digest of what is echoed: equal to `Challenge::binding` of the
     /// challenge answered, if and only if every field the `id` covers is echoed as sent.
     pub fn binding(&self) -> [u8; 32] {
         BindingFields {

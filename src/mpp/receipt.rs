@@ -9,7 +9,7 @@
 
 use super::canonical::{amount, b64url_object};
 use super::error::{excerpt, MppError};
-use super::MAX_PARAM_BYTES;
+use super::limits::MAX_PARAM_BYTES;
 use serde_json::Value;
 
 /// What a receipt says happened.
