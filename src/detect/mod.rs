@@ -8,20 +8,25 @@
 //! * [`names`]: header names as frameworks read them (`PAYMENT_SIGNATURE` is
 //!   `PAYMENT-SIGNATURE`), for payment, receipt and Purser's own control headers;
 //! * [`credentials`]: `Authorization: Payment` (MPP) and `L402` / `LSAT`;
+//! * [`mpp`]: an MPP `charge` credential read as a payment: its terms, what it signs,
+//!   its replay keys;
 //! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP).
 //!
 //! What a payment costs is the engine's business ([`crate::engine::pricing`]): x402 is
-//! priced from what it signs, checked against the challenge it answers. The detector
-//! tells the engine which payment it has to price, and calls everything it cannot price
+//! priced from what it signs, checked against the challenge it answers; MPP from the
+//! challenge its credential is bound to. The detector tells the engine which payment it
+//! has to price ([`HeadPayment`]), and calls everything it cannot price
 //! [`Undecidable`]: two payments in one request (`ambiguous_payment`), or a protocol
 //! Purser does not govern yet (`unsupported_payment`). Either is refused, never
-//! forwarded. Governing MPP or MCP later means turning its detection here into a
-//! credential the engine prices: one detector per protocol.
+//! forwarded. Governing another protocol means turning its detection here into a
+//! payment the engine prices: one detector per protocol.
 
 pub mod credentials;
 pub mod json_body;
+pub mod mpp;
 pub mod names;
 
+use crate::mpp::MppError;
 use crate::x402::{self, Receipt, X402Error};
 use http::{header, HeaderMap, HeaderValue};
 pub use names::PaymentHeader;
@@ -119,6 +124,16 @@ impl Undecidable {
     }
 }
 
+/// The one payment a request's head carries, in a protocol Purser governs.
+#[derive(Clone, Debug)]
+pub enum HeadPayment {
+    /// An x402 payment header.
+    X402(X402Header),
+    /// An MPP credential: the `Authorization` (or `Payment-Authorization`) value that
+    /// carries it, read by [`mpp::read_credential`].
+    Mpp(HeaderValue),
+}
+
 /// The x402 payment header a request carries.
 #[derive(Clone, Debug)]
 pub struct X402Header {
@@ -142,31 +157,37 @@ pub fn inspects(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The one x402 payment header of a request, if it carries one. Two payments (two
-/// headers, even the same header twice or in two spellings, or an x402 header beside
-/// another protocol's credential) are [`AMBIGUOUS_PAYMENT`]; a credential of a protocol
-/// Purser does not govern is [`UNSUPPORTED_PAYMENT`].
-pub fn head_payment(headers: &HeaderMap) -> Result<Option<X402Header>, Undecidable> {
-    let mut x402 = None;
+/// The one payment of a request's head, if it carries one: an x402 header or an MPP
+/// credential. Two payments (two headers, even the same header twice or in two
+/// spellings, two credentials in one `Authorization`, or an x402 header beside another
+/// protocol's credential) are [`AMBIGUOUS_PAYMENT`]; a credential of a protocol Purser
+/// does not govern is [`UNSUPPORTED_PAYMENT`].
+pub fn head_payment(headers: &HeaderMap) -> Result<Option<HeadPayment>, Undecidable> {
+    let mut payment = None;
     let mut found = Vec::new();
     for (name, value) in headers {
         match names::role(name.as_str()) {
             Some(Role::Payment(kind)) => {
                 found.push(x402_protocol(kind));
-                x402 = Some(X402Header {
+                payment = Some(HeadPayment::X402(X402Header {
                     kind,
                     value: value.clone(),
-                });
+                }));
             }
             Some(Role::Authorization) => {
-                found.extend(credentials::payment_scheme(value.as_bytes()));
+                for protocol in credentials::payment_schemes(value.as_bytes()) {
+                    if protocol == Protocol::Mpp {
+                        payment = Some(HeadPayment::Mpp(value.clone()));
+                    }
+                    found.push(protocol);
+                }
             }
             _ => {}
         }
     }
     match found.as_slice() {
         [] => Ok(None),
-        [Protocol::X402V1 | Protocol::X402V2] => Ok(x402),
+        [Protocol::X402V1 | Protocol::X402V2 | Protocol::Mpp] => Ok(payment),
         [other] => Err(Undecidable::unsupported(*other, "in Authorization")),
         several => Err(Undecidable::ambiguous(several)),
     }
@@ -234,6 +255,26 @@ pub fn receipt(headers: &HeaderMap) -> Option<Result<Receipt, X402Error>> {
         }
     }
     found.map(|value| x402::parse_receipt(value.as_bytes()))
+}
+
+/// The MPP receipt on an upstream answer, in any spelling of `Payment-Receipt`.
+/// Receipts that differ make the answer's receipt unreadable.
+pub fn mpp_receipt(headers: &HeaderMap) -> Option<Result<crate::mpp::Receipt, MppError>> {
+    let mut found: Option<&HeaderValue> = None;
+    for (name, value) in headers {
+        if names::role(name.as_str()) != Some(Role::MppReceipt) {
+            continue;
+        }
+        match found {
+            Some(first) if first != value => {
+                return Some(Err(MppError::WrongShape(
+                    "the answer carries Payment-Receipt headers that differ".to_string(),
+                )))
+            }
+            _ => found = Some(value),
+        }
+    }
+    found.map(|value| crate::mpp::parse_receipt_header(value.as_bytes()))
 }
 
 /// Whether, and how strictly, a request's body is read for payments.

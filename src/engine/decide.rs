@@ -12,16 +12,18 @@ use super::facts::{RequestFacts, TRANSACTION_HEADER};
 use super::gate::{Gate, Refusal, RefusalStatus};
 use super::hold::{await_hold, hold_limits, open_hold, OpenedHold};
 use super::judge::{judge, write_decision, Decision};
+use super::mpp;
 use super::phases::apply_phase_header;
-use super::pricing::{self, PaymentHeader, PricedPayment, Rejection};
+use super::pricing::{self, PricedPayment, Rejection};
 use super::refuse::refuse;
 use super::retry::{decide_retry, Retry};
 use super::ticket::{Leaving, Ticket};
+use crate::detect::{HeadPayment, X402Header};
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
 use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
 use crate::x402::hex;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,26 +76,38 @@ async fn decide_request(
         return done(refusal);
     }
     let rejected = |rejection| refuse(shared, facts, &policy, None, rejection);
-    let (kind, value) = match payment_header(headers) {
+    let found = match payment_header(headers) {
         Ok(None) => return Decided::Done(Gate::Forward(None)),
         Ok(Some(found)) => found,
         Err(rejection) => return done(rejected(rejection).await),
     };
-    let payment = match pricing::parse(kind, value.as_bytes()) {
-        Ok(payment) => payment,
-        Err(rejection) => return done(rejected(rejection).await),
+    let priced = match found {
+        HeadPayment::X402(header) => price_x402(challenges, facts, &policy, header),
+        HeadPayment::Mpp(value) => mpp::price(challenges, facts, &policy, value.as_bytes()),
     };
+    match priced {
+        Ok(priced) => decide(shared, facts, &policy, session, priced).await,
+        Err(rejection) => done(rejected(rejection).await),
+    }
+}
+
+/// An x402 payment header, matched to the challenge the session saw and priced.
+fn price_x402(
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    policy: &Policy,
+    header: X402Header,
+) -> Result<PricedPayment, Rejection> {
+    let payment = pricing::parse(header.kind, header.value.as_bytes())?;
+    let session_id = facts.identity.session_id();
+    let agent = &facts.identity.agent;
     let challenge = challenges.lookup(agent, &session_id, &facts.resource_key(), &policy.x402);
-    let priced = match pricing::price_payment(
+    pricing::price_payment(
         payment,
         challenge.as_ref(),
         &policy.assets,
         policy.x402.require_challenge,
-    ) {
-        Ok(priced) => priced,
-        Err(rejection) => return done(rejected(rejection).await),
-    };
-    decide(shared, facts, &policy, session, priced).await
+    )
 }
 
 async fn decide(
@@ -111,7 +125,7 @@ async fn decide(
         return done(rejected(rejection).await);
     }
     let identity = || RetryIdentity {
-        digest: hex(&priced.payment.digest),
+        digest: hex(&priced.payment.digest()),
         session: facts.identity.session_id().into(),
         resource: facts.resource_digest(),
     };
@@ -169,7 +183,7 @@ async fn decide(
     .await;
     if let Some(booking) = judged.booking.take() {
         // Claiming the keys is the check that counts: of two copies racing, one loses here.
-        let until = forget_after(priced.payment.valid_before, now);
+        let until = forget_after(priced.payment.valid_before(), now);
         if shared
             .store
             .claim_replay_keys(&replay_keys, until, now)
@@ -284,26 +298,18 @@ fn session_refusal(refused: &SessionRefused, session_id: &str) -> Refusal {
     )
 }
 
-/// The payment header, if exactly one payment is present in any spelling; two, or a
+/// The payment, if exactly one payment is present in any spelling; two, or a
 /// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
-fn payment_header(headers: &HeaderMap) -> Result<Option<(PaymentHeader, HeaderValue)>, Rejection> {
-    match crate::detect::head_payment(headers) {
-        Ok(found) => Ok(found.map(|header| (header.kind, header.value))),
-        Err(undecidable) => Err(Rejection {
-            code: undecidable.code,
-            message: undecidable.message,
-        }),
-    }
+fn payment_header(headers: &HeaderMap) -> Result<Option<HeadPayment>, Rejection> {
+    crate::detect::head_payment(headers).map_err(|undecidable| Rejection {
+        code: undecidable.code,
+        message: undecidable.message,
+    })
 }
 
 /// Replay keys as written to the trace (a signature is only ever its digest).
 fn replay_keys(priced: &PricedPayment) -> Vec<String> {
-    priced
-        .payment
-        .replay_keys()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    priced.payment.replay_keys()
 }
 
 /// A payment Purser cannot key cannot be checked for replays; an expired one could not
@@ -321,7 +327,7 @@ fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Opti
     }
     priced
         .payment
-        .valid_before
+        .valid_before()
         .is_some_and(|until| until < now)
         .then(|| Rejection {
             code: "expired_payment",

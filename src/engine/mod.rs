@@ -4,7 +4,9 @@
 //!
 //! [`Engine`] is the facade the proxy and the admin API call. Behind it:
 //!
-//! * [`pricing`]: parse the payment, match it to its challenge, price it.
+//! * [`pricing`]: parse the payment, match it to its challenge, price it; `mpp` does
+//!   the same for MPP credentials (bound to their challenge by id and digest) and reads
+//!   their receipts; [`Paid`] is either payment as the rest of the engine sees it.
 //! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy;
 //!   `judge` runs it inside the store's critical section for the session and books it.
 //! * `decide`: the decision path, from the request's headers to the [`Gate`]; `refuse`
@@ -35,6 +37,8 @@ pub mod gate;
 mod hold;
 mod judge;
 pub mod listing;
+mod mpp;
+mod paid;
 mod phases;
 pub mod pricing;
 mod records;
@@ -46,6 +50,7 @@ mod ticket;
 
 pub use facts::{RequestFacts, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
+pub use paid::Paid;
 pub use phases::PhaseChangeError;
 pub use ticket::Ticket;
 
@@ -167,6 +172,28 @@ impl Engine {
             &policy.assets,
         );
         tracing::debug!(%resource, offers, "402 challenge remembered");
+    }
+
+    /// Remembers the MPP challenges (`WWW-Authenticate: Payment`) of a 402 the upstream
+    /// sent this session: a credential must answer one of them.
+    pub async fn on_mpp_challenges(&self, facts: &RequestFacts, found: &[crate::mpp::Challenge]) {
+        let policy = self.shared.policy.current();
+        let session_id = facts.identity.session_id();
+        let agent = &facts.identity.agent;
+        let Ok(session) = self
+            .shared
+            .store
+            .session(&session_id, agent, &policy.limits)
+            .await
+        else {
+            return; // refused: its payments are answered 429 anyway
+        };
+        session.lock().counts.challenges += 1;
+        let resource = facts.resource_key();
+        let kept = self
+            .challenges
+            .remember_mpp(agent, &session_id, &resource, found, &policy.x402);
+        tracing::debug!(%resource, kept, "MPP challenges remembered");
     }
 
     /// Settles a forwarded payment from its answer, and adds Purser's headers.

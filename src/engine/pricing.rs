@@ -8,6 +8,7 @@
 //! challenge it answers is a `payload_mismatch`; one with nothing to price it by is an
 //! `unquoted_payment`.
 
+use super::paid::Paid;
 use crate::x402::{
     self, same_address, AssetTable, Challenge, Payment, Price, Requirement, X402Error,
 };
@@ -21,7 +22,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Rejection {
             code,
             message: message.into(),
@@ -38,7 +39,8 @@ impl From<X402Error> for Rejection {
 /// A payment with everything needed to judge it.
 #[derive(Clone, Debug)]
 pub struct PricedPayment {
-    pub payment: Payment,
+    /// The payment as parsed, x402 or MPP.
+    pub payment: Paid,
     /// What it pays: the matched offer, or one built from the payment itself.
     pub scheme: String,
     pub network: String,
@@ -120,7 +122,7 @@ pub fn price_payment(
         pay_to,
         price,
         quoted: offer.is_some(),
-        payment,
+        payment: Paid::X402(payment),
     })
 }
 

@@ -10,13 +10,16 @@
 //! (admin API, CLI), or the agent's retry of it brings a receipt that says it settled.
 //!
 //! A ticket dropped before its answer was settled settles itself as `unknown` too
-//! (`ticket`).
+//! (`ticket`). An MPP payment is settled by MPP's `Payment-Receipt` alone
+//! ([`super::mpp`]), by the same rules.
 
 use super::compensation::Compensator;
 use super::context::Shared;
 use super::facts::RequestFacts;
+use super::mpp;
 use super::records::{resolution_record, settlement_record, traced, Settlement};
 use super::ticket::{Stake, Ticket};
+use crate::detect::Protocol;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::store::RetryInFlight;
 use crate::trace::TraceError;
@@ -95,7 +98,21 @@ pub(super) async fn on_response(
     status: StatusCode,
     headers: &mut HeaderMap,
 ) {
-    let answer = read_answer(status, headers);
+    let answer = match ticket.protocol {
+        Protocol::Mpp => {
+            let mpp::MppAnswer {
+                outcome,
+                transaction,
+                note,
+            } = mpp::read_answer(status, headers);
+            AnswerSettlement {
+                outcome,
+                transaction,
+                note,
+            }
+        }
+        _ => read_answer(status, headers),
+    };
     let committed = answer.outcome == Outcome::Committed;
     let tx_hash = answer.transaction.clone();
     let settlement = Settlement {

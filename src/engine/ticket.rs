@@ -10,6 +10,7 @@ use super::context::Shared;
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use super::records::{settlement_record, Settlement};
+use crate::detect::Protocol;
 use crate::ledger::{Outcome, ReservationId};
 use crate::store::{Booking, RetryClaim, SettledPayment, UnknownDetails};
 use crate::x402::hex;
@@ -23,7 +24,10 @@ pub struct Ticket {
     pub amount_usd: Decimal,
     /// The budget gate the payment crossed, named in `X-Purser-Budget`.
     pub gate: Option<&'static str>,
+    /// The x402 version, 0 for an MPP credential.
     pub version: u8,
+    /// The protocol it was paid in: where its receipt will be.
+    pub protocol: Protocol,
     pub replay_keys: Vec<String>,
     /// SHA-256 of the decoded payment, kept if its outcome becomes unknown.
     pub payment_digest: [u8; 32],
@@ -66,6 +70,7 @@ pub(super) struct Leaving {
     pub amount_usd: Decimal,
     pub gate: Option<&'static str>,
     pub version: u8,
+    pub protocol: Protocol,
     pub payment_digest: [u8; 32],
     pub settled: SettledPayment,
 }
@@ -83,8 +88,9 @@ impl Leaving {
             trace_id,
             amount_usd: priced.price.usd,
             gate,
-            version: priced.payment.version,
-            payment_digest: priced.payment.digest,
+            version: priced.payment.x402_version().unwrap_or(0),
+            protocol: priced.payment.protocol(),
+            payment_digest: priced.payment.digest(),
         }
     }
 }
@@ -119,6 +125,7 @@ impl Ticket {
             amount_usd,
             gate,
             version,
+            protocol,
             payment_digest,
             settled,
         } = leaving;
@@ -127,6 +134,7 @@ impl Ticket {
             amount_usd,
             gate,
             version,
+            protocol,
             replay_keys,
             payment_digest,
             settled,
@@ -201,7 +209,7 @@ pub(super) fn settled_payment(
         decision_trace_id: trace_id.to_string(),
         session: facts.identity.session_id(),
         agent: facts.identity.agent.to_string(),
-        payer: priced.payment.payer.clone(),
+        payer: priced.payment.payer(),
         pay_to: priced.pay_to.clone(),
         amount_atomic: priced.price.atomic.to_string(),
         amount_usd: priced.price.usd,
