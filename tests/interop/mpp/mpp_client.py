@@ -10,12 +10,13 @@ Modes (each prints one JSON line per request: status, headers, body, and the cre
 the client sent, if any):
   pay       pay as the SDK does (``--count`` times)
   foreign   pay a challenge fetched from the merchant directly, not through the proxy
+            (or through ``--probe-proxy``, another session's proxy URL)
   altered   pay a challenge fetched through the proxy, with its echoed request changed
   replay    pay as the SDK does, then send the same credential again
 
 usage: mpp_client.py --url URL --proxy URL [--method evm|tempo] [--rpc URL]
                      [--mode pay|foreign|altered|replay] [--count N] [--data BODY]
-                     [--header 'K: V']
+                     [--header 'K: V'] [--probe-proxy URL]
 """
 import argparse
 import asyncio
@@ -120,12 +121,13 @@ async def main():
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--data")
     parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--probe-proxy")
     args = parser.parse_args()
     method = method_for(args)
     recording = Recording(args.proxy)
 
     if args.mode in ("foreign", "altered"):
-        direct = httpx.AsyncClient(trust_env=False, timeout=60)
+        direct = httpx.AsyncClient(trust_env=False, timeout=60, proxy=args.probe_proxy)
         proxied = httpx.AsyncClient(transport=recording, trust_env=False, timeout=60)
         probe_client = direct if args.mode == "foreign" else proxied
         await pay_by_hand(args, method, Recording(args.proxy), probe_client)

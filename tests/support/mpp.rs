@@ -1,0 +1,211 @@
+//! The official Machine Payments Protocol Python SDK (pympp 0.16.0), driven from the
+//! tests: a venv of its own under `target/` (its pins conflict with the x402 lock), a
+//! pympp merchant whose payment backends are loopback stubs (the x402 facilitator stub
+//! settles `evm` charges, a Tempo JSON-RPC stub takes `tempo` broadcasts), and a pympp
+//! agent that pays through a proxy (`tests/interop/mpp/`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+
+/// The payer every script signs with (the public test key's address).
+pub(crate) const PAYER: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+
+/// The MPP venv's python, building the venv the first time (about a minute, PyPI only).
+pub(crate) fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-mpp-venv");
+        let output = Command::new("bash")
+            .arg(format!("{INTEROP}/setup_venv.sh"))
+            .arg(&venv)
+            .arg(format!("{INTEROP}/mpp/requirements.txt"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run setup_venv.sh");
+        assert!(output.status.success(), "setting up the pympp venv failed");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(stdout.lines().last().expect("python path").trim())
+    })
+}
+
+/// A Python server of the MPP venv that printed `READY <port>`; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(script: &str, args: &[String]) -> Server {
+        let mut child = Command::new(python())
+            .arg(format!("{INTEROP}/{script}"))
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(port) = line.strip_prefix("READY ") {
+                        break port.trim().parse().expect("port");
+                    }
+                }
+                _ => panic!("{script} exited before it was ready"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A pympp merchant with its two payment backends.
+pub(crate) struct Merchant {
+    server: Server,
+    /// Kept alive for the merchant's `evm` settlements.
+    _facilitator: Server,
+    chain: Server,
+    settlements: PathBuf,
+    chain_log: PathBuf,
+}
+
+impl Merchant {
+    pub(crate) fn start(dir: &Path) -> Merchant {
+        let settlements = dir.join("settlements.jsonl");
+        let chain_log = dir.join("chain.jsonl");
+        let facilitator = Server::start(
+            "facilitator_stub.py",
+            &[
+                "--quiet".into(),
+                "--record".into(),
+                settlements.display().to_string(),
+            ],
+        );
+        let chain = Server::start(
+            "mpp/tempo_rpc_stub.py",
+            &[
+                "--log".into(),
+                chain_log.display().to_string(),
+                "--sender".into(),
+                PAYER.into(),
+            ],
+        );
+        let server = Server::start(
+            "mpp/mpp_server.py",
+            &[
+                "--facilitator".into(),
+                facilitator.url(),
+                "--tempo-rpc".into(),
+                chain.url(),
+            ],
+        );
+        Merchant {
+            server,
+            _facilitator: facilitator,
+            chain,
+            settlements,
+            chain_log,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    /// The Tempo node's URL, for the agent's `--rpc`.
+    pub(crate) fn chain_url(&self) -> String {
+        self.chain.url()
+    }
+
+    /// The amounts the facilitator settled (evm charges), in base units.
+    pub(crate) fn evm_settled(&self) -> Vec<u128> {
+        read_lines(&self.settlements)
+            .iter()
+            .filter(|line| line["success"] == true)
+            .filter_map(|line| line["amount"].as_str()?.parse().ok())
+            .collect()
+    }
+
+    /// How many transactions were broadcast to the Tempo node (tempo charges).
+    pub(crate) fn tempo_broadcasts(&self) -> usize {
+        read_lines(&self.chain_log)
+            .iter()
+            .filter(|line| {
+                let method = line["request"]["method"].as_str().unwrap_or("");
+                method.starts_with("eth_sendRawTransaction")
+            })
+            .count()
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// What the agent printed for one request.
+#[derive(Debug)]
+pub(crate) struct Paid {
+    pub status: u16,
+    pub headers: serde_json::Value,
+    pub body: String,
+    /// The credential the agent sent, if it sent one.
+    pub authorization: Option<String>,
+}
+
+impl Paid {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.as_str())
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Runs the pympp agent against `url` through `proxy` (`mpp_client.py`'s arguments in
+/// `extra`), one result per request it made.
+pub(crate) fn agent(url: &str, proxy: &str, extra: &[&str]) -> Vec<Paid> {
+    let output = Command::new(python())
+        .arg(format!("{INTEROP}/mpp/mpp_client.py"))
+        .args(["--url", url, "--proxy", proxy])
+        .args(extra)
+        .output()
+        .expect("run mpp_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "mpp_client failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|value| Paid {
+            status: value["status"].as_u64().unwrap_or(0) as u16,
+            headers: value["headers"].clone(),
+            body: value["body"].as_str().unwrap_or("").to_string(),
+            authorization: value["authorization"].as_str().map(str::to_string),
+        })
+        .collect()
+}
