@@ -6,6 +6,7 @@
 //! * [`merchant`]: the stub merchant and facilitator (402 challenge, then a paid answer
 //!   with a receipt; refunds; the facilitator's record).
 //! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
+//! * [`mpp`]: a stub MPP merchant, and credentials answering its challenges.
 //! * [`client`]: HTTP/1.1 client connections, whole answers, proxy credentials.
 //! * [`tunnel`]: `CONNECT` tunnels and TLS clients through a proxy.
 //! * [`load`]: load-generation primitives (dialing through a proxy, measurement windows,
@@ -23,6 +24,7 @@ pub mod client;
 pub mod gen_log;
 pub mod load;
 pub mod merchant;
+pub mod mpp;
 pub mod origin;
 pub mod pki;
 pub mod process;
