@@ -97,7 +97,7 @@ pub(super) fn price_bound(
         pay_to: terms.recipient.clone(),
         price,
         quoted: true,
-        payment: Paid::Mpp(Box::new(payment)),
+        payment: Paid::Mpp(payment),
     })
 }
 

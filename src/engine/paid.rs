@@ -12,7 +12,7 @@ pub enum Paid {
     /// x402 (v1 `X-PAYMENT` or v2 `PAYMENT-SIGNATURE`).
     X402(Payment),
     /// An MPP `charge` credential.
-    Mpp(Box<MppPayment>),
+    Mpp(MppPayment),
 }
 
 impl Paid {

@@ -7,7 +7,7 @@
 //!   binding digest a credential must reproduce; [`auth_params`] is RFC 9110's
 //!   challenge grammar they are written in.
 //! * [`credential`]: `Authorization: Payment <base64url JSON>` (or MCP's `_meta` object).
-//! * [`receipt`]: `Payment-Receipt`.
+//! * [`receipt`]: the `Payment-Receipt` header.
 //! * [`tempo`]: the signed Tempo transactions a `tempo` charge carries, read far enough
 //!   to see what they move.
 //! * `canonical`: base64url, hex, amounts, and the canonical JSON form bindings hash;
