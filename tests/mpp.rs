@@ -7,7 +7,7 @@
 mod support;
 
 use std::process::Command;
-use support::mpp::{agent, python, Merchant, Paid};
+use support::mpp::{agent, python, x402_agent, Merchant, Paid};
 use support::{Purser, TempDir};
 
 const POLICY: &str = r#"
@@ -196,6 +196,31 @@ fn a_body_bound_charge_pays_with_its_body_and_a_large_one_waits_for_approval() {
     assert_eq!(decision["decision"], "PENDING_APPROVAL");
     assert_eq!(decision["rule"], "single_call_threshold");
     assert_eq!(spent(&purser, "agent.p"), "0.25");
+}
+
+#[test]
+fn an_x402_client_paying_the_same_merchant_counts_only_its_x402_payment() {
+    let dir = TempDir::new("mpp-x402");
+    let merchant = Merchant::start(dir.path());
+    let purser = Purser::start(POLICY, None);
+    purser.set_phase("agent.x", "COMMIT");
+    // pympp's evm endpoint offers x402 too: PAYMENT-REQUIRED beside the MPP challenges.
+    let paid = &x402_agent(&merchant.url("/paid"), &proxy_for(&purser, "x"))[0];
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert!(paid.header("payment-response").is_some());
+    assert!(
+        paid.header("payment-receipt").is_some(),
+        "it answers both receipts"
+    );
+    assert_eq!(merchant.evm_settled(), [10_000]);
+    let decisions = lines(&purser, "decision");
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0]["x402_version"], 2);
+    assert!(decisions[0].get("protocol").is_none());
+    let settled = lines(&purser, "settlement");
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0]["outcome"], "committed");
+    assert_eq!(spent(&purser, "agent.x"), "0.01");
 }
 
 /// Every line of the proof log validates under the published schema (MPP decisions carry

@@ -209,3 +209,35 @@ pub(crate) fn agent(url: &str, proxy: &str, extra: &[&str]) -> Vec<Paid> {
         })
         .collect()
 }
+
+/// Runs the official x402 client (`tests/interop/agent_client.py`, x402 2.25.0 is in the
+/// MPP venv's lock too) against `url` through `proxy`.
+pub(crate) fn x402_agent(url: &str, proxy: &str) -> Vec<Paid> {
+    let output = Command::new(python())
+        .arg(format!("{INTEROP}/agent_client.py"))
+        .args(["--url", url])
+        .env("HTTP_PROXY", proxy)
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .output()
+        .expect("run agent_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "agent_client failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|value| Paid {
+            status: value["status"].as_u64().unwrap_or(0) as u16,
+            headers: value["headers"].clone(),
+            body: value["body"].as_str().unwrap_or("").to_string(),
+            authorization: None,
+        })
+        .collect()
+}
