@@ -206,3 +206,72 @@ fn malformed_payment_challenges_are_errors_and_others_are_skipped() {
     assert_eq!(parsed.challenges.len(), MAX_CHALLENGES_PER_ANSWER);
     assert_eq!(parsed.errors.len(), 1);
 }
+
+/// A small deterministic generator (xorshift), so the mutations below are the same on
+/// every run.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `input` with a few bytes changed, dropped or repeated.
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        for _ in 0..1 + self.next() % 4 {
+            if out.is_empty() {
+                break;
+            }
+            let at = (self.next() % out.len() as u64) as usize;
+            match self.next() % 4 {
+                0 => out[at] = self.next() as u8,
+                1 => {
+                    out.remove(at);
+                }
+                2 => out.insert(at, b"\",=\\ u{}[]:"[(self.next() % 11) as usize]),
+                _ => out.truncate(at),
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn mutated_challenges_credentials_and_receipts_never_panic() {
+    let mut mutator = Mutator(0x9e37_79b9_7f4a_7c15);
+    let challenge = headers(EVM, 0, "response", "www-authenticate").join(", ");
+    let credential = headers(EVM, 1, "request", "authorization")[0].clone();
+    let receipt = headers(EVM, 1, "response", "payment-receipt")[0].clone();
+    // The same JSON inside the base64url too, so mutations reach the decoders behind it.
+    let decoded = {
+        use base64::Engine;
+        let b64 = credential.trim_start_matches("Payment ");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .unwrap()
+    };
+    for _ in 0..3000 {
+        let parsed = parse_www_authenticate([mutator.mutate(challenge.as_bytes()).as_slice()]);
+        for found in &parsed.challenges {
+            let _ = (found.binding(), found.amount());
+        }
+        if let Ok(found) = parse_authorization(&mutator.mutate(credential.as_bytes())) {
+            let _ = found.challenge.binding();
+        }
+        let json = mutator.mutate(&decoded);
+        let wrapped = format!("Payment {}", base64_url_bytes(&json));
+        if let Ok(found) = parse_authorization(wrapped.as_bytes()) {
+            let _ = found.challenge.binding();
+        }
+        let _ = parse_receipt_header(&mutator.mutate(receipt.as_bytes()));
+    }
+}
+
+fn base64_url_bytes(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

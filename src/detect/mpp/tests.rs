@@ -208,3 +208,32 @@ fn malformed_payloads_and_terms_are_refused() {
     let error = read_credential(format!("Payment {}", b64url(&json)).as_bytes()).unwrap_err();
     assert!(error.to_string().contains("RFC 3339"), "{error}");
 }
+
+#[test]
+fn mutated_credentials_are_read_or_refused_never_a_panic() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for capture in [EVM, TEMPO] {
+        let value = authorization(capture, 1);
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value.trim_start_matches("Payment "))
+            .unwrap();
+        for _ in 0..2000 {
+            let mut mutated = json.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % mutated.len() as u64) as usize;
+                mutated[at] = b"0123456789abcdefx\":,{}[] "[(next() % 25) as usize];
+            }
+            let header = format!(
+                "Payment {}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mutated)
+            );
+            let _ = read_credential(header.as_bytes());
+        }
+    }
+}
