@@ -6,6 +6,9 @@
 //! `description`, `opaque` (base64url of a JSON object), `header`. Names are
 //! case-insensitive and a duplicate is an error, as in the SDKs.
 //!
+//! Over MCP the same challenges come as JSON objects in a `-32042` error's `data`
+//! ([`challenges_from_mcp`]).
+//!
 //! The challenge's `id` is the merchant's HMAC over the other parameters, which Purser
 //! cannot recompute. So a credential is bound to a challenge by its `id` and by
 //! [`Challenge::binding`]: a digest of every parameter the `id` covers (the `request` and
@@ -162,6 +165,69 @@ struct Fields {
     description: Option<String>,
     opaque: Option<String>,
     header: Option<String>,
+}
+
+/// The challenges of an MPP-over-MCP `-32042` error's `data` (`{"challenges": [...]}`,
+/// each an object whose `request` and `opaque` are JSON objects, not base64url).
+pub fn challenges_from_mcp(data: &Value) -> Parsed {
+    let mut parsed = Parsed::default();
+    let Some(items) = data.get("challenges").and_then(Value::as_array) else {
+        parsed.errors.push(MppError::Missing(
+            "error data \"challenges\" (a list)".into(),
+        ));
+        return parsed;
+    };
+    for item in items {
+        if parsed.challenges.len() >= MAX_CHALLENGES_PER_ANSWER {
+            parsed.errors.push(MppError::WrongShape(format!(
+                "more than {MAX_CHALLENGES_PER_ANSWER} Payment challenges in one answer"
+            )));
+            break;
+        }
+        match challenge_from_object(item) {
+            Ok(challenge) => parsed.challenges.push(challenge),
+            Err(error) => parsed.errors.push(error),
+        }
+    }
+    parsed
+}
+
+/// One challenge written as a JSON object (MPP over MCP).
+pub fn challenge_from_object(item: &Value) -> Result<Challenge, MppError> {
+    let text = |name: &str| match item.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(MppError::WrongShape(format!(
+            "challenge field {name:?} must be a string"
+        ))),
+    };
+    let required = |name: &str| {
+        text(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| MppError::Missing(format!("challenge field {name:?}")))
+    };
+    let object = |name: &str| match item.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) => Ok(Some(value.clone())),
+        Some(_) => Err(MppError::WrongShape(format!(
+            "challenge field {name:?} must be a JSON object"
+        ))),
+    };
+    let method = required("method")?;
+    check_method_id(&method)?;
+    Ok(Challenge {
+        id: required("id")?,
+        realm: required("realm")?,
+        method,
+        intent: required("intent")?,
+        request: object("request")?
+            .ok_or_else(|| MppError::Missing("challenge field \"request\"".into()))?,
+        expires: text("expires")?,
+        digest: text("digest")?,
+        description: text("description")?,
+        opaque: object("opaque")?,
+        header: credential_header(text("header")?),
+    })
 }
 
 /// A payment method id as the SDKs accept it: `^[a-z][a-z0-9:_-]*$`.

@@ -27,7 +27,7 @@ pub mod receipt;
 pub mod tempo;
 
 pub use canonical::{amount, fixed_hex, hex_bytes};
-pub use challenge::{parse_www_authenticate, Challenge};
+pub use challenge::{challenges_from_mcp, parse_www_authenticate, Challenge};
 pub use credential::{parse_authorization, Credential, Echo, EchoForm};
 pub use error::MppError;
 pub use limits::{

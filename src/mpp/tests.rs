@@ -275,3 +275,44 @@ fn base64_url_bytes(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+const OVER_MCP: &str = include_str!("../../tests/data/captures/mpp/mpp_over_mcp_evm.json");
+
+/// The JSON-RPC message of the capture's exchange `index`, request or (SSE) response.
+fn mcp_message(index: usize, side: &str) -> Value {
+    let exchanges: Value = serde_json::from_str(OVER_MCP).unwrap();
+    let message = &exchanges[index][side];
+    match message.get("json").filter(|j| !j.is_null()) {
+        Some(json) => json.clone(),
+        None => message["sse_events"][0]["data_json"].clone(),
+    }
+}
+
+#[test]
+fn over_mcp_the_challenge_objects_bind_the_credential_object_alike() {
+    let challenge = mcp_message(3, "response");
+    assert_eq!(challenge["error"]["code"], -32042);
+    let parsed = challenges_from_mcp(&challenge["error"]["data"]);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let offered = &parsed.challenges[0];
+    assert_eq!(offered.amount(), Some(10_000));
+    let paid = mcp_message(4, "request");
+    let meta = &paid["params"]["_meta"]["org.paymentauth/credential"];
+    let credential = credential::from_json(meta, EchoForm::Object).unwrap();
+    assert_eq!(credential.challenge.binding(), offered.binding());
+    // The HTTP form (base64url) of the same object does not pass as the MCP form.
+    assert!(credential::from_json(meta, EchoForm::Base64url).is_err());
+    let receipt = mcp_message(4, "response");
+    let receipt =
+        receipt_from_json(&receipt["result"]["_meta"]["org.paymentauth/receipt"]).unwrap();
+    assert_eq!(receipt.status, ReceiptStatus::Success);
+    assert_eq!(receipt.settled_amount, Some(10_000));
+    assert_eq!(receipt.challenge_id.as_deref(), Some(offered.id.as_str()));
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({"challenges": [{"id": "a"}]}),
+        serde_json::json!({"challenges": [{"id": "a", "realm": "r", "method": "evm", "intent": "charge", "request": "e30"}]}),
+    ] {
+        assert!(challenges_from_mcp(&bad).challenges.is_empty(), "{bad}");
+    }
+}
