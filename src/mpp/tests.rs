@@ -316,3 +316,24 @@ fn over_mcp_the_challenge_objects_bind_the_credential_object_alike() {
         assert!(challenges_from_mcp(&bad).challenges.is_empty(), "{bad}");
     }
 }
+
+const MPPX: &str =
+    include_str!("../../tests/data/captures/mpp/mppx_challenges_charge_session.json");
+
+#[test]
+fn the_challenges_mppx_writes_read_too() {
+    let captured: Value = serde_json::from_str(MPPX).unwrap();
+    for (intent, amount) in [("charge", 10_000), ("session", 100)] {
+        let value = captured[intent]["headers"]["www-authenticate"]
+            .as_str()
+            .unwrap();
+        let parsed = parse_www_authenticate([value.as_bytes()]);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let challenge = &parsed.challenges[0];
+        assert_eq!(challenge.intent, intent);
+        assert_eq!(challenge.method, "tempo");
+        assert_eq!(challenge.amount(), Some(amount));
+        assert!(challenge.opaque.is_none(), "mppx writes no opaque");
+        assert!(challenge.expires.as_deref().unwrap().ends_with('Z'));
+    }
+}
