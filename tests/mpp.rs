@@ -1,13 +1,13 @@
-//! The Machine Payments Protocol through the real binary, with the official SDK on both
-//! sides (pympp 0.16.0, its own venv): its agent pays its merchant through Purser, and
-//! only the payment backends are stubs on loopback (the x402 facilitator stub settles
-//! `evm` charges, a Tempo JSON-RPC node takes `tempo` broadcasts), so what they record
-//! is the money that moved.
+//! The Machine Payments Protocol through the real binary, with the official SDKs on both
+//! sides (pympp 0.16.0, its own venv; mppx 0.11.0 on Node): each agent pays its merchant
+//! through Purser, and only the payment backends are stubs on loopback (the x402
+//! facilitator stub settles `evm` charges, a Tempo JSON-RPC node takes `tempo`
+//! broadcasts), so what they record is the money that moved.
 
 mod support;
 
 use std::process::Command;
-use support::mpp::{agent, python, x402_agent, Merchant, Paid};
+use support::mpp::{agent, mppx_agent, python, x402_agent, Merchant, MppxMerchant, Paid};
 use support::{Purser, TempDir};
 
 const POLICY: &str = r#"
@@ -221,6 +221,31 @@ fn an_x402_client_paying_the_same_merchant_counts_only_its_x402_payment() {
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(spent(&purser, "agent.x"), "0.01");
+}
+
+#[test]
+fn the_mppx_agent_pays_the_mppx_merchant_once_and_only_in_commit() {
+    let dir = TempDir::new("mpp-mppx");
+    let merchant = MppxMerchant::start(dir.path());
+    let purser = Purser::start(POLICY, None);
+    let url = merchant.url("/paid");
+    // undici's EnvHttpProxyAgent: the request goes as CONNECT, then plaintext HTTP.
+    refused(&mppx_agent(&url, &proxy_for(&purser, "n")), "phase");
+    assert!(merchant.settled().is_empty(), "EXPLORE moves no money");
+
+    purser.set_phase("agent.n", "COMMIT");
+    let paid = mppx_agent(&url, &proxy_for(&purser, "n"));
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.header("x-purser-decision"), Some("ALLOWED"));
+    assert!(paid.header("payment-receipt").is_some());
+    assert_eq!(merchant.settled(), [10_000]);
+    let decision = lines(&purser, "decision").pop().unwrap();
+    assert_eq!(decision["protocol"], "mpp");
+    assert_eq!(decision["scheme"], "evm/charge");
+    let settled = lines(&purser, "settlement");
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0]["outcome"], "committed");
+    assert_eq!(spent(&purser, "agent.n"), "0.01");
 }
 
 /// Every line of the proof log validates under the published schema (MPP decisions carry

@@ -2,7 +2,8 @@
 //! tests: a venv of its own under `target/` (its pins conflict with the x402 lock), a
 //! pympp merchant whose payment backends are loopback stubs (the x402 facilitator stub
 //! settles `evm` charges, a Tempo JSON-RPC stub takes `tempo` broadcasts), and a pympp
-//! agent that pays through a proxy (`tests/interop/mpp/`).
+//! agent that pays through a proxy (`tests/interop/mpp/`); and the official TypeScript
+//! SDK (mppx 0.11.0, `tests/interop/node/`): its merchant and its agent.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -240,4 +241,101 @@ pub(crate) fn x402_agent(url: &str, proxy: &str) -> Vec<Paid> {
             authorization: None,
         })
         .collect()
+}
+
+/// An mppx merchant (`tests/interop/node/mppx_server.mjs`) and the facilitator stub it
+/// settles through; killed on drop.
+pub(crate) struct MppxMerchant {
+    child: Child,
+    port: u16,
+    _facilitator: Server,
+    settlements: PathBuf,
+}
+
+impl Drop for MppxMerchant {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MppxMerchant {
+    pub(crate) fn start(dir: &Path) -> MppxMerchant {
+        let settlements = dir.join("mppx-settlements.jsonl");
+        let facilitator = Server::start(
+            "facilitator_stub.py",
+            &[
+                "--quiet".into(),
+                "--record".into(),
+                settlements.display().to_string(),
+            ],
+        );
+        let mut child = Command::new("node")
+            .arg(super::node::node_dir().join("mppx_server.mjs"))
+            .arg(facilitator.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node (mppx_server.mjs)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(port) = line.strip_prefix("READY ") {
+                        break port.trim().parse().expect("port");
+                    }
+                }
+                _ => panic!("mppx_server.mjs exited before it was ready"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        MppxMerchant {
+            child,
+            port,
+            _facilitator: facilitator,
+            settlements,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The amounts the facilitator settled, in base units.
+    pub(crate) fn settled(&self) -> Vec<u128> {
+        read_lines(&self.settlements)
+            .iter()
+            .filter(|line| line["success"] == true)
+            .filter_map(|line| line["amount"].as_str()?.parse().ok())
+            .collect()
+    }
+}
+
+/// Runs the mppx agent (`tests/interop/node/mppx_agent.mjs`) against `url`, with
+/// `HTTP_PROXY=proxy`.
+pub(crate) fn mppx_agent(url: &str, proxy: &str) -> Paid {
+    let output = Command::new("node")
+        .arg(super::node::node_dir().join("mppx_agent.mjs"))
+        .arg(url)
+        .env("HTTP_PROXY", proxy)
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("run node (mppx_agent.mjs)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "mppx_agent.mjs printed no JSON: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(value.get("error").is_none(), "mppx agent: {value}");
+    Paid {
+        status: value["status"].as_u64().unwrap_or(0) as u16,
+        headers: value["headers"].clone(),
+        body: value["body"].as_str().unwrap_or("").to_string(),
+        authorization: None,
+    }
 }
