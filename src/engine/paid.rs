@@ -60,6 +60,23 @@ impl Paid {
         }
     }
 
+    /// The x402 payment, if it is one (what x402-only code, such as `upto` metering or
+    /// asking the chain about an EIP-3009 nonce, reads).
+    pub fn x402(&self) -> Option<&Payment> {
+        match self {
+            Paid::X402(payment) => Some(payment),
+            Paid::Mpp(_) => None,
+        }
+    }
+
+    /// The MPP credential, if it is one.
+    pub fn mpp(&self) -> Option<&MppPayment> {
+        match self {
+            Paid::X402(_) => None,
+            Paid::Mpp(payment) => Some(payment),
+        }
+    }
+
     /// The protocol it came in, which says where its receipt will be.
     pub fn protocol(&self) -> Protocol {
         match self {
