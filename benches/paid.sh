@@ -149,6 +149,24 @@ paid_recovery() {
   rm -rf "$dir"
 }
 
+# paid_mcp: x402 over MCP, one paid tools/call at a time, straight to the stub MCP
+# merchant and through Purser alternately, in one run (`bench mcp`): what Purser adds at
+# p50, with the decision durable, then without fsync and with JSON answers.
+paid_mcp() {
+  local keys="n direct_p50_us proxied_p50_us added_p50_us direct_p99_us proxied_p99_us errors" what args
+  for what in mcp mcp-nofsync-json; do
+    busy_note "paid $what"
+    args=()
+    [[ "$what" == mcp-nofsync-json ]] && args=(--trace-no-fsync)
+    start_purser "paid-$what" benches/paid-policy.yaml "${args[@]}" || die "purser did not start ($what)"
+    args=()
+    [[ "$what" == mcp-nofsync-json ]] && args=(--json)
+    measure paid "$what" 1 mcp "$keys" mcp --proxy "$HOST:$PURSER_PORT" --auth "$AUTH" \
+      --count "$PAID_MCP_CALLS" "${args[@]}" || true
+    stop_pid "$STARTED_PID"
+  done
+}
+
 section_paid() {
   local c policy=benches/paid-policy.yaml pay=(--conns "$PAID_CONNS" --pay 1)
   HAVE_PERF=0
@@ -174,6 +192,7 @@ section_paid() {
     approve --proxy "$HOST:$PURSER_PORT" --admin "$HOST:$ADMIN_PORT" --auth "$AUTH" \
     --count "$PAID_APPROVALS" --think-ms "$PAID_THINK_MS" || true
   stop_pid "$STARTED_PID"
+  paid_mcp
   busy_note "paid holds"
   start_merchant
   local rss="rss_start_kb rss_idle_kb rss_held_kb rss_after_kb extra_kb" held=http://$HOST:$MERCHANT_PORT/held

@@ -371,6 +371,7 @@ class Report:
                        f"{num(v['decisions'], 0)}, settlements {num(v['settlements'], 0)}, errors {num(v['errors'], 0)}, "
                        f"verify {'ok' if v['verify_ok'] == 1 else 'FAILED'}")
         self.paid_approvals()
+        self.paid_mcp()
         self.paid_holds()
         self.paid_recovery()
         profile = self.meta.get("paid_profile")
@@ -400,6 +401,25 @@ class Report:
                      f"{num(a['negatives'], 0)} (counted as 0; earliest {ms(a['min_raw_us'])} ms)",
                      ms(a["approve_rtt_p50_us"])]], "r" * 7)
         self.w("", "Target: ≤ 2 ms median.")
+
+    def paid_mcp(self):
+        d = self.data
+        rows = [(key, label) for key, label in (("mcp", "durable (fsync), event-stream answers"),
+                                                ("mcp-nofsync-json", "--trace-no-fsync, JSON answers"))
+                if d.has("paid", key)]
+        if not rows:
+            return
+        self.w("", "### A paid MCP tool call", "", f"{num(d.med('paid', rows[0][0], 'n'), 0)} x402-over-MCP paid "
+               "`tools/call`s each way, one at a time, straight to the kit's stub MCP merchant and through Purser "
+               "alternately, in one run (`bench mcp`); each timed from sending to the whole JSON-RPC answer, with "
+               "its receipt, read.", "")
+        self.table(["Purser", "direct p50 (µs)", "through Purser p50 (µs)", "added p50 (µs)", "direct p99 (µs)",
+                    "through Purser p99 (µs)", "errors"],
+                   [[label, *(num(d.med("paid", key, m), 1) for m in
+                              ("direct_p50_us", "proxied_p50_us", "added_p50_us", "direct_p99_us", "proxied_p99_us")),
+                     num(d.med("paid", key, "errors"), 0)] for key, label in rows], "l" + "r" * 6)
+        added = d.med("paid", "mcp", "added_p50_us")
+        self.w("", f"Target: ≤ 0.5 ms added p50 (durable): {met(added, 500, higher_is_better=False)}.")
 
     def paid_holds(self):
         d, n = self.data, f"{self.s('PAID_HOLDS', 1000):,.0f}"
@@ -527,10 +547,35 @@ class Report:
                                                                "panels": panels})
         self.end_section("findings")
 
+    # ------------------------------------------------------------ transparent
+    def transparent(self):
+        d, conns, hs = self.data, int(self.s("CONNS", 16)), int(self.s("HS_CONNS", 16))
+        self.w("## 6. Transparent mode", "")
+        self.w("HTTPS to `bench origin` (a test CA's certificate for `localhost`) inside a network namespace the run "
+               "makes, from a load generator running as its own uid. **transparent**: no proxy settings; "
+               "`purser redirect --apply` sends that uid's TCP to `--transparent-listen`, which intercepts by SNI and "
+               "connects to the original destination. **HTTPS_PROXY**: the same load generator, the same Purser, "
+               f"through `CONNECT` to the proxy listener. Keep-alive: {conns} connections, `GET`s back to back; new "
+               f"handshakes: {hs} workers opening, handshaking and closing connections (cached leaf). Needs root.", "")
+        if not d.has("transparent", "transparent"):
+            self.end_section("transparent")
+            return
+        labels = {"transparent": "**transparent** (redirected)", "proxy": "HTTPS_PROXY (CONNECT)"}
+        self.table(["path", "keep-alive req/s", "new TLS handshakes/s"],
+                   [[labels[t], cell(d, "transparent", t, "tls_rps", digits=0), cell(d, "transparent", t, "hs_per_s", digits=0)]
+                    for t in ("transparent", "proxy") if d.has("transparent", t)])
+        rps, r_rps = ratio_cell(d, "transparent", "transparent", "proxy", "tls_rps")
+        hs_text, r_hs = ratio_cell(d, "transparent", "transparent", "proxy", "hs_per_s")
+        self.w("", "transparent ÷ HTTPS_PROXY (ratio of medians, per-run range):", "")
+        self.table(["keep-alive req/s", "new TLS handshakes/s"], [[rps, hs_text]], "rr")
+        self.summary.append(("transparent vs HTTPS_PROXY, keep-alive req/s", "≥ 0.90×", rps, met(r_rps, 0.9)))
+        self.summary.append(("transparent vs HTTPS_PROXY, new TLS handshakes/s", "≥ 0.90×", hs_text, met(r_hs, 0.9)))
+        self.end_section("transparent")
+
     # ------------------------------------------------------------ all
     def render(self):
         m = self.meta
-        for name in ("plain", "mitm", "paid", "memory", "findings"):
+        for name in ("plain", "mitm", "paid", "memory", "findings", "transparent"):
             if name in self.sections:
                 getattr(self, name)()
         body, self.out = self.out, []

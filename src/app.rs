@@ -11,11 +11,12 @@ use crate::holds::HoldOutcome;
 use crate::outbound::SharedOutbound;
 use crate::policy::{Policy, PolicyError, PolicyStore};
 use crate::proxy::ca::{CaError, CertificateAuthority};
+use crate::proxy::chain_rpc::ChainClient;
 use crate::proxy::egress::EgressGuard;
 use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
-use crate::proxy::{admission, server, shutdown, ProxySettings, ProxyState};
+use crate::proxy::{admission, server, shutdown, transparent, ProxySettings, ProxyState};
 use crate::store::{Embedded, SharedStore};
 use crate::telemetry::metrics::Metrics;
 use crate::trace::{log_files, TraceError, TraceLimits, TraceLog, TraceSettings};
@@ -54,6 +55,8 @@ pub struct RunConfig {
     pub upstream: UpstreamSettings,
     /// Connection workers (threads serving agents); 0 means one per core.
     pub workers: usize,
+    /// Where connections the kernel redirected arrive (`--transparent-listen`), if anywhere.
+    pub transparent_listen: Option<SocketAddr>,
 }
 
 /// Why Purser could not start.
@@ -88,6 +91,10 @@ pub enum RunError {
     /// The connection workers could not be started.
     #[error("{0}")]
     Workers(#[from] WorkerError),
+    /// `--transparent-listen` was given, but the policy does not say whom redirected
+    /// connections speak for.
+    #[error("--transparent-listen needs a `transparent:` section in the policy naming the agent redirected connections speak for (transparent: {{agent: NAME}})")]
+    TransparentWithoutAgent,
     /// The `SIGHUP`/`SIGTERM`/`SIGINT` handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -99,6 +106,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         return Err(RunError::AdminWithoutToken(config.admin_listen));
     }
     let policy = Policy::load(&config.policy)?;
+    if config.transparent_listen.is_some() && policy.transparent.is_none() {
+        return Err(RunError::TransparentWithoutAgent);
+    }
     tracing::info!(policy = %config.policy.display(), digest = %&policy.digest[..12], "policy loaded");
     let (ca, created) = CertificateAuthority::load_or_create(&config.ca_dir)?;
     if created {
@@ -142,7 +152,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             metrics.clone(),
             Some(notifier),
         )
-        .with_compensator(outbound),
+        .with_compensator(outbound)
+        .with_chain_rpc(Arc::new(ChainClient::new(upstream.internal_client.clone()))),
     );
     spawn_session_sweeper(engine.clone());
     let started = std::time::Instant::now();
@@ -163,7 +174,23 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let admin_listener = bind(config.admin_listen).await?;
     let proxy_address = local_address(&proxy_listener, config.listen);
     let admin_address = local_address(&admin_listener, config.admin_listen);
-    egress.set_own_addresses(vec![proxy_address, admin_address]);
+    let transparent_listener = match config.transparent_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let transparent_address = transparent_listener
+        .as_ref()
+        .zip(config.transparent_listen)
+        .map(|(listener, asked)| local_address(listener, asked));
+    let own_addresses: Vec<SocketAddr> = [
+        Some(proxy_address),
+        Some(admin_address),
+        transparent_address,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    egress.set_own_addresses(own_addresses.clone());
     // The leaf cache is sized once: a reload that shrank it would have to evict live
     // leaves mid-handshake for no gain.
     let leaf_certificates = policy.current().limits.leaf_certificates;
@@ -184,7 +211,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         upstream,
         metrics,
         settings: config.proxy.clone(),
-        own_addresses: vec![proxy_address, admin_address],
+        own_addresses,
         shutdown,
     });
     let admin_state = Arc::new(AdminState {
@@ -201,7 +228,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         workers.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let transparent_task = transparent_listener
+        .map(|listener| tokio::spawn(transparent::serve(listener, state.clone(), workers.clone())));
     announce(proxy_address, admin_address, &state);
+    if let Some(address) = transparent_address {
+        println!("transparent listener on {address} (redirected connections)");
+        tracing::info!(%address, "transparent listener ready");
+    }
     loop {
         tokio::select! {
             _ = hangup.recv() => reload(&state),
@@ -227,6 +260,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     proxy_task.abort();
     admin_task.abort();
+    if let Some(task) = transparent_task {
+        task.abort();
+    }
     if let Err(error) = state.engine.flush_trace().await {
         tracing::error!(%error, "could not flush the proof log at shutdown");
     }

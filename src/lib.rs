@@ -10,6 +10,8 @@
 //!   parsing of challenges, credentials and receipts, and their binding.
 //! * `codes`, [`outbound`]: the stable error codes every layer speaks; the client
 //!   Purser's own calls (webhooks, refund requests) go through.
+//! * [`chain_rpc`]: `eth_call` to an EVM node (ABI, JSON-RPC), behind the small trait
+//!   chain reconciliation is given.
 //! * [`detect`]: the one payment detector: whether a request carries a payment, in
 //!   which protocol, and whether Purser can govern it.
 //! * [`telemetry`]: log set-up and the counters behind `/metrics`.
@@ -27,6 +29,8 @@
 //!   every request passes, rendering, the upstream client.
 //! * `admin`: the admin API, the console and `/metrics`.
 //! * [`app`]: `purser run`, assembling the above.
+//! * `redirect`: `purser redirect`, the nftables rules that send an agent's traffic to
+//!   the transparent listener.
 //! * `demo`: `purser demo`, a governed workflow end to end on loopback.
 //! * [`cli`]: the `purser` command line, a thin layer over the above.
 //!
@@ -36,6 +40,7 @@
 
 pub(crate) mod admin;
 pub mod app;
+pub mod chain_rpc;
 pub mod cli;
 pub(crate) mod codes;
 pub(crate) mod demo;
@@ -50,6 +55,7 @@ pub mod outbound;
 pub mod policy;
 #[doc(hidden)]
 pub mod proxy;
+pub(crate) mod redirect;
 #[doc(hidden)]
 pub mod store;
 #[doc(hidden)]

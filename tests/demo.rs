@@ -74,6 +74,12 @@ fn every_step_behaves_and_the_kept_proof_log_verifies() {
         "for the car rental",
         "for the hotel booking",
         "for the flight booking",
+        // Step 6: a paid MCP tool call, refused in EXPLORE, paid in COMMIT.
+        "tools/call fx_quote  (paid, in EXPLORE)",
+        "decided on MCP tool fx_quote",
+        "a tool result, isError (HTTP 200: the MCP session goes on)",
+        "the model reads \"Purser refused this paid tool call. decision: DENIED; rule: ",
+        "receipt in result._meta[\"x402/payment-response\"]: tx 0x",
         "Done · every step behaved as expected",
         "No money moved.",
         "hash chain intact",
@@ -88,10 +94,10 @@ fn every_step_behaves_and_the_kept_proof_log_verifies() {
         3,
         "{stdout}"
     );
-    for step in 1..=5 {
-        assert!(stdout.contains(&format!("Step {step} of 5")), "{stdout}");
+    for step in 1..=6 {
+        assert!(stdout.contains(&format!("Step {step} of 6")), "{stdout}");
     }
-    assert_eq!(stdout.matches("✓").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("✓").count(), 6, "{stdout}");
 
     let log = work.join("traces/purser-trace.jsonl");
     let verify = purser(&["traces", "verify", log.to_str().unwrap()])
@@ -127,7 +133,25 @@ fn every_step_behaves_and_the_kept_proof_log_verifies() {
         .iter()
         .filter(|l| l["kind"] == "settlement" && l["outcome"] == "committed")
         .count();
-    assert_eq!(committed, 6, "six payments settled");
+    assert_eq!(committed, 7, "seven payments settled");
+    let mcp_decisions: Vec<_> = lines
+        .iter()
+        .filter(|l| l["kind"] == "decision" && l["mcp_tool"] == "fx_quote")
+        .map(|l| {
+            (
+                l["decision"].as_str(),
+                l["rule"].as_str(),
+                l["session"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mcp_decisions,
+        [
+            (Some("DENIED"), Some("phase"), Some("demo-agent.tools")),
+            (Some("ALLOWED"), Some("default"), Some("demo-agent.tools")),
+        ]
+    );
     let policy = std::fs::read_to_string(work.join("policy.yaml")).unwrap();
     assert!(
         policy.contains("endpoint: http://127.0.0.1:") && !policy.contains("FACILITATOR"),

@@ -17,6 +17,7 @@ const RANKS: &[(&str, u8)] = &[
     ("mpp", 0),
     ("codes", 0),
     ("outbound", 0),
+    ("chain_rpc", 0),
     ("telemetry", 1),
     ("detect", 1),
     ("policy", 2),
@@ -28,6 +29,7 @@ const RANKS: &[(&str, u8)] = &[
     ("proxy", 7),
     ("admin", 8),
     ("app", 9),
+    ("redirect", 9),
     ("demo", 10),
     ("cli", 11),
 ];

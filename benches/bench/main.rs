@@ -4,8 +4,8 @@
 //!
 //! * servers, all the kit's: `origin` (the origin stub), `merchant` (the stub merchant
 //!   and facilitator), `bare-proxy` (the bare hyper pass-through), `certs` (a test CA);
-//! * load ([`load`], [`memory`], [`paid`]): `load`, `handshakes`, `first`,
-//!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`; each prints one
+//! * load ([`load`], [`memory`], [`paid`], [`mcp`]): `load`, `handshakes`, `first`,
+//!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`, `mcp`; each prints one
 //!   `RESULT key=value …` line on stdout;
 //! * whole runs ([`soak`], [`findings`]): `soak`, `findings`, `findings-plan`, each
 //!   writing its Markdown report to `benches/results/`;
@@ -18,6 +18,7 @@
 mod dial;
 mod findings;
 mod load;
+mod mcp;
 mod md;
 mod memory;
 mod mpp;
@@ -76,6 +77,8 @@ enum Command {
     Approve(paid::HoldArgs),
     /// The proxy's VmRSS with concurrent held payments (or idle connections).
     Holds(paid::HoldArgs),
+    /// An x402-over-MCP paid tool call through Purser against the same call direct.
+    Mcp(mcp::McpArgs),
     /// The disk's raw append + fdatasync rate.
     Fsync {
         #[arg(long)]
@@ -135,6 +138,7 @@ fn main() -> Result<(), Error> {
         Command::Memory(args) => block_on(threads, memory::memory(args)),
         Command::Approve(args) => block_on(threads, paid::approve(args)),
         Command::Holds(args) => block_on(threads, paid::holds(args)),
+        Command::Mcp(args) => block_on(threads, mcp::mcp(args)),
         Command::Fsync { dir, count } => paid::fsync_probe(&dir, count),
         Command::GenLog(args) => paid::gen_log(&args),
         Command::Soak(args) => soak::soak(args),

@@ -4,7 +4,8 @@
 //! * [`origin`]: the origin stub (recording for tests, lean for load).
 //! * [`bare_proxy`]: a bare hyper pass-through forward proxy, the yardstick.
 //! * [`merchant`]: the stub merchant and facilitator (402 challenge, then a paid answer
-//!   with a receipt; refunds; the facilitator's record).
+//!   with a receipt; refunds; the facilitator's record); [`mcp_merchant`]: the same for
+//!   paid MCP tool calls (x402 over MCP).
 //! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
 //! * [`mpp`]: a stub MPP merchant, and credentials answering its challenges.
 //! * [`client`]: HTTP/1.1 client connections, whole answers, proxy credentials.
@@ -23,6 +24,7 @@ pub mod bare_proxy;
 pub mod client;
 pub mod gen_log;
 pub mod load;
+pub mod mcp_merchant;
 pub mod merchant;
 pub mod mpp;
 pub mod origin;

@@ -47,9 +47,20 @@ impl TestPki {
     /// A server certificate and key for `localhost` and `127.0.0.1`, written as PEM files
     /// `dir/NAME.pem` and `dir/NAME.key`.
     pub fn server_cert_files(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        self.server_cert_files_for(dir, name, &["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate and key for `hosts` (names or IP addresses), written as PEM
+    /// files `dir/NAME.pem` and `dir/NAME.key`.
+    pub fn server_cert_files_for(
+        &self,
+        dir: &Path,
+        name: &str,
+        hosts: &[&str],
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("leaf key");
-        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
+        let hosts: Vec<String> = hosts.iter().map(|host| host.to_string()).collect();
+        let params = CertificateParams::new(hosts).expect("params");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let cert_path = dir.join(format!("{name}.pem"));
         let key_path = dir.join(format!("{name}.key"));

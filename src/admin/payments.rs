@@ -2,7 +2,7 @@
 //!
 //! * `GET /v1/payments?outcome=unknown[&session=ID][&agent=NAME]` (also
 //!   `GET /v1/payments/unknown`): oldest first, each with what an operator needs to find
-//!   it at the merchant or on chain.
+//!   it at the merchant or on chain (`onchain`: the nonce and the contract keeping it).
 //! * `GET /v1/payments/{id}`: one of them.
 //! * `POST /v1/payments/{id}/resolve` `{"outcome": "committed"|"released", "by", "reason"}`:
 //!   the `resolution` line is on disk before the budget changes; the answer carries the
@@ -160,5 +160,7 @@ fn payment_json(payment: &UnknownPayment, view: &UnknownView) -> Value {
         "upstream_status": details.upstream_status,
         "retries": view.retries,
         "retry_in_flight": view.retry_in_flight,
+        // What the chain can be asked about it (EVM): nonce, contract, valid-before.
+        "onchain": details.onchain,
     })
 }

@@ -1,6 +1,6 @@
 //! The `purser` command line: a thin layer that parses flags and calls the library.
 //!
-//! `run`, `ca` and `policy` work locally; `approvals`, `payments`, `sessions` and
+//! `run`, `ca`, `policy` and `redirect` work locally; `approvals`, `payments`, `sessions` and
 //! `traces` are the operator's view of a running Purser, through its admin API.
 
 mod admin_client;
@@ -8,6 +8,7 @@ mod approvals;
 mod ca;
 mod format;
 mod payments;
+mod redirect;
 mod sessions;
 mod tables;
 mod trace_files;
@@ -58,6 +59,9 @@ enum Command {
     Traces(TracesArgs),
     /// A governed x402 workflow end to end on this machine: no network, no money.
     Demo(crate::demo::DemoArgs),
+    /// The nftables rules that send an agent uid's outbound TCP to the transparent
+    /// listener: printed, installed (--apply) or removed (--remove).
+    Redirect(redirect::RedirectArgs),
 }
 
 /// Where the admin API is, for the operator commands.
@@ -192,6 +196,10 @@ struct RunArgs {
     /// Threads serving agent connections; 0 means one per core.
     #[arg(long, env = "PURSER_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Also accept connections the kernel redirected here (`purser redirect`), e.g.
+    /// `[::]:15001`; the policy's `transparent` section names their agent.
+    #[arg(long)]
+    transparent_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,6 +273,7 @@ pub fn main() -> ExitCode {
             TracesCommand::Show(args) => trace_files::show(args),
         },
         Command::Demo(args) => crate::demo::run(args),
+        Command::Redirect(args) => redirect::run(args),
     }
 }
 
@@ -324,6 +333,7 @@ fn run(args: RunArgs) -> ExitCode {
         },
         upstream: UpstreamSettings::default(),
         workers: args.workers,
+        transparent_listen: args.transparent_listen,
     };
     // Agent connections run on their own workers (`proxy::workers`); this thread keeps
     // the admin API, the accept loop, signals and the sweepers.

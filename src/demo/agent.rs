@@ -73,6 +73,19 @@ impl Agent {
         headers: &[(&str, String)],
         wait: Option<Duration>,
     ) -> Result<Reply, DemoError> {
+        self.request_with_body(method, url, headers, Bytes::new(), wait)
+            .await
+    }
+
+    /// One request with a body through the proxy (an MCP client's JSON-RPC POST).
+    pub(super) async fn request_with_body(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        wait: Option<Duration>,
+    ) -> Result<Reply, DemoError> {
         let uri: http::Uri = url.parse().map_err(|e| DemoError::Http {
             what: format!("the agent's request to {url}"),
             message: format!("bad URL: {e}"),
@@ -88,12 +101,10 @@ impl Agent {
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
-        let request = builder
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| DemoError::Http {
-                what: format!("the agent's request to {url}"),
-                message: e.to_string(),
-            })?;
+        let request = builder.body(Full::new(body)).map_err(|e| DemoError::Http {
+            what: format!("the agent's request to {url}"),
+            message: e.to_string(),
+        })?;
         send(self.proxy, request, wait)
             .await
             .map_err(|message| DemoError::Http {
@@ -187,19 +198,7 @@ impl Terms {
         let none = || "the challenge offers no way to pay".to_string();
         let (name, json) = match self {
             Terms::V2(challenge) => {
-                let accepted = challenge.accepts.into_iter().next().ok_or_else(none)?;
-                let payment = PaymentPayloadV2 {
-                    x402_version: 2,
-                    payload: signed_authorization(
-                        &accepted.pay_to,
-                        &accepted.amount,
-                        accepted.max_timeout_seconds,
-                    ),
-                    accepted,
-                    resource: challenge.resource,
-                    extensions: None,
-                    other: Map::new(),
-                };
+                let payment = payment_v2(challenge)?;
                 ("payment-signature", serde_json::to_string(&payment))
             }
             Terms::V1(challenge) => {
@@ -223,7 +222,29 @@ impl Terms {
     }
 }
 
-fn offer(version: u8, network: &str, amount_atomic: &str) -> Result<Offer, String> {
+/// A v2 payment for the challenge's first offer: what goes, base64, in
+/// `PAYMENT-SIGNATURE`, or, as JSON, in an MCP call's `_meta["x402/payment"]`.
+pub(super) fn payment_v2(challenge: PaymentRequiredV2) -> Result<PaymentPayloadV2, String> {
+    let accepted = challenge
+        .accepts
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the challenge offers no way to pay".to_string())?;
+    Ok(PaymentPayloadV2 {
+        x402_version: 2,
+        payload: signed_authorization(
+            &accepted.pay_to,
+            &accepted.amount,
+            accepted.max_timeout_seconds,
+        ),
+        accepted,
+        resource: challenge.resource,
+        extensions: None,
+        other: Map::new(),
+    })
+}
+
+pub(super) fn offer(version: u8, network: &str, amount_atomic: &str) -> Result<Offer, String> {
     let atomic: i64 = amount_atomic
         .parse()
         .map_err(|_| format!("`{amount_atomic}` is not an amount"))?;

@@ -161,6 +161,11 @@ impl Merchant {
         self.payments_seen.load(Ordering::SeqCst)
     }
 
+    /// Counts a request that reached the shop carrying a payment.
+    pub(super) fn saw_payment(&self) {
+        self.payments_seen.fetch_add(1, Ordering::SeqCst);
+    }
+
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_string();
         if path == CATALOG_PATH {
@@ -177,7 +182,7 @@ impl Merchant {
         let Some(payment) = request.headers().get(payment_header) else {
             return self.challenge(product, None);
         };
-        self.payments_seen.fetch_add(1, Ordering::SeqCst);
+        self.saw_payment();
         let payload = match self.check_payment(product, payment.as_bytes()) {
             Ok(payload) => payload,
             Err(reason) => return self.challenge(product, Some(&reason)),
@@ -302,10 +307,21 @@ impl Merchant {
 
     /// Asks the facilitator to settle; returns the receipt to send back.
     async fn settle(&self, product: &Product, payload: Value) -> Result<Value, String> {
+        self.settle_offer(product.version, payload, self.requirement(product))
+            .await
+    }
+
+    /// Asks the facilitator to settle a payment for `requirement`; returns the receipt.
+    pub(super) async fn settle_offer(
+        &self,
+        version: u8,
+        payload: Value,
+        requirement: Value,
+    ) -> Result<Value, String> {
         let body = json!({
-            "x402Version": product.version,
+            "x402Version": version,
             "paymentPayload": payload,
-            "paymentRequirements": self.requirement(product),
+            "paymentRequirements": requirement,
         });
         let request = Request::post("/settle")
             .header(header::HOST, self.facilitator.address.to_string())

@@ -5,9 +5,10 @@
 //! demo merchant that charges with real x402 v1 and v2 challenges ([`merchant`]), a
 //! facilitator STUB that records settlements and refund requests without verifying any
 //! signature ([`facilitator`]), and a scripted agent that pays through the proxy
-//! ([`agent`]). The agent then walks through five steps ([`script`]): free reads, a
+//! ([`agent`]). The agent then walks through six steps ([`script`]): free reads, a
 //! payment refused in EXPLORE, COMMIT and settled payments, a payment held for a person,
-//! and a failed transaction whose payments are refunded. Each step says what Purser
+//! a failed transaction whose payments are refunded, and a paid MCP tool call
+//! ([`merchant_mcp`], [`script_mcp`]) refused in EXPLORE and paid in COMMIT. Each step says what Purser
 //! decided, by which rule, what the budget stands at, and what the proof log recorded
 //! ([`narrative`]). The demo exits non-zero when a step does not behave as expected, so
 //! it doubles as a smoke test of a build.
@@ -24,14 +25,17 @@ mod facilitator;
 mod http;
 mod launch;
 mod merchant;
+mod merchant_mcp;
 mod narrative;
 mod script;
 mod script_later;
+mod script_mcp;
 
 pub(crate) use error::DemoError;
 use facilitator::Facilitator;
 use launch::{PurserFiles, PurserProcess};
 use merchant::Merchant;
+use merchant_mcp::McpShop;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,6 +115,7 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
 async fn run_steps(args: &DemoArgs, workspace: &Workspace) -> Result<(), DemoError> {
     let facilitator = Facilitator::start().await?;
     let merchant = Merchant::start(facilitator.clone()).await?;
+    let mcp = McpShop::start(merchant.clone()).await?;
     let policy = demo_policy(&facilitator.refund_endpoint())?;
     let files = workspace.files();
     std::fs::write(&files.policy, policy).map_err(|source| DemoError::Workspace {
@@ -120,7 +125,7 @@ async fn run_steps(args: &DemoArgs, workspace: &Workspace) -> Result<(), DemoErr
     let mut purser = tokio::task::spawn_blocking(move || PurserProcess::start(&files))
         .await
         .map_err(|e| DemoError::Launch(format!("cannot start Purser: {e}")))??;
-    let stage = script::Stage::new(&purser, merchant, facilitator, args.pause_at_hold);
+    let stage = script::Stage::new(&purser, merchant, mcp, facilitator, args.pause_at_hold);
     introduce(&stage, &purser, workspace);
     let steps = tokio::select! {
         outcome = run_all(&stage) => outcome,
@@ -186,6 +191,11 @@ fn introduce(stage: &script::Stage, purser: &PurserProcess, workspace: &Workspac
             "Merchant",
             format!("http://{}", stage.merchant.address),
             "demo shop, x402 v2 and v1 challenges".to_string(),
+        ),
+        (
+            "MCP server",
+            format!("http://{}", stage.mcp.address),
+            "the shop's paid MCP tool at /mcp, x402 over MCP".to_string(),
         ),
         (
             "Facilitator",
@@ -296,6 +306,7 @@ async fn run_all(stage: &script::Stage) -> Result<(), DemoError> {
     script::commit_and_pay(stage).await?;
     script_later::held_for_a_person(stage).await?;
     script_later::failed_transaction(stage).await?;
+    script_mcp::mcp_tool_call(stage).await?;
     Ok(())
 }
 

@@ -1,10 +1,11 @@
-//! The five steps the agent walks through, each with what it expects Purser to do. A step
+//! The six steps the agent walks through, each with what it expects Purser to do. A step
 //! that sees anything else stops the demo with [`DemoError::Step`], naming what it
 //! expected and what it got.
 //!
 //! Steps 1–3 are here; the held payment and the failed transaction are in
-//! [`super::script_later`]. What is shared, reporting a payment with its decision, rule,
-//! budget and proof-log lines, is [`Stage::report`].
+//! [`super::script_later`], the MCP tool call in [`super::script_mcp`]. What is shared,
+//! reporting a payment with its decision, rule, budget and proof-log lines, is
+//! [`Stage::report`].
 
 use super::admin::Admin;
 use super::agent::{Agent, Purchase, Terms};
@@ -13,23 +14,30 @@ use super::facilitator::Facilitator;
 use super::http::Reply;
 use super::launch::PurserProcess;
 use super::merchant::{Merchant, Product, ANALYST_NOTES, CATALOG_PATH, MARKET_SNAPSHOT};
+use super::merchant_mcp::McpShop;
 use super::narrative::{self, detail, more, passed, say, usd, why};
 use http::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
 
 /// Steps in all.
-pub(super) const STEPS: u8 = 5;
+pub(super) const STEPS: u8 = 6;
 /// The agent's name and token in the demo policy, and its session.
 const AGENT: &str = "demo-agent";
 const TOKEN: &str = "demo-token";
 const SESSION: &str = "trip";
+/// The agent's second session, for its MCP tool calls (it starts in EXPLORE).
+const TOOLS_SESSION: &str = "tools";
 
 /// Everything the steps use.
 pub(super) struct Stage {
     pub agent: Agent,
+    /// The same agent in its MCP session.
+    pub tools_agent: Agent,
     pub admin: Admin,
     pub merchant: Merchant,
+    /// The shop's MCP server (its paid tool).
+    pub mcp: McpShop,
     pub facilitator: Facilitator,
     pub pause_at_hold: bool,
 }
@@ -63,15 +71,18 @@ impl Stage {
     pub(super) fn new(
         purser: &PurserProcess,
         merchant: Merchant,
+        mcp: McpShop,
         facilitator: Facilitator,
         pause_at_hold: bool,
     ) -> Stage {
         Stage {
             agent: Agent::new(purser.proxy, AGENT, SESSION, TOKEN),
+            tools_agent: Agent::new(purser.proxy, AGENT, TOOLS_SESSION, TOKEN),
             admin: Admin {
                 address: purser.admin,
             },
             merchant,
+            mcp,
             facilitator,
             pause_at_hold,
         }
@@ -106,7 +117,10 @@ impl Stage {
             )
         })?;
         let receipt = receipt(reply, offer.version);
-        let lines = self.trace_lines(&trace_id, receipt.is_some()).await?;
+        let session = &self.agent.session_id;
+        let lines = self
+            .trace_lines(session, &trace_id, receipt.is_some())
+            .await?;
         let decided = lines.iter().find(|l| l["kind"] == "decision");
         let rule = show_decision(reply, &decision, decided);
         show_merchant_answer(reply, offer.version, receipt.as_deref(), &decision);
@@ -121,10 +135,12 @@ impl Stage {
         })
     }
 
-    /// The proof-log lines about decision `trace_id`: the decision, a hold, and (waiting
-    /// a little, since it is written after the answer) the settlement when one is due.
-    async fn trace_lines(
+    /// The proof-log lines of `session` about decision `trace_id`: the decision, a hold,
+    /// and (waiting a little, since it is written after the answer) the settlement when
+    /// one is due.
+    pub(super) async fn trace_lines(
         &self,
+        session: &str,
         trace_id: &str,
         settlement_due: bool,
     ) -> Result<Vec<Value>, DemoError> {
@@ -132,7 +148,7 @@ impl Stage {
         for _ in 0..50 {
             lines = self
                 .admin
-                .traces(&self.agent.session_id)
+                .traces(session)
                 .await?
                 .into_iter()
                 .filter(|l| l["trace_id"] == trace_id || l["decision_trace_id"] == trace_id)

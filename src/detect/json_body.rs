@@ -67,6 +67,38 @@ enum State {
     Scalar,
 }
 
+/// Longest top-level `id` kept by [`JsonScanner::capturing_id`]: JSON-RPC ids are short
+/// numbers or strings.
+const MAX_ID_BYTES: usize = 128;
+
+/// What a scanner looks for besides the structure of the JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Payment keys; the first one ends the scan.
+    FirstPayment,
+    /// Payment keys, every one counted; the scan reads on to the end.
+    CountPayments,
+    /// Nothing but the structure (a JSON-RPC answer, whose receipt keys are in the x402
+    /// namespace too).
+    Structure,
+}
+
+/// The raw bytes of the top-level object's `id` member, read as they stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum IdCapture {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// Waiting for the `id` key.
+    Waiting,
+    /// The `id` key was read: its value comes next.
+    Armed,
+    /// Inside the value.
+    Reading(Vec<u8>),
+    /// The value, whole (`None`: too long, or not a string or a number).
+    Read(Option<Vec<u8>>),
+}
+
 /// A streaming scanner for payment keys in JSON. Feed it the body chunk by chunk, then
 /// call [`JsonScanner::finish`].
 #[derive(Debug)]
@@ -82,6 +114,11 @@ pub struct JsonScanner {
     /// Whether anything but a byte-order mark was seen.
     started: bool,
     outcome: Scan,
+    mode: Mode,
+    /// Payment keys seen, and the protocol of the first ([`Mode::CountPayments`]).
+    payments: usize,
+    first_payment: Option<Protocol>,
+    id: IdCapture,
 }
 
 impl Default for JsonScanner {
@@ -94,6 +131,10 @@ impl Default for JsonScanner {
             bom: 0,
             started: false,
             outcome: Scan::Clean,
+            mode: Mode::FirstPayment,
+            payments: 0,
+            first_payment: None,
+            id: IdCapture::Off,
         }
     }
 }
@@ -109,6 +150,54 @@ fn is_scalar(byte: u8) -> bool {
 }
 
 impl JsonScanner {
+    /// A scanner that reads the whole document and counts its payment keys
+    /// ([`JsonScanner::payment_keys`]) instead of stopping at the first.
+    pub fn counting() -> Self {
+        JsonScanner {
+            mode: Mode::CountPayments,
+            ..JsonScanner::default()
+        }
+    }
+
+    /// A scanner that only follows the structure: whether the JSON is well-formed and
+    /// when its top-level value is complete ([`JsonScanner::complete`]).
+    pub fn structure() -> Self {
+        JsonScanner {
+            mode: Mode::Structure,
+            ..JsonScanner::default()
+        }
+    }
+
+    /// This scanner, also keeping the raw bytes of the top-level object's `id` member
+    /// ([`JsonScanner::top_level_id`]): a JSON-RPC request's id may come after a body
+    /// too large to buffer.
+    pub fn capturing_id(mut self) -> Self {
+        self.id = IdCapture::Waiting;
+        self
+    }
+
+    /// Payment keys seen so far, and the protocol of the first ([`JsonScanner::counting`]).
+    pub fn payment_keys(&self) -> (usize, Option<Protocol>) {
+        (self.payments, self.first_payment)
+    }
+
+    /// The raw JSON of the top-level object's `id` (the last one, if repeated), once read
+    /// whole; `None` if there is none yet, or it is too long or not a string or number.
+    pub fn top_level_id(&self) -> Option<&[u8]> {
+        match &self.id {
+            IdCapture::Read(Some(bytes)) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether a whole top-level value has been read (the rest may be whitespace).
+    pub fn complete(&self) -> bool {
+        self.started
+            && self.outcome == Scan::Clean
+            && self.stack.is_empty()
+            && self.state == State::AfterValue
+    }
+
     /// Reads the next bytes of the body; the outcome so far.
     pub fn feed(&mut self, chunk: &[u8]) -> Scan {
         let mut index = 0;
@@ -126,6 +215,7 @@ impl JsonScanner {
                     .iter()
                     .position(|b| matches!(b, b'"' | b'\\') || *b < 0x20)
                     .unwrap_or(rest.len());
+                self.capture(&rest[..skip]);
                 index += skip;
                 if skip == rest.len() {
                     break;
@@ -169,6 +259,49 @@ impl JsonScanner {
     }
 
     fn step(&mut self, byte: u8) {
+        if matches!(self.id, IdCapture::Reading(_)) {
+            return self.step_in_id(byte);
+        }
+        self.step_structure(byte);
+    }
+
+    /// A byte of the top-level `id` value: kept if it is part of the value.
+    fn step_in_id(&mut self, byte: u8) {
+        let in_string = matches!(
+            self.state,
+            State::InString { .. } | State::Escape { .. } | State::Unicode { .. }
+        );
+        if in_string || (self.state == State::Scalar && is_scalar(byte)) {
+            self.capture(&[byte]);
+            self.step_structure(byte);
+            if self.state == State::AfterValue {
+                self.end_id(true);
+            }
+        } else {
+            // A scalar ends at the first byte that is not part of it.
+            self.end_id(true);
+            self.step_structure(byte);
+        }
+    }
+
+    fn capture(&mut self, bytes: &[u8]) {
+        if let IdCapture::Reading(kept) = &mut self.id {
+            if kept.len() + bytes.len() > MAX_ID_BYTES {
+                self.id = IdCapture::Read(None);
+            } else {
+                kept.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn end_id(&mut self, whole: bool) {
+        if let IdCapture::Reading(kept) = &mut self.id {
+            let kept = std::mem::take(kept);
+            self.id = IdCapture::Read(whole.then_some(kept));
+        }
+    }
+
+    fn step_structure(&mut self, byte: u8) {
         match self.state {
             State::Value => self.value_start(byte),
             State::ValueOrClose if byte == b']' => self.close(false),
@@ -191,6 +324,14 @@ impl JsonScanner {
     }
 
     fn value_start(&mut self, byte: u8) {
+        if self.id == IdCapture::Armed && !is_whitespace(byte) {
+            // Only a string or a number is an id worth echoing.
+            self.id = if byte == b'"' || is_scalar(byte) {
+                IdCapture::Reading(vec![byte])
+            } else {
+                IdCapture::Read(None)
+            };
+        }
         match byte {
             b'{' => self.open(true),
             b'[' => self.open(false),
@@ -312,8 +453,18 @@ impl JsonScanner {
 
     fn check_key(&mut self) {
         let kept = &self.key[..self.key_len.min(KEY_PREFIX)];
+        if self.id != IdCapture::Off && self.stack.len() == 1 && kept == b"id" {
+            self.id = IdCapture::Armed;
+        }
+        if self.mode == Mode::Structure {
+            return;
+        }
         if let Some(protocol) = payment_namespace(kept, self.key_len) {
-            self.outcome = Scan::Found(protocol);
+            self.payments = self.payments.saturating_add(1);
+            self.first_payment = self.first_payment.or(Some(protocol));
+            if self.mode == Mode::FirstPayment {
+                self.outcome = Scan::Found(protocol);
+            }
         }
     }
 }

@@ -10,7 +10,9 @@
 //! * [`credentials`]: `Authorization: Payment` (MPP) and `L402` / `LSAT`;
 //! * [`mpp`]: an MPP `charge` credential read as a payment: its terms, what it signs,
 //!   its replay keys;
-//! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP).
+//! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP);
+//! * [`mcp`]: MCP tool calls over streamable HTTP: the payment in `params._meta` and
+//!   the challenge and receipt in the JSON or event-stream answer.
 //!
 //! What a payment costs is the engine's business ([`crate::engine::pricing`]): x402 is
 //! priced from what it signs, checked against the challenge it answers; MPP from the
@@ -19,10 +21,12 @@
 //! [`Undecidable`]: two payments in one request (`ambiguous_payment`), or a protocol
 //! Purser does not govern yet (`unsupported_payment`). Either is refused, never
 //! forwarded. Governing another protocol means turning its detection here into a
-//! payment the engine prices: one detector per protocol.
+//! payment the engine prices: one detector per protocol. x402 over MCP is governed
+//! that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
 
 pub mod credentials;
 pub mod json_body;
+pub mod mcp;
 pub mod mpp;
 pub mod names;
 
@@ -84,7 +88,8 @@ impl Undecidable {
             code: UNSUPPORTED_PAYMENT,
             message: format!(
                 "{} {detail}: Purser cannot price or decide this protocol yet, so it is not \
-                 forwarded; pay with x402 over HTTP headers instead",
+                 forwarded; pay with x402 (HTTP headers, or MCP's _meta[\"x402/payment\"]) \
+                 instead",
                 protocol.describe()
             ),
         }
@@ -132,6 +137,16 @@ pub enum HeadPayment {
     /// An MPP credential: the `Authorization` (or `Payment-Authorization`) value that
     /// carries it, read by [`mpp::read_credential`].
     Mpp(HeaderValue),
+}
+
+impl HeadPayment {
+    /// The protocol it is in.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            HeadPayment::X402(header) => x402_protocol(header.kind),
+            HeadPayment::Mpp(_) => Protocol::Mpp,
+        }
+    }
 }
 
 /// The x402 payment header a request carries.
@@ -190,6 +205,30 @@ pub fn head_payment(headers: &HeaderMap) -> Result<Option<HeadPayment>, Undecida
         [Protocol::X402V1 | Protocol::X402V2 | Protocol::Mpp] => Ok(payment),
         [other] => Err(Undecidable::unsupported(*other, "in Authorization")),
         several => Err(Undecidable::ambiguous(several)),
+    }
+}
+
+/// A request's one payment, in the form the engine prices.
+#[derive(Clone, Debug)]
+pub enum FoundPayment<'a> {
+    /// An x402 payment header or an MPP credential in the request's head.
+    Head(HeadPayment),
+    /// A payment in an MCP call's `params._meta` ([`mcp::read_paid_call`]).
+    Meta(&'a mcp::MetaPayment),
+}
+
+/// The one payment of a request: in its headers ([`head_payment`]) or in its body (an
+/// MCP call's `_meta`, read before the engine is asked). A payment in both is
+/// [`AMBIGUOUS_PAYMENT`].
+pub fn request_payment<'a>(
+    headers: &HeaderMap,
+    body: Option<&'a mcp::MetaPayment>,
+) -> Result<Option<FoundPayment<'a>>, Undecidable> {
+    match (head_payment(headers)?, body) {
+        (None, None) => Ok(None),
+        (Some(head), None) => Ok(Some(FoundPayment::Head(head))),
+        (None, Some(meta)) => Ok(Some(FoundPayment::Meta(meta))),
+        (Some(head), Some(meta)) => Err(Undecidable::ambiguous(&[head.protocol(), meta.protocol])),
     }
 }
 

@@ -18,11 +18,12 @@ use super::pricing::{self, PricedPayment, Rejection};
 use super::refuse::refuse;
 use super::retry::{decide_retry, Retry};
 use super::ticket::{Leaving, Ticket};
-use crate::detect::{HeadPayment, X402Header};
+use crate::detect::mcp::MetaPayment;
+use crate::detect::{FoundPayment, HeadPayment};
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
 use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
-use crate::x402::hex;
+use crate::x402::{hex, Payment};
 use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,11 +42,13 @@ pub(super) async fn on_request(
     challenges: &ChallengeStore,
     facts: &RequestFacts,
     headers: &mut HeaderMap,
+    body: Option<&MetaPayment>,
 ) -> Gate {
     // The decision's working state (payment, evaluation, trace record) is kilobytes,
     // boxed so it is freed once decided: a payment held for minutes keeps only its hold.
     // Bound before the wait, so the future does not keep the whole `Decided` for it.
-    let (session, hold) = match Box::pin(decide_request(shared, challenges, facts, headers)).await {
+    let deciding = decide_request(shared, challenges, facts, headers, body);
+    let (session, hold) = match Box::pin(deciding).await {
         Decided::Done(gate) => return gate,
         Decided::Held(session, hold) => (session, hold),
     };
@@ -57,6 +60,7 @@ async fn decide_request(
     challenges: &ChallengeStore,
     facts: &RequestFacts,
     headers: &mut HeaderMap,
+    body: Option<&MetaPayment>,
 ) -> Decided {
     let policy = shared.policy.current();
     let session_id = facts.identity.session_id();
@@ -76,14 +80,21 @@ async fn decide_request(
         return done(refusal);
     }
     let rejected = |rejection| refuse(shared, facts, &policy, None, rejection);
-    let found = match payment_header(headers) {
+    let found = match found_payment(headers, body) {
         Ok(None) => return Decided::Done(Gate::Forward(None)),
         Ok(Some(found)) => found,
         Err(rejection) => return done(rejected(rejection).await),
     };
     let priced = match found {
-        HeadPayment::X402(header) => price_x402(challenges, facts, &policy, header),
-        HeadPayment::Mpp(value) => mpp::price(challenges, facts, &policy, value.as_bytes()),
+        FoundPayment::Head(HeadPayment::Mpp(value)) => {
+            mpp::price(challenges, facts, &policy, value.as_bytes())
+        }
+        FoundPayment::Head(HeadPayment::X402(header)) => {
+            pricing::parse(header.kind, header.value.as_bytes())
+                .and_then(|payment| price_x402(challenges, facts, &policy, payment))
+        }
+        FoundPayment::Meta(meta) => pricing::parse_meta(meta)
+            .and_then(|payment| price_x402(challenges, facts, &policy, payment)),
     };
     match priced {
         Ok(priced) => decide(shared, facts, &policy, session, priced).await,
@@ -91,14 +102,13 @@ async fn decide_request(
     }
 }
 
-/// An x402 payment header, matched to the challenge the session saw and priced.
+/// An x402 payment, matched to the challenge the session saw and priced.
 fn price_x402(
     challenges: &ChallengeStore,
     facts: &RequestFacts,
     policy: &Policy,
-    header: X402Header,
+    payment: Payment,
 ) -> Result<PricedPayment, Rejection> {
-    let payment = pricing::parse(header.kind, header.value.as_bytes())?;
     let session_id = facts.identity.session_id();
     let agent = &facts.identity.agent;
     let challenge = challenges.lookup(agent, &session_id, &facts.resource_key(), &policy.x402);
@@ -298,10 +308,14 @@ fn session_refusal(refused: &SessionRefused, session_id: &str) -> Refusal {
     )
 }
 
-/// The payment, if exactly one payment is present in any spelling; two, or a
-/// credential of a protocol Purser does not govern, is refused ([`crate::detect`]).
-fn payment_header(headers: &HeaderMap) -> Result<Option<HeadPayment>, Rejection> {
-    crate::detect::head_payment(headers).map_err(|undecidable| Rejection {
+/// The payment, if exactly one is present: a header in any spelling, or an MCP call's
+/// `_meta` payment read from the body; two, or a credential of a protocol Purser does
+/// not govern, is refused ([`crate::detect`]).
+fn found_payment<'b>(
+    headers: &HeaderMap,
+    body: Option<&'b MetaPayment>,
+) -> Result<Option<FoundPayment<'b>>, Rejection> {
+    crate::detect::request_payment(headers, body).map_err(|undecidable| Rejection {
         code: undecidable.code,
         message: undecidable.message,
     })

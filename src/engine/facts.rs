@@ -1,7 +1,7 @@
-//! [`RequestFacts`]: what the engine knows about a request (who sent it, where it goes),
-//! and the digest a retry of an unknown payment must match.
+//! [`RequestFacts`]: what the engine knows about a request (who sent it, where it goes,
+//! which MCP tool it calls), and the digest a retry of an unknown payment must match.
 
-use crate::policy::Identity;
+use crate::policy::{Identity, Policy, Tool};
 use crate::x402::hex;
 use sha2::{Digest, Sha256};
 
@@ -20,13 +20,36 @@ pub struct RequestFacts {
     pub query: Option<String>,
     /// `X-Purser-Transaction`, when the request is a step of one.
     pub transaction: Option<String>,
+    /// For an MCP tool call (x402 over MCP): the tool's name, `params.name`. Its
+    /// challenges are remembered per tool, and rules can target it.
+    pub mcp_tool: Option<String>,
 }
 
 impl RequestFacts {
     /// The key challenges are remembered under: host, port and path (not the scheme: a
     /// v2 `resource.url` may name either).
     pub fn resource_key(&self) -> String {
-        format!("{}:{}{}", self.host, self.port, self.path)
+        match &self.mcp_tool {
+            // Every tool of an MCP server shares its path: the tool is the resource.
+            Some(tool) => format!("{}:{}{} mcp://tool/{tool}", self.host, self.port, self.path),
+            None => format!("{}:{}{}", self.host, self.port, self.path),
+        }
+    }
+
+    /// The policy tool the request matches: by MCP tool name first, then by route.
+    pub fn tool<'p>(&self, policy: &'p Policy) -> Option<&'p Tool> {
+        policy.tool_for_call(&self.host, self.port, &self.path, self.mcp_tool.as_deref())
+    }
+
+    /// The policy category the request is in (`tool` is [`RequestFacts::tool`]).
+    pub fn category<'p>(&self, policy: &'p Policy, tool: Option<&'p Tool>) -> Option<&'p str> {
+        policy.category_for_call(
+            tool,
+            &self.host,
+            self.port,
+            &self.path,
+            self.mcp_tool.as_deref(),
+        )
     }
 
     /// What a retry must ask for again: method, host, port and the normalised path and
@@ -42,6 +65,10 @@ impl RequestFacts {
         if let Some(query) = &self.query {
             hasher.update(b"?");
             hasher.update(query.as_bytes());
+        }
+        if let Some(tool) = &self.mcp_tool {
+            hasher.update(b" mcp://tool/");
+            hasher.update(tool.as_bytes());
         }
         hex(&hasher.finalize())
     }

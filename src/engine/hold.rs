@@ -85,6 +85,7 @@ pub(super) async fn open_hold(
             evaluation.hold_timeout.unwrap_or(policy.approvals.timeout),
         ),
     };
+    let (kind, wait) = within_client_wait(facts, priced, kind, wait);
     let view = hold_view(facts, priced, evaluation, trust, trace_id, kind, wait);
     let event_view = wants_hold_events(shared, policy).then(|| view.clone());
     let (id, outcome) = shared.store.open_hold(view, hold_limits(policy)).await?;
@@ -106,6 +107,47 @@ pub(super) async fn open_hold(
         tier: evaluation.tier.clone(),
         opened: Instant::now(),
     })
+}
+
+/// How long an MCP client waits for a paid tool call when the challenge does not say
+/// (x402's `x402MCPSession`: `maxTimeoutSeconds`, else 300 s, at most 600 s).
+const MCP_CLIENT_WAIT_DEFAULT: u64 = 300;
+const MCP_CLIENT_WAIT_MAX: u64 = 600;
+
+/// A held MCP tool call must end before the client stops waiting for it: past
+/// `maxTimeoutSeconds` the client gives up but leaves the request open, and a payment
+/// approved then would settle for an answer nobody reads (also, the authorization dies
+/// at its `validBefore`). So a hold that would outlast that ends a little before it, as
+/// a timeout: denied, whatever kind of hold it was. Plain HTTP holds are unchanged.
+fn within_client_wait(
+    facts: &RequestFacts,
+    priced: &PricedPayment,
+    kind: HoldKind,
+    wait: Duration,
+) -> (HoldKind, Duration) {
+    if facts.mcp_tool.is_none() {
+        return (kind, wait);
+    }
+    let client = priced
+        .payment
+        .x402()
+        .and_then(|payment| payment.accepted.as_ref())
+        .and_then(|offer| offer.max_timeout_seconds)
+        .unwrap_or(MCP_CLIENT_WAIT_DEFAULT)
+        .min(MCP_CLIENT_WAIT_MAX);
+    let mut bound = Duration::from_secs(client);
+    if let Some(valid_before) = priced.payment.valid_before() {
+        let left = valid_before.saturating_sub(crate::store::replay::unix_now());
+        bound = bound.min(Duration::from_secs(left));
+    }
+    // Time to forward the approved payment and have it settled.
+    let margin = (bound / 10).clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let bound = bound.saturating_sub(margin);
+    if wait <= bound {
+        (kind, wait)
+    } else {
+        (HoldKind::Explicit, bound)
+    }
 }
 
 /// The hold as the admin API lists it (its id is the store's to give).
@@ -266,8 +308,8 @@ fn refuse(code: &'static str, message: &str, leaving: &Leaving, facts: &RequestF
 /// An approved payment counts in its session's frequency windows from now.
 fn record_approved(shared: &Shared, facts: &RequestFacts, session: &Session, tier: Option<String>) {
     let policy = shared.policy.current();
-    let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
-    let category = policy.category_for(tool, &facts.host, facts.port, &facts.path);
+    let tool = facts.tool(&policy);
+    let category = facts.category(&policy, tool);
     let mut state = session.lock();
     state.counts.allowed += 1;
     state.record_payment(RecentPayment {

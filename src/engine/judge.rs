@@ -45,8 +45,8 @@ pub(super) async fn judge(
 ) -> Judged {
     let limits = policy.limits_for(agent);
     let pay_to = normalize_address(&priced.pay_to);
-    let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
-    let category = policy.category_for(tool, &facts.host, facts.port, &facts.path);
+    let tool = facts.tool(policy);
+    let category = facts.category(policy, tool);
     let trust = if policy.verified_recipients.contains(&pay_to) {
         Trust::Verified
     } else if shared.store.has_paid(agent, &pay_to).await {

@@ -15,7 +15,10 @@
 //!   changes.
 //! * [`gate`]: what the proxy is told to do: forward (with a [`Ticket`]), or a typed
 //!   [`Refusal`] it renders.
-//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes.
+//! * `chain_watch`: on a timer, unknown EVM payments resolved from their chain (the
+//!   policy's `chains`), through the [`crate::chain_rpc`] client it is given.
+//! * [`settle`]: what an answer says about a payment; reconciling unknown outcomes;
+//!   `upto`: what a payment that signed a maximum commits.
 //! * [`compensation`]: refunds for transactions that failed after paying.
 //! * [`recovery`]: reading the proof log back into the store on start.
 //! * [`listing`]: pending holds as the approver sees them, with their budgets.
@@ -26,6 +29,7 @@
 //! to forward it is on disk and its amount is reserved in the store.
 
 pub mod cases;
+mod chain_watch;
 pub mod challenges;
 pub mod compensation;
 mod context;
@@ -47,6 +51,7 @@ mod refuse;
 mod retry;
 pub mod settle;
 mod ticket;
+mod upto;
 
 pub use facts::{RequestFacts, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
@@ -54,6 +59,8 @@ pub use paid::Paid;
 pub use phases::PhaseChangeError;
 pub use ticket::Ticket;
 
+use crate::detect::mcp::x402_forms::CallAnswer;
+use crate::detect::mcp::MetaPayment;
 use crate::detect::Undecidable;
 use crate::holds::notify::Notifier;
 use crate::holds::{DecideError, HoldOutcome, HoldView};
@@ -122,6 +129,13 @@ impl Engine {
         self
     }
 
+    /// Starts chain reconciliation (needs a runtime): unknown EVM payments are looked up
+    /// on their chain through `rpc`, where the policy's `chains.rpc` names a node.
+    pub fn with_chain_rpc(self, rpc: crate::chain_rpc::SharedChainRpc) -> Self {
+        chain_watch::start(self.shared.clone(), rpc);
+        self
+    }
+
     // The data path.
 
     /// Whether a request needs the engine at all: it carries a payment, a payment
@@ -134,8 +148,17 @@ impl Engine {
     /// Looks at a request before it goes upstream: phase header, payment headers, the
     /// decision (waiting out a hold if the payment is held). Strips Purser's own request
     /// headers.
-    pub async fn on_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) -> Gate {
-        decide::on_request(&self.shared, &self.challenges, facts, headers).await
+    ///
+    /// `body` is the payment an MCP tool call carries in its `params._meta`, read from
+    /// the body beforehand ([`crate::detect::mcp::read_paid_call`]): it is priced and
+    /// decided exactly as a payment header.
+    pub async fn on_request(
+        &self,
+        facts: &RequestFacts,
+        headers: &mut HeaderMap,
+        body: Option<&MetaPayment>,
+    ) -> Gate {
+        decide::on_request(&self.shared, &self.challenges, facts, headers, body).await
     }
 
     /// Refuses a request whose payment cannot be decided, with a decision line.
@@ -206,6 +229,27 @@ impl Engine {
     ) {
         let compensator = self.compensator.as_ref();
         settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+    }
+
+    /// Purser's headers on the answer to an allowed payment whose settlement waits for
+    /// the answer's body (an MCP tool call's receipt is in its JSON-RPC response).
+    pub fn answer_headers(&self, ticket: &Ticket, headers: &mut HeaderMap) {
+        settle::answer_headers(ticket, headers);
+    }
+
+    /// Settles a paid MCP tool call from its JSON-RPC response (`Err`: why the answer
+    /// could not be read), as [`Engine::on_response`] settles a payment from its
+    /// headers ([`settle::read_call_answer`]).
+    pub async fn on_call_answer(
+        &self,
+        facts: &RequestFacts,
+        ticket: Ticket,
+        status: StatusCode,
+        answer: Result<CallAnswer, String>,
+    ) {
+        let compensator = self.compensator.as_ref();
+        let settlement = settle::read_call_answer(answer);
+        settle::on_answer(&self.shared, compensator, facts, ticket, status, settlement).await;
     }
 
     /// Settles a payment whose upstream exchange failed. If the request was never sent,

@@ -2,9 +2,12 @@
 //! answers, and price it with the asset table.
 //!
 //! What a payment costs (SPEC §1): EVM `exact` pays `authorization.value` to
-//! `authorization.to`; v2 names the requirement it accepted; `upto` signs a maximum, which
-//! is the cost; a payment without an amount (Solana) costs what the matching challenge
-//! asked. A payment that pays more than, or someone or something other than, the
+//! `authorization.to` (Permit2: `permitted.amount` of `permitted.token` to `witness.to`,
+//! through the x402 proxy the scheme names); v2 names the requirement it accepted, which
+//! must agree with what is signed; `upto` signs a maximum, which is what is reserved (the
+//! receipt's amount is what commits, see `settle`); a payment without a signed amount
+//! (Solana) costs what the matching challenge asked. An amount the client only echoed
+//! (`accepted.amount`) never prices a payment that signs one. A payment that pays more than, or someone or something other than, the
 //! challenge it answers is a `payload_mismatch`; one with nothing to price it by is an
 //! `unquoted_payment`.
 
@@ -51,8 +54,15 @@ pub struct PricedPayment {
     pub quoted: bool,
 }
 
+use crate::detect::mcp::MetaPayment;
 /// Which header carried the payment (found by [`crate::detect`]).
 pub use crate::detect::PaymentHeader;
+
+/// Parses the JSON of an MCP call's `_meta` x402 payment (x402 over MCP, priced exactly
+/// as an x402 header).
+pub fn parse_meta(meta: &MetaPayment) -> Result<Payment, Rejection> {
+    x402::parse_payment_json(meta.json.get().as_bytes()).map_err(Rejection::from)
+}
 
 /// Parses the header's value.
 pub fn parse(header: PaymentHeader, value: &[u8]) -> Result<Payment, Rejection> {
@@ -137,6 +147,9 @@ struct ClaimedTerms {
 }
 
 fn claimed_terms(payment: &Payment) -> Result<ClaimedTerms, Rejection> {
+    if let Some(why) = payment.permit2_spender_problem() {
+        return Err(Rejection::new("payload_mismatch", why));
+    }
     let mut terms = ClaimedTerms {
         scheme: payment.scheme.clone(),
         network: payment.network.clone(),

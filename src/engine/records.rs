@@ -10,7 +10,7 @@ use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
 use crate::policy::rules::Phase;
 use crate::policy::{Limits, Policy, SessionId};
 use crate::trace::{self, BudgetSnapshot, Decider, Kind, RuleOutcome, TraceRecord, Verdict};
-use crate::x402::hex;
+use crate::x402::{hex, ChainAuthorization};
 
 /// The fields every line about a request carries.
 pub(super) fn base_record(
@@ -28,6 +28,7 @@ pub(super) fn base_record(
         method: Some(facts.method.clone()),
         host: Some(facts.host.clone()),
         path: Some(facts.path.clone()),
+        mcp_tool: facts.mcp_tool.clone(),
         policy_digest: Some(policy.digest.clone()),
         purser_version: Some(crate::VERSION.into()),
         ..TraceRecord::default()
@@ -83,11 +84,9 @@ pub(super) fn decision_record(
     record.resource_digest = Some(facts.resource_digest());
     record.phase = Some(phase);
     record.tier = evaluation.tier.clone();
-    let tool = policy.tool_for(&facts.host, facts.port, &facts.path);
+    let tool = facts.tool(policy);
     record.tool = tool.map(|t| t.name.clone());
-    record.category = policy
-        .category_for(tool, &facts.host, facts.port, &facts.path)
-        .map(str::to_string);
+    record.category = facts.category(policy, tool).map(str::to_string);
     record.rules = evaluation
         .checks
         .iter()
@@ -99,6 +98,9 @@ pub(super) fn decision_record(
             detail: None,
         })
         .collect();
+    if evaluation.verdict != Verdict::Denied {
+        record.onchain = priced.payment.x402().and_then(ChainAuthorization::of);
+    }
     record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());
     record.reason = Some(evaluation.reason.clone());
@@ -130,7 +132,10 @@ pub(super) fn budget_snapshot(
 /// What a settlement says about a payment.
 pub(super) struct Settlement {
     pub outcome: Outcome,
+    /// What the settlement counts: the reservation, or what an `upto` receipt charged.
     pub amount_usd: rust_decimal::Decimal,
+    /// Set only when it differs from the decision's (an `upto` charge).
+    pub amount_atomic: Option<u128>,
     pub transaction: Option<String>,
     pub note: Option<String>,
     pub upstream_status: Option<u16>,
@@ -149,6 +154,7 @@ pub(super) fn settlement_record(
     record.decision_trace_id = Some(decision_trace.to_string());
     record.outcome = Some(traced(settlement.outcome));
     record.amount_usd = Some(settlement.amount_usd);
+    record.amount_atomic = settlement.amount_atomic.map(|atomic| atomic.to_string());
     record.transaction = settlement.transaction;
     record.reason = settlement.note;
     record.upstream_status = settlement.upstream_status;

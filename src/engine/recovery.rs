@@ -10,15 +10,19 @@ use crate::ledger::{Outcome, UnknownPayment};
 use crate::policy::{Phase, SessionId};
 use crate::store::replay::forget_after;
 use crate::store::{RecentPayment, Recovered, UnknownDetails};
-use crate::trace::{self, Kind, TraceRecord, Verdict};
+use crate::trace::{self, Kind, ReplayView, Verdict};
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Payments older than this do not count towards frequency windows after a restart.
 const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// How much of the log is read at a time (a line longer than this grows the buffer).
+const READ_CHUNK: usize = 1 << 20;
 
 /// What recovery found.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -153,28 +157,63 @@ fn replay_file(path: &Path, replay: &mut Replay) -> Result<(), RecoveryError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(error)?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        if reader.read_until(b'\n', &mut buffer).map_err(error)? == 0 {
-            break;
-        }
+    for_each_line(file, READ_CHUNK, |line| {
         replay.report.lines += 1;
         // A crash mid-write can cut a line inside a multi-byte character; such a line is
-        // unreadable like any other torn line, not a reason to refuse to start.
-        let line = std::str::from_utf8(&buffer)
+        // unreadable like any other torn line, not a reason to refuse to start. (The line
+        // is checked as UTF-8 once, which is cheaper than string by string; JSON allows
+        // the `\r` or spaces a hand edit may leave at its end.)
+        let view = std::str::from_utf8(line)
             .ok()
-            .and_then(|text| TraceRecord::from_line(text.trim_end()).ok());
-        match line {
-            Some(line) => replay_line(line, replay),
+            .and_then(|text| ReplayView::from_line(text).ok());
+        match view {
+            Some(view) => replay_line(view, replay),
             None => replay.report.unreadable_lines += 1,
         }
-    }
-    Ok(())
+    })
+    .map_err(error)
 }
 
-fn replay_line(line: TraceRecord, replay: &mut Replay) {
+/// Calls `each` with every line of `source` (without its newline; the last one may lack
+/// it), parsed in place from a large buffer: a log of a million lines is read without
+/// copying each line out first.
+fn for_each_line(
+    mut source: impl Read,
+    chunk: usize,
+    mut each: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; chunk.max(1)];
+    // Bytes at the front of `buffer` that belong to a line not yet complete.
+    let mut carried = 0;
+    loop {
+        if carried == buffer.len() {
+            // One line longer than the buffer: make room for the rest of it.
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let read = match source.read(&mut buffer[carried..]) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if read == 0 {
+            if carried > 0 {
+                each(&buffer[..carried]);
+            }
+            return Ok(());
+        }
+        let filled = carried + read;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buffer[carried..filled]) {
+            let end = carried + end;
+            each(&buffer[start..end]);
+            start = end + 1;
+        }
+        buffer.copy_within(start..filled, 0);
+        carried = filled - start;
+    }
+}
+
+fn replay_line(line: ReplayView<'_>, replay: &mut Replay) {
     match line.kind {
         Kind::Decision => replay_decision(line, replay),
         Kind::Hold => {
@@ -193,7 +232,7 @@ fn replay_line(line: TraceRecord, replay: &mut Replay) {
         Kind::Resolution => {
             if let Some(decision) = line.decision_trace_id {
                 let committed = line.outcome == Some(trace::Outcome::Committed);
-                replay.resolutions.push((decision, committed));
+                replay.resolutions.push((decision.into_owned(), committed));
             }
         }
         Kind::Compensation => replay_compensation(line, replay),
@@ -207,11 +246,11 @@ fn replay_line(line: TraceRecord, replay: &mut Replay) {
 }
 
 /// A forwarded payment's answer: committed and unknown stay counted, released does not.
-fn replay_settlement(line: TraceRecord, replay: &mut Replay) {
+fn replay_settlement(line: ReplayView<'_>, replay: &mut Replay) {
     let Some(decision) = line.decision_trace_id else {
         return;
     };
-    let Some(open) = replay.open.remove(&decision) else {
+    let Some((decision, open)) = replay.open.remove_entry(decision.as_ref()) else {
         return;
     };
     let outcome = match line.outcome {
@@ -226,19 +265,26 @@ fn replay_settlement(line: TraceRecord, replay: &mut Replay) {
     }
     if outcome == Outcome::Unknown {
         let mut details = open.details;
-        details.since = line.time;
-        details.why = line.reason;
+        details.since = line.time.into_owned();
+        details.why = line.reason.map(Cow::into_owned);
         details.upstream_status = line.upstream_status;
         replay.unknown.push((decision.clone(), details));
     }
+    let mut payment = open.payment;
+    // An `upto` payment commits what was charged, which its settlement line carries; a
+    // line can lower what its decision reserved, never raise it.
+    if let (Outcome::Committed, Some(charged)) = (outcome, line.amount_usd.filter(|a| payable(*a)))
+    {
+        payment.amount = payment.amount.min(charged);
+    }
     if outcome != Outcome::Released {
-        replay.settled.push((decision, open.payment, outcome));
+        replay.settled.push((decision, payment, outcome));
     }
 }
 
 /// Refunds queued but never finished are resumed; finished ones that credited the budget
 /// credit it again.
-fn replay_compensation(line: TraceRecord, replay: &mut Replay) {
+fn replay_compensation(line: ReplayView<'_>, replay: &mut Replay) {
     let Some(details) = line.compensation else {
         return;
     };
@@ -262,7 +308,7 @@ fn replay_compensation(line: TraceRecord, replay: &mut Replay) {
             if let (true, trace::Outcome::Requested, Some(amount)) = (credited, outcome, amount) {
                 replay
                     .credits
-                    .push((line.session.to_string(), line.agent, amount));
+                    .push((line.session.to_string(), line.agent.into_owned(), amount));
             }
         }
         None => {}
@@ -275,7 +321,7 @@ fn payable(amount: Decimal) -> bool {
     !amount.is_sign_negative() && amount <= crate::x402::max_payment_usd()
 }
 
-fn replay_decision(line: TraceRecord, replay: &mut Replay) {
+fn replay_decision(line: ReplayView<'_>, replay: &mut Replay) {
     let held = match line.decision {
         Some(Verdict::Allowed) => false,
         Some(Verdict::PendingApproval) => true,
@@ -288,20 +334,22 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
     let Some(amount) = line.amount_usd.filter(|a| payable(*a)) else {
         return;
     };
-    let keys = line.replay_keys;
+    let keys: Vec<String> = line.replay_keys.into_iter().map(Cow::into_owned).collect();
     let time = line.time.parse::<jiff::Timestamp>().ok();
     let seen = time.map_or(0, |at| at.as_second().max(0) as u64);
     let until = forget_after(None, seen);
     replay
         .keys
         .extend(keys.iter().map(|key| (key.clone(), until)));
+    let owned = |text: Option<Cow<'_, str>>| text.map(Cow::into_owned);
+    let host = owned(line.host).unwrap_or_default();
     if let Some(at) = time {
         let recent = RecentPayment {
             at: Instant::now(),
-            tier: line.tier,
-            tool: line.tool,
-            category: line.category,
-            host: line.host.clone().unwrap_or_default(),
+            tier: owned(line.tier),
+            tool: owned(line.tool),
+            category: owned(line.category),
+            host: host.clone(),
             port: 443,
         };
         replay
@@ -310,27 +358,29 @@ fn replay_decision(line: TraceRecord, replay: &mut Replay) {
             .or_default()
             .push((at, recent));
     }
+    let agent = line.agent.into_owned();
     let payment = UnknownPayment {
         session: line.session.to_string(),
-        agent: line.agent.clone(),
+        agent: agent.clone(),
         amount,
         pay_to: crate::x402::normalize_address(line.pay_to.as_deref().unwrap_or("")),
     };
     let details = UnknownDetails {
         session: line.session.into(),
-        agent: line.agent,
-        since: line.time,
-        method: line.method.unwrap_or_default(),
-        host: line.host.unwrap_or_default(),
-        path: line.path.unwrap_or_default(),
-        payment_digest: line.payment_digest,
-        resource: line.resource_digest,
+        agent,
+        since: line.time.into_owned(),
+        method: owned(line.method).unwrap_or_default(),
+        host,
+        path: owned(line.path).unwrap_or_default(),
+        payment_digest: owned(line.payment_digest),
+        resource: owned(line.resource_digest),
         keys: keys.clone(),
         why: None,
         upstream_status: None,
+        onchain: line.onchain,
     };
     replay.open.insert(
-        line.trace_id,
+        line.trace_id.into_owned(),
         OpenPayment {
             payment,
             keys,
@@ -347,6 +397,28 @@ mod tests {
     /// A log written before trace records were typed (see `trace::record`'s tests).
     fn written_before() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace/testdata/lines-v0.1.0.jsonl")
+    }
+
+    #[test]
+    fn lines_are_found_across_reads_however_long_they_are() {
+        let text = "one\n\nthree is longer than a read\r\nlast without newline";
+        for chunk in [1, 2, 3, 7, 64, 1 << 20] {
+            let mut lines = Vec::new();
+            for_each_line(text.as_bytes(), chunk, |line| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap())
+            })
+            .unwrap();
+            assert_eq!(
+                lines,
+                [
+                    "one",
+                    "",
+                    "three is longer than a read\r",
+                    "last without newline"
+                ],
+                "chunk {chunk}"
+            );
+        }
     }
 
     #[test]

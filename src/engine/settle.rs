@@ -10,8 +10,9 @@
 //! (admin API, CLI), or the agent's retry of it brings a receipt that says it settled.
 //!
 //! A ticket dropped before its answer was settled settles itself as `unknown` too
-//! (`ticket`). An MPP payment is settled by MPP's `Payment-Receipt` alone
-//! ([`super::mpp`]), by the same rules.
+//! (`ticket`). An `upto` payment commits what its receipt says was charged, never more
+//! than the signed maximum it reserved (`upto`). An MPP payment is settled by MPP's
+//! `Payment-Receipt` alone ([`super::mpp`]), by the same rules.
 
 use super::compensation::Compensator;
 use super::context::Shared;
@@ -19,10 +20,12 @@ use super::facts::RequestFacts;
 use super::mpp;
 use super::records::{resolution_record, settlement_record, traced, Settlement};
 use super::ticket::{Stake, Ticket};
+use crate::detect::mcp::x402_forms::CallAnswer;
 use crate::detect::Protocol;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::store::RetryInFlight;
 use crate::trace::TraceError;
+use crate::x402::{Receipt, X402Error};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// What an answer says about the payment it answers.
@@ -31,6 +34,8 @@ pub struct AnswerSettlement {
     pub outcome: Outcome,
     /// The settlement transaction from the receipt.
     pub transaction: Option<String>,
+    /// What the receipt says was charged (atomic units), when it says.
+    pub charged_atomic: Option<u128>,
     /// Why, for the settlement line.
     pub note: Option<String>,
 }
@@ -38,28 +43,77 @@ pub struct AnswerSettlement {
 /// Reads the answer to a payment: its receipt (either version's header, in any spelling
 /// the detector knows) and its status.
 pub fn read_answer(status: StatusCode, headers: &HeaderMap) -> AnswerSettlement {
+    let fresh_challenge = (status == StatusCode::PAYMENT_REQUIRED)
+        .then_some("the merchant answered a fresh 402: it did not take the payment");
+    let without =
+        format!("answered {status} without a receipt: whether the payment settled is unknown");
+    from_receipt(crate::detect::receipt(headers), fresh_challenge, without)
+}
+
+/// Reads the JSON-RPC response to a paid MCP tool call (x402 over MCP), as an HTTP answer
+/// is read: its receipt (`result._meta["x402/payment-response"]`) commits or releases;
+/// without one, a fresh challenge releases; anything else, and an answer Purser could
+/// not read (`Err`: why), is unknown.
+pub fn read_call_answer(answer: Result<CallAnswer, String>) -> AnswerSettlement {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(why) => {
+            return from_receipt(
+                None,
+                None,
+                format!("{why}: whether the payment settled is unknown"),
+            )
+        }
+    };
+    let fresh_challenge = answer
+        .challenge
+        .is_some()
+        .then_some("the tool answered a fresh x402 challenge: it did not take the payment");
+    let without = match answer.error_code {
+        Some(code) => format!(
+            "the tool call failed (JSON-RPC error {code}) without a receipt: whether the \
+             payment settled is unknown"
+        ),
+        None => "the tool's result carries no receipt: whether the payment settled is \
+                 unknown"
+            .to_string(),
+    };
+    from_receipt(answer.receipt, fresh_challenge, without)
+}
+
+/// A receipt decides; without one, a fresh challenge releases; else the outcome is
+/// unknown, `without` saying why.
+fn from_receipt(
+    receipt: Option<Result<Receipt, X402Error>>,
+    fresh_challenge: Option<&str>,
+    without: String,
+) -> AnswerSettlement {
     let unknown = |note: String| AnswerSettlement {
         outcome: Outcome::Unknown,
         transaction: None,
+        charged_atomic: None,
         note: Some(note),
     };
-    match crate::detect::receipt(headers) {
-        None if status == StatusCode::PAYMENT_REQUIRED => AnswerSettlement {
-            outcome: Outcome::Released,
-            transaction: None,
-            note: Some("the merchant answered a fresh 402: it did not take the payment".into()),
+    match receipt {
+        None => match fresh_challenge {
+            Some(note) => AnswerSettlement {
+                outcome: Outcome::Released,
+                transaction: None,
+                charged_atomic: None,
+                note: Some(note.to_string()),
+            },
+            None => unknown(without),
         },
-        None => unknown(format!(
-            "answered {status} without a receipt: whether the payment settled is unknown"
-        )),
         Some(Ok(receipt)) if receipt.success => AnswerSettlement {
             outcome: Outcome::Committed,
             transaction: receipt.transaction,
+            charged_atomic: receipt.settled_amount_atomic,
             note: None,
         },
         Some(Ok(receipt)) => AnswerSettlement {
             outcome: Outcome::Released,
             transaction: receipt.transaction,
+            charged_atomic: None,
             note: Some(match receipt.error_reason {
                 Some(reason) => format!("the receipt says settlement failed: {reason}"),
                 None => "the receipt says settlement failed".to_string(),
@@ -94,7 +148,7 @@ pub(super) async fn on_response(
     shared: &Shared,
     compensator: Option<&Compensator>,
     facts: &RequestFacts,
-    mut ticket: Ticket,
+    ticket: Ticket,
     status: StatusCode,
     headers: &mut HeaderMap,
 ) {
@@ -108,31 +162,59 @@ pub(super) async fn on_response(
             AnswerSettlement {
                 outcome,
                 transaction,
+                charged_atomic: None,
                 note,
             }
         }
         _ => read_answer(status, headers),
     };
+    answer_headers(&ticket, headers);
+    on_answer(shared, compensator, facts, ticket, status, answer).await;
+}
+
+/// Purser's headers on the answer to an allowed payment: the decision, its trace id,
+/// and the budget gate it crossed.
+pub(super) fn answer_headers(ticket: &Ticket, headers: &mut HeaderMap) {
+    insert_header(headers, "x-purser-decision", "ALLOWED");
+    insert_header(headers, "x-purser-trace", &ticket.trace_id);
+    if let Some(gate) = ticket.gate {
+        insert_header(headers, "x-purser-budget", gate);
+    }
+}
+
+/// Settles a forwarded payment from what its answer says.
+pub(super) async fn on_answer(
+    shared: &Shared,
+    compensator: Option<&Compensator>,
+    facts: &RequestFacts,
+    mut ticket: Ticket,
+    status: StatusCode,
+    answer: AnswerSettlement,
+) {
     let committed = answer.outcome == Outcome::Committed;
     let tx_hash = answer.transaction.clone();
-    let settlement = Settlement {
+    let mut settlement = Settlement {
         outcome: answer.outcome,
         amount_usd: ticket.amount_usd,
+        amount_atomic: None,
         transaction: answer.transaction,
         note: answer.note,
         upstream_status: Some(status.as_u16()),
         retry_of: None,
     };
+    if committed {
+        let assets = &shared.policy.current().assets;
+        if let Some(charge) = ticket.charge(answer.charged_atomic, assets) {
+            settlement.amount_usd = charge.usd;
+            settlement.amount_atomic = Some(charge.atomic);
+            settlement.note = Some(charge.note);
+        }
+    }
     settle(shared, facts, &mut ticket, settlement).await;
     if let (true, Some(compensator)) = (committed, compensator) {
         compensator
             .after_commit(facts, &ticket.settled, tx_hash, status)
             .await;
-    }
-    insert_header(headers, "x-purser-decision", "ALLOWED");
-    insert_header(headers, "x-purser-trace", &ticket.trace_id);
-    if let Some(gate) = ticket.gate {
-        insert_header(headers, "x-purser-budget", gate);
     }
 }
 
@@ -155,6 +237,7 @@ pub(super) fn on_upstream_failure(
     let settlement = Settlement {
         outcome,
         amount_usd: ticket.amount_usd,
+        amount_atomic: None,
         transaction: None,
         note: Some(note.to_string()),
         upstream_status: None,
@@ -202,7 +285,16 @@ fn finish(
                     .store
                     .settle_unknown(reservation, &ticket.trace_id, details);
             }
-            outcome => shared.store.settle(reservation, outcome),
+            outcome => {
+                shared.store.settle(reservation, outcome);
+                // An `upto` payment charged less than it reserved: the rest goes back.
+                let uncharged = ticket.amount_usd - settlement.amount_usd;
+                if outcome == Outcome::Committed && uncharged > rust_decimal::Decimal::ZERO {
+                    let session = facts.identity.session_id();
+                    let agent = &facts.identity.agent;
+                    shared.store.credit(&session, agent, uncharged);
+                }
+            }
         },
         // Nothing is booked for a retry: its amount is already counted as the
         // original's. Only a receipt that says it settled tells what happened to the
@@ -346,6 +438,49 @@ mod tests {
             answer(402, &[("payment-response", garbage)]),
             Outcome::Unknown
         );
+    }
+
+    #[test]
+    fn an_mcp_answer_settles_as_an_http_answer_does() {
+        use crate::x402::{Challenge, Receipt};
+        let receipt = |success| Receipt {
+            success,
+            payer: None,
+            transaction: Some("0xabc".into()),
+            network: None,
+            error_reason: None,
+            settled_amount_atomic: None,
+        };
+        let challenge = Challenge {
+            version: 2,
+            resource: None,
+            accepts: Vec::new(),
+        };
+        let outcome = |answer: CallAnswer| read_call_answer(Ok(answer)).outcome;
+        let with = |receipt, challenge, error_code| CallAnswer {
+            receipt,
+            challenge,
+            error_code,
+            tool_error: false,
+        };
+        assert_eq!(
+            outcome(with(Some(Ok(receipt(true))), None, None)),
+            Outcome::Committed
+        );
+        // A failed receipt beside a fresh challenge (the SDK's settlement failure).
+        let failed = with(Some(Ok(receipt(false))), Some(challenge.clone()), None);
+        assert_eq!(outcome(failed), Outcome::Released);
+        assert_eq!(
+            outcome(with(None, Some(challenge), None)),
+            Outcome::Released
+        );
+        assert_eq!(outcome(with(None, None, None)), Outcome::Unknown);
+        assert_eq!(outcome(with(None, None, Some(-32603))), Outcome::Unknown);
+        let unreadable = Some(Err(X402Error::WrongShape("two".into())));
+        assert_eq!(outcome(with(unreadable, None, None)), Outcome::Unknown);
+        let cut = read_call_answer(Err("the answer broke off".into()));
+        assert_eq!(cut.outcome, Outcome::Unknown);
+        assert!(cut.note.unwrap().starts_with("the answer broke off"));
     }
 
     #[test]

@@ -10,10 +10,11 @@ use super::context::Shared;
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use super::records::{settlement_record, Settlement};
+use super::upto::{Charge, Metered};
 use crate::detect::Protocol;
 use crate::ledger::{Outcome, ReservationId};
 use crate::store::{Booking, RetryClaim, SettledPayment, UnknownDetails};
-use crate::x402::hex;
+use crate::x402::{hex, ChainAuthorization};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
@@ -33,6 +34,10 @@ pub struct Ticket {
     pub payment_digest: [u8; 32],
     /// What compensation needs if the payment settles.
     pub settled: SettledPayment,
+    /// An `upto` payment's terms: what it commits depends on its receipt.
+    metered: Option<Metered>,
+    /// What the chain can be asked about it, kept if its outcome becomes unknown.
+    onchain: Option<ChainAuthorization>,
     stake: Stake,
 }
 
@@ -73,6 +78,8 @@ pub(super) struct Leaving {
     pub protocol: Protocol,
     pub payment_digest: [u8; 32],
     pub settled: SettledPayment,
+    pub metered: Option<Metered>,
+    pub onchain: Option<ChainAuthorization>,
 }
 
 impl Leaving {
@@ -91,6 +98,8 @@ impl Leaving {
             version: priced.payment.x402_version().unwrap_or(0),
             protocol: priced.payment.protocol(),
             payment_digest: priced.payment.digest(),
+            metered: Metered::of(priced),
+            onchain: priced.payment.x402().and_then(ChainAuthorization::of),
         }
     }
 }
@@ -128,6 +137,8 @@ impl Ticket {
             protocol,
             payment_digest,
             settled,
+            metered,
+            onchain,
         } = leaving;
         Ticket {
             trace_id,
@@ -138,8 +149,31 @@ impl Ticket {
             replay_keys,
             payment_digest,
             settled,
+            metered,
+            onchain,
             stake,
         }
+    }
+
+    /// What an `upto` payment commits now that its receipt says it settled, reporting
+    /// `reported` atomic units; `None` for any other payment, and for the retry of an
+    /// unknown one (which commits its original as it was reserved). Compensation is told
+    /// the amount charged.
+    pub(super) fn charge(
+        &mut self,
+        reported: Option<u128>,
+        assets: &crate::x402::AssetTable,
+    ) -> Option<Charge> {
+        if !matches!(self.stake, Stake::Reserved { .. }) {
+            return None;
+        }
+        let charge = self
+            .metered
+            .as_ref()?
+            .charge(reported, self.amount_usd, assets);
+        self.settled.amount_usd = charge.usd;
+        self.settled.amount_atomic = charge.atomic.to_string();
+        Some(charge)
     }
 
     /// Takes the stake out for settlement; the ticket no longer settles itself.
@@ -166,6 +200,7 @@ impl Ticket {
             keys: self.replay_keys.clone(),
             why,
             upstream_status,
+            onchain: self.onchain.clone(),
         }
     }
 }
@@ -186,6 +221,7 @@ impl Drop for Ticket {
         let settlement = Settlement {
             outcome: Outcome::Unknown,
             amount_usd: self.amount_usd,
+            amount_atomic: None,
             transaction: None,
             note: Some(why.to_string()),
             upstream_status: None,

@@ -66,6 +66,8 @@ impl Policy {
         check_compensation_action(&file, source)?;
         let assets = compile_assets(&file, source)?;
         let notifications = compile_notifications(&file, source)?;
+        let chains = super::chains::compile_chains(&file.chains, source)?;
+        let transparent = compile_transparent(&file, source)?;
         Ok(Policy {
             source: source.path.to_path_buf(),
             digest,
@@ -88,12 +90,27 @@ impl Policy {
                 loopback_ports: file.egress.loopback_ports.clone(),
             },
             limits: compile_limits(&file.limits),
+            chains,
+            transparent,
             agent_settings,
             agents: AgentDirectory::new(file.agents, file.anonymous),
             tunnel: file.tunnel,
             profiles: file.profiles,
         })
     }
+}
+
+/// `transparent`, when the policy has one; errors point at the entry they name.
+fn compile_transparent(
+    file: &PolicyFile,
+    source: &SourceText<'_>,
+) -> Result<Option<super::Transparent>, PolicyError> {
+    let Some(section) = &file.transparent else {
+        return Ok(None);
+    };
+    super::transparent::compile(section, &file.agents)
+        .map(Some)
+        .map_err(|(needle, message)| source.error_at(&needle, 0, message))
 }
 
 /// `timezone`: an IANA name; UTC when absent.

@@ -79,6 +79,12 @@ pub struct PolicyFile {
     /// `limits`: the memory one agent, or all of them, can make Purser use.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `chains`: EVM nodes to reconcile unknown payments with (`policy::chains`).
+    #[serde(default)]
+    pub chains: super::chains::ChainsSection,
+    /// `transparent`: the identity of connections the kernel redirected to Purser.
+    #[serde(default)]
+    pub transparent: Option<TransparentSection>,
 }
 
 /// `limits`: how much one agent, or all of them, can make Purser keep in memory. Holds
@@ -591,4 +597,21 @@ impl TryFrom<String> for TokenDigest {
         }
         Ok(TokenDigest(digest))
     }
+}
+
+/// `transparent`, as written (compiled in `super::transparent`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparentSection {
+    /// The agent every redirected connection speaks for.
+    pub agent: String,
+    /// Its session, unless a request picks another; `default` when absent.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Whether `X-Purser-Session` may pick another session of the agent.
+    #[serde(default)]
+    pub session_header: bool,
+    /// `host:port` or `IP:port` destinations whose unreadable traffic is spliced.
+    #[serde(default)]
+    pub passthrough: Vec<String>,
 }

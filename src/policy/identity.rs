@@ -294,7 +294,7 @@ fn split_user(user: &str) -> Result<(&str, &str), AuthError> {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

@@ -14,12 +14,15 @@
 //!   sizes, endpoint patterns).
 //! * `tunnel`, `file`: the file's shape as written (serde types that refuse unknown keys).
 //! * `settings`: the compiled parts a [`Policy`] holds (rules, tiers, budgets, limits...).
+//! * `transparent`: the identity of redirected connections, and what passes them unread.
 //! * `egress`: which IP addresses agents may not reach, and what a connection really reaches.
 //! * `identity`: agents, their credentials and authentication.
 //! * `error`: [`PolicyError`] and how a message finds its `file:line:column`.
+//! * `chains`: the EVM nodes unknown payments are reconciled with (`chains`).
 //! * `compile`, `compile_rules`: file to [`Policy`] ([`Policy::load`], [`Policy::from_yaml`]),
 //!   every section checked and defaulted; `compile_rules` does the `rules` section.
 
+mod chains;
 mod compile;
 mod compile_rules;
 pub mod dsl;
@@ -32,9 +35,11 @@ mod phase;
 pub mod route;
 pub mod rules;
 mod settings;
+pub mod transparent;
 mod tunnel;
 pub mod values;
 
+pub use chains::ChainSettings;
 pub use egress::{effective_destination, EgressRefusal, EgressRules};
 pub use error::PolicyError;
 pub use file::{AgentEntry, AnonymousEntry, AssetEntry, PolicyFile};
@@ -46,6 +51,7 @@ pub use settings::{
     ApprovalMode, ApprovalSettings, Category, CompensationSettings, CompiledBudget, Gates, Limits,
     MemoryLimits, NotificationSettings, PhasePolicy, Rule, Tier, Tool, X402Settings,
 };
+pub use transparent::{Passthrough, Transparent};
 pub use tunnel::TunnelEntry;
 
 use arc_swap::ArcSwap;
@@ -98,6 +104,10 @@ pub struct Policy {
     pub egress: EgressRules,
     /// Bounds on the memory agents can make Purser use.
     pub limits: MemoryLimits,
+    /// EVM nodes unknown payments are reconciled with (`chains`).
+    pub chains: ChainSettings,
+    /// Who redirected connections speak for (`transparent`); `None` refuses them.
+    pub transparent: Option<Transparent>,
     agent_settings: BTreeMap<String, AgentSettings>,
     profiles: BTreeMap<String, file::ProfileEntry>,
 }
@@ -162,6 +172,52 @@ impl Policy {
         self.tools
             .iter()
             .find(|tool| tool.endpoints.iter().any(|e| e.matches(host, port, &path)))
+    }
+
+    /// The tool of a request that may be an MCP tool call (`mcp_tool`: its
+    /// `params.name`): a tool with an `mcp://tool/...` endpoint covering the name, else
+    /// the tool its host and path reach ([`Policy::tool_for`]).
+    pub fn tool_for_call(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+        mcp_tool: Option<&str>,
+    ) -> Option<&Tool> {
+        let by_name = mcp_tool.and_then(|name| {
+            self.tools
+                .iter()
+                .find(|tool| tool.endpoints.iter().any(|e| e.matches_mcp_tool(name)))
+        });
+        by_name.or_else(|| self.tool_for(host, port, path))
+    }
+
+    /// The category of a request that may be an MCP tool call: its tool's, else the
+    /// category with an `mcp://tool/...` endpoint covering the name (the most specific),
+    /// else the one its host and path reach ([`Policy::category_for`]).
+    pub fn category_for_call<'a>(
+        &'a self,
+        tool: Option<&'a Tool>,
+        host: &str,
+        port: u16,
+        path: &str,
+        mcp_tool: Option<&str>,
+    ) -> Option<&'a str> {
+        if let Some(category) = tool.and_then(|t| t.category.as_deref()) {
+            return Some(category);
+        }
+        let mut best: Option<(&'a str, usize)> = None;
+        for category in mcp_tool.map_or(&[][..], |_| &self.categories[..]) {
+            for endpoint in &category.endpoints {
+                let covers = mcp_tool.is_some_and(|name| endpoint.matches_mcp_tool(name));
+                let score = endpoint.specificity();
+                if covers && best.is_none_or(|(_, best_score)| score > best_score) {
+                    best = Some((category.name.as_str(), score));
+                }
+            }
+        }
+        best.map(|(name, _)| name)
+            .or_else(|| self.category_for(tool, host, port, path))
     }
 
     /// The request's category: its tool's, else the category with the most specific
@@ -297,6 +353,36 @@ mod tests {
             err.starts_with("test.yaml:2:") && err.contains("host pattern"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mcp_tool_patterns_pick_tools_and_categories_by_tool_name() {
+        let policy = load(
+            "tools:\n  mcp_server: { endpoints: ['mcp.example/mcp'], category: general }\n  \
+             weather: { endpoints: ['mcp://tool/get_weather'], category: data }\n\
+             categories:\n  premium: ['mcp://tool/premium_*', 'other.example/*']\n  \
+             exact: ['mcp://tool/premium_gold']\n",
+        )
+        .unwrap();
+        let tool = |name| {
+            policy
+                .tool_for_call("mcp.example", 443, "/mcp", name)
+                .map(|t| t.name.as_str())
+        };
+        assert_eq!(tool(Some("get_weather")), Some("weather"));
+        assert_eq!(tool(Some("Get_Weather")), Some("mcp_server"));
+        assert_eq!(tool(None), Some("mcp_server"));
+        assert!(policy.tool_for("x.example", 443, "/get_weather").is_none());
+        let category =
+            |name| policy.category_for_call(None, "elsewhere.example", 443, "/mcp", name);
+        assert_eq!(category(Some("premium_silver")), Some("premium"));
+        assert_eq!(category(Some("premium_gold")), Some("exact"));
+        assert_eq!(category(Some("free")), None);
+        assert_eq!(category(None), None);
+        for bad in ["mcp://tool/", "mcp://tool/a b", "mcp://tool/x*y"] {
+            let err = load(&format!("categories:\n  c: ['{bad}']\n")).unwrap_err();
+            assert!(err.to_string().contains("MCP tool pattern"), "{bad}: {err}");
+        }
     }
 
     #[test]

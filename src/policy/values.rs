@@ -194,14 +194,31 @@ impl<'de> Deserialize<'de> for TrustName {
     }
 }
 
-/// `host[:port][/path]`, where the path may end in `*` for a prefix.
+/// `host[:port][/path]`, where the path may end in `*` for a prefix; or
+/// `mcp://tool/NAME` (`NAME*` for a prefix), the MCP tool calls of that name
+/// (`params.name`, compared exactly) on any host, as x402 over MCP names the resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointPattern {
     /// The hosts (and port) it covers.
     pub(crate) host: HostPattern,
     /// The paths it covers, in normal form; `None` for every path.
     pub(crate) path: Option<PathPattern>,
+    /// For `mcp://tool/...`: the tool names it covers (and it covers no plain request).
+    pub(crate) mcp_tool: Option<ToolNamePattern>,
 }
+
+/// The tool names an `mcp://tool/...` pattern covers, as written (MCP names are
+/// case-sensitive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ToolNamePattern {
+    /// `mcp://tool/get_weather`
+    Exact(String),
+    /// `mcp://tool/weather_*`, stored without the `*`.
+    Prefix(String),
+}
+
+/// How MCP tool patterns are written.
+const MCP_TOOL_PREFIX: &str = "mcp://tool/";
 
 /// The path part of an [`EndpointPattern`], in the normal form requests are compared in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,6 +233,9 @@ impl EndpointPattern {
     /// Reads `host[:port][/path[*]]`; a leading `http://` or `https://` is ignored.
     pub fn parse(text: &str) -> Result<EndpointPattern, String> {
         let text = text.trim();
+        if let Some(name) = strip_prefix_ignore_case(text, MCP_TOOL_PREFIX) {
+            return EndpointPattern::mcp_tool(name);
+        }
         let text = text
             .strip_prefix("https://")
             .or_else(|| text.strip_prefix("http://"))
@@ -230,11 +250,54 @@ impl EndpointPattern {
             Some(prefix) => PathPattern::Prefix(normalize_prefix(prefix)),
             None => PathPattern::Exact(super::route::normalize_path(path)),
         });
-        Ok(EndpointPattern { host, path })
+        Ok(EndpointPattern {
+            host,
+            path,
+            mcp_tool: None,
+        })
+    }
+
+    fn mcp_tool(name: &str) -> Result<EndpointPattern, String> {
+        let (name, prefix) = match name.strip_suffix('*') {
+            Some(stem) => (stem, true),
+            None => (name, false),
+        };
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/');
+        if (name.is_empty() && !prefix) || !name.chars().all(allowed) {
+            return Err(format!(
+                "`{MCP_TOOL_PREFIX}{name}` is not an MCP tool pattern: write \
+                 `{MCP_TOOL_PREFIX}NAME` or `{MCP_TOOL_PREFIX}PREFIX*` (letters, digits, _ - . /)"
+            ));
+        }
+        let pattern = if prefix {
+            ToolNamePattern::Prefix(name.to_string())
+        } else {
+            ToolNamePattern::Exact(name.to_string())
+        };
+        Ok(EndpointPattern {
+            host: HostPattern::parse("*").map_err(|e| e.to_string())?,
+            path: None,
+            mcp_tool: Some(pattern),
+        })
+    }
+
+    /// Whether the pattern covers MCP tool calls of this name (`params.name`).
+    pub fn matches_mcp_tool(&self, name: &str) -> bool {
+        match &self.mcp_tool {
+            None => false,
+            Some(ToolNamePattern::Exact(exact)) => name == exact,
+            Some(ToolNamePattern::Prefix(prefix)) => name.starts_with(prefix.as_str()),
+        }
     }
 
     /// How narrowly the pattern picks requests: path length first, then an exact host.
     pub fn specificity(&self) -> usize {
+        // A tool name picks calls more narrowly than any host and path.
+        match &self.mcp_tool {
+            Some(ToolNamePattern::Exact(name)) => return usize::MAX / 2 + name.len() * 2 + 1,
+            Some(ToolNamePattern::Prefix(prefix)) => return usize::MAX / 2 + prefix.len() * 2,
+            None => {}
+        }
         let path = match &self.path {
             None => 0,
             Some(PathPattern::Prefix(prefix)) => prefix.len() * 2,
@@ -246,13 +309,20 @@ impl EndpointPattern {
     /// Whether the pattern covers a request; `path` must be in normal form
     /// ([`super::route::normalize_path`]).
     pub fn matches(&self, host: &str, port: u16, path: &str) -> bool {
-        self.host.matches(host, port)
+        self.mcp_tool.is_none()
+            && self.host.matches(host, port)
             && match &self.path {
                 None => true,
                 Some(PathPattern::Exact(exact)) => path == exact,
                 Some(PathPattern::Prefix(prefix)) => path.starts_with(prefix.as_str()),
             }
     }
+}
+
+fn strip_prefix_ignore_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// A prefix in normal form. Normalising would drop a trailing slash's meaning only at the

@@ -14,6 +14,7 @@ use super::target::Target;
 use crate::policy::Identity;
 use http::Request;
 use hyper::body::Incoming;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// How a request arrived.
@@ -27,6 +28,10 @@ pub enum Arrival<'a> {
     /// Inside a `CONNECT` tunnel the agent opened with plaintext HTTP/1.1 (undici's
     /// `EnvHttpProxyAgent`, `curl -p` for `http://` URLs).
     Plaintext(&'a Tunnel),
+    /// On a connection the kernel redirected to the transparent listener
+    /// ([`super::transparent`]): no credentials, the policy's `transparent` section
+    /// names the agent; the destination is the connection's original one.
+    Transparent(&'a Redirected),
 }
 
 impl Arrival<'_> {
@@ -35,6 +40,8 @@ impl Arrival<'_> {
         match self {
             Arrival::Proxy(_) | Arrival::Plaintext(_) => "http",
             Arrival::Intercepted(_) => "https",
+            Arrival::Transparent(redirected) if redirected.server_name.is_some() => "https",
+            Arrival::Transparent(_) => "http",
         }
     }
 }
@@ -70,6 +77,19 @@ impl AgentConnection {
 pub struct Tunnel {
     pub target: Target,
     pub identity: Identity,
+}
+
+/// A connection the kernel redirected to the transparent listener.
+pub struct Redirected {
+    /// Its admission and its slot under `limits.connections_per_agent`, as on the
+    /// agent's own connection to the proxy.
+    pub connection: AgentConnection,
+    /// Where the agent was connecting to (`SO_ORIGINAL_DST`): every request on the
+    /// connection goes there.
+    pub original: SocketAddr,
+    /// The name the agent's TLS asked for (SNI) when Purser terminated it; `None` for
+    /// plain HTTP, which names its host in each request.
+    pub server_name: Option<String>,
 }
 
 /// The proxy's service, as the connection servers inside tunnels are given it: passed

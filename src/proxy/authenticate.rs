@@ -4,12 +4,14 @@
 //! ([`crate::policy::AgentDirectory`]; a `CONNECT` carries the credentials for its whole
 //! tunnel) and must find room under `limits.connections_per_agent`
 //! ([`super::agent_connections`]). A request inside a tunnel speaks for the agent that
-//! opened it.
+//! opened it. On a connection the kernel redirected, the policy's `transparent` section
+//! speaks for the agent, which has no credentials to give.
 
 use super::answering::Answering;
 use super::answers::{self, ErrorCode};
 use super::arrival::{AgentConnection, Arrival};
 use super::state::ProxyState;
+use crate::policy::transparent::SESSION_HEADER;
 use crate::policy::Identity;
 use http::{header, Request};
 
@@ -27,7 +29,38 @@ pub fn identity<B>(
             Ok(identity)
         }
         Arrival::Intercepted(tunnel) | Arrival::Plaintext(tunnel) => Ok(tunnel.identity.clone()),
+        Arrival::Transparent(redirected) => {
+            let identity = redirected_identity(state, request)?;
+            let identity = with_room(state, &redirected.connection, identity)?;
+            redirected.connection.pass.authenticated();
+            Ok(identity)
+        }
     }
+}
+
+/// The identity of a request on a redirected connection: the policy's `transparent`
+/// section, whose session `X-Purser-Session` may pick where the section allows it.
+fn redirected_identity<B>(state: &ProxyState, request: &Request<B>) -> Result<Identity, Answering> {
+    let policy = state.policy.peek();
+    let Some(section) = policy.transparent.as_ref() else {
+        tracing::warn!("refusing a redirected connection: the policy has no `transparent` section");
+        return Err(answers::error(
+            ErrorCode::Forbidden,
+            "this connection was redirected to Purser's transparent listener, but the policy has no `transparent` section naming the agent it speaks for",
+        )
+        .into());
+    };
+    let named = request.headers().get(SESSION_HEADER).map(|v| v.as_bytes());
+    let named = match named {
+        Some(_) if !section.session_header => {
+            tracing::warn!("ignoring X-Purser-Session: the policy's transparent section does not let agents pick a session");
+            None
+        }
+        named => named,
+    };
+    section
+        .identity(named)
+        .map_err(|error| answers::error(ErrorCode::BadRequest, error).into())
 }
 
 /// The agent's identity, once its credentials pass and it has room for this connection.
@@ -49,8 +82,18 @@ fn agent_with_room<B>(
             return Err(answers::error(ErrorCode::ProxyAuthRequired, error).into());
         }
     };
-    let limit = policy.limits.connections_per_agent;
     drop(policy);
+    with_room(state, connection, identity)
+}
+
+/// `identity`, once its agent has room for this connection under
+/// `limits.connections_per_agent`.
+fn with_room(
+    state: &ProxyState,
+    connection: &AgentConnection,
+    identity: Identity,
+) -> Result<Identity, Answering> {
+    let limit = state.policy.peek().limits.connections_per_agent;
     if !super::agent_connections::claim_for(
         &state.agent_connections,
         &connection.claim,

@@ -11,17 +11,22 @@
 //!   routed by its `Host` header, so an agent cannot smuggle a request past host-based
 //!   policy.
 //!
+//! * On a redirected connection (the transparent listener), the host is the one its TLS
+//!   named (SNI) or, for plain HTTP, the request's `Host`; the request goes to the
+//!   connection's original address whatever it names ([`super::pinned`]), and the
+//!   checks above apply to the name as to any other.
+//!
 //! These checks judge what the agent names, before anything is resolved. Names are
 //! judged again, address by address, when the connection is made ([`super::egress`]).
 
 use super::answering::Answering;
 use super::answers::{self, ErrorCode};
-use super::arrival::Arrival;
+use super::arrival::{Arrival, Redirected};
 use super::body::ProxyBody;
 use super::egress::own_listener;
 use super::state::ProxyState;
 use super::target::Target;
-use crate::policy::Policy;
+use crate::policy::{effective_destination, Policy};
 use http::{header, HeaderMap, Method, Request, Response};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -65,7 +70,59 @@ pub fn of<B>(
             }
             Ok(tunnel.target.clone())
         }
+        Arrival::Transparent(redirected) => {
+            let target = redirected_target(redirected, request)
+                .map_err(|(code, reason)| Answering::now(answers::error(code, reason)))?;
+            let policy = state.policy.peek();
+            check(state, &policy, &target)?;
+            match payment_to_untrusted_tunnel(&policy, &target, request.headers()) {
+                Some(refusal) => Err(refusal.into()),
+                None => Ok(target),
+            }
+        }
     }
+}
+
+/// The target of a request on a redirected connection: the host its TLS named (a
+/// request naming another gets `421`, as inside a tunnel), or for plain HTTP the host
+/// it names (the original address when it names none); the port is always the original
+/// one, which is where the request goes ([`super::pinned`]).
+fn redirected_target<B>(
+    redirected: &Redirected,
+    request: &Request<B>,
+) -> Result<Target, (ErrorCode, String)> {
+    let port = redirected.original.port();
+    let named = named_host(request);
+    if let Some(server_name) = &redirected.server_name {
+        if let Some(named) = named.filter(|named| !named.eq_ignore_ascii_case(server_name)) {
+            let reason = format!("this connection's TLS is for {server_name}, not {named}");
+            return Err((ErrorCode::Misdirected, reason));
+        }
+        return Ok(Target {
+            https: true,
+            host: server_name.clone(),
+            port,
+        });
+    }
+    let host = match named {
+        Some(host) => {
+            let nameable =
+                host.parse::<IpAddr>().is_ok() || ServerName::try_from(host.as_str()).is_ok();
+            if !nameable {
+                return Err((
+                    ErrorCode::BadRequest,
+                    format!("`{host}` is not a valid host name"),
+                ));
+            }
+            host.to_ascii_lowercase()
+        }
+        None => effective_destination(redirected.original.ip()).to_string(),
+    };
+    Ok(Target {
+        https: false,
+        host,
+        port,
+    })
 }
 
 /// The checks every target the agent names passes before anything is sent: it is not

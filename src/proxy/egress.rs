@@ -206,6 +206,9 @@ fn configure<R>(connector: &mut HttpConnector<R>, settings: TcpSettings) {
 #[derive(Clone, Debug)]
 pub struct GuardedConnector {
     guard: Option<Arc<EgressGuard>>,
+    /// The one address every connection goes to, judged but not looked up: a redirected
+    /// connection's original destination ([`super::pinned`]).
+    pin: Option<SocketAddr>,
     settings: TcpSettings,
     unguarded: HttpConnector,
 }
@@ -225,8 +228,18 @@ impl GuardedConnector {
         configure(&mut unguarded, settings);
         GuardedConnector {
             guard: None,
+            pin: None,
             settings,
             unguarded,
+        }
+    }
+
+    /// Agent traffic to exactly `address`, whatever name the request carries (which
+    /// upstream TLS then verifies); the address is judged like any other.
+    pub fn pinned(guard: Arc<EgressGuard>, settings: TcpSettings, address: SocketAddr) -> Self {
+        GuardedConnector {
+            pin: Some(address),
+            ..GuardedConnector::guarded(guard, settings)
         }
     }
 }
@@ -246,6 +259,7 @@ impl tower_service::Service<Uri> for GuardedConnector {
             return Box::pin(async move { connector.call(uri).await.map_err(Into::into) });
         };
         let settings = self.settings;
+        let pin = self.pin;
         Box::pin(async move {
             // The same host and port the HTTP connector would use.
             let host = uri.host().unwrap_or_default().to_string();
@@ -255,7 +269,13 @@ impl tower_service::Service<Uri> for GuardedConnector {
                 80
             };
             let port = uri.port_u16().unwrap_or(default_port);
-            let addresses = guard.resolve(&host, port).await?;
+            let addresses = match pin {
+                Some(address) => {
+                    guard.check(&host, address)?;
+                    vec![address]
+                }
+                None => guard.resolve(&host, port).await?,
+            };
             // The HTTP connector connects to what this resolver hands it (a literal host
             // is used as written, and was judged as written above), so no second lookup
             // can substitute an address that was not judged.

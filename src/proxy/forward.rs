@@ -10,16 +10,21 @@ use super::answers::{self, ErrorCode};
 use super::body::{buffer_bounded, full, with_idle_timeout, Buffered, ProxyBody};
 use super::headers::{is_upgrade_request, strip_hop_by_hop};
 use super::inspect_body::{self, BodyWatch, Inspected};
+use super::mcp_answer;
+use super::pinned::OriginalDestination;
 use super::render;
+use super::render_jsonrpc::{self, MCP_SESSION_HEADER};
 use super::state::ProxyState;
 use super::target::Target;
 use super::upstream::classify;
-use crate::engine::{Gate, RequestFacts, Ticket, TRANSACTION_HEADER};
+use crate::detect::mcp::McpCall;
+use crate::engine::{Gate, Refusal, RequestFacts, Ticket, TRANSACTION_HEADER};
 use crate::policy::Identity;
 use crate::x402;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use jsonrpsee_types::Id;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,6 +47,10 @@ pub struct Exchange {
     /// What the engine is told. They cost allocations, so they are built only once a
     /// payment, a control header or a `402` needs them: ordinary reads never do.
     facts: Option<RequestFacts>,
+    /// The MCP tool call the body is (x402 over MCP), once the body was read.
+    mcp: Option<McpCall>,
+    /// The call's `mcp-session-id`, echoed on Purser's own answers to it.
+    mcp_session: Option<HeaderValue>,
 }
 
 impl Exchange {
@@ -58,7 +67,14 @@ impl Exchange {
             method: request.method().clone(),
             uri: request.uri().clone(),
             facts: None,
+            mcp: None,
+            mcp_session: None,
         }
+    }
+
+    /// Whether the body carries a payment for the engine (an MCP call's `_meta`).
+    pub fn carries_body_payment(&self) -> bool {
+        self.mcp.as_ref().is_some_and(|call| call.payment.is_some())
     }
 
     /// The refusal of a protocol switch other than WebSocket ([`super::upgrade`]).
@@ -80,14 +96,20 @@ impl Exchange {
         if !inspect_body::worth_reading(request) {
             return Ok(inspect_body::watch_undeclared(request));
         }
-        let refusal = match Box::pin(inspect_body::inspect(request)).await {
+        let refused = match Box::pin(inspect_body::inspect(request)).await {
             Inspected::Forward(streaming) => return Ok(streaming),
+            Inspected::Call(call) => {
+                self.mcp_session = request.headers().get(MCP_SESSION_HEADER).cloned();
+                self.mcp = Some(call);
+                return Ok(None);
+            }
             Inspected::Failed(answer) => return Err(answer),
-            Inspected::Refuse(refusal) => refusal,
+            Inspected::Refuse(refused) => refused,
         };
+        self.mcp_session = request.headers().get(MCP_SESSION_HEADER).cloned();
         let (state, facts) = self.facts();
-        let refused = Box::pin(state.engine.refuse_undecidable(facts, refusal)).await;
-        Err(render::refusal(&refused))
+        let refusal = Box::pin(state.engine.refuse_undecidable(facts, refused.undecidable)).await;
+        Err(self.render(&refusal, refused.id.as_ref()))
     }
 
     /// The engine's decision on a request that carries a payment or one of Purser's
@@ -96,10 +118,31 @@ impl Exchange {
         &mut self,
         request: &mut Request<ProxyBody>,
     ) -> Result<Option<Box<Ticket>>, Response<ProxyBody>> {
+        // The facts name the call's tool: built before the call is lent to the engine.
+        self.facts_mut();
+        let call = self.mcp.take();
         let (state, inspected) = self.facts_for(request.headers());
-        match Box::pin(state.engine.on_request(inspected, request.headers_mut())).await {
+        let payment = call.as_ref().and_then(|c| c.payment.as_ref());
+        let gate = Box::pin(
+            state
+                .engine
+                .on_request(inspected, request.headers_mut(), payment),
+        )
+        .await;
+        self.mcp = call;
+        match gate {
             Gate::Forward(granted) => Ok(granted),
-            Gate::Refuse(refusal) => Err(render::refusal(&refusal)),
+            Gate::Refuse(refusal) => Err(self.render(&refusal, None)),
+        }
+    }
+
+    /// A refusal as the agent reads it: for an MCP tool call (or a body that named its
+    /// JSON-RPC id), the JSON-RPC tool result MCP clients show the model
+    /// ([`render_jsonrpc`]); otherwise plain HTTP ([`render`]).
+    fn render(&self, refusal: &Refusal, id: Option<&Id<'static>>) -> Response<ProxyBody> {
+        match id.or(self.mcp.as_ref().map(|call| &call.id)) {
+            Some(id) => render_jsonrpc::tool_refusal(refusal, id, self.mcp_session.as_ref()),
+            None => render::refusal(refusal),
         }
     }
 
@@ -116,6 +159,7 @@ impl Exchange {
             &self.target,
             self.facts.as_ref(),
             ticket,
+            self.mcp.as_ref().map(|call| &call.id),
         ))
     }
 
@@ -134,6 +178,17 @@ impl Exchange {
             return Step::Later(Box::pin(async move {
                 render::refusal(&state.engine.refuse_undecidable(facts, found).await)
             }));
+        }
+        let unpaid_call = self
+            .mcp
+            .as_ref()
+            .filter(|call| call.payment.is_none())
+            .map(|call| call.id.clone());
+        if let Some(id) = unpaid_call.filter(|_| mcp_answer::readable(&response)) {
+            // Its answer may carry a challenge for the tool.
+            let state = self.state.clone();
+            let facts = self.facts().1.clone();
+            return Step::Now(Some(mcp_answer::remembering(state, facts, id, response)));
         }
         let in_transaction = self.facts.as_ref().is_some_and(|f| f.transaction.is_some());
         if in_transaction && response.status().is_server_error() {
@@ -191,8 +246,14 @@ impl Exchange {
             method,
             uri,
             facts,
+            mcp,
+            ..
         } = self;
-        let facts = facts.get_or_insert_with(|| request_facts(identity, target, method, uri));
+        let facts = facts.get_or_insert_with(|| {
+            let mut facts = request_facts(identity, target, method, uri);
+            facts.mcp_tool = mcp.as_ref().map(|call| call.tool.clone());
+            facts
+        });
         (state, facts)
     }
 }
@@ -232,6 +293,7 @@ fn request_facts(
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
         transaction: None,
+        mcp_tool: None,
     }
 }
 
@@ -241,6 +303,7 @@ async fn send(
     target: &Target,
     facts: Option<&RequestFacts>,
     ticket: Option<Box<Ticket>>,
+    mcp_call: Option<&Id<'static>>,
 ) -> Response<ProxyBody> {
     let upgrade = is_upgrade_request(request.headers());
     let agent_upgrade = upgrade
@@ -249,7 +312,14 @@ async fn send(
     if let Err(reason) = prepare_request(&mut request, target, upgrade) {
         return answers::error(ErrorCode::BadRequest, reason);
     }
-    let client = state.upstream.agent_client(upgrade);
+    // From the transparent listener: to the address the agent's connection was going to.
+    let pinned = request.extensions().get::<OriginalDestination>().copied();
+    let client = match pinned {
+        Some(OriginalDestination(address)) => {
+            std::borrow::Cow::Owned(state.upstream.pinned_client(address, upgrade))
+        }
+        None => std::borrow::Cow::Borrowed(state.upstream.agent_client(upgrade)),
+    };
     let mut response = match client.request(request).await {
         Ok(response) => response,
         Err(error) => {
@@ -291,14 +361,22 @@ async fn send(
         }
     }
     strip_hop_by_hop(response.headers_mut(), switching);
-    if let (Some(ticket), Some(facts)) = (ticket, facts) {
-        let status = response.status();
-        state
-            .engine
-            .on_response(facts, *ticket, status, response.headers_mut())
-            .await;
-    }
     let idle = state.settings.body_idle_timeout;
+    let (Some(ticket), Some(facts)) = (ticket, facts) else {
+        return response.map(|body| with_idle_timeout(body, idle));
+    };
+    if let Some(id) = mcp_call.filter(|_| mcp_answer::readable(&response)) {
+        // A paid MCP tool call: the receipt is in the JSON-RPC response, read as the
+        // body streams ([`mcp_answer`]).
+        state.engine.answer_headers(&ticket, response.headers_mut());
+        let response = response.map(|body| with_idle_timeout(body, idle));
+        return mcp_answer::settling(state.clone(), facts.clone(), id.clone(), *ticket, response);
+    }
+    let status = response.status();
+    state
+        .engine
+        .on_response(facts, *ticket, status, response.headers_mut())
+        .await;
     response.map(|body| with_idle_timeout(body, idle))
 }
 

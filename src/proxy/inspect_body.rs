@@ -1,14 +1,19 @@
 //! Request bodies read for payments before they leave: x402 and MPP over MCP put the
-//! payment in a JSON-RPC body (SPEC §1), which Purser cannot govern yet and refuses.
+//! payment in a JSON-RPC body (SPEC §1).
 //!
 //! Only bodies a JSON-RPC server would read are inspected ([`detect::body_inspection`]).
-//! The first [`INSPECTED_PREFIX_BYTES`] are read and scanned before anything is sent, so
-//! a payment in an ordinary MCP call (a few kilobytes) is refused with nothing sent
-//! upstream. A larger body (an ordinary big JSON upload) is not held back: it streams on
+//! The first [`INSPECTED_PREFIX_BYTES`] are read and scanned before anything is sent. A
+//! body with a payment key in it is read whole, within the same bound, and handed to the
+//! detector ([`detect::mcp::read_paid_call`]): an MCP `tools/call` with an x402 payment
+//! in its `_meta` becomes an [`McpCall`] the engine decides on, anything else is refused
+//! with nothing sent upstream, and so is a body with a payment that is larger than the
+//! bound (read to its end, unsent, for the JSON-RPC id to answer under). A whole
+//! `tools/call` body without a payment is an [`McpCall`] too: its answer may carry a
+//! challenge. A larger body (an ordinary big JSON upload) is not held back: it streams on
 //! through the same scanner ([`detect::json_body::JsonScanner`]), chunk by chunk, and a
 //! chunk is handed upstream only once scanned. If a payment turns up behind the padding,
 //! the upstream request is cut off before the chunk that carries it leaves, and the agent
-//! gets the same `403 unsupported_payment` (see [`BodyWatch`]). A body that declares
+//! gets a `403 unsupported_payment` (see [`BodyWatch`]). A body that declares
 //! JSON but is not strict JSON is refused the same way; one that only might be JSON (no
 //! content type, `text/plain`) passes once it proves not to be JSON. Bodies of any other
 //! type are not held back at all but stream through the scanner too
@@ -19,7 +24,8 @@
 use super::answers::{self, ErrorCode};
 use super::body::{full, BoxError, Chained, ProxyBody};
 use crate::detect::json_body::{JsonScanner, Scan};
-use crate::detect::{self, BodyInspection, Undecidable};
+use crate::detect::mcp::{self, McpCall, RefusedCall};
+use crate::detect::{self, BodyInspection, Undecidable, UNSUPPORTED_PAYMENT};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::{Body, Frame};
@@ -28,15 +34,24 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-/// How much of a body is read and scanned before any of it goes upstream.
+/// How much of a body is read and scanned before any of it goes upstream; also the most
+/// of a body with a payment in it that Purser reads.
 pub const INSPECTED_PREFIX_BYTES: usize = 64 * 1024;
+
+/// The most of an oversized body with a payment that is read (and dropped) looking for
+/// its JSON-RPC id; past it, the refusal is plain HTTP.
+const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
 /// What to do with a request after its body was looked at.
 pub enum Inspected {
     /// Send it on. A watch is set when the body still streams through the scanner.
     Forward(Option<BodyWatch>),
-    /// A payment (or an unreadable JSON body) in the first part: refuse, send nothing.
-    Refuse(Undecidable),
+    /// An MCP tool call, read whole (the body goes on as it came): the engine decides on
+    /// the payment in its `_meta`, if it carries one, and its answer is watched.
+    Call(McpCall),
+    /// A payment Purser will not forward (or an unreadable JSON body): refuse, send
+    /// nothing; answer under the call's id when it has one.
+    Refuse(RefusedCall),
     /// The agent's body broke off while it was read.
     Failed(Response<ProxyBody>),
 }
@@ -71,6 +86,8 @@ struct PaymentInBody(String);
 /// What a scan outcome means for the request: refuse, keep reading, or stop reading.
 enum Verdict {
     Refuse(Undecidable),
+    /// A payment key: the body is read whole for the detector.
+    Payment,
     Continue,
     /// Not JSON, and it never said it was: nothing for a JSON-RPC server to read.
     NotJson,
@@ -79,11 +96,27 @@ enum Verdict {
 fn verdict(scan: Scan, declared: bool) -> Verdict {
     match scan {
         Scan::Clean => Verdict::Continue,
-        Scan::Found(protocol) => {
-            Verdict::Refuse(Undecidable::unsupported(protocol, "in the request body"))
-        }
+        Scan::Found(_) => Verdict::Payment,
         Scan::Unreadable(why) if declared => Verdict::Refuse(Undecidable::unreadable_body(why)),
         Scan::Unreadable(_) => Verdict::NotJson,
+    }
+}
+
+/// The refusal of a payment found in a body that is being streamed on, when it can
+/// no longer be read whole.
+fn streaming_refusal(scan: Scan, declared: bool) -> Option<Undecidable> {
+    match verdict(scan, declared) {
+        Verdict::Refuse(refusal) => Some(refusal),
+        Verdict::Payment => Some(Undecidable {
+            code: UNSUPPORTED_PAYMENT,
+            message: format!(
+                "a payment key turned up in a request body Purser streams on rather than \
+                 reads whole (its content type is not JSON, or the key comes after the \
+                 first {INSPECTED_PREFIX_BYTES} bytes), so the request was cut off before \
+                 it; send an MCP payment in an application/json tools/call, its _meta first"
+            ),
+        }),
+        Verdict::Continue | Verdict::NotJson => None,
     }
 }
 
@@ -121,7 +154,7 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
     let declared = match detect::body_inspection(request.headers()) {
         _ if request.body().is_end_stream() => return Inspected::Forward(None),
         BodyInspection::Skip => return Inspected::Forward(None),
-        BodyInspection::Undecodable(refusal) => return Inspected::Refuse(refusal),
+        BodyInspection::Undecodable(refusal) => return refuse(refusal),
         BodyInspection::Json { declared } => declared,
     };
     let mut body = std::mem::replace(request.body_mut(), super::body::empty());
@@ -131,10 +164,13 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
         let data = match body.frame().await {
             None => {
                 return match verdict(scanner.finish(), declared) {
-                    Verdict::Refuse(refusal) => Inspected::Refuse(refusal),
+                    Verdict::Refuse(refusal) => refuse(refusal),
+                    Verdict::Payment => read_paid(request, body, prefix).await,
                     Verdict::Continue | Verdict::NotJson => {
-                        *request.body_mut() = full(prefix.freeze());
-                        Inspected::Forward(None)
+                        let whole = prefix.freeze();
+                        let call = tools_call(&whole);
+                        *request.body_mut() = full(whole);
+                        call.map_or(Inspected::Forward(None), Inspected::Call)
                     }
                 };
             }
@@ -147,7 +183,8 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
         let outcome = verdict(scanner.feed(&data), declared);
         prefix.extend_from_slice(&data);
         match outcome {
-            Verdict::Refuse(refusal) => return Inspected::Refuse(refusal),
+            Verdict::Refuse(refusal) => return refuse(refusal),
+            Verdict::Payment => return read_paid(request, body, prefix).await,
             Verdict::NotJson => {
                 *request.body_mut() = Chained::new(prefix.freeze(), body).boxed_unsync();
                 return Inspected::Forward(None);
@@ -167,6 +204,88 @@ pub async fn inspect(request: &mut Request<ProxyBody>) -> Inspected {
             Verdict::Continue => {}
         }
     }
+}
+
+/// The `tools/call` a whole clean body is, if it says so (a quick look for the method's
+/// name first: most JSON bodies are not MCP calls).
+fn tools_call(body: &[u8]) -> Option<McpCall> {
+    let named = body
+        .windows(mcp::TOOLS_CALL.len())
+        .any(|window| window == mcp::TOOLS_CALL.as_bytes());
+    named.then(|| mcp::read_call(body)).flatten()
+}
+
+fn refuse(undecidable: Undecidable) -> Inspected {
+    Inspected::Refuse(RefusedCall {
+        id: None,
+        undecidable,
+    })
+}
+
+/// A payment key was found in `prefix`: the whole body is read, within the bound, and
+/// the detector says whether it is a payment Purser governs. Nothing has been sent.
+async fn read_paid(
+    request: &mut Request<ProxyBody>,
+    mut body: ProxyBody,
+    mut whole: BytesMut,
+) -> Inspected {
+    loop {
+        if whole.len() > INSPECTED_PREFIX_BYTES {
+            return oversized(body, whole).await;
+        }
+        match body.frame().await {
+            None => break,
+            Some(Err(error)) => return Inspected::Failed(broken_body(&error)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    whole.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    match mcp::read_paid_call(&whole) {
+        Ok(call) => {
+            *request.body_mut() = full(whole.freeze());
+            Inspected::Call(call)
+        }
+        Err(refused) => Inspected::Refuse(refused),
+    }
+}
+
+/// A body with a payment, larger than Purser reads before forwarding one: refused. The
+/// rest is read (and dropped) for the JSON-RPC id at its end, so an MCP client hears the
+/// refusal as the answer to its call.
+async fn oversized(mut body: ProxyBody, prefix: BytesMut) -> Inspected {
+    let mut scanner = JsonScanner::structure().capturing_id();
+    scanner.feed(&prefix);
+    let mut read = prefix.len();
+    drop(prefix);
+    while read <= MAX_DRAINED_BYTES {
+        match body.frame().await {
+            None => break,
+            Some(Err(error)) => return Inspected::Failed(broken_body(&error)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read += data.len();
+                    scanner.feed(&data);
+                }
+            }
+        }
+    }
+    let id = (read <= MAX_DRAINED_BYTES)
+        .then(|| scanner.top_level_id().and_then(mcp::captured_id))
+        .flatten();
+    Inspected::Refuse(RefusedCall {
+        id,
+        undecidable: Undecidable {
+            code: UNSUPPORTED_PAYMENT,
+            message: format!(
+                "the request body carries a payment and is larger than the \
+                 {INSPECTED_PREFIX_BYTES} bytes Purser reads before forwarding one, so it is \
+                 not forwarded; send the payment with smaller arguments"
+            ),
+        },
+    })
 }
 
 fn broken_body(error: &BoxError) -> Response<ProxyBody> {
@@ -211,10 +330,13 @@ impl Body for ScannedBody {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
             let declared = self.declared;
-            match verdict(self.scanner.feed(&data), declared) {
-                Verdict::Continue => {}
-                Verdict::NotJson => self.done = true,
-                Verdict::Refuse(refusal) => {
+            let scan = self.scanner.feed(&data);
+            if let Verdict::NotJson = verdict(scan, declared) {
+                self.done = true;
+            }
+            match streaming_refusal(scan, declared) {
+                None => {}
+                Some(refusal) => {
                     tracing::warn!(
                         code = refusal.code,
                         "payment found in a streaming request body; cutting the request off"
@@ -302,6 +424,42 @@ mod tests {
             Inspected::Forward(None)
         ));
         assert_eq!(collect(plain).await.unwrap(), Bytes::from(text));
+    }
+
+    #[tokio::test]
+    async fn an_mcp_call_is_read_whole_with_its_payment_and_goes_on_intact() {
+        let paid = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"_meta":{"x402/payment":{"x402Version":2}},"name":"get_weather"}}"#;
+        let chunks: Vec<Vec<u8>> = paid.chunks(9).map(<[u8]>::to_vec).collect();
+        let mut request = request("application/json", chunks);
+        let Inspected::Call(call) = inspect(&mut request).await else {
+            panic!("a paid tools/call is a call");
+        };
+        assert_eq!(call.tool, "get_weather");
+        assert!(call.payment.is_some());
+        assert_eq!(collect(request).await.unwrap(), Bytes::from(paid.to_vec()));
+        let probe =
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_weather"}}"#;
+        let mut request = request_text(probe.to_vec());
+        let Inspected::Call(call) = inspect(&mut request).await else {
+            panic!("a tools/call without a payment is a call too");
+        };
+        assert!(call.payment.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_paid_call_is_refused_under_the_id_at_its_end() {
+        let big = format!(
+            r#"{{"method":"tools/call","params":{{"_meta":{{"x402/payment":{{}}}},"name":"t","arguments":{{"a":"{}"}}}},"jsonrpc":"2.0","id":41}}"#,
+            "x".repeat(3 * INSPECTED_PREFIX_BYTES)
+        );
+        let chunks: Vec<Vec<u8>> = big.as_bytes().chunks(8192).map(<[u8]>::to_vec).collect();
+        let mut request = request("application/json", chunks);
+        let Inspected::Refuse(refused) = inspect(&mut request).await else {
+            panic!("an oversized paid call is refused");
+        };
+        assert_eq!(refused.id, Some(jsonrpsee_types::Id::Number(41)));
+        assert_eq!(refused.undecidable.code, "unsupported_payment");
+        assert!(refused.undecidable.message.contains("larger than"));
     }
 
     fn request_text(body: Vec<u8>) -> Request<ProxyBody> {

@@ -12,11 +12,17 @@
 //!   however it arrived ([`arrival`]): who is asking ([`authenticate`],
 //!   [`agent_connections`]), where it goes ([`destination`], [`target`]), protocol
 //!   switches ([`upgrade`]), the payment detector on head and body ([`crate::detect`],
-//!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]);
+//!   [`inspect_body`]), the engine's decision and the upstream ([`forward`]), an MCP
+//!   tool call's answer ([`mcp_answer`]);
+//! * redirected connections: [`transparent`] serves what the kernel redirected to Purser
+//!   (`--transparent-listen`), through the same service, to the original destination
+//!   ([`pinned`]);
 //! * the upstream: [`upstream`] clients whose every connection passes [`egress`], also
-//!   Purser's own [`outbound`] client for webhooks and refund requests;
+//!   Purser's own [`outbound`] client for webhooks and refund requests, and the
+//!   [`chain_rpc`] client chain reconciliation asks nodes through;
 //! * shared pieces: [`settings`], [`state`] (what every connection shares),
-//!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`].
+//!   [`answering`], [`answers`], [`body`], [`headers`], [`shutdown`]; refusals are spelled
+//!   by [`render`] (plain HTTP) and [`render_jsonrpc`] (an MCP tool call).
 
 pub mod admission;
 pub mod agent_connections;
@@ -27,6 +33,7 @@ pub mod arrival;
 pub mod authenticate;
 pub mod body;
 pub mod ca;
+pub mod chain_rpc;
 pub mod connect;
 pub mod destination;
 pub mod egress;
@@ -34,9 +41,12 @@ pub mod forward;
 pub mod headers;
 pub mod inspect_body;
 pub mod leaf_cache;
+pub mod mcp_answer;
 pub mod mitm;
 pub mod outbound;
+pub mod pinned;
 pub mod render;
+pub mod render_jsonrpc;
 pub mod server;
 pub mod service;
 pub mod settings;
@@ -44,6 +54,7 @@ pub mod shutdown;
 pub mod sniff;
 pub mod state;
 pub mod target;
+pub mod transparent;
 pub mod trust_bundle;
 pub mod tunnel;
 pub mod upgrade;

@@ -3,7 +3,9 @@
 //!
 //! The agent's own connection ([`super::server`]) calls it for each request; a `CONNECT`
 //! that Purser intercepts ([`super::connect`], [`super::mitm`]) calls it again for each
-//! request inside the tunnel, with the tunnel as the arrival. The connection servers
+//! request inside the tunnel, with the tunnel as the arrival. The transparent listener
+//! ([`super::transparent`]) calls it for each request on a connection the kernel
+//! redirected. The connection servers
 //! know nothing of policy, the engine or the upstream; the layers here know nothing of
 //! sockets, TLS or how the bytes were framed.
 //!
@@ -16,8 +18,10 @@ use super::arrival::Arrival;
 use super::body::request_body;
 use super::forward::Exchange;
 use super::headers::detach_head;
+use super::pinned::OriginalDestination;
 use super::state::ProxyState;
 use super::{authenticate, connect, destination};
+use crate::policy::transparent::SESSION_HEADER;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -61,6 +65,13 @@ pub fn serve(
         let tunnel = connect::open(state.clone(), request, target, identity, slot, serve);
         return Answering::later(tunnel.instrument(span));
     }
+    // Transparent: the request goes to the address the agent's connection was going to
+    // ([`super::pinned`]); the header that picked its session stays here.
+    if let Arrival::Transparent(redirected) = arrival {
+        request.headers_mut().remove(SESSION_HEADER);
+        let original = OriginalDestination(redirected.original);
+        request.extensions_mut().insert(original);
+    }
     // Metrics: a request counted, by the scheme it leaves with.
     state.metrics.request(target.https);
 
@@ -78,16 +89,18 @@ pub fn serve(
             if let Some(refusal) = exchange.refuse_switch(request.headers()) {
                 break 'answered refusal;
             }
-            // Detector, on the body: a payment in a JSON body is refused before anything
+            // Detector, on the body: an MCP tool call is read whole (its payment goes to
+            // the engine); any other payment in a JSON body is refused before anything
             // leaves, or the body is cut off before the chunk that carries it.
             let watch = match exchange.inspect_body(&mut request).await {
                 Ok(watch) => watch,
                 Err(refusal) => break 'answered refusal,
             };
-            // Decision: a request the detector flagged goes through the engine, which
-            // forwards it with a ticket, holds it, or answers it.
+            // Decision: a request the detector flagged (on its head, or an MCP tool call
+            // with a payment in its body) goes through the engine, which forwards it
+            // with a ticket, holds it, or answers it.
             let mut ticket = None;
-            if governed {
+            if governed || exchange.carries_body_payment() {
                 match exchange.decide(&mut request).await {
                     Ok(granted) => ticket = granted,
                     Err(answer) => break 'answered answer,

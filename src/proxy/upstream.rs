@@ -7,6 +7,7 @@
 use super::answers::ErrorCode;
 use super::body::{BodyStalled, ProxyBody};
 use super::egress::{EgressError, EgressGuard, GuardedConnector, TcpSettings};
+use super::pinned::PinnedClients;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -58,6 +59,9 @@ pub struct Upstream {
     pub egress: Arc<EgressGuard>,
     /// Shared by raw TLS uses (none yet) and the clients above.
     pub settings: UpstreamSettings,
+    /// Agent traffic from the transparent listener, each client pinned to the address
+    /// the agent's connection was going to ([`super::pinned`]).
+    pinned: PinnedClients<UpstreamClient>,
 }
 
 /// One worker's clients for agent traffic.
@@ -95,12 +99,29 @@ impl Upstream {
             })
             .collect();
         let internal_client = build_client(&tls, &settings, GuardedConnector::unguarded(tcp), true);
+        let (pinned_tls, pinned_settings, pinned_egress) = (tls, settings.clone(), egress.clone());
+        let pinned = PinnedClients::new(pools, move |address, http1_only| {
+            let connector = GuardedConnector::pinned(pinned_egress.clone(), tcp, address);
+            build_client(&pinned_tls, &pinned_settings, connector, !http1_only)
+        });
         Ok(Upstream {
             agent_clients,
             internal_client,
             egress,
             settings,
+            pinned,
         })
+    }
+
+    /// The client for agent traffic from the transparent listener to `original`, the
+    /// address the agent's connection was going to, on the calling worker.
+    pub fn pinned_client(
+        &self,
+        original: std::net::SocketAddr,
+        http1_only: bool,
+    ) -> UpstreamClient {
+        self.pinned
+            .client(super::workers::current(), original, http1_only)
     }
 
     /// The client for agent traffic on the calling worker; `http1_only` for upgrades.

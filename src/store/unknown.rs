@@ -34,6 +34,10 @@ pub struct UnknownDetails {
     /// Why the outcome is unknown (no receipt, connection lost, ...).
     pub why: Option<String>,
     pub upstream_status: Option<u16>,
+    /// What the chain can be asked about it (EVM payments): chain reconciliation's input,
+    /// and where an operator looks it up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onchain: Option<crate::x402::ChainAuthorization>,
 }
 
 struct Entry {

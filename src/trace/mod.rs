@@ -12,7 +12,8 @@
 //!
 //! Every line is one [`TraceRecord`], whose fixed vocabularies are typed ([`vocabulary`]:
 //! kind, verdict, outcome, gate), as is who decided ([`decider`]). The writer, recovery,
-//! the CLI and the admin API all read and write that one type; [`log_files`] lists the
+//! the CLI and the admin API all read and write that one type (recovery reads its
+//! fields through a borrowed [`ReplayView`], tested against it); [`log_files`] lists the
 //! files a log has rotated into, in chain order.
 
 pub mod bound;
@@ -24,6 +25,7 @@ mod files;
 pub mod filter;
 mod record;
 mod refusals;
+mod replay_view;
 mod verify;
 pub mod vocabulary;
 mod writer;
@@ -33,6 +35,7 @@ pub use checks::{Checks, RuleOutcome};
 pub use decider::{Approver, Decider};
 pub use files::log_files;
 pub use record::{Approval, BudgetSnapshot, TraceRecord};
+pub use replay_view::ReplayView;
 pub use verify::{verify_files, VerifyError, VerifyReport};
 pub use vocabulary::{Gate, HoldEnd, Kind, Outcome, Verdict, Vocabulary};
 pub use writer::{TraceError, TraceLimits, TraceLog, TraceSettings};

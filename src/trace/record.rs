@@ -93,6 +93,9 @@ pub struct TraceRecord {
     /// is `x402_version`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// The MCP tool called (`params.name`), for a payment in an MCP tool call (cut if long).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
     /// The payment's x402 version, `1` or `2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x402_version: Option<u8>,
@@ -136,6 +139,11 @@ pub struct TraceRecord {
     /// Replay keys (payer+nonce, signature digest, transaction digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_keys: Vec<String>,
+    /// On a decision that let an EVM payment go (or held it): what the chain can be asked
+    /// about it, should its outcome be unknown (its nonce, the contract keeping it, until
+    /// when it was valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onchain: Option<crate::x402::ChainAuthorization>,
     /// The budget level closest to its limit, as the decision saw it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSnapshot>,

@@ -46,8 +46,23 @@ pub struct Challenge {
 /// Parses a v1 challenge: the JSON body of a `402` answer (at most 64 KiB).
 pub fn parse_challenge_v1_body(body: &[u8]) -> Result<Challenge, X402Error> {
     let json = decode_body_json(body)?;
-    let root = Obj::root(&json, "the 402 body")?;
-    expect_version(&root, 1, "a v1 402 body")?;
+    challenge_v1(&Obj::root(&json, "the 402 body")?, "a v1 402 body")
+}
+
+/// Parses a challenge given as a JSON object (x402 over MCP: a tool result's
+/// `structuredContent`, or a JSON-RPC error's `data`): either version, as its
+/// `x402Version` says.
+pub fn parse_challenge_json(json: &Value) -> Result<Challenge, X402Error> {
+    let what = "the x402 challenge object";
+    let root = Obj::root(json, what)?;
+    match root.version()? {
+        1 => challenge_v1(&root, what),
+        _ => challenge_v2(&root, what),
+    }
+}
+
+fn challenge_v1(root: &Obj<'_>, what: &str) -> Result<Challenge, X402Error> {
+    expect_version(root, 1, what)?;
     let accepts = root
         .objects("accepts")?
         .iter()
@@ -64,9 +79,12 @@ pub fn parse_challenge_v1_body(body: &[u8]) -> Result<Challenge, X402Error> {
 /// Parses a v2 challenge: the base64 JSON of the `PAYMENT-REQUIRED` header.
 pub fn parse_challenge_v2_header(value: &[u8]) -> Result<Challenge, X402Error> {
     let (json, _) = decode_header_json(value)?;
-    let root = Obj::root(&json, "PAYMENT-REQUIRED")?;
-    expect_version(&root, 2, "PAYMENT-REQUIRED")?;
-    let resource = resource_url(&root)?;
+    challenge_v2(&Obj::root(&json, "PAYMENT-REQUIRED")?, "PAYMENT-REQUIRED")
+}
+
+fn challenge_v2(root: &Obj<'_>, what: &str) -> Result<Challenge, X402Error> {
+    expect_version(root, 2, what)?;
+    let resource = resource_url(root)?;
     let accepts = root
         .objects("accepts")?
         .iter()

@@ -46,6 +46,8 @@ pub(crate) struct Signed {
     pub asset: Option<String>,
     pub nonce: Option<String>,
     pub signature: Option<String>,
+    /// Permit2: the contract the signature lets pull the tokens.
+    pub spender: Option<String>,
     pub solana_transaction: Option<String>,
     pub valid_before: Option<u64>,
     /// Replay keys from canonical bytes; empty only for [`PaymentKind::Other`].
@@ -62,6 +64,7 @@ impl Signed {
             asset: None,
             nonce: None,
             signature: None,
+            spender: None,
             solana_transaction: None,
             valid_before: None,
             keys: Vec::new(),
@@ -134,6 +137,7 @@ fn permit2(payload: &Obj<'_>) -> Result<Signed, X402Error> {
         nonce: Some(auth.string("nonce")?),
         valid_before: auth.opt_timestamp("deadline")?,
         signature: Some(payload.string("signature")?),
+        spender: Some(auth.string("spender")?),
         ..Signed::of_kind(PaymentKind::EvmPermit2)
     };
     let payer = address(&auth, "from", signed.payer.as_deref().unwrap_or_default())?;

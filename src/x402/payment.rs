@@ -3,7 +3,7 @@
 
 use super::address::same_address;
 use super::challenge::{expect_version, requirement_v2, resource_url, Requirement};
-use super::decode::decode_header_json;
+use super::decode::{check_size, decode_header_json, parse_json, MAX_PAYMENT_HEADER_BYTES};
 use super::error::X402Error;
 use super::fields::Obj;
 use super::hex::hex;
@@ -45,6 +45,9 @@ pub struct Payment {
     pub nonce: Option<String>,
     /// The payer's signature as written (EVM: 0x hex); `None` for Solana or when absent.
     pub signature: Option<String>,
+    /// Permit2: the contract the signature lets pull the tokens (must be the x402 proxy
+    /// of the scheme, see [`Payment::permit2_spender_problem`]).
+    pub spender: Option<String>,
     /// Solana: the base64 transaction.
     pub solana_transaction: Option<String>,
     /// Unix time after which the signature is void (EIP-3009 `validBefore`, Permit2
@@ -61,25 +64,46 @@ pub struct Payment {
 /// Parses a v1 `X-PAYMENT` header.
 pub fn parse_payment_v1(header: &[u8]) -> Result<Payment, X402Error> {
     let (json, bytes) = decode_header_json(header)?;
-    let root = Obj::root(&json, "X-PAYMENT")?;
-    expect_version(&root, 1, "X-PAYMENT")?;
+    payment_v1(&Obj::root(&json, "X-PAYMENT")?, &bytes, "X-PAYMENT")
+}
+
+/// Parses a payment sent as JSON instead of a header: x402 over MCP puts it in a
+/// JSON-RPC body's `_meta["x402/payment"]`. Either version, as its `x402Version` says;
+/// the digest is of these exact bytes.
+pub fn parse_payment_json(json: &[u8]) -> Result<Payment, X402Error> {
+    check_size(json, MAX_PAYMENT_HEADER_BYTES)?;
+    let value = parse_json(json)?;
+    let what = "the x402/payment object";
+    let root = Obj::root(&value, what)?;
+    match root.version()? {
+        1 => payment_v1(&root, json, what),
+        _ => payment_v2(&root, json, what),
+    }
+}
+
+fn payment_v1(root: &Obj<'_>, bytes: &[u8], what: &str) -> Result<Payment, X402Error> {
+    expect_version(root, 1, what)?;
     let scheme = known_scheme(root.string("scheme")?)?;
     let network = root.string("network")?;
     let signed = payload::read(&root.object("payload")?, &namespace_of(&network)?)?;
-    Ok(assemble(1, scheme, network, None, None, signed, &bytes))
+    Ok(assemble(1, scheme, network, None, None, signed, bytes))
 }
 
 /// Parses a v2 `PAYMENT-SIGNATURE` header.
 pub fn parse_payment_v2(header: &[u8]) -> Result<Payment, X402Error> {
     let (json, bytes) = decode_header_json(header)?;
-    let root = Obj::root(&json, "PAYMENT-SIGNATURE")?;
-    expect_version(&root, 2, "PAYMENT-SIGNATURE")?;
+    let what = "PAYMENT-SIGNATURE";
+    payment_v2(&Obj::root(&json, what)?, &bytes, what)
+}
+
+fn payment_v2(root: &Obj<'_>, bytes: &[u8], what: &str) -> Result<Payment, X402Error> {
+    expect_version(root, 2, what)?;
     // Scheme and network first, so an unknown one is reported as such and not as a
     // missing field of a shape Purser does not know.
     let accepted_obj = root.object("accepted")?;
     let scheme = known_scheme(accepted_obj.string("scheme")?)?;
     let ns = namespace_of(&accepted_obj.string("network")?)?;
-    let resource = resource_url(&root)?;
+    let resource = resource_url(root)?;
     let accepted = requirement_v2(&accepted_obj, resource.clone())?;
     let mut signed = payload::read(&root.object("payload")?, &ns)?;
     // What is signed wins: a Permit2 token is the asset that moves.
@@ -92,7 +116,7 @@ pub fn parse_payment_v2(header: &[u8]) -> Result<Payment, X402Error> {
         Some(accepted),
         resource,
         signed,
-        &bytes,
+        bytes,
     ))
 }
 
@@ -119,6 +143,7 @@ fn assemble(
         asset: signed.asset,
         nonce: signed.nonce,
         signature: signed.signature,
+        spender: signed.spender,
         solana_transaction: signed.solana_transaction,
         valid_before: signed.valid_before,
         digest: Sha256::digest(decoded).into(),
@@ -152,15 +177,21 @@ impl Payment {
         hex(&self.digest)
     }
 
-    /// The most this payment can move according to what it carries itself: the larger
-    /// of the signed amount and v2's `accepted.amount`. `None` when it carries neither
-    /// (a v1 Solana payment: price it from the challenge it answers).
+    /// The most this payment can move according to what it carries itself: the signed
+    /// amount (EIP-3009 `value`, Permit2 `permitted.amount`, the `upto` maximum), which
+    /// is what the chain lets move. v2's `accepted.amount` is only echoed by the client,
+    /// never signed, so it counts only when nothing is signed (a Solana payment). `None`
+    /// when it carries neither (v1 Solana: price it from the challenge it answers).
     pub fn max_cost_atomic(&self) -> Option<u128> {
-        let accepted = self.accepted.as_ref().map(|r| r.amount_atomic);
-        match (self.amount_atomic, accepted) {
-            (Some(signed), Some(offered)) => Some(signed.max(offered)),
-            (signed, offered) => signed.or(offered),
-        }
+        self.amount_atomic
+            .or_else(|| self.accepted.as_ref().map(|r| r.amount_atomic))
+    }
+
+    /// Why a Permit2 payment's spender cannot be trusted to pay the signed recipient
+    /// (see [`super::permit2`]), or `None`; always `None` for other payments.
+    pub fn permit2_spender_problem(&self) -> Option<String> {
+        let spender = self.spender.as_deref()?;
+        super::permit2::spender_problem(&self.scheme, spender)
     }
 
     /// Why this payment does not answer `requirement` (another scheme, network, asset

@@ -1,8 +1,12 @@
 //! Class 7: payments Purser cannot read are refused, not forwarded: L402/LSAT, MPP
 //! credentials that do not decode (`Authorization: Payment` that is not a credential:
-//! `malformed_payment`), x402 and MPP over MCP (a JSON-RPC body whose `_meta` carries the
-//! payment, however it is spelt, batched or padded), and x402 schemes that cannot be
-//! priced. Each gets a `403` and a decision line; ordinary JSON bodies pass intact.
+//! `malformed_payment`), MPP over MCP and x402 over MCP in any form but the one it
+//! governs (a JSON-RPC body whose `_meta` carries the payment under another key,
+//! batched, compressed or padded), and x402 schemes that cannot be priced. Each gets a
+//! refusal and a decision line (an MCP call whose id Purser read gets it as a JSON-RPC
+//! tool error, `403` otherwise); x402 over MCP in its own form is governed
+//! (`tests/mcp.rs`): here, in EXPLORE, it is refused by phase on every path. Ordinary
+//! JSON bodies pass intact.
 
 use super::{decisions, json, Path, Rig, EVERY_PATH, POLICY};
 use crate::support::{crafted_payment, pay, Purser};
@@ -30,6 +34,22 @@ fn assert_refused(answer: &http::Response<bytes::Bytes>, code: &str, what: &str)
         answer.headers().contains_key("x-purser-trace"),
         "{what}: traced"
     );
+}
+
+/// Asserts an answer is a JSON-RPC tool error refusing the call with id 7 by `rule`.
+fn assert_tool_refusal(answer: &http::Response<bytes::Bytes>, rule: &str, what: &str) {
+    assert_eq!(
+        answer.status(),
+        200,
+        "{what}: an MCP session survives only a 200"
+    );
+    let body = json(answer);
+    assert_eq!(body["id"], 7, "{what}: {body}");
+    assert_eq!(body["result"]["isError"], true, "{what}: {body}");
+    let fields = &body["result"]["structuredContent"]["purser"];
+    assert_eq!(fields["decision"], "DENIED", "{what}: {body}");
+    assert_eq!(fields["rule"], rule, "{what}: {body}");
+    assert!(fields["trace_id"].as_str().is_some(), "{what}: traced");
 }
 
 /// The decision lines of `agent.SESSION` all refuse as unsupported, `count` of them.
@@ -101,43 +121,93 @@ fn tools_call(meta_key: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn x402_and_mpp_over_mcp_are_refused_on_every_path() {
+async fn mcp_payments_purser_does_not_govern_are_refused_on_every_path() {
     let rig = Rig::start(POLICY, &[]).await;
     let batch = format!(
         r#"[{{"jsonrpc":"2.0","id":1,"method":"ping"}},{}]"#,
         tools_call("x402/payment")
     );
-    let escaped = tools_call("x402/payment").replace("x402/payment", "\\u0078402\\/payment");
     let json_type = ("content-type", "application/json");
-    let cases: Vec<(Vec<(&str, &str)>, String)> = vec![
-        (vec![json_type], tools_call("x402/payment")),
-        (vec![json_type], tools_call("x402.payment")),
-        (vec![json_type], tools_call("org.paymentauth/credential")),
+    // No JSON-RPC id to answer under: plain 403.
+    let plain: Vec<(Vec<(&str, &str)>, String)> = vec![
         (vec![json_type], batch),
-        (vec![json_type], escaped),
-        (
-            vec![("content-type", "application/json; charset=utf-8")],
-            tools_call("X402_Payment"),
-        ),
-        (
-            vec![("content-type", "text/plain")],
-            tools_call("x402/payment"),
-        ),
         (
             vec![json_type, ("content-encoding", "gzip")],
             "\u{1f}\u{8b} not really gzip".to_string(),
         ),
     ];
+    // A call Purser read: the refusal is the call's answer, a tool error.
+    let calls: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![json_type], tools_call("org.paymentauth/credential")),
+        (
+            vec![("content-type", "application/json; charset=utf-8")],
+            tools_call("X402_Payment"),
+        ),
+        (
+            vec![json_type],
+            tools_call("x402/payment")
+                .replace(r#""arguments":{"#, r#""arguments":{"x402.payment":{},"#),
+        ),
+    ];
     for (index, path) in EVERY_PATH.into_iter().enumerate() {
         let session = format!("mcp{index}");
         rig.purser.set_phase(&format!("agent.{session}"), "COMMIT");
-        for (headers, body) in &cases {
+        for (headers, body) in &plain {
             let answer = rig
                 .send(path, &session, "POST", "/mcp", headers, body.clone())
                 .await;
             assert_unsupported(&answer, &format!("{path:?} {headers:?} {body}"));
         }
-        assert_traced(&rig.purser, &session, cases.len());
+        for (headers, body) in &calls {
+            let answer = rig
+                .send(path, &session, "POST", "/mcp", headers, body.clone())
+                .await;
+            let rule = if body.contains("x402.payment") {
+                "ambiguous_payment"
+            } else {
+                "unsupported_payment"
+            };
+            assert_tool_refusal(&answer, rule, &format!("{path:?} {headers:?} {body}"));
+        }
+        assert_eq!(
+            decisions(&rig.purser, &session).len(),
+            plain.len() + calls.len()
+        );
+    }
+    assert!(rig.received().is_empty(), "{:?}", rig.received());
+}
+
+/// x402 over MCP in the form Purser governs, however the key is spelt in JSON (an
+/// escape is the same key to every parser) and whether or not the body says it is
+/// JSON: decided like any payment, so refused by phase in EXPLORE on every path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x402_over_mcp_is_decided_on_every_path() {
+    let rig = Rig::start(POLICY, &[]).await;
+    let escaped = tools_call("x402/payment").replace("x402/payment", "\\u0078402\\/payment");
+    let json_type = ("content-type", "application/json");
+    let cases: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![json_type], tools_call("x402/payment")),
+        (vec![json_type], tools_call("x402.payment")),
+        (vec![json_type], escaped),
+        (
+            vec![("content-type", "text/plain")],
+            tools_call("x402/payment"),
+        ),
+    ];
+    for (index, path) in EVERY_PATH.into_iter().enumerate() {
+        let session = format!("governed{index}");
+        for (headers, body) in &cases {
+            let answer = rig
+                .send(path, &session, "POST", "/mcp", headers, body.clone())
+                .await;
+            assert_tool_refusal(&answer, "phase", &format!("{path:?} {headers:?} {body}"));
+        }
+        let lines = decisions(&rig.purser, &session);
+        assert_eq!(lines.len(), cases.len());
+        for line in lines {
+            assert_eq!(line["mcp_tool"], "get_weather", "{line}");
+            assert_eq!(line["amount_atomic"], "1000", "{line}");
+        }
     }
     assert!(rig.received().is_empty(), "{:?}", rig.received());
 }

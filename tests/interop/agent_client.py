@@ -69,6 +69,8 @@ def make_x402_client(key: str):
 
     client = x402ClientSync()
     register_exact_evm_client(client, EthAccountSigner(Account.from_key(key)))
+    from x402.mechanisms.evm.upto.client import UptoEvmScheme  # upto: a signed maximum (Permit2)
+    client.register("eip155:*", UptoEvmScheme(EthAccountSigner(Account.from_key(key))))
     client.set_spend_controls(False)  # no SDK caps / asset allow-list
     return client
 

@@ -230,6 +230,8 @@ def make_handler(state: State, quiet: bool):
                 kinds = [{"x402Version": 2, "scheme": "exact", "network": n} for n in V2_NETWORKS]
                 kinds.append({"x402Version": 2, "scheme": "exact", "network": "eip155:*"})
                 kinds += [{"x402Version": 1, "scheme": "exact", "network": n} for n in V1_NETWORKS]
+                # upto: the SDK's server builds an upto route only if the kind names the facilitator.
+                kinds += [{"x402Version": 2, "scheme": "upto", "network": n, "extra": {"facilitatorAddress": FAKE_FACILITATOR_ADDRESS}} for n in V2_NETWORKS + ["eip155:*"]]
                 self._send(200, {"kinds": kinds, "extensions": [],
                                  "signers": {"eip155:*": [FAKE_FACILITATOR_ADDRESS]}})
             elif path == "/settlements":

@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""A TCP server that is not HTTP: echoes the first bytes of each connection and closes it.
+
+    echo_server.py --host ADDR --port PORT --log FILE
+
+Prints `READY <port>` once listening; appends one line to FILE per connection, so a test
+can tell that a connection never reached it.
+"""
+
+import argparse
+import socket
+
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("--host", default="127.0.0.1")
+ap.add_argument("--port", type=int, default=0)
+ap.add_argument("--log", required=True)
+args = ap.parse_args()
+server = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((args.host, args.port))
+server.listen()
+print("READY", server.getsockname()[1], flush=True)
+while True:
+    conn, _ = server.accept()
+    with open(args.log, "a") as log:
+        log.write("connection\n")
+    conn.sendall(conn.recv(100))
+    conn.close()
