@@ -6,8 +6,9 @@
 
 mod support;
 
-use std::process::Command;
-use support::mpp::{agent, mppx_agent, python, x402_agent, Merchant, MppxMerchant, Paid};
+use support::mpp::{
+    agent, assert_schema_valid, mppx_agent, x402_agent, Merchant, MppxMerchant, Paid,
+};
 use support::{Purser, TempDir};
 
 const POLICY: &str = r#"
@@ -93,7 +94,7 @@ fn an_evm_charge_is_refused_in_explore_and_settles_once_in_commit() {
     let reference = commit.json()["reference"].as_str().unwrap().to_string();
     assert_eq!(settled[0]["transaction"], reference.as_str());
     assert_eq!(spent(&purser, "agent.e"), "0.01");
-    validates_against_the_schema(&purser);
+    assert_schema_valid(&purser);
 }
 
 #[test]
@@ -246,33 +247,4 @@ fn the_mppx_agent_pays_the_mppx_merchant_once_and_only_in_commit() {
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(spent(&purser, "agent.n"), "0.01");
-}
-
-/// Every line of the proof log validates under the published schema (MPP decisions carry
-/// `protocol` where x402 ones carry `x402_version`).
-fn validates_against_the_schema(purser: &Purser) {
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/trace-line.schema.json"
-    );
-    let script = r#"
-import json, sys
-from jsonschema import Draft202012Validator
-validator = Draft202012Validator(json.load(open(sys.argv[1])))
-bad = [f"{n}: {e.message}" for n, line in enumerate(open(sys.argv[2]), 1)
-       for e in validator.iter_errors(json.loads(line))]
-print("\n".join(bad))
-sys.exit(1 if bad else 0)
-"#;
-    let output = Command::new(python())
-        .args(["-c", script, schema])
-        .arg(purser.trace_path())
-        .output()
-        .expect("run the schema check");
-    assert!(
-        output.status.success(),
-        "trace lines off the schema: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -21,8 +21,8 @@
 //! [`Undecidable`]: two payments in one request (`ambiguous_payment`), or a protocol
 //! Purser does not govern yet (`unsupported_payment`). Either is refused, never
 //! forwarded. Governing another protocol means turning its detection here into a
-//! payment the engine prices: one detector per protocol. x402 over MCP is governed
-//! that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
+//! payment the engine prices: one detector per protocol. x402 and MPP over MCP are
+//! governed that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
 
 pub mod credentials;
 pub mod json_body;

@@ -11,7 +11,7 @@
 //! Nothing here trusts the echo yet: the engine binds it to a challenge Purser saw
 //! before it prices anything from it, and compares what is signed with it.
 
-use crate::mpp::{self, tempo, Credential, MppError};
+use crate::mpp::{self, tempo, Credential, EchoForm, MppError};
 use crate::x402::assets::STRIPE_NETWORK;
 use crate::x402::{hex, ReplayKey};
 use serde_json::Value;
@@ -100,6 +100,22 @@ pub struct MppPayment {
 /// The payment in an `Authorization: Payment` (or `Payment-Authorization`) value.
 pub fn read_credential(value: &[u8]) -> Result<MppPayment, MppError> {
     from_credential(mpp::parse_authorization(value)?)
+}
+
+/// The payment in an MCP call's `_meta["org.paymentauth/credential"]`: the credential
+/// as a JSON object, its echo's `request` and `opaque` objects too.
+pub fn read_meta_credential(json: &str) -> Result<MppPayment, MppError> {
+    if json.len() > mpp::MAX_CREDENTIAL_BYTES {
+        return Err(MppError::TooLarge {
+            what: "credential",
+            limit: mpp::MAX_CREDENTIAL_BYTES,
+        });
+    }
+    let value: Value = serde_json::from_str(json).map_err(|error| MppError::NotJson {
+        what: "credential",
+        detail: error.to_string(),
+    })?;
+    from_credential(mpp::credential::from_json(&value, EchoForm::Object)?)
 }
 
 /// A decoded credential as a payment, if its intent, method and payload are governed.

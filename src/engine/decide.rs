@@ -19,7 +19,7 @@ use super::refuse::refuse;
 use super::retry::{decide_retry, Retry};
 use super::ticket::{Leaving, Ticket};
 use crate::detect::mcp::MetaPayment;
-use crate::detect::{FoundPayment, HeadPayment};
+use crate::detect::{FoundPayment, HeadPayment, Protocol};
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
 use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
@@ -92,6 +92,9 @@ async fn decide_request(
         FoundPayment::Head(HeadPayment::X402(header)) => {
             pricing::parse(header.kind, header.value.as_bytes())
                 .and_then(|payment| price_x402(challenges, facts, &policy, payment))
+        }
+        FoundPayment::Meta(meta) if meta.protocol == Protocol::MppMcp => {
+            mpp::price_meta(challenges, facts, &policy, meta)
         }
         FoundPayment::Meta(meta) => pricing::parse_meta(meta)
             .and_then(|payment| price_x402(challenges, facts, &policy, payment)),

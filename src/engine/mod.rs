@@ -59,6 +59,7 @@ pub use paid::Paid;
 pub use phases::PhaseChangeError;
 pub use ticket::Ticket;
 
+use crate::detect::mcp::mpp_forms::MppCallAnswer;
 use crate::detect::mcp::x402_forms::CallAnswer;
 use crate::detect::mcp::MetaPayment;
 use crate::detect::Undecidable;
@@ -249,6 +250,22 @@ impl Engine {
     ) {
         let compensator = self.compensator.as_ref();
         let settlement = settle::read_call_answer(answer);
+        settle::on_answer(&self.shared, compensator, facts, ticket, status, settlement).await;
+    }
+
+    /// Settles a paid MCP tool call's MPP payment from its JSON-RPC response
+    /// (`org.paymentauth/receipt`, or fresh `-32042` challenges), as
+    /// [`Engine::on_call_answer`] settles an x402 one.
+    pub async fn on_mpp_call_answer(
+        &self,
+        facts: &RequestFacts,
+        ticket: Ticket,
+        status: StatusCode,
+        answer: Result<MppCallAnswer, String>,
+    ) {
+        let compensator = self.compensator.as_ref();
+        let reserved = ticket.settled.amount_atomic.clone();
+        let settlement = mpp::read_call_answer(answer, &reserved);
         settle::on_answer(&self.shared, compensator, facts, ticket, status, settlement).await;
     }
 

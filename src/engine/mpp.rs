@@ -17,9 +17,12 @@
 use super::challenges::ChallengeStore;
 use super::facts::RequestFacts;
 use super::pricing::{PricedPayment, Rejection};
-use crate::detect::mpp::{read_credential, ChargeTerms, MppPayment, Signed};
+use super::settle::AnswerSettlement;
+use crate::detect::mcp::mpp_forms::MppCallAnswer;
+use crate::detect::mcp::MetaPayment;
+use crate::detect::mpp::{read_credential, read_meta_credential, ChargeTerms, MppPayment, Signed};
 use crate::ledger::Outcome;
-use crate::mpp::{MppError, ReceiptStatus};
+use crate::mpp::{MppError, Receipt, ReceiptStatus};
 use crate::policy::Policy;
 use crate::x402::{self, same_address, AssetTable};
 use http::{HeaderMap, StatusCode};
@@ -39,7 +42,33 @@ pub(super) fn price(
     policy: &Policy,
     value: &[u8],
 ) -> Result<PricedPayment, Rejection> {
-    let payment = read_credential(value)?;
+    bind_seen(challenges, facts, policy, read_credential(value)?)
+}
+
+/// The credential in an MCP call's `_meta` (MPP over MCP), bound to the challenge the
+/// tool answered with and priced, exactly as a credential header.
+pub(super) fn price_meta(
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    policy: &Policy,
+    meta: &MetaPayment,
+) -> Result<PricedPayment, Rejection> {
+    bind_seen(
+        challenges,
+        facts,
+        policy,
+        read_meta_credential(meta.json.get())?,
+    )
+}
+
+/// Binds `payment` to the challenge with its id this session saw for this resource (an
+/// MCP call's resource is its tool), then prices it.
+fn bind_seen(
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    policy: &Policy,
+    payment: MppPayment,
+) -> Result<PricedPayment, Rejection> {
     let echo = &payment.credential.challenge;
     let session = facts.identity.session_id();
     let seen = challenges.lookup_mpp(
@@ -61,8 +90,8 @@ pub(super) fn bind(payment: &MppPayment, seen: Option<[u8; 32]>) -> Result<(), R
             "unquoted_payment",
             format!(
                 "this MPP credential answers challenge {}, which Purser did not see for this \
-                 resource in this session (or it aged out); request the resource through \
-                 Purser first, then pay the challenge it answers",
+                 resource (or tool) in this session, or it aged out; request the resource \
+                 (call the tool) through Purser first, then pay the challenge it answers",
                 short(&echo.id)
             ),
         ));
@@ -217,46 +246,100 @@ fn check_transfers(
     Ok(())
 }
 
-/// What an answer says about an MPP payment (`settle` turns it into its settlement).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct MppAnswer {
-    pub outcome: Outcome,
-    /// The receipt's reference (a transaction hash, a payment id).
-    pub transaction: Option<String>,
-    /// Why, for the settlement line.
-    pub note: Option<String>,
-}
-
 /// What an answer says about an MPP payment: its `Payment-Receipt` (any spelling), or a
 /// fresh `402`. x402 receipts on the same answer are not read.
-pub(super) fn read_answer(status: StatusCode, headers: &HeaderMap) -> MppAnswer {
-    let unknown = |note: String| MppAnswer {
-        outcome: Outcome::Unknown,
-        transaction: None,
-        note: Some(note),
+pub(super) fn read_answer(status: StatusCode, headers: &HeaderMap) -> AnswerSettlement {
+    let fresh = (status == StatusCode::PAYMENT_REQUIRED)
+        .then_some("the merchant answered a fresh 402: it did not take the payment".to_string());
+    let without = format!(
+        "answered {status} without a Payment-Receipt: whether the payment settled is unknown"
+    );
+    from_receipt(crate::detect::mpp_receipt(headers), fresh, without)
+}
+
+/// What the JSON-RPC response to a paid MCP tool call says about its MPP payment (`Err`:
+/// why the answer could not be read): `result._meta["org.paymentauth/receipt"]` commits
+/// or releases; without one, fresh `-32042`/`-32043` challenges release; anything else
+/// is unknown. `reserved_atomic` is the bound challenge's amount: a receipt that reports
+/// settling more is noted on the settlement line.
+pub(super) fn read_call_answer(
+    answer: Result<MppCallAnswer, String>,
+    reserved_atomic: &str,
+) -> AnswerSettlement {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(why) => {
+            let without = format!("{why}: whether the payment settled is unknown");
+            return from_receipt(None, None, without);
+        }
     };
-    match crate::detect::mpp_receipt(headers) {
-        None if status == StatusCode::PAYMENT_REQUIRED => MppAnswer {
-            outcome: Outcome::Released,
-            transaction: None,
-            note: Some("the merchant answered a fresh 402: it did not take the payment".into()),
+    let fresh = (!answer.challenges.is_empty()).then(|| match &answer.failure {
+        Some(reason) => format!(
+            "the tool rejected the credential ({reason}) and asked to be paid again: it did \
+             not take the payment"
+        ),
+        None => "the tool answered a fresh MPP challenge: it did not take the payment".into(),
+    });
+    let without = match answer.error_code {
+        Some(code) => format!(
+            "the tool call failed (JSON-RPC error {code}) without a receipt: whether the \
+             payment settled is unknown"
+        ),
+        None => "the tool's result carries no org.paymentauth/receipt: whether the payment \
+                 settled is unknown"
+            .to_string(),
+    };
+    let reported = answer
+        .receipt
+        .as_ref()
+        .and_then(|receipt| receipt.as_ref().ok())
+        .and_then(|receipt| receipt.settled_amount);
+    let mut settlement = from_receipt(answer.receipt, fresh, without);
+    let reserved = reserved_atomic.parse::<u128>().ok();
+    if let (Some(reported), Some(reserved)) = (reported, reserved) {
+        if reported > reserved && settlement.outcome == Outcome::Committed {
+            settlement.note = Some(format!(
+                "the receipt reports {reported} base units settled, more than the {reserved} \
+                 the challenge asked and Purser reserved; ask the merchant why"
+            ));
+        }
+    }
+    settlement
+}
+
+/// A receipt decides; without one, a fresh challenge (`fresh`: why) releases; else the
+/// outcome is unknown, `without` saying why. A charge commits the amount it was priced
+/// at, so nothing is metered.
+fn from_receipt(
+    receipt: Option<Result<Receipt, MppError>>,
+    fresh: Option<String>,
+    without: String,
+) -> AnswerSettlement {
+    let settled = |outcome, transaction, note| AnswerSettlement {
+        outcome,
+        transaction,
+        charged_atomic: None,
+        note,
+    };
+    match receipt {
+        None => match fresh {
+            Some(note) => settled(Outcome::Released, None, Some(note)),
+            None => settled(Outcome::Unknown, None, Some(without)),
         },
-        None => unknown(format!(
-            "answered {status} without a Payment-Receipt: whether the payment settled is unknown"
-        )),
         Some(Ok(receipt)) => match receipt.status {
-            ReceiptStatus::Success => MppAnswer {
-                outcome: Outcome::Committed,
-                transaction: Some(receipt.reference),
-                note: None,
-            },
-            ReceiptStatus::Failed => MppAnswer {
-                outcome: Outcome::Released,
-                transaction: Some(receipt.reference),
-                note: Some("the Payment-Receipt says settlement failed".into()),
-            },
+            ReceiptStatus::Success => settled(Outcome::Committed, Some(receipt.reference), None),
+            ReceiptStatus::Failed => settled(
+                Outcome::Released,
+                Some(receipt.reference),
+                Some("the MPP receipt says settlement failed".into()),
+            ),
         },
-        Some(Err(error)) => unknown(format!("unreadable Payment-Receipt: {error}")),
+        // Two receipts that differ tell nothing either.
+        Some(Err(error)) => settled(
+            Outcome::Unknown,
+            None,
+            Some(format!("unreadable MPP receipt: {error}")),
+        ),
     }
 }
 

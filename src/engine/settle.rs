@@ -153,19 +153,7 @@ pub(super) async fn on_response(
     headers: &mut HeaderMap,
 ) {
     let answer = match ticket.protocol {
-        Protocol::Mpp => {
-            let mpp::MppAnswer {
-                outcome,
-                transaction,
-                note,
-            } = mpp::read_answer(status, headers);
-            AnswerSettlement {
-                outcome,
-                transaction,
-                charged_atomic: None,
-                note,
-            }
-        }
+        Protocol::Mpp => mpp::read_answer(status, headers),
         _ => read_answer(status, headers),
     };
     answer_headers(&ticket, headers);

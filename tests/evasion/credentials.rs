@@ -1,12 +1,12 @@
 //! Class 7: payments Purser cannot read are refused, not forwarded: L402/LSAT, MPP
 //! credentials that do not decode (`Authorization: Payment` that is not a credential:
-//! `malformed_payment`), MPP over MCP and x402 over MCP in any form but the one it
-//! governs (a JSON-RPC body whose `_meta` carries the payment under another key,
-//! batched, compressed or padded), and x402 schemes that cannot be priced. Each gets a
-//! refusal and a decision line (an MCP call whose id Purser read gets it as a JSON-RPC
-//! tool error, `403` otherwise); x402 over MCP in its own form is governed
-//! (`tests/mcp.rs`): here, in EXPLORE, it is refused by phase on every path. Ordinary
-//! JSON bodies pass intact.
+//! `malformed_payment`), x402 and MPP over MCP in any form but the ones Purser governs
+//! (a JSON-RPC body whose `_meta` carries the payment under another key, batched,
+//! compressed or padded, or an MPP key holding no credential), and x402 schemes that
+//! cannot be priced. Each gets a refusal and a decision line (an MCP call whose id Purser
+//! read gets it as a JSON-RPC tool error, `403` otherwise); x402 over MCP in its own form
+//! is governed (`tests/mcp.rs`): here, in EXPLORE, it is refused by phase on every path;
+//! MPP over MCP is too (`tests/mpp_mcp.rs`). Ordinary JSON bodies pass intact.
 
 use super::{decisions, json, Path, Rig, EVERY_PATH, POLICY};
 use crate::support::{crafted_payment, pay, Purser};
@@ -164,6 +164,9 @@ async fn mcp_payments_purser_does_not_govern_are_refused_on_every_path() {
                 .await;
             let rule = if body.contains("x402.payment") {
                 "ambiguous_payment"
+            } else if body.contains("org.paymentauth/credential") {
+                // MPP over MCP is governed: an x402 payment under its key is no credential.
+                "malformed_payment"
             } else {
                 "unsupported_payment"
             };

@@ -2,8 +2,9 @@
 //! tests: a venv of its own under `target/` (its pins conflict with the x402 lock), a
 //! pympp merchant whose payment backends are loopback stubs (the x402 facilitator stub
 //! settles `evm` charges, a Tempo JSON-RPC stub takes `tempo` broadcasts), and a pympp
-//! agent that pays through a proxy (`tests/interop/mpp/`); and the official TypeScript
-//! SDK (mppx 0.11.0, `tests/interop/node/`): its merchant and its agent.
+//! agent that pays through a proxy (`tests/interop/mpp/`); the same over MCP (a pympp
+//! MCP server and an MCP session paying through pympp's `McpClient`); and the official
+//! TypeScript SDK (mppx 0.11.0, `tests/interop/node/`): its merchant and its agent.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -338,4 +339,119 @@ pub(crate) fn mppx_agent(url: &str, proxy: &str) -> Paid {
         body: value["body"].as_str().unwrap_or("").to_string(),
         authorization: None,
     }
+}
+
+/// A pympp MCP server (`tests/interop/mpp/mpp_mcp_server.py`: `ping` free, `premium_echo`
+/// 0.01 USDC as an evm charge) and the facilitator stub that settles its charges.
+pub(crate) struct McpMerchant {
+    server: Server,
+    _facilitator: Server,
+    settlements: PathBuf,
+}
+
+impl McpMerchant {
+    /// `json`: JSON answers instead of server-sent events.
+    pub(crate) fn start(dir: &Path, json: bool) -> McpMerchant {
+        let settlements = dir.join("mcp-settlements.jsonl");
+        let facilitator = Server::start(
+            "facilitator_stub.py",
+            &[
+                "--quiet".into(),
+                "--record".into(),
+                settlements.display().to_string(),
+            ],
+        );
+        let mut args = vec!["--facilitator".to_string(), facilitator.url()];
+        if json {
+            args.push("--json".into());
+        }
+        let server = Server::start("mpp/mpp_mcp_server.py", &args);
+        McpMerchant {
+            server,
+            _facilitator: facilitator,
+            settlements,
+        }
+    }
+
+    /// The MCP endpoint. Starlette's `Mount("/mcp")` answers `/mcp` with a `307` to
+    /// `/mcp/`; a challenge is remembered for the tool at the path that answered it, so
+    /// the agent is given the path that answers.
+    pub(crate) fn url(&self) -> String {
+        format!("{}/mcp/", self.server.url())
+    }
+
+    /// The amounts the facilitator settled, in base units.
+    pub(crate) fn settled(&self) -> Vec<u128> {
+        read_lines(&self.settlements)
+            .iter()
+            .filter(|line| line["success"] == true)
+            .filter_map(|line| line["amount"].as_str()?.parse().ok())
+            .collect()
+    }
+}
+
+/// One MCP session paying through pympp's `McpClient` (`mpp_mcp_agent.py`), running
+/// `steps` against `url` with `HTTP_PROXY=proxy`: a line per step, then whether the
+/// session closed cleanly.
+pub(crate) fn mcp_agent(
+    url: &str,
+    proxy: &str,
+    steps: &[&str],
+) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let output = Command::new(python())
+        .arg(format!("{INTEROP}/mpp/mpp_mcp_agent.py"))
+        .args(["--url", url])
+        .args(steps)
+        .env("HTTP_PROXY", proxy)
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("run mpp_mcp_agent.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "mpp_mcp_agent failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let closed = lines.pop().expect("the closing line");
+    assert!(closed.get("closed").is_some(), "{stdout}");
+    (lines, closed)
+}
+
+/// Every line of the proof log validates under the published schema (MPP decisions carry
+/// `protocol` where x402 ones carry `x402_version`).
+pub(crate) fn assert_schema_valid(purser: &super::Purser) {
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/trace-line.schema.json"
+    );
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+validator = Draft202012Validator(json.load(open(sys.argv[1])))
+bad = [f"{n}: {e.message}" for n, line in enumerate(open(sys.argv[2]), 1)
+       for e in validator.iter_errors(json.loads(line))]
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"#;
+    let output = Command::new(python())
+        .args(["-c", script, schema])
+        .arg(purser.trace_path())
+        .output()
+        .expect("run the schema check");
+    assert!(
+        output.status.success(),
+        "trace lines off the schema: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

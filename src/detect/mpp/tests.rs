@@ -71,6 +71,50 @@ fn the_captured_evm_credential_is_a_charge_of_its_request() {
         .starts_with("payer_nonce:0x2c7536e3605d9c16a7a3d7b1898e529396a65c23:0x7d44976c8645bdee"));
 }
 
+const OVER_MCP: &str = include_str!("../../../tests/data/captures/mpp/mpp_over_mcp_evm.json");
+
+/// The credential object pympp's `McpClient` put in the paid call's `_meta`, as JSON text.
+fn meta_credential() -> String {
+    let exchanges: Value = serde_json::from_str(OVER_MCP).unwrap();
+    exchanges[4]["request"]["json"]["params"]["_meta"]["org.paymentauth/credential"].to_string()
+}
+
+#[test]
+fn the_captured_mcp_credential_is_a_charge_of_its_request_object() {
+    let payment = read_meta_credential(&meta_credential()).unwrap();
+    assert_eq!(payment.method, MppMethod::Evm);
+    assert_eq!(payment.terms.network, "eip155:84532");
+    assert_eq!(payment.terms.amount, 10_000);
+    assert_eq!(
+        payment.signed,
+        Signed::Authorization {
+            to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+            value: 10_000
+        }
+    );
+    let kinds: Vec<&str> = payment
+        .replay_keys
+        .iter()
+        .map(|k| k.split(':').next().unwrap())
+        .collect();
+    assert_eq!(kinds, ["mpp_challenge", "payer_nonce", "signature_sha256"]);
+    // The HTTP form's base64url request is not the MCP form.
+    let http_form = meta_credential().replace(r#""request":{"#, r#""request":"e30","unused":{"#);
+    assert!(read_meta_credential(&http_form).is_err());
+    for bad in ["", "[]", "{", "{\"challenge\":{}}", "null"] {
+        let refused = read_meta_credential(bad).unwrap_err();
+        assert_eq!(refused.reason(), "malformed_payment", "{bad}: {refused}");
+    }
+    let huge = format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(crate::mpp::MAX_CREDENTIAL_BYTES)
+    );
+    assert_eq!(
+        read_meta_credential(&huge).unwrap_err().reason(),
+        "payment_too_large"
+    );
+}
+
 #[test]
 fn the_captured_tempo_credential_carries_its_transfers() {
     let payment = read_credential(authorization(TEMPO, 1).as_bytes()).unwrap();

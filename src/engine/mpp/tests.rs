@@ -192,3 +192,75 @@ fn only_the_payment_receipt_settles_an_mpp_payment() {
         "receipts that differ"
     );
 }
+
+const OVER_MCP: &str = include_str!("../../../tests/data/captures/mpp/mpp_over_mcp_evm.json");
+
+/// The MPP-over-MCP capture's challenges (the `-32042` error's data) and the credential
+/// object of the paid call, as JSON text.
+fn over_mcp() -> (Vec<crate::mpp::Challenge>, String) {
+    let exchanges: Value = serde_json::from_str(OVER_MCP).unwrap();
+    let error = &exchanges[3]["response"]["sse_events"][0]["data_json"]["error"];
+    let challenges = crate::mpp::challenges_from_mcp(&error["data"]).challenges;
+    let meta = &exchanges[4]["request"]["json"]["params"]["_meta"];
+    (challenges, meta["org.paymentauth/credential"].to_string())
+}
+
+#[test]
+fn an_mcp_credential_binds_to_the_tools_challenge_object_and_costs_its_amount() {
+    let (challenges, credential) = over_mcp();
+    let payment = read_meta_credential(&credential).unwrap();
+    bind(&payment, Some(challenges[0].binding())).unwrap();
+    let priced = price_bound(payment, &AssetTable::builtin()).unwrap();
+    assert_eq!(priced.scheme, "evm/charge");
+    assert_eq!(priced.price.usd, Decimal::new(1, 2));
+    assert_eq!(priced.payment.protocol(), crate::detect::Protocol::Mpp);
+    // The echo's request object changed (a lower amount): not the challenge sent.
+    let altered = credential.replacen(r#""amount":"10000""#, r#""amount":"1""#, 1);
+    let payment = read_meta_credential(&altered).unwrap();
+    let refused = bind(&payment, Some(challenges[0].binding())).unwrap_err();
+    assert_eq!(refused.code, "payload_mismatch");
+}
+
+#[test]
+fn an_mcp_answer_settles_from_its_receipt_or_its_fresh_challenges() {
+    use crate::detect::mcp::mpp_forms::read_answer as read_mcp;
+    let response = |json: &str| {
+        let response: jsonrpsee_types::Response<'_, Value> = serde_json::from_str(json).unwrap();
+        read_mcp(&response.into_owned())
+    };
+    let receipt = |amount: &str| {
+        response(&format!(
+            r#"{{"jsonrpc":"2.0","id":2,"result":{{"_meta":{{"org.paymentauth/receipt":{{
+            "status":"success","challengeId":"c","method":"evm","timestamp":"t",
+            "reference":"0xabc","settlement":{{"amount":"{amount}"}}}}}},"content":[]}}}}"#
+        ))
+    };
+    let committed = read_call_answer(Ok(receipt("10000")), "10000");
+    assert_eq!(committed.outcome, Outcome::Committed);
+    assert_eq!(committed.transaction.as_deref(), Some("0xabc"));
+    assert_eq!(committed.note, None);
+    let over = read_call_answer(Ok(receipt("20000")), "10000");
+    assert_eq!(over.outcome, Outcome::Committed);
+    assert!(over.note.unwrap().contains("more than the 10000"));
+    let fresh = response(
+        r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32043,"message":"m","data":{
+        "failure":{"reason":"verification-failed"},"challenges":[
+        {"id":"c2","realm":"r","method":"evm","intent":"charge","request":{"amount":"1"}}]}}}"#,
+    );
+    let released = read_call_answer(Ok(fresh), "10000");
+    assert_eq!(released.outcome, Outcome::Released);
+    assert!(released.note.unwrap().contains("verification-failed"));
+    let bare = response(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#);
+    assert_eq!(
+        read_call_answer(Ok(bare), "10000").outcome,
+        Outcome::Unknown
+    );
+    let failed = response(r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"m"}}"#);
+    assert_eq!(
+        read_call_answer(Ok(failed), "10000").outcome,
+        Outcome::Unknown
+    );
+    let unreadable = read_call_answer(Err("the answer broke off".into()), "10000");
+    assert_eq!(unreadable.outcome, Outcome::Unknown);
+    assert!(unreadable.note.unwrap().starts_with("the answer broke off"));
+}
