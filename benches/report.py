@@ -572,10 +572,69 @@ class Report:
         self.summary.append(("transparent vs HTTPS_PROXY, new TLS handshakes/s", "≥ 0.90×", hs_text, met(r_hs, 0.9)))
         self.end_section("transparent")
 
+    # ------------------------------------------------------------ fleet
+    def fleet(self):
+        d = self.data
+        settings = dict(kv.split("=", 1) for kv in self.meta.get("fleet_settings", "").split() if "=" in kv)
+        n = settings.get("FLEET_REPLICAS", "3")
+        self.w(f"## Fleet: {n} replicas on one PostgreSQL", "",
+               f"Settings: `{self.meta.get('fleet_settings', '')}`; {self.meta.get('postgresql', 'PostgreSQL')} on the "
+               "same machine, started by the section (fsync and synchronous commit on). Unique x402 v2 payments of "
+               "$0.01 against one shared agent budget, `bench load` through every replica at once; "
+               f"{self.runs_note()}.", "")
+        if not d.targets("fleet"):
+            self.w("The fleet section recorded no numbers.")
+            return self.end_section("fleet")
+        rows = []
+        for key, label in (("embedded", "embedded default, one process"), ("fleet-1", "1 replica on the store"),
+                           (f"fleet-{n}", f"{n} replicas on the store")):
+            if d.has("fleet", key):
+                rows.append([label, cell(d, "fleet", key, "rps", digits=0), cell(d, "fleet", key, "p50_us", 1e-3, 2),
+                             cell(d, "fleet", key, "p99_us", 1e-3, 2), cell(d, "fleet", key, "errors", digits=0)])
+        self.w("### Durable decisions/s (closed loop)", "")
+        self.table(["configuration", "decisions/s", "p50 (ms)", "p99 (ms)", "errors"], rows)
+        one, many = d.med("fleet", "fleet-1", "rps"), d.med("fleet", f"fleet-{n}", "rps")
+        if one and many:
+            self.w("", f"Scaling 1 → {n} replicas: {many / one:.2f}×.")
+            self.summary.append([f"fleet decisions/s, {n} replicas", "≥ 3,000/s", num(many, 0), met(many, 3000)])
+        fe, ee = d.med("fleet", "latency-fleet", "p50_us"), d.med("fleet", "latency-embedded", "p50_us")
+        if fe is not None and ee is not None:
+            f99, e99 = d.med("fleet", "latency-fleet", "p99_us"), d.med("fleet", "latency-embedded", "p99_us")
+            self.w("", f"### Added latency at {settings.get('FLEET_RATE', '?')} payments/s (open loop)", "")
+            self.table(["", "p50 (ms)", "p99 (ms)"], [
+                ["embedded default", ms(ee), ms(e99)], [f"{n} replicas on the store", ms(fe), ms(f99)],
+                ["added", f"**{ms(fe - ee)}**", ms(f99 - e99)]])
+            self.summary.append(["added p50 per payment over the embedded default", "≤ 1 ms", f"{ms(fe - ee)} ms",
+                                 met(-(fe - ee), -1000)])
+        rows = []
+        for key, label in (("overspend", "no fault"), ("overspend-replica-killed", "a replica SIGKILLed mid-run"),
+                           ("overspend-store-restarted", "PostgreSQL crashed and restarted mid-run")):
+            if d.has("fleet", key):
+                rows.append([label, f"${settings.get('FLEET_BUDGET', '?')}", cell(d, "fleet", key, "settled_usd", digits=2),
+                             cell(d, "fleet", key, "booked_usd", digits=2), cell(d, "fleet", key, "allowed", digits=0),
+                             f"**{cell(d, 'fleet', key, 'overspend_usd', digits=2)}**"])
+        if rows:
+            self.w("", "### Overspend", "", "What the facilitator settled against the agent budget; what the store "
+                   "counts (committed + unknown + reserved, after the run); ALLOWED decision lines in the replicas' "
+                   "proof logs.", "")
+            self.table(["run", "budget", "settled", "store counts", "ALLOWED lines", "overspend"], rows)
+            worst = max(max(d.list("fleet", k, "overspend_usd") or [0]) for k in
+                        ("overspend", "overspend-replica-killed", "overspend-store-restarted"))
+            self.summary.append(["overspend, with faults", "0", f"${worst:.2f}", met(-worst, 0)])
+        a = d.med("fleet", "approve", "p50_us")
+        if a is not None:
+            self.w("", "### Approval forwarding", "", "A payment held on replica r1, approved through r0's admin API; "
+                   "from the approve call returning to the request reaching the merchant.", "")
+            self.table(["n", "p50 (ms)", "p90 (ms)", "p99 (ms)"],
+                       [[num(d.med("fleet", "approve", "n"), 0), ms(a), ms(d.med("fleet", "approve", "p90_us")),
+                         ms(d.med("fleet", "approve", "p99_us"))]], "rrrr")
+            self.summary.append(["approval on A forwarded from B, median", "≤ 10 ms", f"{ms(a)} ms", met(-a, -10000)])
+        self.end_section("fleet")
+
     # ------------------------------------------------------------ all
     def render(self):
         m = self.meta
-        for name in ("plain", "mitm", "paid", "memory", "findings", "transparent"):
+        for name in ("plain", "mitm", "paid", "memory", "findings", "fleet", "transparent"):
             if name in self.sections:
                 getattr(self, name)()
         body, self.out = self.out, []

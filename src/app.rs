@@ -17,7 +17,7 @@ use crate::proxy::leaf_cache::LeafCache;
 use crate::proxy::upstream::{Upstream, UpstreamSettings, UpstreamSetupError};
 use crate::proxy::workers::{self, WorkerError, Workers};
 use crate::proxy::{admission, server, shutdown, transparent, ProxySettings, ProxyState};
-use crate::store::{Embedded, SharedStore};
+use crate::store::{Embedded, FleetSettings, Postgres, SharedStore, StoreSetupError};
 use crate::telemetry::metrics::Metrics;
 use crate::trace::{log_files, TraceError, TraceLimits, TraceLog, TraceSettings};
 use std::net::SocketAddr;
@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub upstream: UpstreamSettings,
     /// Connection workers (threads serving agents); 0 means one per core.
     pub workers: usize,
+    /// The fleet store (`--store`); `None` keeps state in this process (the embedded
+    /// default).
+    pub store: Option<FleetSettings>,
     /// Where connections the kernel redirected arrive (`--transparent-listen`), if anywhere.
     pub transparent_listen: Option<SocketAddr>,
 }
@@ -91,6 +94,9 @@ pub enum RunError {
     /// The connection workers could not be started.
     #[error("{0}")]
     Workers(#[from] WorkerError),
+    /// The fleet store could not be reached or set up.
+    #[error("{0}")]
+    Store(#[from] StoreSetupError),
     /// `--transparent-listen` was given, but the policy does not say whom redirected
     /// connections speak for.
     #[error("--transparent-listen needs a `transparent:` section in the policy naming the agent redirected connections speak for (transparent: {{agent: NAME}})")]
@@ -142,8 +148,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // leave through the client that is not held to the policy's `egress` section.
     let outbound: SharedOutbound = Arc::new(upstream.internal_client.clone());
     let notifier = Notifier::start(policy.clone(), outbound.clone());
-    // The one place the store is chosen: in memory, rebuilt from the proof log below.
-    let store: SharedStore = Arc::new(Embedded::new());
+    // The one place the store is chosen: in memory, rebuilt from the proof log below, or
+    // the fleet's, in PostgreSQL (which rebuilds nothing: it is the truth).
+    let store: SharedStore = match &config.store {
+        None => Arc::new(Embedded::new()),
+        Some(fleet) => Arc::new(Postgres::connect(fleet, policy.current().limits, &trace).await?),
+    };
     let engine = Arc::new(
         Engine::new(
             policy.clone(),
@@ -260,6 +270,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     proxy_task.abort();
     admin_task.abort();
+    state.engine.close_store().await;
     if let Some(task) = transparent_task {
         task.abort();
     }

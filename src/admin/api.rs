@@ -8,7 +8,8 @@ use crate::ledger::Account;
 use crate::policy::{Phase, SessionId};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::render::json_answer;
-use crate::store::{DecisionCounts, Session};
+use crate::store::{DecisionCounts, Session, TransitionError};
+use crate::trace::filter::TraceFilter;
 use crate::trace::TraceRecord;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -68,11 +69,19 @@ pub(super) async fn route(
             }
         }
         (Method::GET, ["traces"]) => {
-            let log = state.proxy.engine.trace_path().to_path_buf();
             let query = request.uri().query().unwrap_or("").to_string();
+            let (filter, limit) = match trace_query(&query) {
+                Ok(parsed) => parsed,
+                Err(answer) => return Some(*answer),
+            };
+            // A fleet store shows every replica's lines; while it cannot, this one's own.
+            if let Some(Ok(lines)) = state.proxy.engine.fleet_traces(&filter, limit).await {
+                return Some(list_answer("traces", &lines));
+            }
+            let log = state.proxy.engine.trace_path().to_path_buf();
             // Reading and parsing up to 8 MiB of log takes tens of milliseconds: not on the
             // thread that also accepts agents' connections (the console polls this).
-            tokio::task::spawn_blocking(move || query_traces(&log, &query))
+            tokio::task::spawn_blocking(move || query_traces(&log, &filter, limit))
                 .await
                 .unwrap_or_else(|failure| {
                     error(
@@ -232,6 +241,14 @@ async fn set_phase(state: &AdminState, id: &str, body: &serde_json::Value) -> Re
             "too_many_sessions",
             &refused.to_string(),
         ),
+        Err(PhaseChangeError::Transition {
+            error: unavailable @ TransitionError::Unavailable { .. },
+            ..
+        }) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            &unavailable.to_string(),
+        ),
         Err(PhaseChangeError::Transition { error, current }) => {
             let body = json!({"error": "invalid_transition", "reason": error.to_string(), "id": id, "phase": current.as_str()});
             json_answer(StatusCode::CONFLICT, &body, None)
@@ -304,6 +321,11 @@ async fn decide_hold(
         Err(failure @ DecideError::Unknown(_)) => {
             error(StatusCode::NOT_FOUND, "unknown_hold", &failure.to_string())
         }
+        Err(failure @ DecideError::Unavailable(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            &failure.to_string(),
+        ),
         Err(failure) => error(
             StatusCode::CONFLICT,
             "hold_not_pending",
@@ -358,10 +380,10 @@ fn reload_policy(state: &AdminState) -> Response<ProxyBody> {
     }
 }
 
-/// `GET /v1/traces?session=&agent=&decision=&kind=&limit=`: the latest matching lines,
-/// newest last. `decision` and `kind` match in any case; a value outside their vocabulary
-/// is a 400 naming the valid ones (a typo must not look like "no such lines").
-fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
+/// `GET /v1/traces?session=&agent=&decision=&kind=&limit=`: which lines, and how many.
+/// `decision` and `kind` match in any case; a value outside their vocabulary is a 400
+/// naming the valid ones (a typo must not look like "no such lines").
+fn trace_query(query: &str) -> Result<(TraceFilter, usize), Box<Response<ProxyBody>>> {
     let params = parse_query(query);
     let limit = params
         .iter()
@@ -369,14 +391,18 @@ fn query_traces(log: &std::path::Path, query: &str) -> Response<ProxyBody> {
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(100)
         .min(10_000);
-    let filter = match crate::trace::filter::TraceFilter::from_query(&params) {
-        Ok(filter) => filter,
+    match TraceFilter::from_query(&params) {
+        Ok(filter) => Ok((filter, limit)),
         Err(unknown) => {
             let body = json!({"error": "bad_filter", "reason": unknown.to_string(),
                 "parameter": unknown.field, "valid": unknown.valid});
-            return json_answer(StatusCode::BAD_REQUEST, &body, None);
+            Err(Box::new(json_answer(StatusCode::BAD_REQUEST, &body, None)))
         }
-    };
+    }
+}
+
+/// The latest lines of this process's own log matching `filter`, newest last.
+fn query_traces(log: &std::path::Path, filter: &TraceFilter, limit: usize) -> Response<ProxyBody> {
     let text = match read_tail(log) {
         Ok(text) => text,
         Err(failure) => {

@@ -6,6 +6,7 @@
 mod admin_client;
 mod approvals;
 mod ca;
+mod fleet;
 mod format;
 mod payments;
 mod redirect;
@@ -18,6 +19,7 @@ use crate::app::{self, RunConfig};
 use crate::policy::Policy;
 use crate::proxy::upstream::UpstreamSettings;
 use crate::proxy::ProxySettings;
+use crate::store::FleetSettings;
 use crate::telemetry::{self, LogFormat};
 use crate::trace::TraceLimits;
 use admin_client::{AdminClient, AdminError};
@@ -42,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the proxy and its admin listener.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the interception CA.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -196,6 +198,28 @@ struct RunArgs {
     /// Threads serving agent connections; 0 means one per core.
     #[arg(long, env = "PURSER_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// The fleet store: replicas given the same PostgreSQL database (or any that speaks
+    /// its protocol) share budgets, phases, the replay set, holds and the proof log.
+    /// Without it, state is kept in this process and rebuilt from its proof log.
+    #[arg(
+        long,
+        env = "PURSER_STORE",
+        hide_env_values = true,
+        value_name = "postgres://USER@HOST/DB"
+    )]
+    store: Option<String>,
+    /// This replica's name in the fleet store; unique per replica (default: the host
+    /// name and the listen port).
+    #[arg(long, env = "PURSER_REPLICA_ID")]
+    replica_id: Option<String>,
+    /// Seconds a payment waits on the fleet store before it is refused
+    /// (ledger_unavailable).
+    #[arg(long, default_value_t = 2)]
+    store_timeout: u64,
+    /// Seconds a replica's reservations outlive its last sign of life before another
+    /// replica makes them `unknown` (still counted).
+    #[arg(long, default_value_t = 10)]
+    store_lease: u64,
     /// Also accept connections the kernel redirected here (`purser redirect`), e.g.
     /// `[::]:15001`; the policy's `transparent` section names their agent.
     #[arg(long)]
@@ -243,7 +267,7 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Ca(CaCommand::Init { dir, force, proxy }) => ca::init(&dir, force, &proxy),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
         Command::Policy(PolicyCommand::Test { file, cases }) => policy_test(&file, &cases),
@@ -308,6 +332,7 @@ where
 
 fn run(args: RunArgs) -> ExitCode {
     let _log_guard = telemetry::init(args.log_format, &args.log_level);
+    let store = fleet_settings(&args);
     let config = RunConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -333,6 +358,7 @@ fn run(args: RunArgs) -> ExitCode {
         },
         upstream: UpstreamSettings::default(),
         workers: args.workers,
+        store,
         transparent_listen: args.transparent_listen,
     };
     // Agent connections run on their own workers (`proxy::workers`); this thread keeps
@@ -354,6 +380,32 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The fleet store's settings, when `--store` (or `PURSER_STORE`) names one.
+fn fleet_settings(args: &RunArgs) -> Option<FleetSettings> {
+    let url = args.store.as_deref().filter(|url| !url.trim().is_empty())?;
+    let replica = args
+        .replica_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .unwrap_or_else(|| default_replica_id(args.listen));
+    let mut settings = FleetSettings::new(url, &replica);
+    settings.timeout = Duration::from_secs(args.store_timeout.max(1));
+    settings.lease = Duration::from_secs(args.store_lease.max(1));
+    Some(settings)
+}
+
+/// The host's name and the listen port: unique per replica on one host, and stable
+/// across restarts (so a restarted replica takes over what it left).
+fn default_replica_id(listen: SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "purser".into());
+    format!("{host}:{}", listen.port())
 }
 
 fn policy_check(file: &std::path::Path) -> ExitCode {

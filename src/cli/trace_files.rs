@@ -13,8 +13,11 @@ use std::process::ExitCode;
 pub(super) struct VerifyArgs {
     /// Log files in chain order. A single live file brings its rotated predecessors
     /// (`FILE.MICROS`) along.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "store")]
     files: Vec<PathBuf>,
+    /// Check every replica's chain in the fleet store's copy of the proof log instead.
+    #[arg(long, value_name = "postgres://USER@HOST/DB")]
+    store: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +63,9 @@ fn decision_or_trace(text: &str) -> Result<DecisionOrTrace, String> {
 const TRACE_ID_PREFIX: &str = "tr_";
 
 pub(super) fn verify(args: VerifyArgs) -> ExitCode {
+    if let Some(url) = &args.store {
+        return super::fleet::verify_store(url);
+    }
     let files = match args.files.as_slice() {
         [single] => log_files(single),
         many => many.to_vec(),

@@ -207,8 +207,14 @@ async fn decide(
             drop(booking);
             let evaluation = &mut judged.evaluation;
             evaluation.verdict = Verdict::Denied;
-            evaluation.rule = Decider::refusal("replayed_payment");
-            evaluation.reason = "this payment was already forwarded once".to_string();
+            // A shared store that did not answer cannot say whether it was a replay.
+            (evaluation.rule, evaluation.reason) = match shared.store.unavailable() {
+                Some(why) => (Decider::refusal("ledger_unavailable"), why),
+                None => (
+                    Decider::refusal("replayed_payment"),
+                    "this payment was already forwarded once".to_string(),
+                ),
+            };
         }
     }
     let trace_id = shared.next_trace_id();

@@ -77,7 +77,7 @@ pub(super) async fn judge(
     let Some((evaluation, reservation, phase)) = judge.judged else {
         // The store never ran the decision: nothing was reserved, and nothing leaves.
         return Judged {
-            evaluation: unjudged(),
+            evaluation: unjudged(shared.store.unavailable()),
             booking: None,
             phase: Phase::Explore,
             trust,
@@ -168,12 +168,14 @@ impl Judge for PaymentJudge<'_> {
     }
 }
 
-/// A refusal for a decision the store never ran.
-fn unjudged() -> Evaluation {
+/// A refusal for a decision the store never ran (`ledger_unavailable`: a shared store
+/// that did not answer, `why`).
+fn unjudged(why: Option<String>) -> Evaluation {
+    let why = why.unwrap_or_else(|| "the store did not run the decision".to_string());
     Evaluation {
         verdict: Verdict::Denied,
-        rule: Decider::refusal("store_unavailable"),
-        reason: "the store did not run the decision; the payment does not leave".to_string(),
+        rule: Decider::refusal("ledger_unavailable"),
+        reason: format!("{why}; the payment does not leave (fail closed), send it again later"),
         checks: Vec::new(),
         tier: None,
         gate: None,

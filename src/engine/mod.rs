@@ -323,6 +323,11 @@ impl Engine {
         self.shared.store.resolve_all_holds(outcome).await
     }
 
+    /// Leaves the store cleanly (shutdown): a shared store takes what is still queued.
+    pub async fn close_store(&self) {
+        self.shared.store.close().await;
+    }
+
     /// Waits until every proof-log line written so far is on disk.
     pub async fn flush_trace(&self) -> Result<(), TraceError> {
         self.shared.trace.flush().await
@@ -338,6 +343,16 @@ impl Engine {
     /// The proof log's live file.
     pub fn trace_path(&self) -> &Path {
         self.shared.trace.path()
+    }
+
+    /// The fleet's latest proof-log lines matching `filter`, when the store keeps every
+    /// replica's (`None`: read this process's own file).
+    pub async fn fleet_traces(
+        &self,
+        filter: &crate::trace::filter::TraceFilter,
+        limit: usize,
+    ) -> Option<Result<Vec<crate::trace::TraceRecord>, String>> {
+        self.shared.store.fleet_traces(filter, limit).await
     }
 
     /// The proof log's figures, for `/metrics`.

@@ -137,6 +137,8 @@ pub(super) fn trace_phase(
 /// The phase a refused change leaves the session in.
 fn current_phase(error: &TransitionError) -> Phase {
     match *error {
-        TransitionError::Backwards { from, .. } | TransitionError::NotAllowed { from, .. } => from,
+        TransitionError::Backwards { from, .. }
+        | TransitionError::NotAllowed { from, .. }
+        | TransitionError::Unavailable { from, .. } => from,
     }
 }

@@ -136,6 +136,9 @@ pub enum HoldRefused {
     SessionFull { session: String, limit: usize },
     #[error("hold_limit: {limit} payments are already waiting for approval across all agents")]
     AllFull { limit: usize },
+    /// The fleet store, where holds are kept, did not answer.
+    #[error("ledger_unavailable: the fleet store did not take the hold ({0}); the payment is refused, send it again later")]
+    Unavailable(String),
 }
 
 /// Why a decision was not taken.
@@ -153,6 +156,9 @@ pub enum DecideError {
         actual: String,
         given: String,
     },
+    /// The fleet store, where holds are kept, did not answer: nothing was decided.
+    #[error("the fleet store did not answer ({0}); the hold was not decided: try again")]
+    Unavailable(String),
 }
 
 struct Pending {

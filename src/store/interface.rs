@@ -20,6 +20,8 @@ use crate::ledger::{
 };
 use crate::policy::rules::Phase;
 use crate::policy::{MemoryLimits, PhasePolicy};
+use crate::trace::filter::TraceFilter;
+use crate::trace::TraceRecord;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -196,4 +198,31 @@ pub trait Store: Send + Sync + 'static {
     /// Rebuilds the state the proof log recorded (a store that keeps its own state
     /// durably has nothing to rebuild).
     fn restore(&self, recovered: Recovered, limits: &MemoryLimits);
+
+    // The proof log.
+
+    /// The fleet's latest proof-log lines matching `filter`, oldest first, for a store
+    /// that keeps every replica's lines; `None` for a store that does not (each process
+    /// then reads its own file).
+    fn fleet_traces(
+        &self,
+        _filter: &TraceFilter,
+        _limit: usize,
+    ) -> Op<'_, Option<Result<Vec<TraceRecord>, String>>> {
+        Op::ready(None)
+    }
+
+    // Health and shutdown.
+
+    /// Writes everything still queued and leaves the fleet (shutdown, once in-flight
+    /// requests have finished). Nothing to do for the embedded store.
+    fn close(&self) -> Op<'_, ()> {
+        Op::ready(())
+    }
+
+    /// Why payments are refused right now (`ledger_unavailable`): a shared store that
+    /// cannot be reached says so here. The embedded store is always there.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }

@@ -6,8 +6,9 @@
 //! * [`interface`]: the [`Store`] trait, and the [`Judge`] a decision runs inside it.
 //! * [`op`]: [`Op`], what its operations return: ready at once, or a boxed future.
 //! * [`embedded`]: [`Embedded`], the default: in memory, rebuilt from the proof log on
-//!   start ([`restore`]). A PostgreSQL store would sit beside it and be chosen in
-//!   `app.rs`.
+//!   start ([`restore`]).
+//! * [`postgres`]: [`Postgres`], the fleet store (`--store postgres://...`): every
+//!   replica pointed at one database shares one state. `app.rs` chooses between them.
 //! * [`guards`]: a [`Booking`] (a reservation and its replay keys) and a [`RetryClaim`],
 //!   which give their state back when dropped.
 //! * [`session`], [`session_table`], [`replay`], [`unknown`], [`transactions`]: the
@@ -17,6 +18,7 @@ pub mod embedded;
 pub mod guards;
 pub mod interface;
 pub mod op;
+pub mod postgres;
 pub mod replay;
 pub mod restore;
 pub mod session;
@@ -28,6 +30,7 @@ pub use embedded::Embedded;
 pub use guards::{check_retry, Booking, RetryCheck, RetryClaim};
 pub use interface::{Judge, SharedStore, Store};
 pub use op::Op;
+pub use postgres::{FleetSettings, Postgres, StoreSetupError};
 pub use restore::Recovered;
 pub use session::{DecisionCounts, RecentPayment, Session, SessionState, TransitionError};
 pub use session_table::{SessionFigures, SessionRefused};

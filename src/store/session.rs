@@ -28,29 +28,41 @@ pub struct RecentPayment {
 /// A session as this process holds it. Holding a handle (a request being decided, a
 /// hold waiting) keeps the session in use: it is never forgotten to make room.
 #[derive(Clone, Debug)]
-pub struct Session(Arc<Mutex<SessionState>>);
+pub struct Session {
+    state: Arc<Mutex<SessionState>>,
+    /// `AGENT.SESSION`: a shared store keeps the session's phase under it.
+    id: Arc<str>,
+}
 
 impl Session {
-    pub(super) fn new(agent: &str) -> Self {
-        Session(Arc::new(Mutex::new(SessionState::new(agent))))
+    pub(super) fn new(id: &str, agent: &str) -> Self {
+        Session {
+            state: Arc::new(Mutex::new(SessionState::new(agent))),
+            id: Arc::from(id),
+        }
+    }
+
+    /// The session's id, `AGENT.SESSION`.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Locks the state. A poisoned lock means a panic mid-update of plain data; the state
     /// is still usable, and refusing every later payment of the session would be worse.
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.0
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The state, if nobody holds its lock right now.
     pub(super) fn try_lock(&self) -> Option<MutexGuard<'_, SessionState>> {
-        self.0.try_lock().ok()
+        self.state.try_lock().ok()
     }
 
     /// Whether anyone besides the table holds this session.
     pub(super) fn in_use(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
+        Arc::strong_count(&self.state) > 1
     }
 }
 
@@ -119,10 +131,13 @@ impl SessionState {
 }
 
 /// Why a phase change was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("phases only move forward: {} → {} is not allowed (reset the session to start over)", phase_name(*.from), phase_name(*.to))]
     Backwards { from: Phase, to: Phase },
     #[error("the policy's transition_rules do not allow {} → {}", phase_name(*.from), phase_name(*.to))]
     NotAllowed { from: Phase, to: Phase },
+    /// The fleet store, which keeps phases, did not answer: nothing changed.
+    #[error("the fleet store did not answer ({reason}); the phase was not changed, try again")]
+    Unavailable { from: Phase, reason: String },
 }

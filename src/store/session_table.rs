@@ -130,7 +130,7 @@ impl Sessions {
                 cap: limits.sessions,
             }));
         }
-        let state = Session::new(agent);
+        let state = Session::new(session_id, agent);
         self.map.insert(
             session_id.to_string(),
             Tracked {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The hash the next line chains from: SHA-256 of this line's bytes, in hex.
-pub(super) fn line_hash(line: &[u8]) -> String {
+pub fn line_hash(line: &[u8]) -> String {
     hex(&Sha256::digest(line))
 }
 

@@ -30,7 +30,7 @@ mod verify;
 pub mod vocabulary;
 mod writer;
 
-pub use chain::GENESIS_HASH;
+pub use chain::{line_hash, GENESIS_HASH};
 pub use checks::{Checks, RuleOutcome};
 pub use decider::{Approver, Decider};
 pub use files::log_files;

@@ -11,9 +11,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// Why a line could not be made durable. A payment decision that cannot be written is
 /// not forwarded.
@@ -74,6 +74,8 @@ pub struct TraceLog {
     path: PathBuf,
     limiter: Arc<RefusalLimiter>,
     figures: Arc<TraceFigures>,
+    /// Rung after every write, for a reader that copies new lines elsewhere.
+    doorbell: Arc<OnceLock<Arc<Notify>>>,
 }
 
 impl TraceLog {
@@ -113,7 +115,9 @@ impl TraceLog {
         if figures.set_log_bytes(size + rotated_bytes) {
             figures::warn_disk_alarm(&path, size + rotated_bytes, limits.alarm_bytes);
         }
+        let doorbell = Arc::new(OnceLock::new());
         let writer = Writer {
+            doorbell: doorbell.clone(),
             file,
             size,
             rotated_bytes,
@@ -132,7 +136,16 @@ impl TraceLog {
             path,
             limiter,
             figures,
+            doorbell,
         })
+    }
+
+    /// Has the writer ring `bell` after each batch it writes (one bell per log: the fleet
+    /// store's copy of the log reads the new lines from the file when it rings).
+    pub fn ring_after_writes(&self, bell: Arc<Notify>) {
+        if self.doorbell.set(bell).is_err() {
+            tracing::warn!("the proof log already rings another reader; not ringing a second");
+        }
     }
 
     /// The log's figures, for `/metrics`.
@@ -236,6 +249,7 @@ impl TraceLog {
 }
 
 struct Writer {
+    doorbell: Arc<OnceLock<Arc<Notify>>>,
     file: File,
     size: u64,
     /// The rotated files' sizes, summed (for the disk figures and alarm).
@@ -330,6 +344,9 @@ impl Writer {
         }
         self.last_hash = last_hash;
         self.size += buffer.len() as u64;
+        if let Some(bell) = self.doorbell.get() {
+            bell.notify_one();
+        }
         let lines = batch.iter().filter(|job| !job.line.is_empty()).count() as u64;
         let crossed = self
             .figures

@@ -6,6 +6,7 @@
 pub(crate) mod mpp;
 pub(crate) mod node;
 pub(crate) mod pki;
+pub(crate) mod postgres;
 pub(crate) mod python;
 pub(crate) mod webdriver;
 
