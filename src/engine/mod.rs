@@ -62,7 +62,7 @@ pub use ticket::Ticket;
 use crate::detect::mcp::mpp_forms::MppCallAnswer;
 use crate::detect::mcp::x402_forms::CallAnswer;
 use crate::detect::mcp::MetaPayment;
-use crate::detect::Undecidable;
+use crate::detect::{Protocol, Undecidable};
 use crate::holds::notify::Notifier;
 use crate::holds::{DecideError, HoldOutcome, HoldView};
 use crate::ledger::{BudgetView, UnknownPayment};
@@ -220,7 +220,9 @@ impl Engine {
         tracing::debug!(%resource, kept, "MPP challenges remembered");
     }
 
-    /// Settles a forwarded payment from its answer, and adds Purser's headers.
+    /// Settles a forwarded payment from its answer, and adds Purser's headers. An MPP
+    /// payment is settled by MPP's `Payment-Receipt` alone, an x402 one by x402's receipt
+    /// headers: only the protocol that was paid counts.
     pub async fn on_response(
         &self,
         facts: &RequestFacts,
@@ -229,7 +231,13 @@ impl Engine {
         headers: &mut HeaderMap,
     ) {
         let compensator = self.compensator.as_ref();
-        settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+        if ticket.protocol != Protocol::Mpp {
+            settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+            return;
+        }
+        let answer = mpp::read_answer(status, headers);
+        settle::answer_headers(&ticket, headers);
+        settle::on_answer(&self.shared, compensator, facts, ticket, status, answer).await;
     }
 
     /// Purser's headers on the answer to an allowed payment whose settlement waits for

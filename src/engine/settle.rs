@@ -11,17 +11,16 @@
 //!
 //! A ticket dropped before its answer was settled settles itself as `unknown` too
 //! (`ticket`). An `upto` payment commits what its receipt says was charged, never more
-//! than the signed maximum it reserved (`upto`). An MPP payment is settled by MPP's
-//! `Payment-Receipt` alone ([`super::mpp`]), by the same rules.
+//! than the signed maximum it reserved (`upto`). An MPP payment is read by its own
+//! forms (`mpp`: `Payment-Receipt`, MCP's `org.paymentauth/receipt`) and settled here by
+//! the same rules.
 
 use super::compensation::Compensator;
 use super::context::Shared;
 use super::facts::RequestFacts;
-use super::mpp;
 use super::records::{resolution_record, settlement_record, traced, Settlement};
 use super::ticket::{Stake, Ticket};
 use crate::detect::mcp::x402_forms::CallAnswer;
-use crate::detect::Protocol;
 use crate::ledger::{Outcome, UnknownPayment};
 use crate::store::RetryInFlight;
 use crate::trace::TraceError;
@@ -152,10 +151,7 @@ pub(super) async fn on_response(
     status: StatusCode,
     headers: &mut HeaderMap,
 ) {
-    let answer = match ticket.protocol {
-        Protocol::Mpp => mpp::read_answer(status, headers),
-        _ => read_answer(status, headers),
-    };
+    let answer = read_answer(status, headers);
     answer_headers(&ticket, headers);
     on_answer(shared, compensator, facts, ticket, status, answer).await;
 }
