@@ -6,6 +6,8 @@
 //!
 //! * [`x402`]: the payment protocol's wire types, bounded parsing, replay keys, assets,
 //!   and one normal form for addresses.
+//! * [`mpp`]: the Machine Payments Protocol's wire (the HTTP `Payment` scheme): bounded
+//!   parsing of challenges, credentials and receipts, and their binding.
 //! * `codes`, [`outbound`]: the stable error codes every layer speaks; the client
 //!   Purser's own calls (webhooks, refund requests) go through.
 //! * [`chain_rpc`]: `eth_call` to an EVM node (ABI, JSON-RPC), behind the small trait
@@ -48,6 +50,7 @@ pub mod engine;
 pub(crate) mod holds;
 #[doc(hidden)]
 pub mod ledger;
+pub mod mpp;
 pub mod outbound;
 pub mod policy;
 #[doc(hidden)]

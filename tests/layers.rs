@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// A new module gets a rank here, which is where a reader learns where it sits.
 const RANKS: &[(&str, u8)] = &[
     ("x402", 0),
+    ("mpp", 0),
     ("codes", 0),
     ("outbound", 0),
     ("chain_rpc", 0),

@@ -8,7 +8,9 @@
 //!   `bulk`, `memory`, `approve`, `holds`, `fsync`, `gen-log`, `mcp`; each prints one
 //!   `RESULT key=value …` line on stdout;
 //! * whole runs ([`soak`], [`findings`]): `soak`, `findings`, `findings-plan`, each
-//!   writing its Markdown report to `benches/results/`.
+//!   writing its Markdown report to `benches/results/`;
+//! * [`mpp`]: `mpp`, MPP credential decisions/s against x402 v2 through a Purser it
+//!   starts itself, in one run (one `RESULT` line with their ratio).
 //!
 //! The generators run on one thread by default (`--threads 1`, like `wrk -t1`), so the
 //! proxy under test gets the rest of the box; the servers on all cores.
@@ -19,6 +21,7 @@ mod load;
 mod mcp;
 mod md;
 mod memory;
+mod mpp;
 mod paid;
 mod serve;
 mod soak;
@@ -91,6 +94,8 @@ enum Command {
     Findings(findings::FindingsArgs),
     /// Prints the findings workload and its totals; nothing is sent.
     FindingsPlan(findings::PlanArgs),
+    /// MPP credential decisions/s against x402 v2, through a Purser started for it.
+    Mpp(mpp::MppArgs),
 }
 
 /// Runs `future` on a runtime of `threads` threads (one: the current thread).
@@ -139,5 +144,6 @@ fn main() -> Result<(), Error> {
         Command::Soak(args) => soak::soak(args),
         Command::Findings(args) => findings::findings(args),
         Command::FindingsPlan(args) => findings::plan_command(&args),
+        Command::Mpp(args) => mpp::mpp(args, threads),
     }
 }

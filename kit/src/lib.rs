@@ -7,6 +7,7 @@
 //!   with a receipt; refunds; the facilitator's record); [`mcp_merchant`]: the same for
 //!   paid MCP tool calls (x402 over MCP).
 //! * [`x402`]: payments, challenges and receipts built from Purser's own wire types.
+//! * [`mpp`]: a stub MPP merchant, and credentials answering its challenges.
 //! * [`client`]: HTTP/1.1 client connections, whole answers, proxy credentials.
 //! * [`tunnel`]: `CONNECT` tunnels and TLS clients through a proxy.
 //! * [`load`]: load-generation primitives (dialing through a proxy, measurement windows,
@@ -25,6 +26,7 @@ pub mod gen_log;
 pub mod load;
 pub mod mcp_merchant;
 pub mod merchant;
+pub mod mpp;
 pub mod origin;
 pub mod pki;
 pub mod process;

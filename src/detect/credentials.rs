@@ -1,6 +1,7 @@
-//! Payment credentials in `Authorization`: the Machine Payments Protocol (the `Payment`
-//! scheme) and L402 (`L402`, formerly `LSAT`). Purser cannot price or decide these yet
-//! (SPEC §1), so finding one is enough to refuse the request.
+//! Payment credentials in `Authorization` (and MPP's `Payment-Authorization`): the
+//! Machine Payments Protocol (the `Payment` scheme, read as a payment by [`super::mpp`])
+//! and L402 (`L402`, formerly `LSAT`), which Purser cannot price or decide yet (SPEC §1),
+//! so finding one is enough to refuse the request.
 //!
 //! Schemes are compared case-insensitively (RFC 9110 §11.1). `Authorization` holds one
 //! credential, but a list (`Bearer x, Payment y`) or a repeated header is read item by
@@ -10,7 +11,12 @@ use super::Protocol;
 
 /// The payment protocol of the first payment credential in one `Authorization` value.
 pub fn payment_scheme(value: &[u8]) -> Option<Protocol> {
-    value.split(|byte| *byte == b',').find_map(|item| {
+    payment_schemes(value).next()
+}
+
+/// The payment protocol of every payment credential in one `Authorization` value.
+pub fn payment_schemes(value: &[u8]) -> impl Iterator<Item = Protocol> + '_ {
+    value.split(|byte| *byte == b',').filter_map(|item| {
         let item = trim_start(item);
         let end = item
             .iter()
@@ -60,5 +66,7 @@ mod tests {
         ] {
             assert_eq!(payment_scheme(value), protocol, "{value:?}");
         }
+        let both: Vec<Protocol> = payment_schemes(b"L402 a:b, Bearer c, Payment d").collect();
+        assert_eq!(both, [Protocol::L402, Protocol::Mpp]);
     }
 }

@@ -8,24 +8,29 @@
 //! * [`names`]: header names as frameworks read them (`PAYMENT_SIGNATURE` is
 //!   `PAYMENT-SIGNATURE`), for payment, receipt and Purser's own control headers;
 //! * [`credentials`]: `Authorization: Payment` (MPP) and `L402` / `LSAT`;
+//! * [`mpp`]: an MPP `charge` credential read as a payment: its terms, what it signs,
+//!   its replay keys;
 //! * [`json_body`]: payment keys in JSON bodies (x402 and MPP over MCP);
 //! * [`mcp`]: MCP tool calls over streamable HTTP: the payment in `params._meta` and
 //!   the challenge and receipt in the JSON or event-stream answer.
 //!
 //! What a payment costs is the engine's business ([`crate::engine::pricing`]): x402 is
-//! priced from what it signs, checked against the challenge it answers. The detector
-//! tells the engine which payment it has to price, and calls everything it cannot price
+//! priced from what it signs, checked against the challenge it answers; MPP from the
+//! challenge its credential is bound to. The detector tells the engine which payment it
+//! has to price ([`HeadPayment`]), and calls everything it cannot price
 //! [`Undecidable`]: two payments in one request (`ambiguous_payment`), or a protocol
 //! Purser does not govern yet (`unsupported_payment`). Either is refused, never
 //! forwarded. Governing another protocol means turning its detection here into a
-//! credential the engine prices: one detector per protocol. x402 over MCP is governed
-//! that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
+//! payment the engine prices: one detector per protocol. x402 and MPP over MCP are
+//! governed that way ([`request_payment`] hands the engine its [`mcp::MetaPayment`]).
 
 pub mod credentials;
 pub mod json_body;
 pub mod mcp;
+pub mod mpp;
 pub mod names;
 
+use crate::mpp::MppError;
 use crate::x402::{self, Receipt, X402Error};
 use http::{header, HeaderMap, HeaderValue};
 pub use names::PaymentHeader;
@@ -124,6 +129,26 @@ impl Undecidable {
     }
 }
 
+/// The one payment a request's head carries, in a protocol Purser governs.
+#[derive(Clone, Debug)]
+pub enum HeadPayment {
+    /// An x402 payment header.
+    X402(X402Header),
+    /// An MPP credential: the `Authorization` (or `Payment-Authorization`) value that
+    /// carries it, read by [`mpp::read_credential`].
+    Mpp(HeaderValue),
+}
+
+impl HeadPayment {
+    /// The protocol it is in.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            HeadPayment::X402(header) => x402_protocol(header.kind),
+            HeadPayment::Mpp(_) => Protocol::Mpp,
+        }
+    }
+}
+
 /// The x402 payment header a request carries.
 #[derive(Clone, Debug)]
 pub struct X402Header {
@@ -150,31 +175,37 @@ pub fn inspects(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The one x402 payment header of a request, if it carries one. Two payments (two
-/// headers, even the same header twice or in two spellings, or an x402 header beside
-/// another protocol's credential) are [`AMBIGUOUS_PAYMENT`]; a credential of a protocol
-/// Purser does not govern is [`UNSUPPORTED_PAYMENT`].
-pub fn head_payment(headers: &HeaderMap) -> Result<Option<X402Header>, Undecidable> {
-    let mut x402 = None;
+/// The one payment of a request's head, if it carries one: an x402 header or an MPP
+/// credential. Two payments (two headers, even the same header twice or in two
+/// spellings, two credentials in one `Authorization`, or an x402 header beside another
+/// protocol's credential) are [`AMBIGUOUS_PAYMENT`]; a credential of a protocol Purser
+/// does not govern is [`UNSUPPORTED_PAYMENT`].
+pub fn head_payment(headers: &HeaderMap) -> Result<Option<HeadPayment>, Undecidable> {
+    let mut payment = None;
     let mut found = Vec::new();
     for (name, value) in headers {
         match names::role(name.as_str()) {
             Some(Role::Payment(kind)) => {
                 found.push(x402_protocol(kind));
-                x402 = Some(X402Header {
+                payment = Some(HeadPayment::X402(X402Header {
                     kind,
                     value: value.clone(),
-                });
+                }));
             }
             Some(Role::Authorization) => {
-                found.extend(credentials::payment_scheme(value.as_bytes()));
+                for protocol in credentials::payment_schemes(value.as_bytes()) {
+                    if protocol == Protocol::Mpp {
+                        payment = Some(HeadPayment::Mpp(value.clone()));
+                    }
+                    found.push(protocol);
+                }
             }
             _ => {}
         }
     }
     match found.as_slice() {
         [] => Ok(None),
-        [Protocol::X402V1 | Protocol::X402V2] => Ok(x402),
+        [Protocol::X402V1 | Protocol::X402V2 | Protocol::Mpp] => Ok(payment),
         [other] => Err(Undecidable::unsupported(*other, "in Authorization")),
         several => Err(Undecidable::ambiguous(several)),
     }
@@ -183,8 +214,8 @@ pub fn head_payment(headers: &HeaderMap) -> Result<Option<X402Header>, Undecidab
 /// A request's one payment, in the form the engine prices.
 #[derive(Clone, Debug)]
 pub enum FoundPayment<'a> {
-    /// An x402 payment header.
-    Header(X402Header),
+    /// An x402 payment header or an MPP credential in the request's head.
+    Head(HeadPayment),
     /// A payment in an MCP call's `params._meta` ([`mcp::read_paid_call`]).
     Meta(&'a mcp::MetaPayment),
 }
@@ -198,12 +229,9 @@ pub fn request_payment<'a>(
 ) -> Result<Option<FoundPayment<'a>>, Undecidable> {
     match (head_payment(headers)?, body) {
         (None, None) => Ok(None),
-        (Some(header), None) => Ok(Some(FoundPayment::Header(header))),
+        (Some(head), None) => Ok(Some(FoundPayment::Head(head))),
         (None, Some(meta)) => Ok(Some(FoundPayment::Meta(meta))),
-        (Some(header), Some(meta)) => Err(Undecidable::ambiguous(&[
-            x402_protocol(header.kind),
-            meta.protocol,
-        ])),
+        (Some(head), Some(meta)) => Err(Undecidable::ambiguous(&[head.protocol(), meta.protocol])),
     }
 }
 
@@ -282,6 +310,26 @@ pub fn receipt(headers: &HeaderMap) -> Option<Result<Receipt, X402Error>> {
         }
     }
     found.map(|value| x402::parse_receipt(value.as_bytes()))
+}
+
+/// The MPP receipt on an upstream answer, in any spelling of `Payment-Receipt`.
+/// Receipts that differ make the answer's receipt unreadable.
+pub fn mpp_receipt(headers: &HeaderMap) -> Option<Result<crate::mpp::Receipt, MppError>> {
+    let mut found: Option<&HeaderValue> = None;
+    for (name, value) in headers {
+        if names::role(name.as_str()) != Some(Role::MppReceipt) {
+            continue;
+        }
+        match found {
+            Some(first) if first != value => {
+                return Some(Err(MppError::WrongShape(
+                    "the answer carries Payment-Receipt headers that differ".to_string(),
+                )))
+            }
+            _ => found = Some(value),
+        }
+    }
+    found.map(|value| crate::mpp::parse_receipt_header(value.as_bytes()))
 }
 
 /// Whether, and how strictly, a request's body is read for payments.

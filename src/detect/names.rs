@@ -25,8 +25,11 @@ pub enum Role {
     Receipt,
     /// `X-Purser-Phase` or `X-Purser-Transaction`: for Purser, never for the merchant.
     Control(Control),
-    /// `Authorization`, where MPP and L402 put their credentials.
+    /// `Authorization`, where MPP and L402 put their credentials, or
+    /// `Payment-Authorization`, where an MPP challenge may ask for the credential.
     Authorization,
+    /// MPP's receipt: `Payment-Receipt`.
+    MppReceipt,
     /// `HTTP2-Settings`, which only an `h2c` upgrade uses.
     Http2Settings,
 }
@@ -44,7 +47,7 @@ pub enum Control {
 }
 
 /// The canonical spelling of each name Purser looks for.
-const NAMED: [(&str, Role); 9] = [
+const NAMED: [(&str, Role); 11] = [
     ("x-payment", Role::Payment(PaymentHeader::V1)),
     ("payment-signature", Role::Payment(PaymentHeader::V2)),
     ("x-payment-response", Role::Receipt),
@@ -53,6 +56,8 @@ const NAMED: [(&str, Role); 9] = [
     ("x-purser-transaction", Role::Control(Control::Transaction)),
     ("x-purser-session", Role::Control(Control::Session)),
     ("authorization", Role::Authorization),
+    ("payment-authorization", Role::Authorization),
+    ("payment-receipt", Role::MppReceipt),
     ("http2-settings", Role::Http2Settings),
 ];
 
@@ -120,6 +125,8 @@ mod tests {
             Some(Role::Control(Control::Transaction))
         );
         assert_eq!(role("HTTP2_Settings"), Some(Role::Http2Settings));
+        assert_eq!(role("Payment_Authorization"), Some(Role::Authorization));
+        assert_eq!(role("PAYMENT-RECEIPT"), Some(Role::MppReceipt));
         for other in [
             "x-paymentx",
             "paymentsignature",

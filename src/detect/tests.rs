@@ -21,14 +21,18 @@ fn one_payment_in_any_spelling_is_found() {
         "payment_signature",
         "Payment.Signature",
     ] {
-        let found = head_payment(&headers(&[(name, "abc")])).unwrap().unwrap();
+        let Some(HeadPayment::X402(found)) = head_payment(&headers(&[(name, "abc")])).unwrap()
+        else {
+            panic!("{name} is an x402 payment");
+        };
         assert_eq!(found.kind, PaymentHeader::V2, "{name}");
         assert_eq!(found.value, "abc");
         assert!(inspects(&headers(&[(name, "abc")])));
     }
-    let v1 = head_payment(&headers(&[("X_PAYMENT", "abc")]))
-        .unwrap()
-        .unwrap();
+    let Some(HeadPayment::X402(v1)) = head_payment(&headers(&[("X_PAYMENT", "abc")])).unwrap()
+    else {
+        panic!("X_PAYMENT is an x402 payment");
+    };
     assert_eq!(v1.kind, PaymentHeader::V1);
     assert!(head_payment(&headers(&[("accept", "*/*")]))
         .unwrap()
@@ -47,6 +51,12 @@ fn two_payments_are_ambiguous_whatever_their_spelling() {
             ("authorization", "L402 a:b"),
             ("authorization", "Payment abc"),
         ],
+        &[("authorization", "L402 a:b, Payment abc")],
+        &[("authorization", "Payment a, Payment b")],
+        &[
+            ("authorization", "Payment abc"),
+            ("payment-authorization", "Payment abc"),
+        ],
     ] {
         let refused = head_payment(&headers(pairs)).unwrap_err();
         assert_eq!(refused.code, AMBIGUOUS_PAYMENT, "{pairs:?}");
@@ -54,8 +64,26 @@ fn two_payments_are_ambiguous_whatever_their_spelling() {
 }
 
 #[test]
+fn an_mpp_credential_in_either_header_is_the_payment() {
+    for (name, value) in [
+        ("authorization", "Payment eyJ0"),
+        ("Authorization", "Bearer t, payment x"),
+        ("payment-authorization", "Payment eyJ0"),
+        ("Payment_Authorization", "Payment eyJ0"),
+    ] {
+        let map = headers(&[(name, value)]);
+        assert!(inspects(&map), "{name}: {value}");
+        let Some(HeadPayment::Mpp(found)) = head_payment(&map).unwrap() else {
+            panic!("{name}: {value} is an MPP credential");
+        };
+        assert_eq!(found, value);
+        assert!(carries_payment(&map));
+    }
+}
+
+#[test]
 fn credentials_of_other_protocols_are_unsupported() {
-    for value in ["Payment eyJ0", "payment x", "L402 mac:pre", "LSAT mac:pre"] {
+    for value in ["L402 mac:pre", "LSAT mac:pre"] {
         let map = headers(&[("authorization", value)]);
         assert!(inspects(&map), "{value}");
         let refused = head_payment(&map).unwrap_err();

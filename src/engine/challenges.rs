@@ -15,6 +15,10 @@
 //! * `challenge_memory_per_agent`: past it, the agent's own oldest challenges go;
 //! * `challenge_memory`: past it, the oldest challenges of whichever agent holds the most
 //!   bytes go, so a light agent loses nothing to a heavy one.
+//!
+//! MPP challenges (`mpp`) share the shelves and the bounds, each under a key of its
+//! own: every MPP challenge of a resource stays payable (each has its own id) until it
+//! ages out, while a new x402 challenge replaces the resource's older one.
 
 use crate::policy::X402Settings;
 use crate::x402::{hex, AssetTable, Challenge, Requirement};
@@ -23,6 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
+
+mod mpp;
 
 /// Longest scheme, network, asset or payTo kept; an offer with a longer one is dropped.
 pub const MAX_OFFER_FIELD: usize = 128;
@@ -46,9 +52,18 @@ struct Offer {
 struct Remembered {
     version: u8,
     offers: Box<[Offer]>,
+    /// An MPP challenge's binding digest (`mpp`); `None` for an x402 challenge.
+    binding: Option<[u8; 32]>,
     seen_at: Instant,
     seq: u64,
     bytes: usize,
+}
+
+/// What a new entry holds: an x402 challenge's offers, or one MPP challenge's binding.
+struct Entry {
+    version: u8,
+    offers: Box<[Offer]>,
+    binding: Option<[u8; 32]>,
 }
 
 /// One session's challenges, by resource, and their order of arrival.
@@ -188,10 +203,30 @@ impl ChallengeStore {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         let bytes = charge(session, &resource, &offers);
+        let entry = Entry {
+            version: challenge.version,
+            offers: offers.into_boxed_slice(),
+            binding: None,
+        };
+        self.keep(agent, session, &resource, entry, bytes, settings)
+    }
+
+    /// Keeps `entry` under `resource` (already a [`resource_key`]), charged `bytes`,
+    /// within the bounds: replacing what the key held, evicting what the bounds require.
+    /// False if it could not be kept at all (larger than a budget).
+    fn keep(
+        &self,
+        agent: &str,
+        session: &str,
+        resource: &str,
+        entry: Entry,
+        bytes: usize,
+        settings: &X402Settings,
+    ) -> bool {
         if bytes > settings.challenge_memory_per_agent || bytes > settings.challenge_memory {
             // The merchant's terms changed: the older challenge must not price payments.
             let mut shelves = self.shelves();
-            shelves.forget(agent, session, &resource);
+            shelves.forget(agent, session, resource);
             self.bytes.store(shelves.bytes as u64, Ordering::Relaxed);
             self.count.store(shelves.count as u64, Ordering::Relaxed);
             drop(shelves);
@@ -205,7 +240,7 @@ impl ChallengeStore {
         }
         let mut shelves = self.shelves();
         let mut evicted = 0;
-        shelves.forget(agent, session, &resource);
+        shelves.forget(agent, session, resource);
         evicted += shelves.expire_oldest(agent, settings);
         evicted += shelves.make_session_room(agent, session, settings.max_challenges_per_session);
         while shelves.agent_bytes(agent) + bytes > settings.challenge_memory_per_agent {
@@ -219,10 +254,11 @@ impl ChallengeStore {
         shelves.insert(
             agent,
             session,
-            &resource,
+            resource,
             Remembered {
-                version: challenge.version,
-                offers: offers.into_boxed_slice(),
+                version: entry.version,
+                offers: entry.offers,
+                binding: entry.binding,
                 seen_at: Instant::now(),
                 seq,
                 bytes,
@@ -430,134 +466,4 @@ impl Shelves {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn settings(total: usize, per_agent: usize) -> X402Settings {
-        X402Settings {
-            challenge_ttl: Duration::from_secs(3600),
-            max_challenges_per_session: 4,
-            require_challenge: false,
-            max_offers_per_challenge: 8,
-            challenge_memory: total,
-            challenge_memory_per_agent: per_agent,
-        }
-    }
-
-    fn challenge(offers: usize, pay_to: &str) -> Challenge {
-        let offer = |n: usize| Requirement {
-            scheme: "exact".into(),
-            network: "eip155:84532".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
-            amount_atomic: 1000 + n as u128,
-            pay_to: pay_to.into(),
-            resource: Some("https://merchant.example/x".into()),
-            max_timeout_seconds: Some(60),
-            extra: serde_json::from_str(r#"{"name":"USDC","version":"2","blob":"xxxxxxxx"}"#)
-                .unwrap(),
-        };
-        Challenge {
-            version: 2,
-            resource: None,
-            accepts: (0..offers).map(offer).collect(),
-        }
-    }
-
-    #[test]
-    fn offers_are_capped_and_keep_only_what_pricing_reads() {
-        let store = ChallengeStore::default();
-        let assets = AssetTable::builtin();
-        let settings = settings(1 << 20, 1 << 20);
-        assert!(store.remember(
-            "a",
-            "a.s",
-            "h:443/p",
-            &challenge(500, "0xabc"),
-            &settings,
-            &assets
-        ));
-        let kept = store.lookup("a", "a.s", "h:443/p", &settings).unwrap();
-        assert_eq!(kept.accepts.len(), 8);
-        assert!(kept.accepts.iter().all(|o| o.extra.is_empty()));
-        assert_eq!(store.figures().offers_dropped, 492);
-        assert!(store.figures().bytes < 2_000, "{:?}", store.figures());
-    }
-
-    #[test]
-    fn one_agents_flood_evicts_its_own_challenges_not_anothers() {
-        let store = ChallengeStore::default();
-        let assets = AssetTable::builtin();
-        let settings = settings(20_000, 8_000);
-        store.remember(
-            "bob",
-            "bob.s",
-            "h:443/bob",
-            &challenge(1, "0xb0b"),
-            &settings,
-            &assets,
-        );
-        for n in 0..5_000 {
-            let session = format!("mallory.s{}", n % 50);
-            store.remember(
-                "mallory",
-                &session,
-                &format!("h:443/{n}"),
-                &challenge(8, "0xbad"),
-                &settings,
-                &assets,
-            );
-            assert!(store.figures().bytes as usize <= 20_000);
-            assert!(store.agent_bytes("mallory") <= 8_000);
-        }
-        assert!(store
-            .lookup("bob", "bob.s", "h:443/bob", &settings)
-            .is_some());
-        // Under global pressure from many agents, the heaviest loses first.
-        for agent in ["c", "d", "e"] {
-            for n in 0..200 {
-                store.remember(
-                    agent,
-                    &format!("{agent}.s"),
-                    &format!("h:443/{n}"),
-                    &challenge(8, "0x1"),
-                    &settings,
-                    &assets,
-                );
-            }
-        }
-        assert!(store.figures().bytes as usize <= 20_000);
-        assert!(store
-            .lookup("bob", "bob.s", "h:443/bob", &settings)
-            .is_some());
-    }
-
-    #[test]
-    fn a_session_keeps_its_newest_challenges_and_long_paths_cost_a_hash() {
-        let store = ChallengeStore::default();
-        let assets = AssetTable::builtin();
-        let settings = settings(1 << 20, 1 << 20);
-        let long = format!("h:443/{}", "p".repeat(30_000));
-        for n in 0..10 {
-            store.remember(
-                "a",
-                "a.s",
-                &format!("{long}{n}"),
-                &challenge(1, "0x1"),
-                &settings,
-                &assets,
-            );
-        }
-        assert_eq!(store.count_for("a", "a.s"), 4);
-        assert!(store
-            .lookup("a", "a.s", &format!("{long}9"), &settings)
-            .is_some());
-        assert!(store
-            .lookup("a", "a.s", &format!("{long}0"), &settings)
-            .is_none());
-        assert!(store.figures().bytes < 4 * 1_000);
-        store.forget_session("a", "a.s");
-        assert_eq!(store.figures().count, 0);
-        assert_eq!(store.figures().bytes, 0);
-    }
-}
+mod tests;

@@ -12,17 +12,18 @@ use super::facts::{RequestFacts, TRANSACTION_HEADER};
 use super::gate::{Gate, Refusal, RefusalStatus};
 use super::hold::{await_hold, hold_limits, open_hold, OpenedHold};
 use super::judge::{judge, write_decision, Decision};
+use super::mpp;
 use super::phases::apply_phase_header;
 use super::pricing::{self, PricedPayment, Rejection};
 use super::refuse::refuse;
 use super::retry::{decide_retry, Retry};
 use super::ticket::{Leaving, Ticket};
 use crate::detect::mcp::MetaPayment;
-use crate::detect::FoundPayment;
+use crate::detect::{FoundPayment, HeadPayment, Protocol};
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
 use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
-use crate::x402::hex;
+use crate::x402::{hex, Payment};
 use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,21 +85,42 @@ async fn decide_request(
         Ok(Some(found)) => found,
         Err(rejection) => return done(rejected(rejection).await),
     };
-    let payment = match pricing::parse_found(&found) {
-        Ok(payment) => payment,
-        Err(rejection) => return done(rejected(rejection).await),
+    let priced = match found {
+        FoundPayment::Head(HeadPayment::Mpp(value)) => {
+            mpp::price(challenges, facts, &policy, value.as_bytes())
+        }
+        FoundPayment::Head(HeadPayment::X402(header)) => {
+            pricing::parse(header.kind, header.value.as_bytes())
+                .and_then(|payment| price_x402(challenges, facts, &policy, payment))
+        }
+        FoundPayment::Meta(meta) if meta.protocol == Protocol::MppMcp => {
+            mpp::price_meta(challenges, facts, &policy, meta)
+        }
+        FoundPayment::Meta(meta) => pricing::parse_meta(meta)
+            .and_then(|payment| price_x402(challenges, facts, &policy, payment)),
     };
+    match priced {
+        Ok(priced) => decide(shared, facts, &policy, session, priced).await,
+        Err(rejection) => done(rejected(rejection).await),
+    }
+}
+
+/// An x402 payment, matched to the challenge the session saw and priced.
+fn price_x402(
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    policy: &Policy,
+    payment: Payment,
+) -> Result<PricedPayment, Rejection> {
+    let session_id = facts.identity.session_id();
+    let agent = &facts.identity.agent;
     let challenge = challenges.lookup(agent, &session_id, &facts.resource_key(), &policy.x402);
-    let priced = match pricing::price_payment(
+    pricing::price_payment(
         payment,
         challenge.as_ref(),
         &policy.assets,
         policy.x402.require_challenge,
-    ) {
-        Ok(priced) => priced,
-        Err(rejection) => return done(rejected(rejection).await),
-    };
-    decide(shared, facts, &policy, session, priced).await
+    )
 }
 
 async fn decide(
@@ -116,7 +138,7 @@ async fn decide(
         return done(rejected(rejection).await);
     }
     let identity = || RetryIdentity {
-        digest: hex(&priced.payment.digest),
+        digest: hex(&priced.payment.digest()),
         session: facts.identity.session_id().into(),
         resource: facts.resource_digest(),
     };
@@ -174,7 +196,7 @@ async fn decide(
     .await;
     if let Some(booking) = judged.booking.take() {
         // Claiming the keys is the check that counts: of two copies racing, one loses here.
-        let until = forget_after(priced.payment.valid_before, now);
+        let until = forget_after(priced.payment.valid_before(), now);
         if shared
             .store
             .claim_replay_keys(&replay_keys, until, now)
@@ -310,12 +332,7 @@ fn found_payment<'b>(
 
 /// Replay keys as written to the trace (a signature is only ever its digest).
 fn replay_keys(priced: &PricedPayment) -> Vec<String> {
-    priced
-        .payment
-        .replay_keys()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    priced.payment.replay_keys()
 }
 
 /// A payment Purser cannot key cannot be checked for replays; an expired one could not
@@ -333,7 +350,7 @@ fn unkeyed_or_expired(priced: &PricedPayment, keys: &[String], now: u64) -> Opti
     }
     priced
         .payment
-        .valid_before
+        .valid_before()
         .is_some_and(|until| until < now)
         .then(|| Rejection {
             code: "expired_payment",

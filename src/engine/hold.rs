@@ -130,13 +130,13 @@ fn within_client_wait(
     }
     let client = priced
         .payment
-        .accepted
-        .as_ref()
+        .x402()
+        .and_then(|payment| payment.accepted.as_ref())
         .and_then(|offer| offer.max_timeout_seconds)
         .unwrap_or(MCP_CLIENT_WAIT_DEFAULT)
         .min(MCP_CLIENT_WAIT_MAX);
     let mut bound = Duration::from_secs(client);
-    if let Some(valid_before) = priced.payment.valid_before {
+    if let Some(valid_before) = priced.payment.valid_before() {
         let left = valid_before.saturating_sub(crate::store::replay::unix_now());
         bound = bound.min(Duration::from_secs(left));
     }
@@ -192,12 +192,12 @@ fn hold_view(
         tier: evaluation.tier.clone(),
         rules: rule_messages.iter().map(|r| r.id.clone()).collect(),
         reason: evaluation.reason.clone(),
-        digest: hex(&priced.payment.digest),
+        digest: hex(&priced.payment.digest()),
         network: priced.network.clone(),
         network_id: network.id,
         network_name: network.name,
         network_kind: network.kind,
-        payer: priced.payment.payer.clone(),
+        payer: priced.payment.payer(),
         trust: trust_name(trust),
         rule: evaluation.rule.to_string(),
         rule_messages,

@@ -4,7 +4,9 @@
 //!
 //! [`Engine`] is the facade the proxy and the admin API call. Behind it:
 //!
-//! * [`pricing`]: parse the payment, match it to its challenge, price it.
+//! * [`pricing`]: parse the payment, match it to its challenge, price it; `mpp` does
+//!   the same for MPP credentials (bound to their challenge by id and digest) and reads
+//!   their receipts; [`Paid`] is either payment as the rest of the engine sees it.
 //! * [`evaluate`]: the decision, a pure function of the payment's facts and the policy;
 //!   `judge` runs it inside the store's critical section for the session and books it.
 //! * `decide`: the decision path, from the request's headers to the [`Gate`]; `refuse`
@@ -39,6 +41,8 @@ pub mod gate;
 mod hold;
 mod judge;
 pub mod listing;
+mod mpp;
+mod paid;
 mod phases;
 pub mod pricing;
 mod records;
@@ -51,12 +55,14 @@ mod upto;
 
 pub use facts::{RequestFacts, TRANSACTION_HEADER};
 pub use gate::{Gate, Refusal, RefusalHeader, RefusalStatus};
+pub use paid::Paid;
 pub use phases::PhaseChangeError;
 pub use ticket::Ticket;
 
+use crate::detect::mcp::mpp_forms::MppCallAnswer;
 use crate::detect::mcp::x402_forms::CallAnswer;
 use crate::detect::mcp::MetaPayment;
-use crate::detect::Undecidable;
+use crate::detect::{Protocol, Undecidable};
 use crate::holds::notify::Notifier;
 use crate::holds::{DecideError, HoldOutcome, HoldView};
 use crate::ledger::{BudgetView, UnknownPayment};
@@ -192,7 +198,31 @@ impl Engine {
         tracing::debug!(%resource, offers, "402 challenge remembered");
     }
 
-    /// Settles a forwarded payment from its answer, and adds Purser's headers.
+    /// Remembers the MPP challenges (`WWW-Authenticate: Payment`) of a 402 the upstream
+    /// sent this session: a credential must answer one of them.
+    pub async fn on_mpp_challenges(&self, facts: &RequestFacts, found: &[crate::mpp::Challenge]) {
+        let policy = self.shared.policy.current();
+        let session_id = facts.identity.session_id();
+        let agent = &facts.identity.agent;
+        let Ok(session) = self
+            .shared
+            .store
+            .session(&session_id, agent, &policy.limits)
+            .await
+        else {
+            return; // refused: its payments are answered 429 anyway
+        };
+        session.lock().counts.challenges += 1;
+        let resource = facts.resource_key();
+        let kept = self
+            .challenges
+            .remember_mpp(agent, &session_id, &resource, found, &policy.x402);
+        tracing::debug!(%resource, kept, "MPP challenges remembered");
+    }
+
+    /// Settles a forwarded payment from its answer, and adds Purser's headers. An MPP
+    /// payment is settled by MPP's `Payment-Receipt` alone, an x402 one by x402's receipt
+    /// headers: only the protocol that was paid counts.
     pub async fn on_response(
         &self,
         facts: &RequestFacts,
@@ -201,7 +231,13 @@ impl Engine {
         headers: &mut HeaderMap,
     ) {
         let compensator = self.compensator.as_ref();
-        settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+        if ticket.protocol != Protocol::Mpp {
+            settle::on_response(&self.shared, compensator, facts, ticket, status, headers).await;
+            return;
+        }
+        let answer = mpp::read_answer(status, headers);
+        settle::answer_headers(&ticket, headers);
+        settle::on_answer(&self.shared, compensator, facts, ticket, status, answer).await;
     }
 
     /// Purser's headers on the answer to an allowed payment whose settlement waits for
@@ -222,6 +258,22 @@ impl Engine {
     ) {
         let compensator = self.compensator.as_ref();
         let settlement = settle::read_call_answer(answer);
+        settle::on_answer(&self.shared, compensator, facts, ticket, status, settlement).await;
+    }
+
+    /// Settles a paid MCP tool call's MPP payment from its JSON-RPC response
+    /// (`org.paymentauth/receipt`, or fresh `-32042` challenges), as
+    /// [`Engine::on_call_answer`] settles an x402 one.
+    pub async fn on_mpp_call_answer(
+        &self,
+        facts: &RequestFacts,
+        ticket: Ticket,
+        status: StatusCode,
+        answer: Result<MppCallAnswer, String>,
+    ) {
+        let compensator = self.compensator.as_ref();
+        let reserved = ticket.settled.amount_atomic.clone();
+        let settlement = mpp::read_call_answer(answer, &reserved);
         settle::on_answer(&self.shared, compensator, facts, ticket, status, settlement).await;
     }
 

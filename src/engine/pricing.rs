@@ -11,6 +11,7 @@
 //! challenge it answers is a `payload_mismatch`; one with nothing to price it by is an
 //! `unquoted_payment`.
 
+use super::paid::Paid;
 use crate::x402::{
     self, same_address, AssetTable, Challenge, Payment, Price, Requirement, X402Error,
 };
@@ -24,7 +25,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Rejection {
             code,
             message: message.into(),
@@ -41,7 +42,8 @@ impl From<X402Error> for Rejection {
 /// A payment with everything needed to judge it.
 #[derive(Clone, Debug)]
 pub struct PricedPayment {
-    pub payment: Payment,
+    /// The payment as parsed, x402 or MPP.
+    pub payment: Paid,
     /// What it pays: the matched offer, or one built from the payment itself.
     pub scheme: String,
     pub network: String,
@@ -52,19 +54,14 @@ pub struct PricedPayment {
     pub quoted: bool,
 }
 
-use crate::detect::FoundPayment;
+use crate::detect::mcp::MetaPayment;
 /// Which header carried the payment (found by [`crate::detect`]).
 pub use crate::detect::PaymentHeader;
 
-/// Parses the payment the detector found: a header's value, or the JSON of an MCP
-/// call's `_meta` payment (x402 over MCP, priced exactly as an x402 header).
-pub fn parse_found(found: &FoundPayment<'_>) -> Result<Payment, Rejection> {
-    match found {
-        FoundPayment::Header(header) => parse(header.kind, header.value.as_bytes()),
-        FoundPayment::Meta(meta) => {
-            x402::parse_payment_json(meta.json.get().as_bytes()).map_err(Rejection::from)
-        }
-    }
+/// Parses the JSON of an MCP call's `_meta` x402 payment (x402 over MCP, priced exactly
+/// as an x402 header).
+pub fn parse_meta(meta: &MetaPayment) -> Result<Payment, Rejection> {
+    x402::parse_payment_json(meta.json.get().as_bytes()).map_err(Rejection::from)
 }
 
 /// Parses the header's value.
@@ -135,7 +132,7 @@ pub fn price_payment(
         pay_to,
         price,
         quoted: offer.is_some(),
-        payment,
+        payment: Paid::X402(payment),
     })
 }
 

@@ -5,6 +5,7 @@
 use super::evaluate::Evaluation;
 use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
+use crate::detect::Protocol;
 use crate::ledger::{BudgetView, Level, Outcome, UnknownPayment};
 use crate::policy::rules::Phase;
 use crate::policy::{Limits, Policy, SessionId};
@@ -36,7 +37,8 @@ pub(super) fn base_record(
 
 /// The payment's terms, as priced.
 pub(super) fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
-    record.x402_version = Some(priced.payment.version);
+    record.protocol = (priced.payment.protocol() == Protocol::Mpp).then(|| "mpp".to_string());
+    record.x402_version = priced.payment.x402_version();
     record.scheme = Some(priced.scheme.clone());
     record.network = Some(priced.network.clone());
     record.asset = Some(priced.asset.clone());
@@ -45,8 +47,8 @@ pub(super) fn fill_payment(record: &mut TraceRecord, priced: &PricedPayment) {
     record.amount = Some(priced.price.amount);
     record.amount_usd = Some(priced.price.usd);
     record.pay_to = Some(priced.pay_to.clone());
-    record.payer = priced.payment.payer.clone();
-    record.payment_digest = Some(hex(&priced.payment.digest));
+    record.payer = priced.payment.payer();
+    record.payment_digest = Some(hex(&priced.payment.digest()));
 }
 
 /// A `decision` line refusing a payment before any rule ran (`priced` when it was).
@@ -97,7 +99,7 @@ pub(super) fn decision_record(
         })
         .collect();
     if evaluation.verdict != Verdict::Denied {
-        record.onchain = ChainAuthorization::of(&priced.payment);
+        record.onchain = priced.payment.x402().and_then(ChainAuthorization::of);
     }
     record.decision = Some(evaluation.verdict);
     record.rule = Some(evaluation.rule.clone());

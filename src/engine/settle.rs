@@ -11,7 +11,9 @@
 //!
 //! A ticket dropped before its answer was settled settles itself as `unknown` too
 //! (`ticket`). An `upto` payment commits what its receipt says was charged, never more
-//! than the signed maximum it reserved (`upto`).
+//! than the signed maximum it reserved (`upto`). An MPP payment is read by its own
+//! forms (`mpp`: `Payment-Receipt`, MCP's `org.paymentauth/receipt`) and settled here by
+//! the same rules.
 
 use super::compensation::Compensator;
 use super::context::Shared;

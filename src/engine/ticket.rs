@@ -11,6 +11,7 @@ use super::facts::RequestFacts;
 use super::pricing::PricedPayment;
 use super::records::{settlement_record, Settlement};
 use super::upto::{Charge, Metered};
+use crate::detect::Protocol;
 use crate::ledger::{Outcome, ReservationId};
 use crate::store::{Booking, RetryClaim, SettledPayment, UnknownDetails};
 use crate::x402::{hex, ChainAuthorization};
@@ -24,7 +25,10 @@ pub struct Ticket {
     pub amount_usd: Decimal,
     /// The budget gate the payment crossed, named in `X-Purser-Budget`.
     pub gate: Option<&'static str>,
+    /// The x402 version, 0 for an MPP credential.
     pub version: u8,
+    /// The protocol it was paid in: where its receipt will be.
+    pub protocol: Protocol,
     pub replay_keys: Vec<String>,
     /// SHA-256 of the decoded payment, kept if its outcome becomes unknown.
     pub payment_digest: [u8; 32],
@@ -71,6 +75,7 @@ pub(super) struct Leaving {
     pub amount_usd: Decimal,
     pub gate: Option<&'static str>,
     pub version: u8,
+    pub protocol: Protocol,
     pub payment_digest: [u8; 32],
     pub settled: SettledPayment,
     pub metered: Option<Metered>,
@@ -90,10 +95,11 @@ impl Leaving {
             trace_id,
             amount_usd: priced.price.usd,
             gate,
-            version: priced.payment.version,
-            payment_digest: priced.payment.digest,
+            version: priced.payment.x402_version().unwrap_or(0),
+            protocol: priced.payment.protocol(),
+            payment_digest: priced.payment.digest(),
             metered: Metered::of(priced),
-            onchain: ChainAuthorization::of(&priced.payment),
+            onchain: priced.payment.x402().and_then(ChainAuthorization::of),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Ticket {
             amount_usd,
             gate,
             version,
+            protocol,
             payment_digest,
             settled,
             metered,
@@ -138,6 +145,7 @@ impl Ticket {
             amount_usd,
             gate,
             version,
+            protocol,
             replay_keys,
             payment_digest,
             settled,
@@ -237,7 +245,7 @@ pub(super) fn settled_payment(
         decision_trace_id: trace_id.to_string(),
         session: facts.identity.session_id(),
         agent: facts.identity.agent.to_string(),
-        payer: priced.payment.payer.clone(),
+        payer: priced.payment.payer(),
         pay_to: priced.pay_to.clone(),
         amount_atomic: priced.price.atomic.to_string(),
         amount_usd: priced.price.usd,

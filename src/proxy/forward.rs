@@ -382,11 +382,13 @@ async fn send(
 
 /// Remembers the challenge of a `402` and passes the answer through unchanged. v2 puts
 /// it in a header; v1 in the body, which is read (up to a bound) and sent on as it came.
+/// MPP's challenges (`WWW-Authenticate: Payment`) are remembered beside either.
 async fn observe_challenge(
     state: &Arc<ProxyState>,
     facts: &RequestFacts,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
+    observe_mpp_challenges(state, facts, response.headers()).await;
     if let Some(value) = response.headers().get("payment-required") {
         match x402::parse_challenge_v2_header(value.as_bytes()) {
             Ok(challenge) => state.engine.on_challenge(facts, challenge).await,
@@ -425,6 +427,28 @@ async fn observe_challenge(
                 format!("the upstream's 402 answer broke off: {error}"),
             )
         }
+    }
+}
+
+/// Remembers the `Payment` challenges of a `402`'s `WWW-Authenticate` fields, if any.
+async fn observe_mpp_challenges(
+    state: &Arc<ProxyState>,
+    facts: &RequestFacts,
+    headers: &HeaderMap,
+) {
+    let values = headers.get_all(header::WWW_AUTHENTICATE);
+    if values.iter().next().is_none() {
+        return;
+    }
+    let parsed = crate::mpp::parse_www_authenticate(values.iter().map(|v| v.as_bytes()));
+    for error in &parsed.errors {
+        tracing::warn!(%error, "unreadable MPP challenge; a credential answering it will be refused");
+    }
+    if !parsed.challenges.is_empty() {
+        state
+            .engine
+            .on_mpp_challenges(facts, &parsed.challenges)
+            .await;
     }
 }
 

@@ -5,9 +5,9 @@
 //! The first [`INSPECTED_PREFIX_BYTES`] are read and scanned before anything is sent. A
 //! body with a payment key in it is read whole, within the same bound, and handed to the
 //! detector ([`detect::mcp::read_paid_call`]): an MCP `tools/call` with an x402 payment
-//! in its `_meta` becomes an [`McpCall`] the engine decides on, anything else is refused
-//! with nothing sent upstream, and so is a body with a payment that is larger than the
-//! bound (read to its end, unsent, for the JSON-RPC id to answer under). A whole
+//! or an MPP credential in its `_meta` becomes an [`McpCall`] the engine decides on,
+//! anything else is refused with nothing sent upstream, and so is a body with a payment
+//! that is larger than the bound (read to its end, unsent, for the JSON-RPC id to answer under). A whole
 //! `tools/call` body without a payment is an [`McpCall`] too: its answer may carry a
 //! challenge. A larger body (an ordinary big JSON upload) is not held back: it streams on
 //! through the same scanner ([`detect::json_body::JsonScanner`]), chunk by chunk, and a

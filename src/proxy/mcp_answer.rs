@@ -1,8 +1,10 @@
-//! The answer to an MCP tool call, watched as it streams to the agent (x402 over MCP).
+//! The answer to an MCP tool call, watched as it streams to the agent (x402 and MPP over
+//! MCP).
 //!
 //! Streamable HTTP answers a `tools/call` with JSON or server-sent events; the JSON-RPC
-//! response in it may carry a challenge (remembered, so the payment that answers it is
-//! priced against it) and, for a paid call, the receipt that settles the payment. The
+//! response in it may carry a challenge (x402's in a tool result, MPP's in a `-32042`
+//! error; remembered, so the payment that answers it is priced against it) and, for a
+//! paid call, the receipt that settles the payment. The
 //! body passes through chunk by chunk as it came; the detector's reader
 //! ([`AnswerReader`]) is fed a copy, and the chunk that completes the response is held
 //! back until the engine has acted on it, so the agent never sees a receipt before
@@ -12,7 +14,8 @@
 use super::body::{BoxError, ProxyBody};
 use super::state::ProxyState;
 use crate::detect::mcp::answer::{answer_kind, AnswerReader, Answered};
-use crate::detect::mcp::x402_forms::{read_answer, CallAnswer};
+use crate::detect::mcp::{mpp_forms, x402_forms};
+use crate::detect::Protocol;
 use crate::engine::{RequestFacts, Ticket};
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -96,13 +99,40 @@ struct Settle {
 }
 
 impl Job {
-    /// The engine's work on what the answer said, as a task of its own.
+    /// The engine's work on what the answer said, as a task of its own: the challenges it
+    /// carries (x402's or MPP's) are remembered for the tool; a paid call is settled by
+    /// the forms of the protocol it paid in.
     fn start(self, answered: Answered) -> Option<JoinHandle<()>> {
-        let answer: Result<CallAnswer, String> = match answered {
-            Answered::Response(response) => Ok(read_answer(&response)),
+        let response = match answered {
+            Answered::Response(response) => Ok(response),
             Answered::Unreadable(why) => Err(why),
         };
-        let challenge = answer.as_ref().ok().and_then(|a| a.challenge.clone());
+        let x402 = response
+            .as_deref()
+            .map(x402_forms::read_answer)
+            .map_err(Clone::clone);
+        let mpp = response
+            .as_deref()
+            .map(mpp_forms::read_answer)
+            .map_err(Clone::clone);
+        let challenge = x402.as_ref().ok().and_then(|a| a.challenge.clone());
+        let mpp_challenges = mpp
+            .as_ref()
+            .map(|a| a.challenges.clone())
+            .unwrap_or_default();
+        let asks = challenge.is_some() || !mpp_challenges.is_empty();
+        let remember = |state: Arc<ProxyState>, facts: RequestFacts| async move {
+            if let Some(challenge) = challenge {
+                state.engine.on_challenge(&facts, challenge).await;
+            }
+            if !mpp_challenges.is_empty() {
+                state
+                    .engine
+                    .on_mpp_challenges(&facts, &mpp_challenges)
+                    .await;
+            }
+            (state, facts)
+        };
         match self {
             Job::Settle(settle) => Some(tokio::spawn(async move {
                 let Settle {
@@ -111,18 +141,19 @@ impl Job {
                     ticket,
                     status,
                 } = *settle;
-                if let Some(challenge) = challenge {
-                    state.engine.on_challenge(&facts, challenge).await;
+                let (state, facts) = remember(state, facts).await;
+                let engine = &state.engine;
+                match ticket.protocol {
+                    Protocol::Mpp => engine.on_mpp_call_answer(&facts, ticket, status, mpp).await,
+                    _ => engine.on_call_answer(&facts, ticket, status, x402).await,
                 }
-                state
-                    .engine
-                    .on_call_answer(&facts, ticket, status, answer)
-                    .await;
             })),
             Job::Remember { state, facts } => {
-                let challenge = challenge?;
+                if !asks {
+                    return None;
+                }
                 Some(tokio::spawn(async move {
-                    state.engine.on_challenge(&facts, challenge).await;
+                    remember(state, facts).await;
                 }))
             }
         }

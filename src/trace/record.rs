@@ -89,13 +89,17 @@ pub struct TraceRecord {
     /// The request's path as sent, without the query (cut and hashed past its bound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `mpp` for a Machine Payments Protocol credential; absent for x402, whose version
+    /// is `x402_version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// The MCP tool called (`params.name`), for a payment in an MCP tool call (cut if long).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mcp_tool: Option<String>,
     /// The payment's x402 version, `1` or `2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x402_version: Option<u8>,
-    /// The payment scheme: `exact` or `upto`.
+    /// The payment scheme: `exact` or `upto`; for MPP, method and intent (`evm/charge`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     /// The network, as the payment wrote it (v1 name or CAIP-2 id).

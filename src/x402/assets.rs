@@ -6,6 +6,14 @@
 //! TypeScript `mechanisms/evm/src/shared/defaultAssets.ts` and the legacy
 //! `x402/src/types/shared/evm/config.ts` (Avalanche Fuji). Polygon Amoy's USDC is Circle's
 //! testnet deployment (not in the SDK tables). All are 6 decimals.
+//!
+//! The Machine Payments Protocol's currencies come next ([`BUILTIN_MPP`]): its `evm`
+//! method's EIP-3009 tokens beyond those (pympp `methods/evm/assets.py`, mppx
+//! `src/x402/Assets.ts`: Celo), the TIP-20 stablecoins its `tempo` method pays in
+//! (pympp `methods/tempo/_defaults.py`: the same addresses on Tempo mainnet, chain 4217,
+//! and the Moderato testnet, 42431; MACH, a closed-loop credit with no USD peg, is left
+//! to the policy), and its `stripe` method's US dollar, in cents, under the network
+//! [`STRIPE_NETWORK`].
 
 use super::address::normalize_address;
 use super::error::X402Error;
@@ -56,26 +64,99 @@ const BUILTIN_USDC: &[(&str, &str)] = &[
     ),
 ];
 
+/// The network Purser files fiat currencies paid through Stripe under (MPP's `stripe`
+/// method): the asset is the ISO 4217 code in lower case (`usd`), in minor units.
+pub const STRIPE_NETWORK: &str = "fiat:stripe";
+
+/// Built-in MPP currencies: (CAIP-2 network, asset, symbol, decimals), each pegged at
+/// 1.00 USD.
+const BUILTIN_MPP: &[(&str, &str, &str, u32)] = &[
+    (
+        "eip155:42220",
+        "0xcebA9300f2b948710d2653dD7B07f33A8B32118C",
+        "USDC",
+        6,
+    ), // Celo
+    (
+        "eip155:42220",
+        "0x48065fbBE25f71C9282ddf5e1cD6D6A887483D5e",
+        "USDT",
+        6,
+    ), // Celo
+    (
+        "eip155:11142220",
+        "0x01C5C0122039549AD1493B8220cABEdD739BC44E",
+        "USDC",
+        6,
+    ), // Celo Sepolia
+    (
+        "eip155:4217",
+        "0x20c0000000000000000000000000000000000000",
+        "pathUSD",
+        6,
+    ), // Tempo
+    (
+        "eip155:4217",
+        "0x20C000000000000000000000b9537d11c60E8b50",
+        "USDC.e",
+        6,
+    ),
+    (
+        "eip155:4217",
+        "0x20c0000000000000000000006a37DA5C996874BE",
+        "OUSD",
+        6,
+    ),
+    (
+        "eip155:42431",
+        "0x20c0000000000000000000000000000000000000",
+        "pathUSD",
+        6,
+    ), // Moderato
+    (
+        "eip155:42431",
+        "0x20C000000000000000000000b9537d11c60E8b50",
+        "USDC.e",
+        6,
+    ),
+    (
+        "eip155:42431",
+        "0x20c0000000000000000000006a37DA5C996874BE",
+        "OUSD",
+        6,
+    ),
+    (STRIPE_NETWORK, "usd", "USD", 2),
+];
+
 impl AssetTable {
     /// An empty table (policies normally start from [`AssetTable::builtin`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The table Purser ships with: USDC, 6 decimals, pegged at 1.00 USD.
+    /// The table Purser ships with: USDC, 6 decimals, pegged at 1.00 USD, and MPP's
+    /// stablecoins and US dollar.
     pub fn builtin() -> Self {
         let usdc = AssetInfo {
             symbol: "USDC".into(),
             decimals: 6,
             usd_peg: Decimal::new(100, 2),
         };
-        let entries = BUILTIN_USDC
+        let mut entries: HashMap<(String, String), AssetInfo> = BUILTIN_USDC
             .iter()
             .map(|(network, asset)| {
                 let key = ((*network).to_string(), normalize_address(asset));
                 (key, usdc.clone())
             })
             .collect();
+        for (network, asset, symbol, decimals) in BUILTIN_MPP {
+            let info = AssetInfo {
+                symbol: (*symbol).into(),
+                decimals: *decimals,
+                usd_peg: Decimal::new(100, 2),
+            };
+            entries.insert(((*network).to_string(), normalize_address(asset)), info);
+        }
         AssetTable { entries }
     }
 
@@ -168,4 +249,39 @@ pub fn price(
         symbol: info.symbol.clone(),
         usd: usd.normalize(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpp_currencies_price_in_their_own_decimals() {
+        let table = AssetTable::builtin();
+        for network in ["eip155:4217", "eip155:42431"] {
+            let path_usd = "0x20c0000000000000000000000000000000000000";
+            let priced = price(&table, network, path_usd, 10_000).unwrap();
+            assert_eq!(
+                (priced.symbol.as_str(), priced.usd),
+                ("pathUSD", Decimal::new(1, 2))
+            );
+            let ousd = "0x20C0000000000000000000006A37DA5C996874BE";
+            assert_eq!(
+                price(&table, network, ousd, 250_000).unwrap().usd,
+                Decimal::new(25, 2)
+            );
+        }
+        let cents = price(&table, STRIPE_NETWORK, "usd", 50).unwrap();
+        assert_eq!(
+            (cents.symbol.as_str(), cents.usd),
+            ("USD", Decimal::new(50, 2))
+        );
+        // MACH is a closed-loop credit without a USD peg: the policy must name its value.
+        let mach = "0x20c000000000000000000000f37de3740ADec032";
+        assert!(price(&table, "eip155:4217", mach, 1).is_err());
+        assert!(
+            price(&table, STRIPE_NETWORK, "USD", 1).is_err(),
+            "codes are lower case"
+        );
+    }
 }

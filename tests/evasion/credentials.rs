@@ -1,11 +1,12 @@
-//! Class 7: payments Purser cannot read are refused, not forwarded: MPP
-//! (`Authorization: Payment`), L402/LSAT, MPP over MCP and x402 over MCP in any form
-//! but the one it governs (a JSON-RPC body whose `_meta` carries the payment under
-//! another key, batched, compressed or padded), and x402 schemes that cannot be priced.
-//! Each gets `unsupported_payment` and a decision line (an MCP call whose id Purser read
-//! gets it as a JSON-RPC tool error, `403` otherwise); x402 over MCP in its own form is
-//! governed (`tests/mcp.rs`): here, in EXPLORE, it is refused by phase on every path.
-//! Ordinary JSON bodies pass intact.
+//! Class 7: payments Purser cannot read are refused, not forwarded: L402/LSAT, MPP
+//! credentials that do not decode (`Authorization: Payment` that is not a credential:
+//! `malformed_payment`), x402 and MPP over MCP in any form but the ones Purser governs
+//! (a JSON-RPC body whose `_meta` carries the payment under another key, batched,
+//! compressed or padded, or an MPP key holding no credential), and x402 schemes that
+//! cannot be priced. Each gets a refusal and a decision line (an MCP call whose id Purser
+//! read gets it as a JSON-RPC tool error, `403` otherwise); x402 over MCP in its own form
+//! is governed (`tests/mcp.rs`): here, in EXPLORE, it is refused by phase on every path;
+//! MPP over MCP is too (`tests/mpp_mcp.rs`). Ordinary JSON bodies pass intact.
 
 use super::{decisions, json, Path, Rig, EVERY_PATH, POLICY};
 use crate::support::{crafted_payment, pay, Purser};
@@ -14,6 +15,11 @@ use sha2::{Digest, Sha256};
 
 /// Asserts an answer is the unsupported-payment refusal, with its trace id.
 fn assert_unsupported(answer: &http::Response<bytes::Bytes>, what: &str) {
+    assert_refused(answer, "unsupported_payment", what);
+}
+
+/// Asserts an answer is a refusal with `code`, with its trace id.
+fn assert_refused(answer: &http::Response<bytes::Bytes>, code: &str, what: &str) {
     assert_eq!(
         answer.status(),
         403,
@@ -21,9 +27,9 @@ fn assert_unsupported(answer: &http::Response<bytes::Bytes>, what: &str) {
         String::from_utf8_lossy(answer.body())
     );
     let body = json(answer);
-    assert_eq!(body["code"], "unsupported_payment", "{what}: {body}");
+    assert_eq!(body["code"], code, "{what}: {body}");
     assert_eq!(body["decision"], "DENIED", "{what}");
-    assert_eq!(body["rule"], "unsupported_payment", "{what}");
+    assert_eq!(body["rule"], code, "{what}");
     assert!(
         answer.headers().contains_key("x-purser-trace"),
         "{what}: traced"
@@ -57,33 +63,37 @@ fn assert_traced(purser: &Purser, session: &str, count: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mpp_and_l402_credentials_are_refused_as_unsupported_on_every_path() {
+async fn unreadable_mpp_and_l402_credentials_are_refused_on_every_path() {
     let rig = Rig::start(POLICY, &[]).await;
+    // MPP is governed (tests/mpp.rs); these do not decode as credentials.
     let credentials = [
-        "Payment eyJjaGFsbGVuZ2UiOnsiaWQiOiJjaDEifX0",
-        "payment eyJ4Ijox",
-        "PAYMENT eyJ4Ijox",
-        "L402 AGIAJEemVQUTEyNCR0exk7ek90Cg==:1234abcd",
-        "LSAT AGIAJEemVQUTEyNCR0:1234abcd",
+        (
+            "Payment eyJjaGFsbGVuZ2UiOnsiaWQiOiJjaDEifX0",
+            "malformed_payment",
+        ),
+        ("payment eyJ4Ijox", "malformed_payment"),
+        ("PAYMENT eyJ4Ijox", "malformed_payment"),
+        (
+            "L402 AGIAJEemVQUTEyNCR0exk7ek90Cg==:1234abcd",
+            "unsupported_payment",
+        ),
+        ("LSAT AGIAJEemVQUTEyNCR0:1234abcd", "unsupported_payment"),
     ];
     for (index, path) in EVERY_PATH.into_iter().enumerate() {
         let session = format!("mpp{index}");
         // COMMIT: nothing but the protocol stands in the way.
         rig.purser.set_phase(&format!("agent.{session}"), "COMMIT");
-        for credential in credentials {
-            let answer = rig
-                .send(
-                    path,
-                    &session,
-                    "GET",
-                    "/paid",
-                    &[("authorization", credential)],
-                    "",
-                )
-                .await;
-            assert_unsupported(&answer, &format!("{path:?} {credential}"));
+        for (credential, code) in credentials {
+            for name in ["authorization", "payment-authorization"] {
+                let answer = rig
+                    .send(path, &session, "GET", "/paid", &[(name, credential)], "")
+                    .await;
+                assert_refused(&answer, code, &format!("{path:?} {name}: {credential}"));
+            }
         }
-        assert_traced(&rig.purser, &session, credentials.len());
+        let lines = decisions(&rig.purser, &session);
+        assert_eq!(lines.len(), 2 * credentials.len(), "{session}: {lines:?}");
+        assert!(lines.iter().all(|line| line["decision"] == "DENIED"));
     }
     assert!(rig.received().is_empty(), "{:?}", rig.received());
     // Other Authorization schemes are the merchant's business.
@@ -154,6 +164,9 @@ async fn mcp_payments_purser_does_not_govern_are_refused_on_every_path() {
                 .await;
             let rule = if body.contains("x402.payment") {
                 "ambiguous_payment"
+            } else if body.contains("org.paymentauth/credential") {
+                // MPP over MCP is governed: an x402 payment under its key is no credential.
+                "malformed_payment"
             } else {
                 "unsupported_payment"
             };

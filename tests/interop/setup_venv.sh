@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Create (or reuse) the Python venv that runs the x402 interop harness.
 #
-#   tests/interop/setup_venv.sh VENV_DIR        e.g. target/interop-venv
+#   tests/interop/setup_venv.sh VENV_DIR [REQUIREMENTS]
+#       e.g. target/interop-venv, or target/interop-mpp-venv tests/interop/mpp/requirements.txt
 #
-# Idempotent: VENV_DIR/.requirements.sha256 holds the sha256 of requirements.txt
+# REQUIREMENTS defaults to requirements.txt beside this script (the x402 lock); another
+# lock gets a venv of its own (pympp's pins conflict with the x402 lock's, so the MPP
+# tests use tests/interop/mpp/requirements.txt).
+# Idempotent: VENV_DIR/.requirements.sha256 holds the sha256 of the requirements file
 # (plus the interpreter version); when it matches, the script exits at once.
 # Otherwise the venv is rebuilt from scratch with `python3 -m venv --clear` and
-# `pip install -r requirements.txt` (PyPI only, non-interactive).
+# `pip install -r REQUIREMENTS` (PyPI only, non-interactive). The x402 SDK smoke check
+# runs for the default lock; any other lock gets `pip check`.
 # Concurrent callers (parallel cargo tests) are serialised with flock(1).
 # Prints the venv's python path on stdout as its last line.
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 VENV_DIR" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+    echo "usage: $0 VENV_DIR [REQUIREMENTS]" >&2
     exit 2
 fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REQ="$HERE/requirements.txt"
+DEFAULT_REQ="$HERE/requirements.txt"
+REQ="${2:-$DEFAULT_REQ}"
+[ -f "$REQ" ] || { echo "setup_venv: no requirements file $REQ" >&2; exit 2; }
+REQ="$(cd "$(dirname "$REQ")" && pwd)/$(basename "$REQ")"
 PYTHON="${PYTHON:-python3}"
 
 mkdir -p "$(dirname "$1")"
@@ -61,6 +69,9 @@ rm -f "$STAMP"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
 "$VENV/bin/python" -m pip install --quiet -r "$REQ" >&2
 
+if [ "$REQ" != "$DEFAULT_REQ" ]; then
+    "$VENV/bin/python" -m pip check >&2
+else
 # Smoke-check that the SDK pieces the harness uses import cleanly.
 "$VENV/bin/python" - >&2 <<'EOF'
 import x402, fastapi, uvicorn, requests, eth_account  # noqa: F401
@@ -70,6 +81,7 @@ from x402.mechanisms.evm.exact import register_exact_evm_client, register_exact_
 from importlib.metadata import version
 assert version("x402") == "2.25.0", version("x402")
 EOF
+fi
 
 printf '%s\n' "$WANT" > "$STAMP.tmp"
 mv "$STAMP.tmp" "$STAMP"

@@ -3,6 +3,7 @@
 //! and the admin client come from the kit the benches share (`purser_kit`).
 #![allow(dead_code)]
 
+pub(crate) mod mpp;
 pub(crate) mod node;
 pub(crate) mod pki;
 pub(crate) mod postgres;

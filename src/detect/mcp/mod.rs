@@ -1,5 +1,5 @@
 //! MCP's streamable HTTP transport: JSON-RPC `tools/call` requests and their answers, as
-//! far as payments ride in them (SPEC §1, "x402 over MCP").
+//! far as payments ride in them (SPEC §1, "x402 over MCP"; MPP over MCP alike).
 //!
 //! * this file: the request. [`read_call`] says whether a JSON body is a `tools/call` (its
 //!   id and tool name: the answer may carry a challenge for that tool);
@@ -9,6 +9,8 @@
 //!   JSON-RPC response to the call is whole.
 //! * [`x402_forms`]: what such a response says about an x402 payment: a challenge, a
 //!   receipt.
+//! * [`mpp_forms`]: the same for an MPP payment: `-32042` challenges, the
+//!   `org.paymentauth/receipt`.
 //!
 //! The transport parts (body, answer, JSON-RPC id) know no payment protocol: a protocol
 //! is a key in `params._meta` ([`meta_protocol`]) and a reader of its answer forms.
@@ -16,6 +18,7 @@
 //! `sse-stream`.
 
 pub mod answer;
+pub mod mpp_forms;
 pub mod x402_forms;
 
 use super::json_body::{JsonScanner, Scan};
@@ -34,11 +37,20 @@ pub const TOOLS_CALL: &str = "tools/call";
 pub const MAX_TOOL_NAME_BYTES: usize = 256;
 
 /// The `_meta` keys that carry a payment Purser governs, and their protocol.
-const GOVERNED_KEYS: [(&str, Protocol); 2] = [
+const GOVERNED_KEYS: [(&str, Protocol); 3] = [
     ("x402/payment", Protocol::X402Mcp),
     // Older clients; no SDK seen writes it, but the transport spec's drafts did.
     ("x402.payment", Protocol::X402Mcp),
+    // MPP over MCP (draft-payment-transport-mcp-00, pympp's `McpClient`).
+    (MPP_CREDENTIAL_KEY, Protocol::MppMcp),
 ];
+
+/// Where an MPP credential rides in a `tools/call`'s `params._meta`.
+pub const MPP_CREDENTIAL_KEY: &str = "org.paymentauth/credential";
+
+/// The keys Purser governs, as the agent is told them.
+const GOVERNED_SPELLING: &str =
+    "params._meta[\"x402/payment\"] or params._meta[\"org.paymentauth/credential\"]";
 
 /// An MCP `tools/call` request, as far as Purser reads it.
 #[derive(Clone, Debug)]
@@ -131,18 +143,12 @@ pub fn read_paid_call(body: &[u8]) -> Result<McpCall, RefusedCall> {
         }
     };
     let id = Some(request.id.clone().into_owned());
-    let Some((count, first)) = count_payment_keys(body) else {
+    let Some(count) = count_payment_keys(body) else {
         return Err(refused(
             id,
             Undecidable::unreadable_body("it is not strict JSON"),
         ));
     };
-    if let Some(other @ Protocol::MppMcp) = first {
-        return Err(refused(
-            id,
-            Undecidable::unsupported(other, "in the request body"),
-        ));
-    }
     let not_governed = |detail: &str| {
         refused(
             id.clone(),
@@ -191,16 +197,16 @@ pub fn read_paid_call(body: &[u8]) -> Result<McpCall, RefusedCall> {
                     code: AMBIGUOUS_PAYMENT,
                     message: format!(
                         "the tools/call body carries {found} payment keys; send exactly one, \
-                         in params._meta[\"x402/payment\"]"
+                         in {GOVERNED_SPELLING}"
                     ),
                 },
             ))
         }
         _ => {
-            return Err(not_governed(
+            return Err(not_governed(&format!(
                 "under a key or in a place Purser does not read (it governs \
-                 params._meta[\"x402/payment\"] of a tools/call)",
-            ))
+                 {GOVERNED_SPELLING} of a tools/call)"
+            )))
         }
     };
     if !json.get().trim_start().starts_with('{') {
@@ -237,14 +243,14 @@ pub fn captured_id(raw: &[u8]) -> Option<Id<'static>> {
         .map(Id::into_owned)
 }
 
-/// How many payment keys the whole body holds, wherever they are, and the protocol of
-/// the first: the count is what rules out a second payment a server might read instead.
-fn count_payment_keys(body: &[u8]) -> Option<(usize, Option<Protocol>)> {
+/// How many payment keys the whole body holds, wherever they are: the count is what
+/// rules out a second payment a server might read instead.
+fn count_payment_keys(body: &[u8]) -> Option<usize> {
     let mut scanner = JsonScanner::counting();
     scanner.feed(body);
     match scanner.finish() {
         Scan::Unreadable(_) => None,
-        _ => Some(scanner.payment_keys()),
+        _ => Some(scanner.payment_keys().0),
     }
 }
 

@@ -91,8 +91,25 @@ fn the_older_dotted_key_is_governed_too() {
 }
 
 #[test]
+fn an_mpp_credential_in_meta_is_governed_as_mpp_over_mcp() {
+    let exchanges: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../tests/data/captures/mpp/mpp_over_mcp_evm.json"
+    ))
+    .unwrap();
+    let body = exchanges[4]["request"]["json"].to_string();
+    let call = read_paid_call(body.as_bytes()).unwrap();
+    assert_eq!(call.id, Id::Number(2));
+    assert_eq!(call.tool, "premium_echo");
+    let payment = call.payment.unwrap();
+    assert_eq!(payment.protocol, Protocol::MppMcp);
+    assert_eq!(payment.key, MPP_CREDENTIAL_KEY);
+    assert!(payment.json.get().contains("\"challenge\""));
+    assert_eq!(meta_protocol(MPP_CREDENTIAL_KEY), Some(Protocol::MppMcp));
+}
+
+#[test]
 fn payments_purser_does_not_govern_are_refused_with_the_id_to_answer_under() {
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 9] = [
         (
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t","_meta":{"x402/payment":{},"x402.payment":{}}}}"#,
             AMBIGUOUS_PAYMENT,
@@ -110,7 +127,15 @@ fn payments_purser_does_not_govern_are_refused_with_the_id_to_answer_under() {
             UNSUPPORTED_PAYMENT,
         ),
         (
-            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t","_meta":{"org.paymentauth/credential":{}}}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t","_meta":{"org.paymentauth/credential":{},"x402/payment":{}}}}"#,
+            AMBIGUOUS_PAYMENT,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"x","_meta":{"org.paymentauth/credential":{}}}}"#,
+            UNSUPPORTED_PAYMENT,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t","_meta":{"org.paymentauth/credential":"eyJ4"}}}"#,
             UNSUPPORTED_PAYMENT,
         ),
         (
