@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A TCP server that is not HTTP: echoes the first bytes of each connection and closes it.
+"""A TCP server that is not HTTP: echoes each connection's first line (up to 100 bytes) and
+closes it. It reads until the newline, since a proxy in between may pass the bytes on in
+more than one segment (Purser sends the two it sniffed first).
 
     echo_server.py --host ADDR --port PORT --log FILE
 
@@ -24,5 +26,11 @@ while True:
     conn, _ = server.accept()
     with open(args.log, "a") as log:
         log.write("connection\n")
-    conn.sendall(conn.recv(100))
+    received = b""
+    while b"\n" not in received and len(received) < 100:
+        chunk = conn.recv(100 - len(received))
+        if not chunk:
+            break
+        received += chunk
+    conn.sendall(received)
     conn.close()
