@@ -2,8 +2,8 @@
 //! Purser govern it?
 //!
 //! Every entry point (absolute-form requests, intercepted TLS over HTTP/1.1 and HTTP/2,
-//! plaintext inside `CONNECT`, payments to `tunnel` hosts) asks this module, and nothing
-//! else, where a payment is:
+//! plaintext inside `CONNECT`, payments to `tunnel` hosts, connections redirected to the
+//! transparent listener) asks this module, and nothing else, where a payment is:
 //!
 //! * [`names`]: header names as frameworks read them (`PAYMENT_SIGNATURE` is
 //!   `PAYMENT-SIGNATURE`), for payment, receipt and Purser's own control headers;
