@@ -305,7 +305,9 @@ fn what_purser_cannot_read_is_refused_unless_listed_and_nothing_loops() {
     let dir = TempDir::new("transparent-wire-logs");
     // The policy is written before anything listens, so the listed destination has a
     // fixed port (the namespace is the test's own).
-    let policy = "  passthrough: ['10.203.0.2:7001']\n";
+    // `bank.invalid` is a tunnel host that resolves nowhere: an SNI naming it must not
+    // splice a connection to the merchant.
+    let policy = "  passthrough: ['10.203.0.2:7001']\ntunnel: ['bank.invalid']\n";
     let Some(world) = World::start("wire", policy) else {
         return;
     };
@@ -347,6 +349,19 @@ fn what_purser_cannot_read_is_refused_unless_listed_and_nothing_loops() {
         "{answer:?}\n{}",
         world.log()
     );
+    assert!(world.settled().is_empty());
+
+    // A TLS connection to the merchant whose SNI names a tunnel host is not spliced: the
+    // SNI is the agent's to choose, the address is not. (Spliced, the payment inside would
+    // reach the merchant unread.)
+    let tunnel_sni = format!(
+        "curl -sS -k -o /dev/null -w '%{{http_code}}' --resolve 'bank.invalid:{port}:{MERCHANT_V4}' \
+         -H 'PAYMENT-SIGNATURE: {payment}' 'https://bank.invalid:{port}/paid/data'",
+        port = world.https_port
+    );
+    let answer = bash_as_agent(&world, &tunnel_sni);
+    assert_eq!(String::from_utf8_lossy(&answer.stdout), "000", "{answer:?}");
+    assert!(world.logged("its SNI names a tunnel host"));
     assert!(world.settled().is_empty());
 
     // Purser's own listeners are not reachable through the redirect: no loop, no admin API.

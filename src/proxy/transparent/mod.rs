@@ -208,7 +208,15 @@ async fn tls<S>(
         .tunnel_entry(&name, original.port())
         .map(|entry| entry.pattern.to_string());
     if let Some(pattern) = tunnel {
-        return passthrough::splice(state, agent, pass, original, &pattern).await;
+        // Spliced bytes are never read, so the SNI alone cannot choose a splice: an agent
+        // could name a tunnel host and pay any merchant inside. Only a connection that was
+        // going to one of the tunnel host's own addresses is spliced.
+        if passthrough::resolves_to(state, &name, original).await {
+            return passthrough::splice(state, agent, pass, original, &pattern).await;
+        }
+        state.metrics.refused_connect();
+        tracing::warn!(%name, %original, "refusing a redirected connection: its SNI names a tunnel host, but it was going to an address that host does not resolve to");
+        return;
     }
     let config = match state.leaves.server_config(&name) {
         Ok(config) => config,

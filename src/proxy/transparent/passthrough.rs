@@ -24,16 +24,24 @@ pub(super) async fn listed(state: &ProxyState, original: SocketAddr) -> Option<S
     if let Some(entry) = section.passthrough_address(original) {
         return Some(entry.to_string());
     }
-    let wait = state.upstream.settings.connect_timeout;
     for (host, entry) in section.named_passthrough(original.port()) {
-        let lookup = tokio::time::timeout(wait, tokio::net::lookup_host((host, original.port())));
-        if let Ok(Ok(mut addresses)) = lookup.await {
-            if addresses.any(|address| same_ip(address.ip(), original.ip())) {
-                return Some(entry.to_string());
-            }
+        if resolves_to(state, host, original).await {
+            return Some(entry.to_string());
         }
     }
     None
+}
+
+/// Whether `host` resolves to `original`'s address (within the connect timeout). A name
+/// lets a connection through only to its own addresses: the agent picks the name it
+/// sends (an SNI, a `Host`), but not where the kernel says it was going.
+pub(super) async fn resolves_to(state: &ProxyState, host: &str, original: SocketAddr) -> bool {
+    let wait = state.upstream.settings.connect_timeout;
+    let lookup = tokio::time::timeout(wait, tokio::net::lookup_host((host, original.port())));
+    match lookup.await {
+        Ok(Ok(mut addresses)) => addresses.any(|address| same_ip(address.ip(), original.ip())),
+        _ => false,
+    }
 }
 
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
