@@ -93,6 +93,7 @@ pub fn read_transaction(bytes: &[u8]) -> Result<Transaction, MppError> {
     if fields.len() < 14 {
         return Err(malformed("too few fields"));
     }
+    refuse_authorizations(&fields)?;
     let calls = list_items(fields[4].0.list()?, MAX_CALLS + 1)?
         .iter()
         .map(|(call, _)| read_call(call))
@@ -123,6 +124,31 @@ pub fn read_transaction(bytes: &[u8]) -> Result<Transaction, MppError> {
         sender,
         content_digest: hasher.finalize().into(),
     })
+}
+
+/// Refuses a transaction that delegates the account (a non-empty `authorizationList`,
+/// EIP-7702) or grants a spending key (a non-empty `keyAuthorization`): whoever broadcasts
+/// it could spend again later with no decision, so only a plain transfer is governed.
+fn refuse_authorizations(fields: &[(Item<'_>, &[u8])]) -> Result<(), MppError> {
+    let empty = |item: &Item<'_>| match item {
+        Item::List(payload) | Item::Bytes(payload) => payload.is_empty(),
+    };
+    if !empty(&fields[12].0) {
+        return Err(MppError::Unsupported(
+            "this Tempo transaction carries an authorizationList (an account delegation): \
+             Purser governs only plain transfers"
+                .into(),
+        ));
+    }
+    // With a key authorization the fields are 15: it sits before the signature.
+    if fields.len() > 14 && !empty(&fields[13].0) {
+        return Err(MppError::Unsupported(
+            "this Tempo transaction carries a keyAuthorization (a spending key for the \
+             account): Purser governs only plain transfers"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Transaction {
@@ -318,6 +344,33 @@ mod tests {
         let a = read_transaction(&original).unwrap();
         let b = read_transaction(&respelled).unwrap();
         assert_eq!(a.content_digest, b.content_digest);
+    }
+
+    #[test]
+    fn a_delegation_or_a_spending_key_is_refused_however_exact_the_transfer() {
+        // The captured transaction ends `…80 c0 b841<signature>`: no fee payer, an empty
+        // authorizationList, the signature. Its list header is `f9 0116`.
+        assert!(CAPTURED.contains("f90116") && CAPTURED.contains("80c0b841"));
+        let with = |from: &str, header: &str| {
+            let text = CAPTURED
+                .replacen("f90116", header, 1)
+                .replacen("80c0b841", from, 1);
+            read_transaction(&hex_bytes(&text).unwrap())
+        };
+        // An authorizationList holding one (empty) entry: one byte longer.
+        let delegated = with("80c180b841", "f90117");
+        assert!(
+            matches!(&delegated, Err(MppError::Unsupported(why)) if why.contains("authorizationList")),
+            "{delegated:?}"
+        );
+        // A keyAuthorization before the signature: two bytes longer.
+        let keyed = with("80c0c180b841", "f90118");
+        assert!(
+            matches!(&keyed, Err(MppError::Unsupported(why)) if why.contains("keyAuthorization")),
+            "{keyed:?}"
+        );
+        // An empty keyAuthorization grants nothing.
+        assert!(with("80c080b841", "f90117").is_ok());
     }
 
     #[test]
