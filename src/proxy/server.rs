@@ -29,7 +29,12 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
         };
         match accepted {
             Ok((stream, peer)) => match state.admission.admit(peer.ip()) {
-                Some(pass) => hand_over(&workers, &state, stream, peer, pass),
+                Some(pass) => {
+                    let state = state.clone();
+                    workers.hand_over(stream, peer, move |stream| {
+                        serve_connection(state, stream, peer, pass)
+                    })
+                }
                 None => turn_away(stream, peer),
             },
             Err(error) => {
@@ -40,31 +45,6 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
         }
     }
     tracing::info!("proxy listener closed; draining connections");
-}
-
-/// Moves an accepted connection onto a worker's runtime: the socket is re-registered
-/// with that worker's reactor, so its wake-ups happen on that worker's thread.
-fn hand_over(
-    workers: &Workers,
-    state: &Arc<ProxyState>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    pass: Arc<Pass>,
-) {
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%peer, %error, "could not detach an accepted connection");
-            return;
-        }
-    };
-    let state = state.clone();
-    workers.spawn(async move {
-        match TcpStream::from_std(stream) {
-            Ok(stream) => serve_connection(state, stream, peer, pass).await,
-            Err(error) => tracing::warn!(%peer, %error, "worker could not register a connection"),
-        }
-    });
 }
 
 /// At the connection cap with every connection authenticated: a `503`, if the socket

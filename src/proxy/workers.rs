@@ -12,7 +12,9 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -69,6 +71,31 @@ impl Workers {
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         self.handles[index].spawn(task);
+    }
+
+    /// Moves an accepted connection onto the next worker and `serve`s it there: the
+    /// socket is re-registered with that worker's reactor, so its wake-ups happen on that
+    /// worker's thread. Both listeners (proxy and transparent) hand connections over here.
+    pub fn hand_over<F, Fut>(&self, stream: TcpStream, peer: SocketAddr, serve: F)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "could not detach an accepted connection");
+                return;
+            }
+        };
+        self.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream).await,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "worker could not register a connection")
+                }
+            }
+        });
     }
 }
 

@@ -57,7 +57,12 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
         };
         match accepted {
             Ok((stream, peer)) => match state.admission.admit(peer.ip()) {
-                Some(pass) => hand_over(&workers, &state, stream, peer, pass),
+                Some(pass) => {
+                    let state = state.clone();
+                    workers.hand_over(stream, peer, move |stream| {
+                        serve_connection(state, stream, peer, pass)
+                    })
+                }
                 None => {
                     tracing::debug!(%peer, "at the connection cap; turning a redirected connection away");
                     drop(stream);
@@ -70,30 +75,6 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, workers: Arc<W
         }
     }
     tracing::info!("transparent listener closed; draining connections");
-}
-
-/// Moves an accepted connection onto a worker's runtime, as the proxy listener does.
-fn hand_over(
-    workers: &Workers,
-    state: &Arc<ProxyState>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    pass: Arc<Pass>,
-) {
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%peer, %error, "could not detach a redirected connection");
-            return;
-        }
-    };
-    let state = state.clone();
-    workers.spawn(async move {
-        match TcpStream::from_std(stream) {
-            Ok(stream) => serve_connection(state, stream, peer, pass).await,
-            Err(error) => tracing::warn!(%peer, %error, "worker could not register a connection"),
-        }
-    });
 }
 
 async fn serve_connection(
