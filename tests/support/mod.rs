@@ -489,3 +489,23 @@ pub(crate) fn pending_holds(purser: &Purser, count: usize) -> Vec<serde_json::Va
     }
     panic!("expected {count} pending holds");
 }
+
+/// The port a server child announced with its `READY <port>` line on `stdout` (the kit's,
+/// the Python and Node stubs' convention); the rest of its output is drained on a thread
+/// so it never blocks writing. Panics, naming `what`, when it exits first.
+pub(crate) fn ready_port(stdout: std::process::ChildStdout, what: &str) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(port) = line.strip_prefix("READY ") {
+                    break port.trim().parse().expect("port");
+                }
+            }
+            _ => panic!("{what} exited before it was ready"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    port
+}

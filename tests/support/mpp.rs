@@ -6,7 +6,6 @@
 //! MCP server and an MCP session paying through pympp's `McpClient`); and the official
 //! TypeScript SDK (mppx 0.11.0, `tests/interop/node/`): its merchant and its agent.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -58,18 +57,7 @@ impl Server {
             .spawn()
             .expect("spawn python server");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = line.strip_prefix("READY ") {
-                        break port.trim().parse().expect("port");
-                    }
-                }
-                _ => panic!("{script} exited before it was ready"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let port = super::ready_port(stdout, script);
         Server { child, port }
     }
 
@@ -279,18 +267,7 @@ impl MppxMerchant {
             .spawn()
             .expect("spawn node (mppx_server.mjs)");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = line.strip_prefix("READY ") {
-                        break port.trim().parse().expect("port");
-                    }
-                }
-                _ => panic!("mppx_server.mjs exited before it was ready"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let port = super::ready_port(stdout, "mppx_server.mjs");
         MppxMerchant {
             child,
             port,

@@ -2,7 +2,6 @@
 //! `target/`, a facilitator stub, a paid FastAPI server and a paying `requests` client
 //! (`tests/interop/*.py`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -57,18 +56,7 @@ impl PyServer {
             .spawn()
             .expect("spawn python server");
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = line.strip_prefix("READY ") {
-                        break port.trim().parse().expect("port");
-                    }
-                }
-                _ => panic!("{script} exited before it was ready"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let port = super::ready_port(stdout, script);
         PyServer { child, port }
     }
 

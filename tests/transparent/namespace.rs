@@ -8,7 +8,6 @@
 //! there as [`AGENT_UID`] (no user is created: `setpriv` switches to the bare uid) with no
 //! capabilities, no proxy variables and only a CA variable.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -157,19 +156,7 @@ impl Namespace {
             .expect("spawn a server in the namespace");
         let stdout = child.stdout.take().expect("stdout");
         self.keep(child);
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(port) = line.strip_prefix("READY ") {
-                        break port.trim().parse().expect("port");
-                    }
-                }
-                _ => panic!("a server exited before it was ready"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        port
+        crate::support::ready_port(stdout, "a server")
     }
 
     /// `PROGRAM ARGS` as the agent: uid [`AGENT_UID`], no capabilities (bounding set
