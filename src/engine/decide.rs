@@ -22,7 +22,10 @@ use crate::detect::mcp::MetaPayment;
 use crate::detect::{FoundPayment, HeadPayment, Protocol};
 use crate::policy::Policy;
 use crate::store::replay::{forget_after, unix_now};
-use crate::store::{check_retry, RetryCheck, RetryIdentity, Session, SessionRefused};
+use crate::store::{
+    check_retry, KeyScreen, RetryCheck, RetryClaim, RetryIdentity, Screened, Session,
+    SessionRefused,
+};
 use crate::x402::{hex, Payment};
 use http::HeaderMap;
 use std::sync::Arc;
@@ -142,47 +145,33 @@ async fn decide(
         session: facts.identity.session_id().into(),
         resource: facts.resource_digest(),
     };
-    match check_retry(&shared.store, &replay_keys, &identity).await {
-        RetryCheck::Unrelated => {}
-        RetryCheck::Retry(claim) => {
-            let retry = Retry {
-                priced,
-                replay_keys,
-                claim,
-                started,
-            };
-            return Decided::Done(
-                Box::pin(decide_retry(shared, facts, policy, &session, retry)).await,
-            );
+    let screens = shared.store.screens_keys();
+    if !screens {
+        match retry_verdict(check_retry(&shared.store, &replay_keys, &identity).await) {
+            RetryVerdict::Unrelated => {}
+            RetryVerdict::Refuse(rejection) => return done(rejected(rejection).await),
+            RetryVerdict::Retry(claim) => {
+                let retry = Retry {
+                    priced,
+                    replay_keys,
+                    claim,
+                    started,
+                };
+                return run_retry(shared, facts, policy, &session, retry).await;
+            }
         }
-        RetryCheck::Conflict { original, why } => {
-            let rejection = Rejection {
-                code: "replayed_payment",
-                message: format!(
-                    "this payment shares its authorization with payment {original}, whose \
-                     outcome is unknown, and is not its retry: {why}"
-                ),
-            };
-            return done(rejected(rejection).await);
+        if let Some(index) = shared.store.first_seen_replay_key(&replay_keys, now).await {
+            return done(rejected(already_seen(&replay_keys, index)).await);
         }
-    }
-    if let Some(seen) = shared
-        .store
-        .first_seen_replay_key(&replay_keys, now)
-        .await
-        .and_then(|index| replay_keys.get(index))
-    {
-        let rejection = Rejection {
-            code: "replayed_payment",
-            message: format!(
-                "this payment was already seen ({})",
-                seen.split(':').next().unwrap_or("key")
-            ),
-        };
-        return done(rejected(rejection).await);
     }
     let agent: &str = &facts.identity.agent;
     let session_id = facts.identity.session_id();
+    let until = forget_after(priced.payment.valid_before(), now);
+    let screen = screens.then_some(KeyScreen {
+        keys: &replay_keys,
+        until,
+        now,
+    });
     let mut judged = judge(
         shared,
         facts,
@@ -192,16 +181,49 @@ async fn decide(
         &session_id,
         agent,
         None,
+        screen,
     )
     .await;
+    let keys_claimed = match judged.screened {
+        Screened::Judged { keys_claimed } => keys_claimed,
+        Screened::Replayed(index) => {
+            return done(rejected(already_seen(&replay_keys, index)).await)
+        }
+        Screened::SharesUnknownKey => {
+            // The screen saw a key of an unknown payment: the full look decides whether
+            // this is its retry.
+            let rejection =
+                match retry_verdict(check_retry(&shared.store, &replay_keys, &identity).await) {
+                    RetryVerdict::Unrelated => Rejection {
+                        code: "replayed_payment",
+                        message: "this payment shares its authorization with a payment whose \
+                              outcome was resolved while it arrived; send it again"
+                            .to_string(),
+                    },
+                    RetryVerdict::Refuse(rejection) => rejection,
+                    RetryVerdict::Retry(claim) => {
+                        let retry = Retry {
+                            priced,
+                            replay_keys,
+                            claim,
+                            started,
+                        };
+                        return run_retry(shared, facts, policy, &session, retry).await;
+                    }
+                };
+            return done(rejected(rejection).await);
+        }
+    };
     if let Some(booking) = judged.booking.take() {
-        // Claiming the keys is the check that counts: of two copies racing, one loses here.
-        let until = forget_after(priced.payment.valid_before(), now);
-        if shared
+        if keys_claimed {
+            judged.booking = Some(booking.with_keys(std::mem::take(&mut replay_keys)));
+        } else if shared
             .store
             .claim_replay_keys(&replay_keys, until, now)
             .await
         {
+            // Claiming the keys is the check that counts: of two copies racing, one
+            // loses here.
             judged.booking = Some(booking.with_keys(std::mem::take(&mut replay_keys)));
         } else {
             drop(booking);
@@ -251,7 +273,6 @@ async fn decide(
         started,
     };
     let written = write_decision(shared, facts, policy, &priced, decision).await;
-    let evaluation = &judged.evaluation;
     // A refusal past the agent's rate cites the line that summarises it.
     let trace_id = match written {
         Ok(cited) => cited,
@@ -261,6 +282,7 @@ async fn decide(
             return done(Refusal::trace_unavailable(&error, &trace_id, &session_id));
         }
     };
+    let evaluation = &judged.evaluation;
     tracing::info!(session = %session_id, trace = %trace_id, decision = evaluation.verdict.as_str(), rule = %evaluation.rule, usd = %priced.price.usd, host = %facts.host, "payment decision");
     let gate = evaluation.gate.map(|g| g.as_str());
     match (evaluation.verdict, judged.booking) {
@@ -300,6 +322,51 @@ async fn decide(
             &trace_id,
             &session_id,
         )),
+    }
+}
+
+/// What a look at the unknown payments leaves the decision to do.
+enum RetryVerdict {
+    /// None of its keys is an unknown payment's: decide it as a new payment.
+    Unrelated,
+    /// The retry of an unknown payment, claimed.
+    Retry(RetryClaim),
+    /// A copy of an unknown payment that is not its retry: a replay.
+    Refuse(Rejection),
+}
+
+fn retry_verdict(check: RetryCheck) -> RetryVerdict {
+    match check {
+        RetryCheck::Unrelated => RetryVerdict::Unrelated,
+        RetryCheck::Retry(claim) => RetryVerdict::Retry(claim),
+        RetryCheck::Conflict { original, why } => RetryVerdict::Refuse(Rejection {
+            code: "replayed_payment",
+            message: format!(
+                "this payment shares its authorization with payment {original}, whose \
+                 outcome is unknown, and is not its retry: {why}"
+            ),
+        }),
+    }
+}
+
+async fn run_retry(
+    shared: &Arc<Shared>,
+    facts: &RequestFacts,
+    policy: &Policy,
+    session: &Session,
+    retry: Retry,
+) -> Decided {
+    Decided::Done(Box::pin(decide_retry(shared, facts, policy, session, retry)).await)
+}
+
+/// The refusal of a payment whose key at `index` is remembered already.
+fn already_seen(keys: &[String], index: usize) -> Rejection {
+    let seen = keys
+        .get(index)
+        .map_or("key", |key| key.split(':').next().unwrap_or("key"));
+    Rejection {
+        code: "replayed_payment",
+        message: format!("this payment was already seen ({seen})"),
     }
 }
 

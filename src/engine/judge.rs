@@ -12,7 +12,7 @@ use super::records::{budget_snapshot, decision_record};
 use crate::ledger::{BudgetView, OverBudget, ReservationId, ReserveRequest};
 use crate::policy::rules::{Phase, Trust};
 use crate::policy::{Limits, Policy, Tool};
-use crate::store::{Booking, Judge, Session, SessionState};
+use crate::store::{Booking, Judge, KeyScreen, Screened, Session, SessionState};
 use crate::trace::TraceError;
 use crate::x402::normalize_address;
 use rust_decimal::Decimal;
@@ -20,12 +20,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// A payment judged: the evaluation, the booking when it reserved, the session's phase
-/// it was judged in, and the recipient's trust it was judged with.
+/// it was judged in, the recipient's trust it was judged with, and what the store's
+/// screen of its keys found (a store that screens them: [`crate::store::Store::screens_keys`]).
 pub(super) struct Judged {
     pub evaluation: Evaluation,
     pub booking: Option<Booking>,
     pub phase: Phase,
     pub trust: Trust,
+    pub screened: Screened,
+    /// The accounts as the judge saw them, with this payment's reservation (the decision
+    /// line's budget snapshot: no second look at the store). `None` when it never ran.
+    pub budget: Option<BudgetView>,
 }
 
 /// Judges `priced` for `session` and reserves its amount if it is allowed or held (a
@@ -42,6 +47,7 @@ pub(super) async fn judge(
     session_id: &str,
     agent: &str,
     already_counted: Option<Decimal>,
+    screen: Option<KeyScreen<'_>>,
 ) -> Judged {
     let limits = policy.limits_for(agent);
     let pay_to = normalize_address(&priced.pay_to);
@@ -73,14 +79,19 @@ pub(super) async fn judge(
         already_counted,
         judged: None,
     };
-    shared.store.decide_in(session, request, &mut judge).await;
-    let Some((evaluation, reservation, phase)) = judge.judged else {
+    let screened = shared
+        .store
+        .decide_in(session, request, screen, &mut judge)
+        .await;
+    let Some((evaluation, reservation, phase, budget)) = judge.judged else {
         // The store never ran the decision: nothing was reserved, and nothing leaves.
         return Judged {
             evaluation: unjudged(shared.store.unavailable()),
             booking: None,
             phase: Phase::Explore,
             trust,
+            screened,
+            budget: None,
         };
     };
     Judged {
@@ -88,6 +99,8 @@ pub(super) async fn judge(
         booking: reservation.map(|id| Booking::new(&shared.store, id)),
         phase,
         trust,
+        screened,
+        budget: Some(budget),
     }
 }
 
@@ -101,7 +114,7 @@ struct PaymentJudge<'a> {
     trust: Trust,
     limits: Limits,
     already_counted: Option<Decimal>,
-    judged: Option<(Evaluation, Option<ReservationId>, Phase)>,
+    judged: Option<(Evaluation, Option<ReservationId>, Phase, BudgetView)>,
 }
 
 impl Judge for PaymentJudge<'_> {
@@ -164,7 +177,11 @@ impl Judge for PaymentJudge<'_> {
             Verdict::Denied => session.counts.denied += 1,
             Verdict::PendingApproval => session.counts.pending_approval += 1,
         }
-        self.judged = Some((evaluation, reservation, session.phase));
+        let seen = match reservation {
+            Some(_) => with_reserved(budget, self.priced.price.usd),
+            None => budget,
+        };
+        self.judged = Some((evaluation, reservation, session.phase, seen));
     }
 }
 
@@ -219,7 +236,10 @@ pub(super) async fn write_decision(
     let evaluation = &judged.evaluation;
     decision_events(shared, facts, priced, evaluation, trace_id);
     let agent = &facts.identity.agent;
-    let view = shared.store.budget(session_id, agent).await;
+    let view = match judged.budget {
+        Some(view) => view,
+        None => shared.store.budget(session_id, agent).await,
+    };
     let limits = policy.limits_for(agent);
     let mut record = decision_record(facts, policy, priced, evaluation, trace_id, judged.phase);
     record.replay_keys = replay_keys.to_vec();
@@ -231,6 +251,14 @@ pub(super) async fn write_decision(
         started.elapsed(),
     );
     shared.trace.append_durable(&record).await
+}
+
+/// The accounts once `amount` is reserved at every level.
+fn with_reserved(mut view: BudgetView, amount: Decimal) -> BudgetView {
+    for account in [&mut view.session, &mut view.agent, &mut view.fleet] {
+        account.reserved += amount;
+    }
+    view
 }
 
 /// The budget as a retry is judged against: its original's amount, counted as unknown,

@@ -70,6 +70,7 @@ pub(super) async fn decide_retry(
         &session_id,
         agent,
         Some(counted),
+        None,
     )
     .await;
     let evaluation = &mut judged.evaluation;

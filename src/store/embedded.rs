@@ -5,7 +5,7 @@
 //! Every operation is done by the time it returns, so each [`Op`] is ready at once: the
 //! decision path pays a virtual call per operation and nothing else.
 
-use super::interface::{Judge, OpenedHold, Store};
+use super::interface::{Judge, KeyScreen, OpenedHold, Screened, Store};
 use super::op::Op;
 use super::replay::{unix_now, ReplaySet};
 use super::restore::Recovered;
@@ -110,12 +110,15 @@ impl Store for Embedded {
         &'a self,
         session: &'a Session,
         request: ReserveRequest<'a>,
+        _screen: Option<KeyScreen<'a>>,
         judge: &'a mut dyn Judge,
-    ) -> Op<'a, ()> {
+    ) -> Op<'a, Screened> {
         let mut state = session.lock();
         let budget = self.ledger.view(request.session, request.agent);
         judge.judge(&mut state, budget, &mut || self.ledger.reserve(request));
-        Op::ready(())
+        Op::ready(Screened::Judged {
+            keys_claimed: false,
+        })
     }
 
     fn advance_phase(

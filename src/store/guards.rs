@@ -172,7 +172,7 @@ mod tests {
             halt_ratio: None,
         };
         let mut judge = BookIt(None);
-        store.decide_in(&session, request, &mut judge).await;
+        store.decide_in(&session, request, None, &mut judge).await;
         Booking::new(store, judge.0.expect("booked"))
     }
 

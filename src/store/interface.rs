@@ -26,6 +26,31 @@ use rust_decimal::Decimal;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+/// A payment's replay keys, for a store that screens and claims them in the same step
+/// as the reservation ([`Store::screens_keys`]): one round trip to a shared store instead
+/// of three.
+#[derive(Clone, Copy)]
+pub struct KeyScreen<'a> {
+    pub keys: &'a [String],
+    /// Until when the keys are remembered (Unix seconds).
+    pub until: u64,
+    pub now: u64,
+}
+
+/// What a decision run in the store came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screened {
+    /// The judge ran, or the store could not run it (the judge then has no result);
+    /// `keys_claimed`: the keys screened were claimed with the booking.
+    Judged { keys_claimed: bool },
+    /// The key at this index is remembered already (a replay, or a racing copy): the
+    /// judge did not run and nothing was booked.
+    Replayed(usize),
+    /// A key belongs to a payment whose outcome is unknown: the payment may be its retry
+    /// ([`Store::claim_retry`] says). The judge did not run and nothing was booked.
+    SharesUnknownKey,
+}
+
 /// The store as the engine holds it.
 pub type SharedStore = Arc<dyn Store>;
 
@@ -83,12 +108,22 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of the sessions tracked, sorted.
     fn session_ids(&self) -> Op<'_, Vec<String>>;
     /// Runs `judge` as one critical section with `request`'s accounts (see [`Judge`]).
+    /// With `screen` (only when [`Store::screens_keys`]), the keys are checked against
+    /// the replay set and the unknown payments first, and claimed with the booking.
     fn decide_in<'a>(
         &'a self,
         session: &'a Session,
         request: ReserveRequest<'a>,
+        screen: Option<KeyScreen<'a>>,
         judge: &'a mut dyn Judge,
-    ) -> Op<'a, ()>;
+    ) -> Op<'a, Screened>;
+    /// Whether [`Store::decide_in`] screens a payment's keys itself. The engine then asks
+    /// it instead of looking first ([`Store::claim_retry`], [`Store::first_seen_replay_key`])
+    /// and claiming after ([`Store::claim_replay_keys`]): a shared store saves two round
+    /// trips per payment. The embedded store looks in memory and does not.
+    fn screens_keys(&self) -> bool {
+        false
+    }
     /// Moves the session's phase forward; returns the phase it left.
     fn advance_phase(
         &self,

@@ -97,3 +97,71 @@ async fn a_phase_moved_on_one_replica_holds_on_another_and_replays_cross_replica
     assert!(!tampered.status.success(), "{out}");
     assert!(out.contains("BROKEN: replica r1 line 1"), "{out}");
 }
+
+const UNKNOWN_POLICY: &str = r#"
+agents:
+  agent: { token: t0ken }
+phases:
+  allowed_payment_phase: COMMIT
+budget:
+  agent_limit: 1.00
+"#;
+
+/// Each replica screens a payment's keys in the same round trip as its reservation. A
+/// payment refused by a rule gives its keys back, so it can be sent again once the rule
+/// allows it; a payment whose outcome is unknown can be retried, once, through any
+/// replica, and a copy of it from another session is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_payments_can_be_sent_again_and_unknown_ones_retried_through_another_replica() {
+    let Some(fleet) = Fleet::start("screen", UNKNOWN_POLICY, 2, &[]) else {
+        return;
+    };
+    let merchant = crate::merchant::Merchant::start();
+    let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
+    let mut on_a = Conn::new(a.proxy);
+    let mut on_b = Conn::new(b.proxy);
+
+    // Refused in EXPLORE, then the same signed payment once the session is in COMMIT.
+    let settled = merchant.url("/settled");
+    let early = pay(&mut on_a, "s1", &settled, 1, 10_000).await;
+    assert_eq!(rule(&early), "phase", "{}", early.excerpt());
+    a.set_phase("agent.s1", "DECIDE");
+    a.set_phase("agent.s1", "COMMIT");
+    let again = pay(&mut on_a, "s1", &settled, 1, 10_000).await;
+    assert_eq!(decision(&again), "ALLOWED", "{}", again.excerpt());
+
+    // An answer with no receipt: the outcome is unknown, and the amount stays counted.
+    let silent = merchant.url("/ok");
+    let first = pay(&mut on_a, "s1", &silent, 2, 20_000).await;
+    assert_eq!(decision(&first), "ALLOWED", "{}", first.excerpt());
+    let unknown = "SELECT unknown FROM purser_agents WHERE agent = 'agent'";
+    assert!(
+        wait_for(|| fleet.number(unknown) == 0.02),
+        "the payment without a receipt is unknown in the store"
+    );
+
+    // The same payment from another session, through B: a replay of the unknown one.
+    b.set_phase("agent.s2", "DECIDE");
+    b.set_phase("agent.s2", "COMMIT");
+    let copy = pay(&mut on_b, "s2", &silent, 2, 20_000).await;
+    assert_eq!(rule(&copy), "replayed_payment", "{}", copy.excerpt());
+    let reason = copy.json()["reason"].as_str().unwrap_or("").to_string();
+    assert!(reason.contains("is not its retry"), "{}", copy.excerpt());
+
+    // Its retry, through B: judged as the retry, and settled this time.
+    let elsewhere = pay(&mut on_b, "s1", &settled, 2, 20_000).await;
+    assert_eq!(
+        rule(&elsewhere),
+        "replayed_payment",
+        "a retry asks for the same resource"
+    );
+    let retry = pay(&mut on_b, "s1", &silent, 2, 20_000).await;
+    assert_eq!(decision(&retry), "ALLOWED", "{}", retry.excerpt());
+    let lines = super::all_lines(&fleet);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["kind"] == "decision" && line["retry_of"].is_string()),
+        "B's decision line names the payment it retries"
+    );
+}

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 const BATCH: usize = 1000;
 /// How often the copy looks at the file when the writer has not rung.
 const IDLE_LOOK: Duration = Duration::from_secs(2);
+/// How long the copy lets lines gather once rung: a few round trips a second carry a
+/// steady trickle of lines, rather than one per line.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Starts copying `trace`'s lines into the store.
 pub(super) fn start(link: Arc<Link>, trace: &TraceLog) {
@@ -92,7 +95,12 @@ async fn copy(link: &Link, path: &Path, bell: &Notify) -> Result<(), StoreError>
             .map_err(|e| StoreError::Refused(e.to_string()))?;
         if lines.is_empty() {
             position = next;
-            let _ = tokio::time::timeout(IDLE_LOOK, bell.notified()).await;
+            if tokio::time::timeout(IDLE_LOOK, bell.notified())
+                .await
+                .is_ok()
+            {
+                tokio::time::sleep(GATHER).await;
+            }
             continue;
         }
         let mut pause = Duration::from_millis(100);

@@ -1,5 +1,6 @@
-//! The two operations every payment makes, batched: reserving its amount
-//! (`purser_reserve`) and claiming its replay keys (`purser_claim_keys`). Requests that
+//! The two operations every payment makes, batched: reserving its amount and screening
+//! and claiming its replay keys (`purser_decide`, one round trip), and claiming keys on
+//! their own (`purser_claim_keys`, for a decision that did not screen them). Requests that
 //! arrive while a batch is in flight go together in the next one, so under load one
 //! round trip and one commit serve many decisions, and the hot budget rows are locked
 //! once per batch rather than once per payment.
@@ -26,12 +27,20 @@ pub(super) struct ReserveItem {
     pub amount: Decimal,
     /// Session, agent and fleet caps (limit × halt ratio); `None`: no limit.
     pub caps: [Option<Decimal>; 3],
+    /// The replay keys to screen and claim with the reservation (a JSON array), and
+    /// until when they are remembered; `None`: nothing screened.
+    pub keys: Option<String>,
+    pub until: i64,
 }
 
-/// What the store answered: the level that refused (or none), the session's phase, and
-/// session, agent and fleet accounts (committed, unknown, reserved) just before it.
+/// What the store answered: what refused it (`session`, `agent` or `fleet`, or the screen:
+/// `replayed`, `unknown_key`) or none, the index of the key found remembered, the session's
+/// phase, and session, agent and fleet accounts (committed, unknown, reserved) just
+/// before it. Booked with its keys claimed when nothing refused it.
+#[derive(Clone)]
 pub(super) struct Reserved {
     pub refused: Option<String>,
+    pub seen: Option<i32>,
     pub phase: String,
     pub accounts: [[Decimal; 3]; 3],
 }
@@ -80,7 +89,7 @@ impl Batchers {
         let id = item.id;
         let undo = |reserved: Reserved| {
             if reserved.refused.is_none() {
-                self.writes.push(release(id));
+                undo_booking(&self.writes, id);
             }
         };
         ask(&self.link, &self.reserve, item, undo).await
@@ -98,12 +107,15 @@ impl Batchers {
     }
 }
 
-fn release(id: i64) -> Write {
-    Write::Settle {
+/// Gives back what a booking took: its reservation, and the keys claimed with it (the
+/// claim carries the reservation's id).
+pub(super) fn undo_booking(writes: &Writes, id: i64) {
+    writes.push(Write::Settle {
         id,
         outcome: "released",
         unknown: None,
-    }
+    });
+    writes.push(Write::ForgetClaim { claim: id });
 }
 
 /// Queues `item` and waits for its answer within the time limit; an answer that comes
@@ -153,26 +165,16 @@ async fn run_reserves(
                     .unwrap_or_else(|| Err(StoreError::Refused("no answer for it".into()))),
                 Err(error) => {
                     if error.maybe_done() {
-                        writes.push(release(item.id));
+                        undo_booking(&writes, item.id);
                     }
                     Err(error.clone())
                 }
             };
             if let Err(Ok(unwanted)) = reply.send(answer) {
                 if unwanted.refused.is_none() {
-                    writes.push(release(item.id));
+                    undo_booking(&writes, item.id);
                 }
             }
-        }
-    }
-}
-
-impl Clone for Reserved {
-    fn clone(&self) -> Self {
-        Reserved {
-            refused: self.refused.clone(),
-            phase: self.phase.clone(),
-            accounts: self.accounts,
         }
     }
 }
@@ -189,27 +191,38 @@ async fn reserve_batch(
     let cap =
         |level: usize| -> Vec<Option<Decimal>> { items.iter().map(|i| i.caps[level]).collect() };
     let (session_caps, agent_caps, fleet_caps) = (cap(0), cap(1), cap(2));
+    let keys: Vec<Option<&str>> = items.iter().map(|i| i.keys.as_deref()).collect();
+    let until: Vec<i64> = items.iter().map(|i| i.until).collect();
+    let now = jiff::Timestamp::now().as_second();
     let client = link.pool.get().await?;
     let statement = client
-        .prepare_cached("SELECT * FROM purser_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-        .await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &ids,
-                &link.instance,
-                &link.replica,
-                &sessions,
-                &agents,
-                &pay_to,
-                &amounts,
-                &session_caps,
-                &agent_caps,
-                &fleet_caps,
-            ],
+        .prepare_cached(
+            "SELECT * FROM purser_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                                         $11::TEXT[]::JSONB[], $12, $13)",
         )
         .await?;
+    let flush = client.prepare_cached("SELECT txid_current()").await?;
+    // Sent together, in this order: the decisions commit without waiting for the disk
+    // (the hot budget rows are not held through a flush), and the transaction after them
+    // commits waiting for it, which makes the log durable up to and past theirs. Both
+    // answers are in before any payment may leave: one round trip, one flush.
+    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[
+        &ids,
+        &link.instance,
+        &link.replica,
+        &sessions,
+        &agents,
+        &pay_to,
+        &amounts,
+        &session_caps,
+        &agent_caps,
+        &fleet_caps,
+        &keys,
+        &until,
+        &now,
+    ];
+    let decided = client.query(&statement, params);
+    let (rows, _) = tokio::try_join!(decided, client.query(&flush, &[]))?;
     rows.iter().map(reserved_row).collect()
 }
 
@@ -230,10 +243,13 @@ fn reserved_row(row: &tokio_postgres::Row) -> Result<(i64, Reserved), StoreError
             refused: row
                 .try_get(1)
                 .map_err(|e| StoreError::Refused(e.to_string()))?,
-            phase: row
+            seen: row
                 .try_get(2)
                 .map_err(|e| StoreError::Refused(e.to_string()))?,
-            accounts: [account(3)?, account(6)?, account(9)?],
+            phase: row
+                .try_get(3)
+                .map_err(|e| StoreError::Refused(e.to_string()))?,
+            accounts: [account(4)?, account(7)?, account(10)?],
         },
     ))
 }

@@ -35,7 +35,7 @@ mod writes;
 
 pub use settings::{FleetSettings, StoreSetupError};
 
-use super::interface::{Judge, OpenedHold, Store};
+use super::interface::{Judge, KeyScreen, OpenedHold, Screened, Store};
 use super::op::Op;
 use super::restore::Recovered;
 use super::session::{Session, TransitionError};
@@ -144,9 +144,6 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 impl Store for Postgres {
     fn budget(&self, session: &str, agent: &str) -> Op<'_, BudgetView> {
         let (session, agent) = (session.to_string(), agent.to_string());
-        if let Some(view) = self.views.take(&session, &agent) {
-            return Op::ready(view);
-        }
         if self.link.unavailable().is_some() {
             // Known down: the last view read, at once, rather than a wait for nothing.
             return Op::ready(self.views.last_known(&session));
@@ -220,16 +217,14 @@ impl Store for Postgres {
         &'a self,
         session: &'a Session,
         request: ReserveRequest<'a>,
+        screen: Option<KeyScreen<'a>>,
         judge: &'a mut dyn Judge,
-    ) -> Op<'a, ()> {
-        Op::pending(money::decide_in(
-            &self.batchers,
-            &self.writes,
-            &self.views,
-            session,
-            request,
-            judge,
-        ))
+    ) -> Op<'a, Screened> {
+        Op::pending(money::decide_in(self, session, request, screen, judge))
+    }
+
+    fn screens_keys(&self) -> bool {
+        true
     }
 
     fn advance_phase(

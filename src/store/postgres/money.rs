@@ -1,44 +1,34 @@
 //! Budgets on the fleet store: the accounts a payment is measured against, recipient
 //! trust, and the decision itself.
 //!
-//! A decision is one round trip: the reservation is booked first, atomically at session,
-//! agent and fleet level (`purser_reserve`), and the store answers with the session's
-//! phase and the accounts as they stood just before it. The judge then decides on exactly
-//! what an in-memory lock would have shown it, and a payment it does not let through has
-//! its reservation released. Meanwhile a reservation made for a payment that is then
-//! refused counts for a moment: a concurrent payment may see a fuller budget, never an
-//! emptier one.
+//! A decision is one round trip (`purser_decide`): the payment's replay keys are screened
+//! (a replay, or a key of an unknown payment, stops it there), the reservation is booked
+//! atomically at session, agent and fleet level and the keys are claimed with it, and the
+//! store answers with the session's phase and the accounts as they stood just before it.
+//! The judge then decides on exactly what an in-memory lock would have shown it, and a
+//! payment it does not let through has its reservation released and its keys forgotten.
+//! Meanwhile what a refused payment booked counts for a moment: a concurrent payment may
+//! see a fuller budget, never an emptier one, and a copy of it sent within that moment
+//! through another replica is refused as a replay (through the same replica, the next
+//! decision waits for the keys to be forgotten).
 
-use super::batch::{Batchers, ReserveItem, Reserved};
+use super::batch::{undo_booking, ReserveItem, Reserved};
 use super::link::{random_id, Link, StoreError};
 use super::writes::{Write, Writes};
 use crate::ledger::{Account, BudgetView, Level, OverBudget, ReservationId, ReserveRequest};
 use crate::policy::rules::Phase;
-use crate::store::interface::Judge;
+use crate::store::interface::{Judge, KeyScreen, Screened};
 use crate::store::session::Session;
 use dashmap::{DashMap, DashSet};
 use rust_decimal::Decimal;
-use std::time::{Duration, Instant};
 
-/// The accounts as each session's latest decision left them, for the decision's own
-/// proof-log line (read once, right after): that line then costs no round trip.
-/// Also the last view read of each session, shown while the store cannot be asked.
+/// The last view read of each session, shown while the store cannot be asked.
 #[derive(Default)]
 pub(crate) struct Views {
-    latest: DashMap<String, (String, BudgetView, Instant)>,
     known: DashMap<String, BudgetView>,
 }
 
-/// How long a decision's view stands in for a read of the store.
-const VIEW_FRESH: Duration = Duration::from_millis(500);
-
 impl Views {
-    /// The view the session's latest decision left, once and only while fresh.
-    pub(super) fn take(&self, session: &str, agent: &str) -> Option<BudgetView> {
-        let (_, (owner, view, at)) = self.latest.remove(session)?;
-        (owner == agent && at.elapsed() < VIEW_FRESH).then_some(view)
-    }
-
     /// The last view read of `session`, for when the store is down (zeros if none).
     pub(super) fn last_known(&self, session: &str) -> BudgetView {
         self.known
@@ -53,18 +43,6 @@ impl Views {
             self.known.clear();
         }
         self.known.insert(session.to_string(), view);
-    }
-
-    fn keep(&self, session: &str, agent: &str, view: BudgetView) {
-        self.read(session, view);
-        if self.latest.len() > 10_000 {
-            self.latest
-                .retain(|_, (_, _, at)| at.elapsed() < VIEW_FRESH);
-        }
-        self.latest.insert(
-            session.to_string(),
-            (agent.to_string(), view, Instant::now()),
-        );
     }
 }
 
@@ -147,17 +125,37 @@ pub(super) async fn has_paid(link: &Link, cache: &PaidCache, agent: &str, pay_to
     paid
 }
 
-/// Runs one decision: reserve, then judge on what the store answered. A store that does
-/// not answer leaves the judge unrun, and the payment is refused (`ledger_unavailable`).
+/// Runs one decision: reserve (and, with `screen`, screen and claim the keys), then
+/// judge on what the store answered. A store that does not answer leaves the judge
+/// unrun, and the payment is refused (`ledger_unavailable`).
 pub(super) async fn decide_in(
-    batchers: &Batchers,
-    writes: &Writes,
-    views: &Views,
+    store: &super::Postgres,
     session: &Session,
     request: ReserveRequest<'_>,
+    screen: Option<KeyScreen<'_>>,
     judge: &mut dyn Judge,
-) {
+) -> Screened {
+    let super::Postgres {
+        link,
+        batchers,
+        writes,
+        views,
+        ..
+    } = store;
+    let unjudged = Screened::Judged {
+        keys_claimed: false,
+    };
     let id = random_id();
+    let keys = match screen {
+        // Keys this process forgot must be gone before they are screened: a payment
+        // refused a moment ago may be sent again.
+        Some(screen) => match writes.shaping_caught_up(link.timeout).await {
+            Ok(()) => serde_json::to_string(screen.keys).ok(),
+            Err(_) => return unjudged,
+        },
+        None => None,
+    };
+    let screened = keys.is_some();
     let item = ReserveItem {
         id,
         session: request.session.to_string(),
@@ -165,15 +163,25 @@ pub(super) async fn decide_in(
         pay_to: request.pay_to.to_string(),
         amount: request.amount,
         caps: caps(&request),
+        keys,
+        until: screen.map_or(0, |s| i64::try_from(s.until).unwrap_or(i64::MAX)),
     };
     let Ok(reserved) = batchers.reserve(item).await else {
-        return;
+        return unjudged;
     };
     let Reserved {
         refused,
+        seen,
         phase,
         accounts,
     } = reserved;
+    match refused.as_deref() {
+        Some("replayed") => {
+            return Screened::Replayed(seen.and_then(|i| usize::try_from(i).ok()).unwrap_or(0))
+        }
+        Some("unknown_key") => return Screened::SharesUnknownKey,
+        _ => {}
+    }
     let view = view_of(accounts);
     let mut state = session.lock();
     if let Some(phase) = Phase::parse(&phase) {
@@ -189,18 +197,16 @@ pub(super) async fn decide_in(
     };
     judge.judge(&mut state, view, &mut book);
     drop(state);
-    views.keep(
+    views.read(
         request.session,
-        request.agent,
         after(view, booked.then_some(request.amount)),
     );
     if refused.is_none() && !booked {
-        // Judged not to go (or held back by a rule): the room is given back.
-        writes.push(Write::Settle {
-            id,
-            outcome: "released",
-            unknown: None,
-        });
+        // Judged not to go (or held back by a rule): the room and the keys are given back.
+        undo_booking(writes, id);
+    }
+    Screened::Judged {
+        keys_claimed: screened && booked,
     }
 }
 

@@ -16,10 +16,14 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Writes applied in one transaction at most.
 const BATCH: usize = 512;
+/// How long the writer gathers writes nobody waits for (settlements, steps) before it
+/// applies them: under a steady trickle, one transaction per gathering rather than one
+/// per payment, and the fleet row that every decision locks is held less often.
+const GATHER: Duration = Duration::from_millis(10);
 /// How long applied batches are kept to be applied again after a store restart: well
 /// past the time PostgreSQL takes to flush an asynchronous commit (3 × wal_writer_delay).
 const REDO_WINDOW: Duration = Duration::from_secs(5);
@@ -86,6 +90,8 @@ pub(crate) struct Writes {
     /// decisions, and the queue (one lock, so numbers follow the queue's order).
     queue: parking_lot::Mutex<Queued>,
     applied: watch::Receiver<u64>,
+    /// Rung when a write shapes decisions or someone waits: the writer stops gathering.
+    hurry: Arc<Notify>,
 }
 
 struct Queued {
@@ -99,8 +105,10 @@ impl Writes {
     pub(super) fn start(link: Arc<Link>) -> Writes {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (applied_tx, applied) = watch::channel(0);
-        tokio::spawn(run(link, receiver, applied_tx));
+        let hurry = Arc::new(Notify::new());
+        tokio::spawn(run(link, receiver, applied_tx, hurry.clone()));
         Writes {
+            hurry,
             queue: parking_lot::Mutex::new(Queued {
                 last: 0,
                 last_shaping: 0,
@@ -117,6 +125,7 @@ impl Writes {
         let number = queue.last;
         if write.shapes_decisions() {
             queue.last_shaping = number;
+            self.hurry.notify_one();
         }
         if queue.sender.send((number, write)).is_err() {
             tracing::error!("the fleet store's writer has stopped; a write was lost");
@@ -141,6 +150,7 @@ impl Writes {
         if *self.applied.borrow() >= target {
             return Ok(());
         }
+        self.hurry.notify_one();
         let mut applied = self.applied.clone();
         let wait = async { applied.wait_for(|done| *done >= target).await.map(|_| ()) };
         let waited = tokio::time::timeout(limit, wait).await;
@@ -156,11 +166,21 @@ async fn run(
     link: Arc<Link>,
     mut receiver: mpsc::UnboundedReceiver<(u64, Write)>,
     applied: watch::Sender<u64>,
+    hurry: Arc<Notify>,
 ) {
     let mut recent: VecDeque<(Instant, String)> = VecDeque::new();
     let mut started: Option<String> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH && !batch.iter().any(|(_, write)| write.shapes_decisions()) {
+            let _ = tokio::time::timeout(GATHER, hurry.notified()).await;
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+        }
         let last = batch.last().map_or(0, |(number, _)| *number);
         let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
         let json = serde_json::to_string(&writes).unwrap_or_else(|_| "[]".into());
