@@ -84,6 +84,16 @@ impl Batchers {
         }
     }
 
+    /// The store these batches go to.
+    pub(super) fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The write queue their undoing goes through.
+    pub(super) fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
     /// Reserves one payment's amount (or learns which level refuses it).
     pub(super) async fn reserve(&self, item: ReserveItem) -> Result<Reserved, StoreError> {
         let id = item.id;

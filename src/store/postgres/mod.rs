@@ -220,7 +220,14 @@ impl Store for Postgres {
         screen: Option<KeyScreen<'a>>,
         judge: &'a mut dyn Judge,
     ) -> Op<'a, Screened> {
-        Op::pending(money::decide_in(self, session, request, screen, judge))
+        Op::pending(money::decide_in(
+            &self.batchers,
+            &self.views,
+            session,
+            request,
+            screen,
+            judge,
+        ))
     }
 
     fn screens_keys(&self) -> bool {

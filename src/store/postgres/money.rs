@@ -12,7 +12,7 @@
 //! through another replica is refused as a replay (through the same replica, the next
 //! decision waits for the keys to be forgotten).
 
-use super::batch::{undo_booking, ReserveItem, Reserved};
+use super::batch::{undo_booking, Batchers, ReserveItem, Reserved};
 use super::link::{random_id, Link, StoreError};
 use super::writes::{Write, Writes};
 use crate::ledger::{Account, BudgetView, Level, OverBudget, ReservationId, ReserveRequest};
@@ -129,19 +129,14 @@ pub(super) async fn has_paid(link: &Link, cache: &PaidCache, agent: &str, pay_to
 /// judge on what the store answered. A store that does not answer leaves the judge
 /// unrun, and the payment is refused (`ledger_unavailable`).
 pub(super) async fn decide_in(
-    store: &super::Postgres,
+    batchers: &Batchers,
+    views: &Views,
     session: &Session,
     request: ReserveRequest<'_>,
     screen: Option<KeyScreen<'_>>,
     judge: &mut dyn Judge,
 ) -> Screened {
-    let super::Postgres {
-        link,
-        batchers,
-        writes,
-        views,
-        ..
-    } = store;
+    let (link, writes) = (batchers.link(), batchers.writes());
     let unjudged = Screened::Judged {
         keys_claimed: false,
     };
