@@ -135,6 +135,24 @@ impl Stage {
         })
     }
 
+    /// The agent session's latest `phase` line, waiting a little: it is written as the
+    /// phase moves, not before the answer that moved it.
+    pub(super) async fn phase_line(&self) -> Result<Option<Value>, DemoError> {
+        for _ in 0..50 {
+            let found = self
+                .admin
+                .traces(&self.agent.session_id)
+                .await?
+                .into_iter()
+                .rfind(|l| l["kind"] == "phase");
+            if found.is_some() {
+                return Ok(found);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
+    }
+
     /// The proof-log lines of `session` about decision `trace_id`: the decision, a hold,
     /// and (waiting a little, since it is written after the answer) the settlement when
     /// one is due.
@@ -410,12 +428,7 @@ pub(super) async fn commit_and_pay(stage: &Stage) -> Result<(), DemoError> {
         "session",
         &format!("{} is now in {phase}", stage.agent.session_id),
     );
-    let phase_line = stage
-        .admin
-        .traces(&stage.agent.session_id)
-        .await?
-        .into_iter()
-        .rfind(|l| l["kind"] == "phase");
+    let phase_line = stage.phase_line().await?;
     if let Some(line) = &phase_line {
         detail("trace", &narrative::trace_summary(line));
     }

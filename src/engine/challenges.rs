@@ -29,6 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 mod mpp;
+mod shared;
 
 /// Longest scheme, network, asset or payTo kept; an offer with a longer one is dropped.
 pub const MAX_OFFER_FIELD: usize = 128;
@@ -59,11 +60,13 @@ struct Remembered {
     bytes: usize,
 }
 
-/// What a new entry holds: an x402 challenge's offers, or one MPP challenge's binding.
+/// What a new entry holds: an x402 challenge's offers, or one MPP challenge's binding,
+/// and when it was seen (now, or a while ago on another replica of the fleet).
 struct Entry {
     version: u8,
     offers: Box<[Offer]>,
     binding: Option<[u8; 32]>,
+    seen_at: Instant,
 }
 
 /// One session's challenges, by resource, and their order of arrival.
@@ -207,6 +210,7 @@ impl ChallengeStore {
             version: challenge.version,
             offers: offers.into_boxed_slice(),
             binding: None,
+            seen_at: Instant::now(),
         };
         self.keep(agent, session, &resource, entry, bytes, settings)
     }
@@ -259,7 +263,7 @@ impl ChallengeStore {
                 version: entry.version,
                 offers: entry.offers,
                 binding: entry.binding,
-                seen_at: Instant::now(),
+                seen_at: entry.seen_at,
                 seq,
                 bytes,
             },

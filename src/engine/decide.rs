@@ -88,23 +88,51 @@ async fn decide_request(
         Ok(Some(found)) => found,
         Err(rejection) => return done(rejected(rejection).await),
     };
-    let priced = match found {
-        FoundPayment::Head(HeadPayment::Mpp(value)) => {
-            mpp::price(challenges, facts, &policy, value.as_bytes())
+    let mut priced = price_found(challenges, facts, &policy, &found);
+    if priced
+        .as_ref()
+        .is_err_and(|rejection| rejection.code == "unquoted_payment")
+    {
+        // The 402 may have come back through another replica of the fleet.
+        let fleet = shared
+            .store
+            .shared_challenges(
+                agent,
+                &session_id,
+                policy.x402.challenge_ttl,
+                policy.x402.max_challenges_per_session,
+            )
+            .await;
+        if challenges.adopt(agent, &session_id, &fleet, &policy.x402) > 0 {
+            priced = price_found(challenges, facts, &policy, &found);
         }
-        FoundPayment::Head(HeadPayment::X402(header)) => {
-            pricing::parse(header.kind, header.value.as_bytes())
-                .and_then(|payment| price_x402(challenges, facts, &policy, payment))
-        }
-        FoundPayment::Meta(meta) if meta.protocol == Protocol::MppMcp => {
-            mpp::price_meta(challenges, facts, &policy, meta)
-        }
-        FoundPayment::Meta(meta) => pricing::parse_meta(meta)
-            .and_then(|payment| price_x402(challenges, facts, &policy, payment)),
-    };
+    }
     match priced {
         Ok(priced) => decide(shared, facts, &policy, session, priced).await,
         Err(rejection) => done(rejected(rejection).await),
+    }
+}
+
+/// The payment found, matched to the challenge the session saw and priced.
+fn price_found(
+    challenges: &ChallengeStore,
+    facts: &RequestFacts,
+    policy: &Policy,
+    found: &FoundPayment<'_>,
+) -> Result<PricedPayment, Rejection> {
+    match found {
+        FoundPayment::Head(HeadPayment::Mpp(value)) => {
+            mpp::price(challenges, facts, policy, value.as_bytes())
+        }
+        FoundPayment::Head(HeadPayment::X402(header)) => {
+            pricing::parse(header.kind, header.value.as_bytes())
+                .and_then(|payment| price_x402(challenges, facts, policy, payment))
+        }
+        FoundPayment::Meta(meta) if meta.protocol == Protocol::MppMcp => {
+            mpp::price_meta(challenges, facts, policy, meta)
+        }
+        FoundPayment::Meta(meta) => pricing::parse_meta(meta)
+            .and_then(|payment| price_x402(challenges, facts, policy, payment)),
     }
 }
 

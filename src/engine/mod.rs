@@ -195,6 +195,12 @@ impl Engine {
             &policy.x402,
             &policy.assets,
         );
+        if let Some((key, form)) = self.challenges.shared_x402(agent, &session_id, &resource) {
+            self.shared
+                .store
+                .share_challenge(agent, &session_id, &key, &form)
+                .await;
+        }
         tracing::debug!(%resource, offers, "402 challenge remembered");
     }
 
@@ -217,6 +223,16 @@ impl Engine {
         let kept = self
             .challenges
             .remember_mpp(agent, &session_id, &resource, found, &policy.x402);
+        let ids = found.iter().map(|challenge| challenge.id.as_str());
+        for (key, form) in self
+            .challenges
+            .shared_mpp(agent, &session_id, &resource, ids)
+        {
+            self.shared
+                .store
+                .share_challenge(agent, &session_id, &key, &form)
+                .await;
+        }
         tracing::debug!(%resource, kept, "MPP challenges remembered");
     }
 

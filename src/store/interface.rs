@@ -37,6 +37,15 @@ pub struct KeyScreen<'a> {
     pub now: u64,
 }
 
+/// A 402 challenge some replica of the fleet remembered: the engine's key for it, its
+/// shared form (the engine's own text), and how long ago it was seen.
+#[derive(Clone, Debug)]
+pub struct SharedChallenge {
+    pub key: String,
+    pub form: String,
+    pub age: std::time::Duration,
+}
+
 /// What a decision run in the store came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Screened {
@@ -227,6 +236,27 @@ pub trait Store: Send + Sync + 'static {
         &self,
         transaction: &str,
     ) -> Op<'_, Vec<Vec<SettledPayment>>>;
+
+    // Remembered 402 challenges.
+
+    /// Shares a 402 challenge `session` got, under the engine's `key`, in its shared
+    /// `form`: the paid retry may come through another replica. Waits briefly at most; a
+    /// store that does not take it leaves the challenge with this replica alone. The
+    /// embedded store has no fleet to tell.
+    fn share_challenge(&self, _agent: &str, _session: &str, _key: &str, _form: &str) -> Op<'_, ()> {
+        Op::ready(())
+    }
+    /// The challenges the fleet shared for `session` seen within `ttl`, newest first,
+    /// at most `limit`.
+    fn shared_challenges(
+        &self,
+        _agent: &str,
+        _session: &str,
+        _ttl: std::time::Duration,
+        _limit: usize,
+    ) -> Op<'_, Vec<SharedChallenge>> {
+        Op::ready(Vec::new())
+    }
 
     // Recovery.
 

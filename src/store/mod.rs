@@ -28,7 +28,7 @@ pub mod unknown;
 
 pub use embedded::Embedded;
 pub use guards::{check_retry, Booking, RetryCheck, RetryClaim};
-pub use interface::{Judge, KeyScreen, Screened, SharedStore, Store};
+pub use interface::{Judge, KeyScreen, Screened, SharedChallenge, SharedStore, Store};
 pub use op::Op;
 pub use postgres::{FleetSettings, Postgres, StoreSetupError};
 pub use restore::Recovered;

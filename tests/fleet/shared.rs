@@ -165,3 +165,58 @@ async fn refused_payments_can_be_sent_again_and_unknown_ones_retried_through_ano
         "B's decision line names the payment it retries"
     );
 }
+
+const QUOTED_POLICY: &str = r#"
+agents:
+  agent: { token: t0ken }
+phases:
+  allowed_payment_phase: EXPLORE
+budget:
+  agent_limit: 1.00
+x402:
+  require_challenge: true
+"#;
+
+/// Behind a load balancer the 402 and its paid retry may go through different replicas:
+/// the challenge one replica passed back is shared, so another can price the payment
+/// against it. A payment that answers no challenge any replica saw is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_seen_on_one_replica_prices_the_payment_on_another() {
+    let Some(fleet) = Fleet::start("quoted", QUOTED_POLICY, 2, &[]) else {
+        return;
+    };
+    let (merchant, address) = facilitator();
+    let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
+    let url = format!("http://{address}/paid?price=10000");
+    let mut on_a = Conn::new(a.proxy);
+    let asked = on_a
+        .get_through(
+            &url,
+            &super::credentials("s1"),
+            &[],
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect("the 402 through A");
+    assert_eq!(asked.status.as_u16(), 402, "{}", asked.excerpt());
+
+    let mut on_b = Conn::new(b.proxy);
+    let paid = pay(&mut on_b, "s1", &url, 1, 10_000).await;
+    assert_eq!(decision(&paid), "ALLOWED", "{}", paid.excerpt());
+    assert_eq!(merchant.record().settlements.len(), 1, "settled once");
+
+    // No replica saw a 402 for this resource: unpriceable, refused.
+    let other = format!("http://{address}/other?price=10000");
+    let unquoted = pay(&mut on_b, "s1", &other, 2, 10_000).await;
+    assert_eq!(
+        rule(&unquoted),
+        "unquoted_payment",
+        "{}",
+        unquoted.excerpt()
+    );
+    assert_eq!(
+        merchant.record().settlements.len(),
+        1,
+        "nothing more settled"
+    );
+}

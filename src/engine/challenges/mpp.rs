@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Charged per MPP challenge beyond its key: the binding.
-const BINDING_BYTES: usize = 32;
+pub(super) const BINDING_BYTES: usize = 32;
 
 /// The store key of challenge `id` on `resource` (hashed when long, as resources are).
-fn key(resource: &str, id: &str) -> String {
+pub(super) fn key(resource: &str, id: &str) -> String {
     resource_key(&format!("{resource} mpp:{id}")).into_owned()
 }
 
@@ -42,6 +42,7 @@ impl ChallengeStore {
                     version: 0,
                     offers: Box::new([]),
                     binding: Some(challenge.binding()),
+                    seen_at: Instant::now(),
                 };
                 self.keep(agent, session, &key, entry, bytes, settings)
             })

@@ -128,3 +128,50 @@ fn a_session_keeps_its_newest_challenges_and_long_paths_cost_a_hash() {
     assert_eq!(store.figures().count, 0);
     assert_eq!(store.figures().bytes, 0);
 }
+
+#[test]
+fn a_shared_challenge_is_adopted_with_its_age_and_a_stale_or_damaged_one_is_not() {
+    use crate::store::SharedChallenge;
+    let (seen_here, elsewhere) = (ChallengeStore::default(), ChallengeStore::default());
+    let assets = AssetTable::builtin();
+    let settings = settings(1 << 20, 1 << 20);
+    seen_here.remember(
+        "a",
+        "a.s",
+        "h:443/p",
+        &challenge(2, "0xabc"),
+        &settings,
+        &assets,
+    );
+    let (key, form) = seen_here.shared_x402("a", "a.s", "h:443/p").unwrap();
+    let shared = |age: u64, form: &str| SharedChallenge {
+        key: key.clone(),
+        form: form.to_string(),
+        age: Duration::from_secs(age),
+    };
+
+    let stale = shared(3601, &form);
+    let damaged = shared(1, &form.replace("\"amount\":\"1000\"", "\"amount\":\"x\""));
+    assert_eq!(elsewhere.adopt("a", "a.s", &[stale, damaged], &settings), 0);
+    assert!(elsewhere.lookup("a", "a.s", "h:443/p", &settings).is_none());
+
+    assert_eq!(
+        elsewhere.adopt("a", "a.s", &[shared(3590, &form)], &settings),
+        1
+    );
+    let adopted = elsewhere.lookup("a", "a.s", "h:443/p", &settings).unwrap();
+    let original = seen_here.lookup("a", "a.s", "h:443/p", &settings).unwrap();
+    assert_eq!(
+        format!("{:?}", adopted.accepts),
+        format!("{:?}", original.accepts),
+        "what pricing reads survives the trip"
+    );
+    // It keeps its age: under a TTL five seconds shorter it has aged out.
+    let shorter = X402Settings {
+        challenge_ttl: Duration::from_secs(3585),
+        ..settings
+    };
+    assert!(elsewhere.lookup("a", "a.s", "h:443/p", &shorter).is_none());
+    // Another agent's session adopts nothing under this agent's key.
+    assert!(elsewhere.lookup("b", "a.s", "h:443/p", &settings).is_none());
+}

@@ -11,6 +11,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "fleet", include_str!("migrations/0001_fleet.sql")),
     (2, "audit", include_str!("migrations/0002_audit.sql")),
     (3, "decide", include_str!("migrations/0003_decide.sql")),
+    (
+        4,
+        "challenges",
+        include_str!("migrations/0004_challenges.sql"),
+    ),
 ];
 
 /// How long applying the schema may take (creating tables, not a payment's wait).

@@ -9,16 +9,18 @@
 //!   (`migrations/*.sql`, plain SQL).
 //! * [`batch`]: reservations and replay-key claims, batched; [`writes`]: plain writes,
 //!   queued and applied in order; [`money`]: budgets and the decision.
-//! * [`sessions`] (phases), [`unknowns`], [`steps`] (open transactions), [`holds`] with
+//! * [`challenges`] (remembered 402 challenges, shared), [`sessions`] (phases), [`unknowns`], [`steps`] (open transactions), [`holds`] with
 //!   [`hold_json`] and [`listen`] (LISTEN/NOTIFY), [`sweeper`] (leases), [`audit`] (the
 //!   proof log's copy) and [`verify`] (`purser traces verify --store`).
 //!
 //! What each replica keeps to itself: the lock a decision holds on its session, decision
-//! counts, frequency windows, remembered challenges and the request a hold keeps open.
+//! counts, frequency windows and the request a hold keeps open. Each also keeps the 402
+//! challenges it saw, and adopts those the fleet shared when a payment answers none.
 //! Reads (requests without a payment) never touch the store.
 
 pub mod audit;
 mod batch;
+mod challenges;
 mod hold_json;
 mod holds;
 mod link;
@@ -35,7 +37,7 @@ mod writes;
 
 pub use settings::{FleetSettings, StoreSetupError};
 
-use super::interface::{Judge, KeyScreen, OpenedHold, Screened, Store};
+use super::interface::{Judge, KeyScreen, OpenedHold, Screened, SharedChallenge, Store};
 use super::op::Op;
 use super::restore::Recovered;
 use super::session::{Session, TransitionError};
@@ -486,6 +488,27 @@ impl Store for Postgres {
                 .await
                 .unwrap_or_default()
         })
+    }
+
+    fn share_challenge(&self, agent: &str, session: &str, key: &str, form: &str) -> Op<'_, ()> {
+        let (agent, session) = (agent.to_string(), session.to_string());
+        let (key, form) = (key.to_string(), form.to_string());
+        Op::pending(async move {
+            challenges::share(&self.link, &agent, &session, &key, &form).await;
+        })
+    }
+
+    fn shared_challenges(
+        &self,
+        agent: &str,
+        session: &str,
+        ttl: std::time::Duration,
+        limit: usize,
+    ) -> Op<'_, Vec<SharedChallenge>> {
+        let (agent, session) = (agent.to_string(), session.to_string());
+        Op::pending(
+            async move { challenges::shared(&self.link, &agent, &session, ttl, limit).await },
+        )
     }
 
     fn restore(&self, _recovered: Recovered, _limits: &MemoryLimits) {
