@@ -184,6 +184,9 @@ agents:
     token: bench-token
 phases:
   allowed_payment_phase: EXPLORE
+limits:
+  # The single-process runs put every connection on one replica.
+  connections_per_agent: 1024
 budget:
   agent_limit: $2
 ${3:-}

@@ -9,7 +9,7 @@ use crate::store::SharedChallenge;
 use std::time::Duration;
 
 /// How long a 402 waits for its challenge to be shared at most.
-const SHARE_WAIT: Duration = Duration::from_millis(250);
+const SHARE_WAIT: Duration = Duration::from_millis(100);
 /// Shared challenges kept per agent (its oldest go first).
 const KEPT_PER_AGENT: i32 = 1_000;
 
