@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "challenges",
         include_str!("migrations/0004_challenges.sql"),
     ),
+    (
+        5,
+        "drop_reserve",
+        include_str!("migrations/0005_drop_reserve.sql"),
+    ),
 ];
 
 /// How long applying the schema may take (creating tables, not a payment's wait).

@@ -1,7 +1,7 @@
 //! Sessions on the fleet store. Each replica keeps its own handle per session (decision
 //! counts, frequency windows, the lock a decision holds), and the phase lives in
 //! `purser_sessions`: a phase moved on any replica is the one every replica's next
-//! decision reads (`purser_reserve` returns it), and the admin API reads it back too.
+//! decision reads (`purser_decide` returns it), and the admin API reads it back too.
 
 use super::link::{Link, StoreError};
 use crate::policy::rules::Phase;
