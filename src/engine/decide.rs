@@ -89,9 +89,10 @@ async fn decide_request(
         Err(rejection) => return done(rejected(rejection).await),
     };
     let mut priced = price_found(challenges, facts, &policy, &found);
-    if priced
-        .as_ref()
-        .is_err_and(|rejection| rejection.code == "unquoted_payment")
+    if shared.store.shares_challenges()
+        && priced
+            .as_ref()
+            .is_err_and(|rejection| rejection.code == "unquoted_payment")
     {
         // The 402 may have come back through another replica of the fleet.
         let fleet = shared

@@ -195,13 +195,11 @@ impl Engine {
             &policy.x402,
             &policy.assets,
         );
-        if let Some((key, form)) = self.challenges.shared_x402(agent, &session_id, &resource) {
-            self.shared
-                .store
-                .share_challenge(agent, &session_id, &key, &form)
-                .await;
-        }
         tracing::debug!(%resource, offers, "402 challenge remembered");
+        if self.shared.store.shares_challenges() {
+            let form = self.challenges.shared_x402(agent, &session_id, &resource);
+            self.share_challenges(agent, &session_id, form).await;
+        }
     }
 
     /// Remembers the MPP challenges (`WWW-Authenticate: Payment`) of a 402 the upstream
@@ -223,17 +221,30 @@ impl Engine {
         let kept = self
             .challenges
             .remember_mpp(agent, &session_id, &resource, found, &policy.x402);
-        let ids = found.iter().map(|challenge| challenge.id.as_str());
-        for (key, form) in self
-            .challenges
-            .shared_mpp(agent, &session_id, &resource, ids)
-        {
+        tracing::debug!(%resource, kept, "MPP challenges remembered");
+        if self.shared.store.shares_challenges() {
+            let ids = found.iter().map(|challenge| challenge.id.as_str());
+            let forms = self
+                .challenges
+                .shared_mpp(agent, &session_id, &resource, ids);
+            self.share_challenges(agent, &session_id, forms).await;
+        }
+    }
+
+    /// Hands remembered challenges (store key, shared form) to a fleet's store, so the
+    /// paid retry may come through another replica.
+    async fn share_challenges(
+        &self,
+        agent: &str,
+        session_id: &str,
+        forms: impl IntoIterator<Item = (String, String)>,
+    ) {
+        for (key, form) in forms {
             self.shared
                 .store
-                .share_challenge(agent, &session_id, &key, &form)
+                .share_challenge(agent, session_id, &key, &form)
                 .await;
         }
-        tracing::debug!(%resource, kept, "MPP challenges remembered");
     }
 
     /// Settles a forwarded payment from its answer, and adds Purser's headers. An MPP

@@ -239,6 +239,11 @@ pub trait Store: Send + Sync + 'static {
 
     // Remembered 402 challenges.
 
+    /// Whether a fleet shares remembered challenges through this store. When not (the
+    /// embedded store), the engine builds no shared forms and asks for none.
+    fn shares_challenges(&self) -> bool {
+        false
+    }
     /// Shares a 402 challenge `session` got, under the engine's `key`, in its shared
     /// `form`: the paid retry may come through another replica. Waits briefly at most; a
     /// store that does not take it leaves the challenge with this replica alone. The

@@ -490,6 +490,10 @@ impl Store for Postgres {
         })
     }
 
+    fn shares_challenges(&self) -> bool {
+        true
+    }
+
     fn share_challenge(&self, agent: &str, session: &str, key: &str, form: &str) -> Op<'_, ()> {
         let (agent, session) = (agent.to_string(), session.to_string());
         let (key, form) = (key.to_string(), form.to_string());
