@@ -66,6 +66,17 @@ fn spent(purser: &Purser, session: &str) -> (String, String) {
     (text("spent"), text("unknown"))
 }
 
+/// Waits until `agent.SESSION` reads `(spent, unknown)`. The resolution line is on disk
+/// before the budget changes (write-ahead), so the ledger trails the line briefly.
+#[track_caller]
+fn wait_for_spent(purser: &Purser, session: &str, expected: (&str, &str)) {
+    let expected = (expected.0.to_string(), expected.1.to_string());
+    wait_for("the ledger to apply the resolution", || {
+        spent(purser, session) == expected
+    });
+    assert_eq!(spent(purser, session), expected);
+}
+
 fn unknown_payments(purser: &Purser) -> Vec<Value> {
     let (status, body) = purser.admin("GET", "/v1/payments?outcome=unknown", None);
     assert_eq!(status, 200, "{body}");
@@ -120,8 +131,8 @@ fn a_used_nonce_commits_an_unknown_payment() {
     let reason = line["reason"].as_str().unwrap();
     assert!(reason.contains("by chain reconciliation"), "{reason}");
     assert!(reason.contains("authorizationState"), "{reason}");
+    wait_for_spent(&purser, "used", ("0.05", "0"));
     assert!(unknown_payments(&purser).is_empty());
-    assert_eq!(spent(&purser, "used"), ("0.05".into(), "0".into()));
     // It asked the token, about this payer's nonce.
     let call = &node.calls()[0];
     assert_eq!(call.to, USDC_BASE_SEPOLIA.to_ascii_lowercase());
@@ -149,7 +160,7 @@ fn an_expired_unused_authorization_is_released_and_the_budget_freed() {
     // Released only once the authorization could no longer be used.
     let at: jiff::Timestamp = line["time"].as_str().unwrap().parse().unwrap();
     assert!(at.as_second() >= valid_before, "{at} before {valid_before}");
-    assert_eq!(spent(&purser, "expired"), ("0".into(), "0".into()));
+    wait_for_spent(&purser, "expired", ("0", "0"));
 }
 
 #[test]
@@ -182,7 +193,7 @@ fn a_node_that_is_down_leaves_the_payment_unknown_and_is_asked_again() {
         resolution(&purser, &decision).unwrap()["outcome"],
         "committed"
     );
-    assert_eq!(spent(&purser, "down"), ("0.02".into(), "0".into()));
+    wait_for_spent(&purser, "down", ("0.02", "0"));
 }
 
 #[test]
@@ -222,5 +233,5 @@ fn a_used_permit2_nonce_is_read_from_permit2s_bitmap() {
     let call = &node.calls()[0];
     assert_eq!(call.to, PERMIT2);
     assert!(call.data.starts_with("0x4fe02b44"), "{}", call.data);
-    assert_eq!(spent(&purser, "permit2"), ("0.03".into(), "0".into()));
+    wait_for_spent(&purser, "permit2", ("0.03", "0"));
 }
