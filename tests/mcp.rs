@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use support::pki::TestPki;
 use support::python::{python, Facilitator, PyServer};
-use support::{pending_holds, Purser, PurserOptions, TempDir};
+use support::{mcp_session_lines, pending_holds, through_proxy, Purser, PurserOptions, TempDir};
 
 const MCP_AGENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -52,35 +52,12 @@ fn proxy_for(purser: &Purser, session: &str) -> String {
 /// the session closed cleanly.
 fn mcp_agent(url: &str, proxy: &str, ca: Option<&Path>, steps: &[&str]) -> (Vec<Value>, Value) {
     let mut command = Command::new(python());
-    command
-        .arg(MCP_AGENT)
-        .args(["--url", url])
-        .args(steps)
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
+    command.arg(MCP_AGENT).args(["--url", url]).args(steps);
+    through_proxy(&mut command, proxy);
     if let Some(ca) = ca {
         command.env("SSL_CERT_FILE", ca);
     }
-    let output = command.output().expect("run mcp_agent.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mcp_agent failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut lines: Vec<Value> = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let closed = lines.pop().expect("the closing line");
-    assert!(closed.get("closed").is_some(), "{stdout}");
-    (lines, closed)
+    mcp_session_lines(&mut command, "mcp_agent.py")
 }
 
 fn lines_of(purser: &Purser, kind: &str) -> Vec<Value> {

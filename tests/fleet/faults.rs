@@ -150,7 +150,8 @@ async fn a_store_killed_or_frozen_refuses_payments_while_reads_flow_then_recover
     let unknown = "SELECT unknown FROM purser_agents WHERE agent = 'agent'";
     assert!(
         wait_for(|| fleet.number(unknown) == 0.02),
-        "the settlement queued while the store was down is written"
+        "the settlement queued while the store was down is written: unknown is {}",
+        fleet.number(unknown)
     );
 
     // Frozen: nothing answers, payments are refused once the time limit passes.

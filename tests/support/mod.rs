@@ -355,6 +355,52 @@ pub(crate) async fn curl_async(args: Vec<String>) -> std::process::Output {
     .unwrap()
 }
 
+/// Points a client process at `proxy` alone: `HTTP_PROXY` and `HTTPS_PROXY` are `proxy`,
+/// and no proxy variable from the environment (lower case, `ALL_PROXY`, `NO_PROXY`) can
+/// send it elsewhere.
+pub(crate) fn through_proxy<'c>(command: &'c mut Command, proxy: &str) -> &'c mut Command {
+    command
+        .env("HTTP_PROXY", proxy)
+        .env("HTTPS_PROXY", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+}
+
+/// Runs a client script (`what`, for messages) to its end, which must be a success, and
+/// returns the JSON lines it printed and its whole output.
+pub(crate) fn printed_json(command: &mut Command, what: &str) -> (Vec<serde_json::Value>, String) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("run {what}: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (lines, stdout)
+}
+
+/// [`printed_json`] for an MCP session script: a line per step, then the closing line,
+/// which must say whether the session closed.
+pub(crate) fn mcp_session_lines(
+    command: &mut Command,
+    what: &str,
+) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let (mut lines, stdout) = printed_json(command, what);
+    let closed = lines.pop().expect("the closing line");
+    assert!(closed.get("closed").is_some(), "{stdout}");
+    (lines, closed)
+}
+
 /// Opens a `CONNECT` tunnel through the proxy. Returns the status and, on 200, the stream.
 pub(crate) async fn connect_tunnel(
     proxy: SocketAddr,

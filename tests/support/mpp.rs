@@ -154,82 +154,24 @@ fn read_lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 /// What the agent printed for one request.
-#[derive(Debug)]
-pub(crate) struct Paid {
-    pub status: u16,
-    pub headers: serde_json::Value,
-    pub body: String,
-    /// The credential the agent sent, if it sent one.
-    pub authorization: Option<String>,
-}
-
-impl Paid {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.as_str())
-    }
-
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
+pub(crate) use super::python::AgentResult as Paid;
 
 /// Runs the pympp agent against `url` through `proxy` (`mpp_client.py`'s arguments in
 /// `extra`), one result per request it made.
 pub(crate) fn agent(url: &str, proxy: &str, extra: &[&str]) -> Vec<Paid> {
-    let output = Command::new(python())
+    let mut command = Command::new(python());
+    command
         .arg(format!("{INTEROP}/mpp/mpp_client.py"))
         .args(["--url", url, "--proxy", proxy])
-        .args(extra)
-        .output()
-        .expect("run mpp_client.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpp_client failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|value| Paid {
-            status: value["status"].as_u64().unwrap_or(0) as u16,
-            headers: value["headers"].clone(),
-            body: value["body"].as_str().unwrap_or("").to_string(),
-            authorization: value["authorization"].as_str().map(str::to_string),
-        })
-        .collect()
+        .args(extra);
+    let (lines, _) = super::printed_json(&mut command, "mpp_client.py");
+    lines.iter().map(Paid::from_line).collect()
 }
 
 /// Runs the official x402 client (`tests/interop/agent_client.py`, x402 2.25.0 is in the
 /// MPP venv's lock too) against `url` through `proxy`.
 pub(crate) fn x402_agent(url: &str, proxy: &str) -> Vec<Paid> {
-    let output = Command::new(python())
-        .arg(format!("{INTEROP}/agent_client.py"))
-        .args(["--url", url])
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .output()
-        .expect("run agent_client.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "agent_client failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|value| Paid {
-            status: value["status"].as_u64().unwrap_or(0) as u16,
-            headers: value["headers"].clone(),
-            body: value["body"].as_str().unwrap_or("").to_string(),
-            authorization: None,
-        })
-        .collect()
+    super::python::agent_client(python(), url, proxy, None, &[])
 }
 
 /// An mppx merchant (`tests/interop/node/mppx_server.mjs`) and the facilitator stub it
@@ -293,13 +235,11 @@ impl MppxMerchant {
 /// Runs the mppx agent (`tests/interop/node/mppx_agent.mjs`) against `url`, with
 /// `HTTP_PROXY=proxy`.
 pub(crate) fn mppx_agent(url: &str, proxy: &str) -> Paid {
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(super::node::node_dir().join("mppx_agent.mjs"))
-        .arg(url)
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
+        .arg(url);
+    let output = super::through_proxy(&mut command, proxy)
         .output()
         .expect("run node (mppx_agent.mjs)");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -310,12 +250,7 @@ pub(crate) fn mppx_agent(url: &str, proxy: &str) -> Paid {
         )
     });
     assert!(value.get("error").is_none(), "mppx agent: {value}");
-    Paid {
-        status: value["status"].as_u64().unwrap_or(0) as u16,
-        headers: value["headers"].clone(),
-        body: value["body"].as_str().unwrap_or("").to_string(),
-        authorization: None,
-    }
+    Paid::from_line(&value)
 }
 
 /// A pympp MCP server (`tests/interop/mpp/mpp_mcp_server.py`: `ping` free, `premium_echo`
@@ -375,33 +310,13 @@ pub(crate) fn mcp_agent(
     proxy: &str,
     steps: &[&str],
 ) -> (Vec<serde_json::Value>, serde_json::Value) {
-    let output = Command::new(python())
+    let mut command = Command::new(python());
+    command
         .arg(format!("{INTEROP}/mpp/mpp_mcp_agent.py"))
         .args(["--url", url])
-        .args(steps)
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .output()
-        .expect("run mpp_mcp_agent.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "mpp_mcp_agent failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let closed = lines.pop().expect("the closing line");
-    assert!(closed.get("closed").is_some(), "{stdout}");
-    (lines, closed)
+        .args(steps);
+    super::through_proxy(&mut command, proxy);
+    super::mcp_session_lines(&mut command, "mpp_mcp_agent.py")
 }
 
 /// Every line of the proof log validates under the published schema (MPP decisions carry

@@ -39,11 +39,8 @@ pub(crate) fn undici_fetch(
     command
         .arg(node_dir().join("undici_agent.mjs"))
         .arg(url)
-        .args(headers)
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
+        .args(headers);
+    super::through_proxy(&mut command, proxy);
     if let Some(ca) = ca {
         command.env("NODE_EXTRA_CA_CERTS", ca);
     }

@@ -126,9 +126,21 @@ pub(crate) struct AgentResult {
     pub status: u16,
     pub headers: serde_json::Value,
     pub body: String,
+    /// The credential the agent sent, if it printed one.
+    pub authorization: Option<String>,
 }
 
 impl AgentResult {
+    /// One line a client printed.
+    pub(crate) fn from_line(value: &serde_json::Value) -> AgentResult {
+        AgentResult {
+            status: value["status"].as_u64().unwrap_or(0) as u16,
+            headers: value["headers"].clone(),
+            body: value["body"].as_str().unwrap_or("").to_string(),
+            authorization: value["authorization"].as_str().map(str::to_string),
+        }
+    }
+
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.as_str())
     }
@@ -140,34 +152,27 @@ impl AgentResult {
 
 /// Runs the paying client through `proxy`, trusting `ca` (if given).
 pub(crate) fn agent(url: &str, proxy: &str, ca: Option<&Path>, extra: &[&str]) -> Vec<AgentResult> {
-    let mut command = Command::new(python());
+    agent_client(python(), url, proxy, ca, extra)
+}
+
+/// Runs `agent_client.py` under the interpreter `python` (the x402 venv's, or another
+/// with the same SDK).
+pub(crate) fn agent_client(
+    python: &Path,
+    url: &str,
+    proxy: &str,
+    ca: Option<&Path>,
+    extra: &[&str],
+) -> Vec<AgentResult> {
+    let mut command = Command::new(python);
     command
         .arg(format!("{INTEROP}/agent_client.py"))
         .args(["--url", url])
-        .args(extra)
-        .env("HTTP_PROXY", proxy)
-        .env("HTTPS_PROXY", proxy)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy");
+        .args(extra);
+    super::through_proxy(&mut command, proxy);
     if let Some(ca) = ca {
         command.env("REQUESTS_CA_BUNDLE", ca);
     }
-    let output = command.output().expect("run agent_client.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "agent_client failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|value| AgentResult {
-            status: value["status"].as_u64().unwrap_or(0) as u16,
-            headers: value["headers"].clone(),
-            body: value["body"].as_str().unwrap_or("").to_string(),
-        })
-        .collect()
+    let (lines, _) = super::printed_json(&mut command, "agent_client.py");
+    lines.iter().map(AgentResult::from_line).collect()
 }
