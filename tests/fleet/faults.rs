@@ -1,7 +1,9 @@
 //! Faults: a replica killed while its payment is upstream loses no money and unlocks
 //! nothing (its reservation stays counted, then becomes `unknown`); a store that is
 //! killed or frozen refuses payments with `ledger_unavailable` while reads flow, and
-//! the fleet recovers by itself once the store is back, settlements included.
+//! the fleet recovers by itself once the store is back, settlements included: a decision
+//! is on disk before its payment leaves, and a settlement the crash took back is applied
+//! again, even with no traffic after it.
 
 use super::{decision, pay, rule, wait_for, Fleet};
 use crate::merchant::Merchant;
@@ -100,6 +102,10 @@ async fn a_store_killed_or_frozen_refuses_payments_while_reads_flow_then_recover
     let Some(mut fleet) = Fleet::start("faults", POLICY, 2, &["--store-timeout", "1"]) else {
         return;
     };
+    // What only an asynchronous commit wrote stays in the server's memory, where the kill
+    // takes it back: a decision must be on disk before its payment leaves, whatever the
+    // timing.
+    fleet.store.freeze_wal_writer();
     let merchant = Merchant::start();
     let paid = merchant.url("/settled");
     let plain = merchant.url("/ok");
@@ -137,6 +143,15 @@ async fn a_store_killed_or_frozen_refuses_payments_while_reads_flow_then_recover
     );
 
     fleet.store.restart();
+    // Both decisions survived the crash, the held payment's and the first one's (whose
+    // settlement, committed without waiting for the disk, the crash may have taken back:
+    // then it is still reserved): every payment that left is counted.
+    let exposure = "SELECT coalesce(sum(committed + reserved + unknown), 0) FROM purser_agents";
+    assert_eq!(
+        fleet.number(exposure),
+        0.03,
+        "the decision of a payment that left is durable"
+    );
     let mut n = 10;
     assert!(
         wait_for(|| {
@@ -152,6 +167,14 @@ async fn a_store_killed_or_frozen_refuses_payments_while_reads_flow_then_recover
         wait_for(|| fleet.number(unknown) == 0.02),
         "the settlement queued while the store was down is written: unknown is {}",
         fleet.number(unknown)
+    );
+    // The first payment's settlement is applied again after the restart, and the payment
+    // that went through once the store was back settles: $0.01 each.
+    let committed = "SELECT committed FROM purser_agents WHERE agent = 'agent'";
+    assert!(
+        wait_for(|| fleet.number(committed) == 0.02),
+        "the settlement the crash took back is redone: committed is {}",
+        fleet.number(committed)
     );
 
     // Frozen: nothing answers, payments are refused once the time limit passes.
@@ -180,6 +203,49 @@ async fn a_store_killed_or_frozen_refuses_payments_while_reads_flow_then_recover
     );
     let exposure = fleet.number("SELECT committed + unknown + reserved FROM purser_fleet");
     assert!(exposure <= 1.0, "never over the budget: {exposure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settlement_a_store_crash_took_back_is_redone_without_more_traffic() {
+    let Some(mut fleet) = Fleet::start("redo", POLICY, 1, &[]) else {
+        return;
+    };
+    // The settlement is committed without waiting for the disk; with the WAL writer
+    // frozen, the crash takes it back.
+    fleet.store.freeze_wal_writer();
+    let merchant = Merchant::start();
+    let mut conn = Conn::new(fleet.replicas[0].proxy);
+    let paid = pay(&mut conn, "s1", &merchant.url("/settled"), 1, 10_000).await;
+    assert_eq!(decision(&paid), "ALLOWED", "{}", paid.excerpt());
+    let committed = "SELECT coalesce(sum(committed), 0) FROM purser_agents";
+    let reserved = "SELECT coalesce(sum(reserved), 0) FROM purser_agents";
+    assert!(
+        wait_for(|| fleet.number(committed) == 0.01),
+        "the settlement is applied"
+    );
+
+    fleet.store.kill();
+    fleet.store.restart();
+    // The decision was flushed before the payment left; its settlement was not.
+    assert_eq!(
+        fleet.number(reserved),
+        0.01,
+        "the crash took the settlement back"
+    );
+    // No payment follows: the replica notices the restart by itself and applies its
+    // latest writes again.
+    assert!(
+        wait_for(|| fleet.number(committed) == 0.01 && fleet.number(reserved) == 0.0),
+        "the settlement is redone: committed {}, reserved {}",
+        fleet.number(committed),
+        fleet.number(reserved)
+    );
+    assert!(
+        fleet.replicas[0]
+            .stderr()
+            .contains("the fleet store restarted; applying this replica's latest writes again"),
+        "the redo is logged"
+    );
 }
 
 async fn pay_once(proxy: std::net::SocketAddr, url: &str, n: u64) -> String {

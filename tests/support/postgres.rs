@@ -249,15 +249,34 @@ impl TestPostgres {
         let Some(server) = &self.server else {
             return;
         };
-        let mut pids = vec![server.id()];
-        pids.extend(children_of(server.id()));
-        for pid in pids {
-            // A child may have exited meanwhile: nothing to say about it.
-            let _ = Command::new("kill")
-                .args([&format!("-{signal}"), &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
+        let mut pids = vec![server.id().to_string()];
+        pids.extend(children_of(server.id()).iter().map(u32::to_string));
+        // One `kill` for all of them, so they stop (or die) together, as in a crash. A
+        // child may have exited meanwhile: nothing to say about it.
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Freezes the WAL writer (`SIGSTOP`) until the server is killed: what a transaction
+    /// committed without waiting for the disk then stays in the server's memory, where a
+    /// crash takes it back, instead of reaching the disk within milliseconds.
+    pub(crate) fn freeze_wal_writer(&self) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let writer = children_of(server.id()).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("walwriter"))
+        });
+        let writer = writer.expect("PostgreSQL's walwriter process");
+        let status = Command::new("kill")
+            .args(["-STOP", &writer.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "stop the WAL writer");
     }
 
     /// Freezes every server process (`SIGSTOP`): connections stay open, nothing answers.
@@ -273,7 +292,8 @@ impl TestPostgres {
     /// Kills the server as a crash would (`SIGKILL` to every process): what was not on
     /// disk is gone, and the next start recovers from the write-ahead log.
     pub(crate) fn kill(&mut self) {
-        self.resume();
+        // Not resumed first: `SIGKILL` ends a stopped process too, and a frozen WAL writer
+        // let run even briefly would write what the crash should take back.
         self.signal_group("KILL");
         if let Some(mut server) = self.server.take() {
             let _ = server.wait();

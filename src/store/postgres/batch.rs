@@ -211,11 +211,13 @@ async fn reserve_batch(
                                          $11::TEXT[]::JSONB[], $12, $13)",
         )
         .await?;
-    let flush = client.prepare_cached("SELECT txid_current()").await?;
+    let flush = client.prepare_cached("SELECT purser_flush()").await?;
     // Sent together, in this order: the decisions commit without waiting for the disk
     // (the hot budget rows are not held through a flush), and the transaction after them
-    // commits waiting for it, which makes the log durable up to and past theirs. Both
-    // answers are in before any payment may leave: one round trip, one flush.
+    // writes a log record and commits waiting for the disk, which makes the log durable
+    // up to and past theirs. (A transaction that writes nothing, such as one that only
+    // takes a transaction id, would not wait.) Both answers are in before any payment
+    // may leave: one round trip, one flush.
     let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[
         &ids,
         &link.instance,

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "drop_reserve",
         include_str!("migrations/0005_drop_reserve.sql"),
     ),
+    (6, "flush", include_str!("migrations/0006_flush.sql")),
 ];
 
 /// How long applying the schema may take (creating tables, not a payment's wait).

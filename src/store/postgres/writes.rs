@@ -7,7 +7,8 @@
 //! answers. Each is applied with an asynchronous commit (no wait for the disk), which is
 //! safe because each can be applied twice: the writer keeps the last seconds of batches
 //! and applies them again when it sees the store has restarted (`purser_apply` returns
-//! the server's start time), so a write a crash took back is redone. A read that must
+//! the server's start time, and an idle writer still keeping batches asks for it every
+//! second), so a write a crash took back is redone even when no other write follows. A read that must
 //! see this process's earlier writes waits for them first ([`Writes::caught_up`]).
 
 use super::link::{Link, StoreError};
@@ -27,6 +28,8 @@ const GATHER: Duration = Duration::from_millis(10);
 /// How long applied batches are kept to be applied again after a store restart: well
 /// past the time PostgreSQL takes to flush an asynchronous commit (3 × wal_writer_delay).
 const REDO_WINDOW: Duration = Duration::from_secs(5);
+/// How often the writer, idle with batches still kept, asks whether the store restarted.
+const RESTART_CHECK: Duration = Duration::from_secs(1);
 
 /// One plain write; `purser_apply` in the migrations applies it.
 #[derive(Clone, Debug, Serialize)]
@@ -168,10 +171,29 @@ async fn run(
     applied: watch::Sender<u64>,
     hurry: Arc<Notify>,
 ) {
-    let mut recent: VecDeque<(Instant, String)> = VecDeque::new();
-    let mut started: Option<String> = None;
+    let mut recent = Recent::default();
     let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        let received = if recent.batches.is_empty() {
+            receiver.recv_many(&mut batch, BATCH).await
+        } else {
+            // Writes the store may have taken back are still kept: while none follow,
+            // ask now and then whether it restarted, so they are redone without waiting
+            // for this replica's next payment.
+            tokio::select! {
+                received = receiver.recv_many(&mut batch, BATCH) => received,
+                () = tokio::time::sleep(RESTART_CHECK) => {
+                    if let Ok(server) = server_started(&link).await {
+                        recent.seen(&link, server).await;
+                    }
+                    recent.expire();
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            return;
+        }
         if batch.len() < BATCH && !batch.iter().any(|(_, write)| write.shapes_decisions()) {
             let _ = tokio::time::timeout(GATHER, hurry.notified()).await;
             while batch.len() < BATCH {
@@ -184,25 +206,47 @@ async fn run(
         let last = batch.last().map_or(0, |(number, _)| *number);
         let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
         let json = serde_json::to_string(&writes).unwrap_or_else(|_| "[]".into());
-        let server = apply_until_done(&link, &json, &writes).await;
-        if let (Some(before), Some(now)) = (&started, &server) {
-            if before != now {
-                redo(&link, &recent).await;
-            }
+        if let Some(server) = apply_until_done(&link, &json, &writes).await {
+            recent.seen(&link, server).await;
         }
-        if server.is_some() {
-            started = server;
+        recent.expire();
+        recent.batches.push_back((Instant::now(), json));
+        let _ = applied.send(last);
+        batch.clear();
+    }
+}
+
+/// The batches applied within [`REDO_WINDOW`], and the start time of the server that
+/// took them.
+#[derive(Default)]
+struct Recent {
+    batches: VecDeque<(Instant, String)>,
+    started: Option<String>,
+}
+
+impl Recent {
+    /// The store answered, started at `server`: if that is a new start, the kept batches
+    /// are applied again.
+    async fn seen(&mut self, link: &Link, server: String) {
+        if self
+            .started
+            .as_ref()
+            .is_some_and(|before| *before != server)
+        {
+            redo(link, &self.batches).await;
         }
+        self.started = Some(server);
+    }
+
+    fn expire(&mut self) {
         let now = Instant::now();
-        while recent
+        while self
+            .batches
             .front()
             .is_some_and(|(at, _)| now - *at > REDO_WINDOW)
         {
-            recent.pop_front();
+            self.batches.pop_front();
         }
-        recent.push_back((now, json));
-        let _ = applied.send(last);
-        batch.clear();
     }
 }
 
@@ -243,6 +287,17 @@ async fn apply(link: &Link, json: &str) -> Result<String, StoreError> {
             "SELECT purser_apply($1::TEXT::JSONB, $2)::TEXT",
             &[&json, &link.instance],
         )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten())
+        .unwrap_or_default())
+}
+
+/// When the store's server started, as `purser_apply` says it (no lock taken).
+async fn server_started(link: &Link) -> Result<String, StoreError> {
+    let rows = link
+        .rows("SELECT pg_postmaster_start_time()::TEXT", &[])
         .await?;
     Ok(rows
         .first()
