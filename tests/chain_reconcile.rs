@@ -180,10 +180,9 @@ fn a_node_that_is_down_leaves_the_payment_unknown_and_is_asked_again() {
     assert_eq!(listed[0]["onchain"]["nonce"], nonce(3));
     assert!(resolution(&purser, &decision).is_none());
     assert_eq!(spent(&purser, "down"), ("0.02".into(), "0.02".into()));
-    assert!(
-        purser.stderr().contains("will be retried"),
-        "each failure is logged"
-    );
+    wait_for("each failure to be logged", || {
+        purser.stderr().contains("will be retried")
+    });
 
     node.down(false);
     wait_for("the node to answer", || {

@@ -439,6 +439,20 @@ fn filter_values_match_in_any_case_and_unknown_ones_are_refused() {
         refused.contains("`later` is not a phase; valid values: EXPLORE, DECIDE, COMMIT"),
         "{refused}"
     );
+    // The phase line is queued to the trace writer: `show` reads the file, so wait for it.
+    let phased = || {
+        purser
+            .trace_lines()
+            .iter()
+            .any(|line| line["kind"] == "phase" && line["session"] == "agent.f2")
+    };
+    for _ in 0..1200 {
+        if phased() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(phased(), "no phase line for agent.f2 in the proof log");
     let file = purser.trace_path();
     let show = |filter: &[&str]| {
         let file = file.to_str().unwrap();

@@ -302,6 +302,17 @@ fn a_payment_denied_from_a_phone_tells_the_agent_the_typed_reason() {
     );
     assert!(held.facilitator.settlements().is_empty());
 
+    // The denied hold's line is queued to the trace writer: it can follow the 403.
+    for _ in 0..1200 {
+        let lines = held.purser.trace_lines();
+        if lines
+            .iter()
+            .any(|line| line["kind"] == "hold" && line["approval"]["outcome"] == "denied")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let lines = held.purser.trace_lines();
     let hold_line = lines
         .iter()

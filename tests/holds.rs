@@ -43,6 +43,18 @@ fn hold_lines(purser: &Purser) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Waits (bounded) until the proof log has a hold line that `matches`: a denied or
+/// timed-out hold's line is queued to the trace writer, so it can follow the answer.
+fn wait_for_hold_line(purser: &Purser, what: &str, matches: impl Fn(&serde_json::Value) -> bool) {
+    for _ in 0..1200 {
+        if hold_lines(purser).iter().any(&matches) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {what} hold line in the proof log:\n{}", purser.stderr());
+}
+
 fn spawn_curl_payment(
     purser: &Purser,
     session: &str,
@@ -125,6 +137,9 @@ fn a_denied_hold_answers_403_and_moves_no_money() {
         serde_json::from_str::<serde_json::Value>(&session).unwrap()["reserved"],
         "0"
     );
+    wait_for_hold_line(&purser, "denied-by-bob", |line| {
+        line["approval"]["by"] == "bob"
+    });
     assert_eq!(hold_lines(&purser).pop().unwrap()["approval"]["by"], "bob");
 }
 
@@ -151,6 +166,9 @@ fn an_undecided_hold_times_out_as_a_denial() {
         result.body
     );
     assert!(facilitator.settlements().is_empty());
+    wait_for_hold_line(&purser, "timed_out", |line| {
+        line["approval"]["outcome"] == "timed_out"
+    });
     assert_eq!(
         hold_lines(&purser).pop().unwrap()["approval"]["outcome"],
         "timed_out"

@@ -40,6 +40,26 @@ fn decisions(purser: &Purser) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Waits (bounded) until `condition` holds: settlement lines are queued to the trace
+/// writer, so they can follow the answer. The caller then asserts what it needs.
+fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// How many settlement lines there are (of `outcome`, if given).
+fn settlements(purser: &Purser, outcome: Option<&str>) -> usize {
+    purser
+        .trace_lines()
+        .iter()
+        .filter(|l| l["kind"] == "settlement" && outcome.is_none_or(|o| l["outcome"] == o))
+        .count()
+}
+
 #[test]
 fn a_payment_in_explore_is_blocked_and_settles_after_commit() {
     let dir = TempDir::new("interop-phase");
@@ -66,6 +86,7 @@ fn a_payment_in_explore_is_blocked_and_settles_after_commit() {
     assert_eq!(facilitator.settlements().len(), 1);
     assert_eq!(facilitator.settled_atomic(), 50_000);
 
+    wait_for(|| settlements(&purser, None) >= 1);
     let lines = purser.trace_lines();
     let settled: Vec<_> = lines.iter().filter(|l| l["kind"] == "settlement").collect();
     assert_eq!(settled.len(), 1);
@@ -234,11 +255,8 @@ fn two_hundred_concurrent_payments_never_overspend_a_one_dollar_budget() {
     // under CI saw 12 of 200): what Purser owes is that each one is released, below, and
     // that the budget is still spent in full (`allowed`, at the end).
     assert_eq!(allowed + denied + refused_by_merchant, 200);
-    let released = purser
-        .trace_lines()
-        .iter()
-        .filter(|l| l["kind"] == "settlement" && l["outcome"] == "released")
-        .count();
+    wait_for(|| settlements(&purser, Some("released")) == refused_by_merchant);
+    let released = settlements(&purser, Some("released"));
     assert_eq!(released, refused_by_merchant);
     let settled = facilitator.settled_atomic();
     assert!(

@@ -39,6 +39,19 @@ fn lines(purser: &Purser, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The settlement lines, once `count` are written: they are queued to the trace writer,
+/// so they can follow the answer.
+fn settlements(purser: &Purser, count: usize) -> Vec<serde_json::Value> {
+    for _ in 0..1200 {
+        let settled = lines(purser, "settlement");
+        if settled.len() >= count {
+            return settled;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    lines(purser, "settlement")
+}
+
 fn refused(result: &Paid, rule: &str) {
     assert_eq!(result.status, 403, "{}", result.body);
     assert_eq!(result.header("x-purser-decision"), Some("DENIED"));
@@ -87,7 +100,7 @@ fn an_evm_charge_is_refused_in_explore_and_settles_once_in_commit() {
     assert_eq!(decision["amount_usd"], "0.01");
     assert_eq!(decision["payer"], support::mpp::PAYER);
     assert!(decision.get("x402_version").is_none());
-    let settled = lines(&purser, "settlement");
+    let settled = settlements(&purser, 1);
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(settled[0]["decision_trace_id"], decision["trace_id"]);
@@ -122,7 +135,7 @@ fn a_tempo_charge_broadcasts_nothing_in_explore_and_once_in_commit() {
         .as_str()
         .unwrap()
         .starts_with("tempo_tx:"));
-    let settled = lines(&purser, "settlement");
+    let settled = settlements(&purser, 1);
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(spent(&purser, "agent.t"), "0.01");
@@ -170,7 +183,7 @@ fn a_replayed_credential_is_refused_and_settles_once() {
     assert_eq!(results[0].authorization, results[1].authorization);
     refused(&results[1], "replayed_payment");
     assert_eq!(merchant.evm_settled(), [10_000]);
-    assert_eq!(lines(&purser, "settlement").len(), 1);
+    assert_eq!(settlements(&purser, 1).len(), 1);
 }
 
 #[test]
@@ -218,7 +231,7 @@ fn an_x402_client_paying_the_same_merchant_counts_only_its_x402_payment() {
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0]["x402_version"], 2);
     assert!(decisions[0].get("protocol").is_none());
-    let settled = lines(&purser, "settlement");
+    let settled = settlements(&purser, 1);
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(spent(&purser, "agent.x"), "0.01");
@@ -243,7 +256,7 @@ fn the_mppx_agent_pays_the_mppx_merchant_once_and_only_in_commit() {
     let decision = lines(&purser, "decision").pop().unwrap();
     assert_eq!(decision["protocol"], "mpp");
     assert_eq!(decision["scheme"], "evm/charge");
-    let settled = lines(&purser, "settlement");
+    let settled = settlements(&purser, 1);
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["outcome"], "committed");
     assert_eq!(spent(&purser, "agent.n"), "0.01");

@@ -64,6 +64,22 @@ fn lines(purser: &Purser, kind: &str, session: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The settlement lines about `session`, once there is one: they are queued to the trace
+/// writer, so they can follow the answer.
+fn settlements(purser: &Purser, session: &str) -> Vec<Value> {
+    for _ in 0..1200 {
+        let settled = lines(purser, "settlement", session);
+        if !settled.is_empty() {
+            return settled;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "no settlement line for agent.{session}:\n{}",
+        purser.stderr()
+    );
+}
+
 #[test]
 fn a_permit2_exact_payment_commits_what_it_signed() {
     let dir = TempDir::new("schemes-permit2");
@@ -89,7 +105,7 @@ fn a_permit2_exact_payment_commits_what_it_signed() {
     assert_eq!(decision["scheme"], "exact");
     assert_eq!(decision["amount_atomic"], "20000");
     assert_eq!(decision["amount_usd"], "0.02");
-    let settlement = &lines(&purser, "settlement", "p2")[0];
+    let settlement = &settlements(&purser, "p2")[0];
     assert_eq!(settlement["outcome"], "committed");
     assert_eq!(settlement["amount_usd"], "0.02");
     assert_eq!(session(&purser, "p2")["spent"], "0.02");
@@ -118,7 +134,7 @@ fn an_upto_payment_reserves_its_maximum_and_commits_what_the_receipt_charged() {
     assert_eq!(decision["amount_usd"], "0.1");
     assert_eq!(decision["budget"]["reserved"], "0.1");
     // ...and the settlement committed what the receipt charged; the rest went back.
-    let settlement = &lines(&purser, "settlement", "up")[0];
+    let settlement = &settlements(&purser, "up")[0];
     assert_eq!(settlement["outcome"], "committed");
     assert_eq!(settlement["amount_atomic"], "37000");
     assert_eq!(settlement["amount_usd"], "0.037");

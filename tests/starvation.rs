@@ -419,7 +419,7 @@ async fn the_refusal_rate_and_the_disk_alarm_are_set_on_the_command_line() {
         purser.metric("purser_trace_disk_alarm_bytes"),
         24.0 * 1024.0
     );
-    assert!(purser.stderr().contains("past --trace-alarm-size"));
+    assert!(support::eventually(|| purser.stderr().contains("past --trace-alarm-size")).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

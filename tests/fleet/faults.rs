@@ -77,13 +77,14 @@ async fn a_replica_killed_mid_payment_leaves_its_reservation_counted_then_unknow
     let (status, body) = survivor.admin("GET", "/v1/payments?outcome=unknown", None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("rs_"), "listed for an operator: {body}");
+    // The sweeper commits, then queues its line to the trace writer.
     assert!(
-        survivor
+        wait_for(|| survivor
             .trace_lines()
             .iter()
             .any(|line| line["kind"] == "settlement"
                 && line["outcome"] == "unknown"
-                && line["reason"].as_str().is_some_and(|r| r.contains("r1"))),
+                && line["reason"].as_str().is_some_and(|r| r.contains("r1")))),
         "the sweep is traced"
     );
 

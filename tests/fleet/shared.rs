@@ -199,6 +199,12 @@ async fn a_challenge_seen_on_one_replica_prices_the_payment_on_another() {
         .await
         .expect("the 402 through A");
     assert_eq!(asked.status.as_u16(), 402, "{}", asked.excerpt());
+    // A's 402 waits only briefly for its challenge to be shared: under load the row can
+    // land after the answer, so B's payment waits for it.
+    assert!(
+        wait_for(|| fleet.number("SELECT count(*) FROM purser_challenges") >= 1.0),
+        "A never shared the challenge it passed back"
+    );
 
     let mut on_b = Conn::new(b.proxy);
     let paid = pay(&mut on_b, "s1", &url, 1, 10_000).await;

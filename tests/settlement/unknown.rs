@@ -166,8 +166,13 @@ fn a_payment_whose_request_goes_away_upstream_stays_counted_as_unknown() {
     // The agent hangs up while its payment is upstream.
     agent.shutdown(std::net::Shutdown::Both).unwrap();
     drop(agent);
-    wait_for("the payment to become unknown", || {
+    // The payment's details (its `why`) can land just after the ledger's figures.
+    wait_for("the payment to become unknown, saying why", || {
         spent(&purser, "gone") == ("0.25".into(), "0.25".into())
+            && unknown_payments(&purser, "?outcome=unknown")
+                .first()
+                .and_then(|payment| payment["why"].as_str())
+                .is_some_and(|why| why.contains("went away"))
     });
     assert_eq!(session(&purser, "gone")["reserved"], "0");
     let listed = unknown_payments(&purser, "?outcome=unknown");

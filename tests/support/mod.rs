@@ -142,12 +142,14 @@ impl Purser {
         self.dir.path().join("trace.jsonl")
     }
 
-    /// The proof log's lines, parsed.
+    /// The proof log's complete lines, parsed. A last line still being appended (no
+    /// '\n' yet) is left out; every complete line must be JSON.
     pub(crate) fn trace_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.trace_path())
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("trace line is JSON"))
+        let bytes = std::fs::read(self.trace_path()).unwrap_or_default();
+        bytes
+            .split_inclusive(|&byte| byte == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\n"))
+            .map(|line| serde_json::from_slice(line).expect("trace line is JSON"))
             .collect()
     }
 
