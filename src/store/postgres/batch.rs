@@ -233,8 +233,16 @@ async fn reserve_batch(
         &until,
         &now,
     ];
-    let decided = client.query(&statement, params);
-    let (rows, _) = tokio::try_join!(decided, client.query(&flush, &[]))?;
+    let (decided, flushed) =
+        tokio::join!(client.query(&statement, params), client.query(&flush, &[]));
+    let rows = decided?;
+    if let Err(error) = flushed {
+        // The decisions committed but are not known to be on disk: none may leave, and
+        // an error that may have been done has their bookings given back.
+        return Err(StoreError::Unreachable(format!(
+            "the decisions were booked but not flushed to disk ({error});              check that Purser's role may call pg_logical_emit_message"
+        )));
+    }
     rows.iter().map(reserved_row).collect()
 }
 

@@ -25,8 +25,9 @@ const BATCH: usize = 512;
 /// applies them: under a steady trickle, one transaction per gathering rather than one
 /// per payment, and the fleet row that every decision locks is held less often.
 const GATHER: Duration = Duration::from_millis(10);
-/// How long applied batches are kept to be applied again after a store restart: well
-/// past the time PostgreSQL takes to flush an asynchronous commit (3 × wal_writer_delay).
+/// How long a server must be seen running after it took a batch before the batch is
+/// let go: well past the time PostgreSQL takes to flush an asynchronous commit (3 ×
+/// wal_writer_delay). Until then it is kept, to be applied again after a restart.
 const REDO_WINDOW: Duration = Duration::from_secs(5);
 /// How often the writer, idle with batches still kept, asks whether the store restarted.
 const RESTART_CHECK: Duration = Duration::from_secs(1);
@@ -183,10 +184,10 @@ async fn run(
             tokio::select! {
                 received = receiver.recv_many(&mut batch, BATCH) => received,
                 () = tokio::time::sleep(RESTART_CHECK) => {
+                    let asked = Instant::now();
                     if let Ok(server) = server_started(&link).await {
-                        recent.seen(&link, server).await;
+                        recent.seen(&link, server, asked).await;
                     }
-                    recent.expire();
                     continue;
                 }
             }
@@ -206,18 +207,18 @@ async fn run(
         let last = batch.last().map_or(0, |(number, _)| *number);
         let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
         let json = serde_json::to_string(&writes).unwrap_or_else(|_| "[]".into());
+        let asked = Instant::now();
         if let Some(server) = apply_until_done(&link, &json, &writes).await {
-            recent.seen(&link, server).await;
+            recent.seen(&link, server, asked).await;
         }
-        recent.expire();
         recent.batches.push_back((Instant::now(), json));
         let _ = applied.send(last);
         batch.clear();
     }
 }
 
-/// The batches applied within [`REDO_WINDOW`], and the start time of the server that
-/// took them.
+/// The batches the store may not have on disk yet, each with when it was applied, and
+/// the start time of the server that took them.
 #[derive(Default)]
 struct Recent {
     batches: VecDeque<(Instant, String)>,
@@ -225,28 +226,32 @@ struct Recent {
 }
 
 impl Recent {
-    /// The store answered, started at `server`: if that is a new start, the kept batches
-    /// are applied again.
-    async fn seen(&mut self, link: &Link, server: String) {
+    /// The store answered a question asked at `asked`, and it started at `server`. A new
+    /// start: the kept batches are applied again (to it, now). The same start: the
+    /// server ran on past `asked`, so what it took [`REDO_WINDOW`] before that is on its
+    /// disk, and is let go. Time alone lets nothing go: a store that is down, or a
+    /// replica that stood still, proves nothing was flushed.
+    async fn seen(&mut self, link: &Link, server: String, asked: Instant) {
         if self
             .started
             .as_ref()
             .is_some_and(|before| *before != server)
         {
             redo(link, &self.batches).await;
+            let now = Instant::now();
+            for (at, _) in &mut self.batches {
+                *at = now;
+            }
+        } else {
+            while self
+                .batches
+                .front()
+                .is_some_and(|(at, _)| asked.saturating_duration_since(*at) > REDO_WINDOW)
+            {
+                self.batches.pop_front();
+            }
         }
         self.started = Some(server);
-    }
-
-    fn expire(&mut self) {
-        let now = Instant::now();
-        while self
-            .batches
-            .front()
-            .is_some_and(|(at, _)| now - *at > REDO_WINDOW)
-        {
-            self.batches.pop_front();
-        }
     }
 }
 
